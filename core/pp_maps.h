@@ -1,0 +1,39 @@
+/* A process's executable file mappings, as /proc/PID/maps lists them. Raw stacks cross
+ * processes as PCs plus the text of their process's maps; this turns a PC into
+ * (object path, file offset), which is the same for identical code in every process.
+ * Not async-signal-safe. */
+#ifndef PP_MAPS_H
+#define PP_MAPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+typedef struct {
+    uint64_t start, end;        /* [start, end) in the process's address space */
+    uint64_t offset;            /* file offset of start */
+    const char *path;           /* owned by the pp_maps */
+} pp_map_entry;
+
+typedef struct pp_maps pp_maps;
+
+/* Parse maps text (the format of /proc/PID/maps). Keeps executable mappings of regular
+ * files; "[vdso]" is kept too so that its frames can be named. NULL on out of memory. */
+pp_maps *pp_maps_parse(const char *text, size_t len);
+
+/* Read and parse a maps file; path NULL means "/proc/self/maps" (the test seam). */
+pp_maps *pp_maps_read(const char *path);
+
+/* The executable lines of a maps file, as text for pp_maps_parse in another process.
+ * *out is malloc'ed. path NULL: /proc/self/maps. */
+int pp_maps_read_text(const char *path, char **out, size_t *outlen);
+
+void pp_maps_free(pp_maps *m);
+
+size_t pp_maps_count(const pp_maps *m);
+const pp_map_entry *pp_maps_get(const pp_maps *m, size_t i);
+
+/* The entry containing pc, or NULL. */
+const pp_map_entry *pp_maps_find(const pp_maps *m, uint64_t pc);
+
+#endif

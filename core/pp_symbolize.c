@@ -1,0 +1,315 @@
+#include "pp_symbolize.h"
+#include "pp_hash.h"
+#include "pp_log.h"
+
+#include <elfutils/libdw.h>
+#include <elfutils/libdwfl.h>
+#include <dwarf.h>
+#include <gelf.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    Dwfl *dwfl;                 /* NULL: the object could not be opened */
+    Dwfl_Module *mod;
+    char *build_id;
+    int has_lines;
+} object;
+
+struct pp_symbolizer {
+    pp_hash *ix;                /* path -> index in objs */
+    object *objs;
+    size_t n, cap;
+    pp_hash *names;             /* interned strings handed out as const char * */
+    char **strs;
+    size_t nstrs, capstrs;
+};
+
+static char *debuginfo_path;
+
+static const Dwfl_Callbacks callbacks = {
+    .find_elf = dwfl_build_id_find_elf,
+    .find_debuginfo = dwfl_standard_find_debuginfo,
+    .section_address = dwfl_offline_section_address,
+    .debuginfo_path = &debuginfo_path,
+};
+
+pp_symbolizer *pp_symbolizer_new(void)
+{
+    pp_symbolizer *s = calloc(1, sizeof(*s));
+
+    if (!s) {
+        return NULL;
+    }
+    s->ix = pp_hash_new();
+    s->names = pp_hash_new();
+    if (!s->ix || !s->names) {
+        pp_symbolizer_free(s);
+        return NULL;
+    }
+    return s;
+}
+
+void pp_symbolizer_free(pp_symbolizer *s)
+{
+    size_t i;
+
+    if (!s) {
+        return;
+    }
+    for (i = 0; i < s->n; i++) {
+        if (s->objs[i].dwfl) {
+            dwfl_end(s->objs[i].dwfl);
+        }
+        free(s->objs[i].build_id);
+    }
+    for (i = 0; i < s->nstrs; i++) {
+        free(s->strs[i]);
+    }
+    free(s->strs);
+    free(s->objs);
+    pp_hash_free(s->ix);
+    pp_hash_free(s->names);
+    free(s);
+}
+
+/* Strings from libdw live as long as the Dwfl; we copy to keep a stable, deduplicated
+ * pointer that outlives nothing the caller can see. */
+static const char *intern(pp_symbolizer *s, const char *str)
+{
+    uint64_t ix = s->nstrs;
+    int rc;
+
+    if (!str) {
+        return NULL;
+    }
+    rc = pp_hash_intern(s->names, str, strlen(str), &ix);
+    if (rc == 1) {
+        return s->strs[ix];
+    }
+    if (rc < 0) {
+        return NULL;
+    }
+    if (s->nstrs == s->capstrs) {
+        size_t ncap = s->capstrs ? s->capstrs * 2 : 256;
+        char **ns = realloc(s->strs, ncap * sizeof(char *));
+        if (!ns) {
+            return NULL;
+        }
+        s->strs = ns;
+        s->capstrs = ncap;
+    }
+    if (!(s->strs[s->nstrs] = strdup(str))) {
+        return NULL;
+    }
+    return s->strs[s->nstrs++];
+}
+
+static void open_object(pp_symbolizer *s, object *o, const char *path)
+{
+    const unsigned char *bits;
+    GElf_Addr vaddr;
+    int len, i;
+    Dwarf_Addr bias;
+
+    memset(o, 0, sizeof(*o));
+    if (path[0] != '/') {
+        return;
+    }
+    if (!(o->dwfl = dwfl_begin(&callbacks))) {
+        return;
+    }
+    /* Offline reporting places the object at its link-time addresses (bias 0), so an
+     * address is the file offset translated through the program headers. */
+    o->mod = dwfl_report_offline(o->dwfl, path, path, -1);
+    dwfl_report_end(o->dwfl, NULL, NULL);
+    if (!o->mod) {
+        pp_log(PP_LOG_DEBUG, "PP0201", "cannot read %s: %s", path, dwfl_errmsg(-1));
+        dwfl_end(o->dwfl);
+        o->dwfl = NULL;
+        return;
+    }
+    len = dwfl_module_build_id(o->mod, &bits, &vaddr);
+    if (len > 0 && (o->build_id = malloc((size_t)len * 2 + 1))) {
+        for (i = 0; i < len; i++) {
+            static const char hex[] = "0123456789abcdef";
+            o->build_id[2 * i] = hex[bits[i] >> 4];
+            o->build_id[2 * i + 1] = hex[bits[i] & 15];
+        }
+        o->build_id[2 * len] = '\0';
+    }
+    o->has_lines = dwfl_module_getdwarf(o->mod, &bias) != NULL;
+}
+
+static object *get_object(pp_symbolizer *s, const char *path)
+{
+    uint64_t ix = s->n;
+    int rc = pp_hash_intern(s->ix, path, strlen(path), &ix);
+
+    if (rc == 1) {
+        return &s->objs[ix];
+    }
+    if (rc < 0) {
+        return NULL;
+    }
+    if (s->n == s->cap) {
+        size_t ncap = s->cap ? s->cap * 2 : 32;
+        object *no = realloc(s->objs, ncap * sizeof(object));
+        if (!no) {
+            return NULL;
+        }
+        s->objs = no;
+        s->cap = ncap;
+    }
+    open_object(s, &s->objs[s->n], path);
+    return &s->objs[s->n++];
+}
+
+/* File offset to link-time virtual address, through the PT_LOAD that holds it. */
+static int offset_to_vaddr(Dwfl_Module *mod, uint64_t off, GElf_Addr *vaddr)
+{
+    GElf_Addr bias;
+    Elf *elf = dwfl_module_getelf(mod, &bias);
+    size_t phnum, i;
+
+    if (!elf || elf_getphdrnum(elf, &phnum) != 0) {
+        return -1;
+    }
+    for (i = 0; i < phnum; i++) {
+        GElf_Phdr ph;
+        if (gelf_getphdr(elf, (int)i, &ph) && ph.p_type == PT_LOAD &&
+            off >= ph.p_offset && off < ph.p_offset + ph.p_filesz) {
+            *vaddr = off - ph.p_offset + ph.p_vaddr + bias;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static const char *die_name(Dwarf_Die *die)
+{
+    Dwarf_Attribute attr;
+    const char *name = dwarf_formstring(dwarf_attr_integrate(die, DW_AT_name, &attr));
+
+    return name;
+}
+
+static int decl_line(Dwarf_Die *die)
+{
+    int line = 0;
+
+    if (dwarf_decl_line(die, &line) != 0) {
+        Dwarf_Attribute attr;
+        Dwarf_Word w;
+        if (dwarf_formudata(dwarf_attr_integrate(die, DW_AT_decl_line, &attr), &w) == 0) {
+            line = (int)w;
+        }
+    }
+    return line;
+}
+
+/* Inline chain from DWARF scopes: the innermost function is at the line table's
+ * file:line; each enclosing function is at the call site of the one inside it. */
+static int dwarf_frames(pp_symbolizer *s, object *o, GElf_Addr addr, const char *symname,
+                        pp_frame *frames, int max)
+{
+    Dwarf_Addr bias;
+    Dwarf_Die *cudie = dwfl_module_addrdie(o->mod, addr, &bias), *scopes = NULL;
+    Dwfl_Line *dl = dwfl_module_getsrc(o->mod, addr);
+    Dwarf_Files *files = NULL;
+    const char *file = NULL;
+    int line = 0, n = 0, nscopes, i;
+
+    if (dl) {
+        file = dwfl_lineinfo(dl, NULL, &line, NULL, NULL, NULL);
+    }
+    if (!cudie) {
+        goto fallback;
+    }
+    nscopes = dwarf_getscopes(cudie, addr - bias, &scopes);
+    dwarf_getsrcfiles(cudie, &files, NULL);
+    for (i = 0; i < nscopes && n < max; i++) {
+        int tag = dwarf_tag(&scopes[i]);
+        Dwarf_Attribute attr;
+        Dwarf_Word w;
+
+        if (tag != DW_TAG_inlined_subroutine && tag != DW_TAG_subprogram) {
+            continue;
+        }
+        frames[n].function = intern(s, die_name(&scopes[i]));
+        frames[n].file = intern(s, file);
+        frames[n].line = line;
+        frames[n].start_line = decl_line(&scopes[i]);
+        if (tag == DW_TAG_subprogram) {
+            /* The symbol table's name is the one people grep for. */
+            if (symname) {
+                frames[n].function = intern(s, symname);
+            }
+            n++;
+            break;
+        }
+        n++;
+        /* The next enclosing function is at this inlined call's site. */
+        file = NULL;
+        line = 0;
+        if (files && dwarf_formudata(dwarf_attr(&scopes[i], DW_AT_call_file, &attr), &w) == 0) {
+            file = dwarf_filesrc(files, w, NULL, NULL);
+        }
+        if (dwarf_formudata(dwarf_attr(&scopes[i], DW_AT_call_line, &attr), &w) == 0) {
+            line = (int)w;
+        }
+    }
+    free(scopes);
+    if (n > 0) {
+        return n;
+    }
+fallback:
+    if (!symname && !file) {
+        return 0;
+    }
+    frames[0].function = intern(s, symname);
+    frames[0].file = intern(s, file);
+    frames[0].line = line;
+    frames[0].start_line = 0;
+    return 1;
+}
+
+int pp_symbolize(pp_symbolizer *s, const char *path, uint64_t file_offset,
+                 pp_frame *frames, int max)
+{
+    object *o = get_object(s, path);
+    GElf_Addr addr;
+    GElf_Off symoff;
+    GElf_Sym sym;
+    const char *symname;
+
+    if (!o || !o->dwfl || max <= 0 || offset_to_vaddr(o->mod, file_offset, &addr) != 0) {
+        return 0;
+    }
+    symname = dwfl_module_addrinfo(o->mod, addr, &symoff, &sym, NULL, NULL, NULL);
+    if (o->has_lines) {
+        return dwarf_frames(s, o, addr, symname, frames, max);
+    }
+    if (!symname) {
+        return 0;
+    }
+    frames[0].function = intern(s, symname);
+    frames[0].file = NULL;
+    frames[0].line = 0;
+    frames[0].start_line = 0;
+    return 1;
+}
+
+const char *pp_symbolizer_build_id(pp_symbolizer *s, const char *path)
+{
+    object *o = get_object(s, path);
+
+    return o ? o->build_id : NULL;
+}
+
+int pp_symbolizer_has_lines(pp_symbolizer *s, const char *path)
+{
+    object *o = get_object(s, path);
+
+    return o ? o->has_lines : 0;
+}

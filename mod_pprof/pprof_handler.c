@@ -1,0 +1,307 @@
+/* Endpoint dispatch and the endpoints that need no profiling machinery: the index page,
+ * cmdline and symbol. Each follows Go 1.19's net/http/pprof in status, headers and text. */
+#include "mod_pprof.h"
+#include "pprof_handler.h"
+
+#include "http_core.h"
+#include "http_log.h"
+#include "http_protocol.h"
+#include "http_request.h"
+#include "util_script.h"
+#include "apr_strings.h"
+
+#include "pp_maps.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef APLOG_USE_MODULE
+APLOG_USE_MODULE(pprof);
+#endif
+
+/* pprof sends a few addresses per request; this bounds what a client can make us read. */
+#define SYMBOL_BODY_MAX (8 * 1024 * 1024)
+
+typedef struct {
+    const char *name;
+    int (*serve)(request_rec *r, apr_table_t *args);
+    long (*count)(request_rec *r);      /* NULL: Go shows 0 */
+    int listed;                          /* on the index page */
+    const char *desc;
+} endpoint;
+
+static int serve_cmdline(request_rec *r, apr_table_t *args);
+static int serve_symbol(request_rec *r, apr_table_t *args);
+
+/* Sorted by name, as Go sorts the index. Names not here answer 404 "Unknown profile". */
+static const endpoint endpoints[] = {
+    { "cmdline", serve_cmdline, NULL, 1,
+      "The command line of the server's parent process, as it was started" },
+    { "symbol", serve_symbol, NULL, 0, NULL },
+};
+
+int pprof_serve_error(request_rec *r, int status, const char *txt)
+{
+    r->status = status;
+    ap_set_content_type(r, "text/plain; charset=utf-8");
+    apr_table_setn(r->headers_out, "X-Go-Pprof", "1");
+    apr_table_setn(r->headers_out, "X-Content-Type-Options", "nosniff");
+    apr_table_unset(r->headers_out, "Content-Disposition");
+    if (!r->header_only) {
+        ap_rvputs(r, txt, "\n", NULL);
+    }
+    return OK;
+}
+
+static int serve_cmdline(request_rec *r, apr_table_t *args)
+{
+    const process_rec *proc = r->server->process;
+    int i;
+
+    ap_set_content_type(r, "text/plain; charset=utf-8");
+    if (r->header_only) {
+        return OK;
+    }
+    for (i = 0; i < proc->argc; i++) {
+        if (i > 0) {
+            ap_rwrite("", 1, r);
+        }
+        ap_rputs(proc->argv[i], r);
+    }
+    return OK;
+}
+
+/* Go's strconv.ParseUint(word, 0, 64): 0x/0o/0b prefixes, a leading 0 for octal, no sign
+ * and no spaces. 0 for anything else, which Go then skips. */
+static apr_uint64_t parse_uint0(const char *s, size_t len)
+{
+    char buf[80], *end;
+    int base = 10;
+    const char *digits = buf;
+    apr_uint64_t v;
+
+    if (len == 0 || len >= sizeof(buf)) {
+        return 0;
+    }
+    memcpy(buf, s, len);
+    buf[len] = '\0';
+    if (buf[0] < '0' || buf[0] > '9') {
+        return 0;
+    }
+    if (buf[0] == '0' && len > 1) {
+        switch (buf[1]) {
+        case 'x': case 'X': base = 16; digits = buf + 2; break;
+        case 'o': case 'O': base = 8; digits = buf + 2; break;
+        case 'b': case 'B': base = 2; digits = buf + 2; break;
+        default: base = 8; digits = buf + 1; break;
+        }
+    }
+    if (!*digits || *digits == '-' || *digits == '+' || *digits == ' ') {
+        return 0;
+    }
+    errno = 0;
+    v = strtoull(digits, &end, base);
+    if (errno || *end) {
+        return 0;
+    }
+    return v;
+}
+
+static int read_body(request_rec *r, char **out, apr_size_t *outlen)
+{
+    apr_size_t cap = 8192, n = 0;
+    char *buf = apr_palloc(r->pool, cap);
+    int rc;
+
+    if ((rc = ap_setup_client_block(r, REQUEST_CHUNKED_DECHUNK)) != OK) {
+        return rc;
+    }
+    if (ap_should_client_block(r)) {
+        for (;;) {
+            long got;
+            if (n == cap) {
+                char *nb;
+                if (cap >= SYMBOL_BODY_MAX) {
+                    return HTTP_REQUEST_ENTITY_TOO_LARGE;
+                }
+                nb = apr_palloc(r->pool, cap * 2);
+                memcpy(nb, buf, n);
+                buf = nb;
+                cap *= 2;
+            }
+            got = ap_get_client_block(r, buf + n, cap - n);
+            if (got < 0) {
+                return HTTP_BAD_REQUEST;
+            }
+            if (got == 0) {
+                break;
+            }
+            n += (apr_size_t)got;
+        }
+    }
+    *out = buf;
+    *outlen = n;
+    return OK;
+}
+
+/* Go's Symbol: "num_symbols: 1", then "0xADDR name" for each '+'-separated address that
+ * names code of this process; unknown addresses are left out. */
+static int serve_symbol(request_rec *r, apr_table_t *args)
+{
+    const char *in;
+    apr_size_t inlen;
+    pp_maps *maps = NULL;
+    pp_symbolizer *sym;
+    char *body;
+    const char *p, *end;
+    int rc;
+
+    if (r->method_number == M_POST) {
+        if ((rc = read_body(r, &body, &inlen)) != OK) {
+            return rc == HTTP_REQUEST_ENTITY_TOO_LARGE
+                ? pprof_serve_error(r, rc, "request body too large")
+                : pprof_serve_error(r, rc, "reading request: failed");
+        }
+        in = body;
+    } else {
+        in = r->args ? r->args : "";
+        inlen = strlen(in);
+    }
+    ap_set_content_type(r, "text/plain; charset=utf-8");
+    /* Buffer the whole answer: Go reads the whole request before it writes. */
+    {
+        apr_bucket_brigade *bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
+        apr_brigade_puts(bb, NULL, NULL, "num_symbols: 1\n");
+        maps = pp_maps_read(NULL);
+        sym = maps ? pprof_symbolizer_lock() : NULL;
+        for (p = in, end = in + inlen; p < end && sym;) {
+            const char *plus = memchr(p, '+', (apr_size_t)(end - p));
+            apr_size_t wlen = plus ? (apr_size_t)(plus - p) : (apr_size_t)(end - p);
+            apr_uint64_t pc = parse_uint0(p, wlen);
+            const pp_map_entry *e = pc ? pp_maps_find(maps, pc) : NULL;
+            pp_frame fr[8];
+
+            if (e && pp_symbolize(sym, e->path, pc - e->start + e->offset, fr, 8) > 0 &&
+                fr[0].function) {
+                apr_brigade_printf(bb, NULL, NULL, "0x%" APR_UINT64_T_HEX_FMT " %s\n", pc,
+                                   fr[0].function);
+            }
+            p += wlen + 1;
+        }
+        if (sym) {
+            pprof_symbolizer_unlock();
+        }
+        pp_maps_free(maps);
+        if (!r->header_only) {
+            return ap_pass_brigade(r->output_filters, bb) == APR_SUCCESS ? OK : AP_FILTER_ERROR;
+        }
+    }
+    return OK;
+}
+
+static void html_escape_puts(request_rec *r, const char *s)
+{
+    ap_rputs(ap_escape_html(r->pool, s), r);
+}
+
+/* Go's Index page: a table of counts and names linking to name?debug=1, the full
+ * goroutine dump link, then the descriptions. */
+static int serve_index(request_rec *r)
+{
+    size_t i;
+
+    ap_set_content_type(r, "text/html; charset=utf-8");
+    if (r->header_only) {
+        return OK;
+    }
+    ap_rputs("<html>\n<head>\n<title>/debug/pprof/</title>\n<style>\n.profile-name{\n"
+             "\tdisplay:inline-block;\n\twidth:6rem;\n}\n</style>\n</head>\n<body>\n"
+             "/debug/pprof/<br>\n<br>\nTypes of profiles available:\n<table>\n"
+             "<thead><td>Count</td><td>Profile</td></thead>\n", r);
+    for (i = 0; i < sizeof(endpoints) / sizeof(endpoints[0]); i++) {
+        const endpoint *e = &endpoints[i];
+        if (!e->listed) {
+            continue;
+        }
+        ap_rprintf(r, "<tr><td>%ld</td><td><a href='%s?debug=1'>", e->count ? e->count(r) : 0,
+                   e->name);
+        html_escape_puts(r, e->name);
+        ap_rputs("</a></td></tr>\n", r);
+    }
+    ap_rputs("</table>\n<a href=\"goroutine?debug=2\">full goroutine stack dump</a>\n<br>\n"
+             "<p>\nProfile Descriptions:\n<ul>\n", r);
+    for (i = 0; i < sizeof(endpoints) / sizeof(endpoints[0]); i++) {
+        const endpoint *e = &endpoints[i];
+        if (!e->listed) {
+            continue;
+        }
+        ap_rputs("<li><div class=profile-name>", r);
+        html_escape_puts(r, e->name);
+        ap_rputs(": </div> ", r);
+        html_escape_puts(r, e->desc);
+        ap_rputs("</li>\n", r);
+    }
+    ap_rputs("</ul>\n</p>\n</body>\n</html>", r);
+    return OK;
+}
+
+/* The endpoint is what follows the <Location> prefix (Go's Index trims "/debug/pprof/").
+ * SetHandler is core's directive, so the section's path is core's per-dir "d"; under a
+ * <LocationMatch> or outside a <Location>, the last path segment names the endpoint.
+ * NULL: the prefix itself without its slash, which Go's ServeMux redirects. */
+static const char *endpoint_name(request_rec *r)
+{
+    core_dir_config *core = ap_get_core_module_config(r->per_dir_config);
+    const char *uri = r->uri, *rest, *loc = core ? core->d : NULL;
+    size_t plen;
+
+    if (loc && !core->r && !core->d_is_fnmatch && loc[0] == '/' &&
+        (plen = strlen(loc)) > 1 && strncmp(uri, loc, plen) == 0) {
+        rest = uri + plen;
+        if (*rest == '\0' && loc[plen - 1] != '/') {
+            return NULL;
+        }
+        if (*rest == '/') {
+            rest++;
+        }
+        return rest;
+    }
+    rest = strrchr(uri, '/');
+    return rest ? rest + 1 : uri;
+}
+
+int pprof_handler(request_rec *r)
+{
+    apr_table_t *args = NULL;
+    const char *name;
+    size_t i;
+    int rc;
+
+    if (!r->handler || strcmp(r->handler, PPROF_HANDLER) != 0) {
+        return DECLINED;
+    }
+    if (!(name = endpoint_name(r))) {
+        /* Go's ServeMux redirects "/debug/pprof" to "/debug/pprof/". */
+        const char *loc = apr_pstrcat(r->pool, ap_escape_uri(r->pool, r->uri), "/",
+                                      r->args ? "?" : "", r->args ? r->args : "", NULL);
+        apr_table_setn(r->headers_out, "Location", ap_construct_url(r->pool, loc, r));
+        return HTTP_MOVED_PERMANENTLY;
+    }
+    apr_table_setn(r->headers_out, "X-Content-Type-Options", "nosniff");
+    ap_args_to_table(r, &args);
+    if (r->method_number != M_POST || strcmp(name, "symbol") != 0) {
+        if ((rc = ap_discard_request_body(r)) != OK) {
+            return rc;
+        }
+    }
+    if (*name == '\0') {
+        return serve_index(r);
+    }
+    for (i = 0; i < sizeof(endpoints) / sizeof(endpoints[0]); i++) {
+        if (strcmp(endpoints[i].name, name) == 0) {
+            return endpoints[i].serve(r, args);
+        }
+    }
+    return pprof_serve_error(r, HTTP_NOT_FOUND, "Unknown profile");
+}

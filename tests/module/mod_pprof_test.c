@@ -1,0 +1,218 @@
+/* mod_pprof_test: a test-only module with deterministic workloads, so tests can check
+ * what the profiles show. Never installed. Handler "pprof-test"; the last path segment
+ * picks the workload:
+ *   burn?ms=N      CPU in pprof_test_hot_a and pprof_test_hot_b, 3:1 by work done
+ *   sleep?ms=N     sleeps in pprof_test_sleep
+ *   retain?bytes=N allocates and keeps N bytes from pprof_test_retain (per child)
+ *   churn?bytes=N  allocates and frees N bytes in pprof_test_churn
+ *   lock?ms=N      holds a process-wide mutex for N ms in pprof_test_lock_hold
+ *   thread?ms=N    starts a thread (pprof_test_thread_main) that lives N ms
+ *   addr           prints "0xADDR pprof_test_hot_a" (and _b) for the symbol tests
+ *   pid            prints this child's pid
+ * Functions are noinline and built with -fno-inline so their names are on the stack. */
+#include "httpd.h"
+#include "http_config.h"
+#include "http_protocol.h"
+#include "http_log.h"
+#include "util_script.h"
+#include "apr_strings.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define NOINLINE __attribute__((noinline, used))
+
+/* Exported (not static) so that their names are in .dynsym as well as .symtab. */
+void pprof_test_hot_a(int units);
+void pprof_test_hot_b(int units);
+void pprof_test_sleep(long ms);
+void *pprof_test_retain(size_t bytes);
+void pprof_test_churn(size_t bytes);
+void pprof_test_lock_hold(long ms);
+int pprof_test_spawn(long ms);
+
+volatile unsigned long pprof_test_sink;
+static pthread_mutex_t test_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t retain_lock = PTHREAD_MUTEX_INITIALIZER;
+static void **retained;
+static size_t nretained, capretained;
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* The unit of work: a fixed loop, so work (not time) sets the ratio. */
+static NOINLINE void burn_unit(void)
+{
+    unsigned long x = pprof_test_sink;
+    int i;
+    for (i = 0; i < 20000; i++) {
+        x = x * 6364136223846793005UL + 1442695040888963407UL;
+    }
+    pprof_test_sink = x;
+}
+
+NOINLINE void pprof_test_hot_a(int units)
+{
+    int i;
+    for (i = 0; i < units; i++) {
+        burn_unit();
+    }
+    pprof_test_sink++;
+}
+
+NOINLINE void pprof_test_hot_b(int units)
+{
+    int i;
+    for (i = 0; i < units; i++) {
+        burn_unit();
+    }
+    pprof_test_sink += 2;
+}
+
+/* Burn for about ms milliseconds of wall time, in rounds of 3 units in a, 1 in b. */
+static NOINLINE void pprof_test_burn(long ms)
+{
+    double end = now_ms() + (double)ms;
+    do {
+        pprof_test_hot_a(3);
+        pprof_test_hot_b(1);
+    } while (now_ms() < end);
+}
+
+NOINLINE void pprof_test_sleep(long ms)
+{
+    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+    while (nanosleep(&ts, &ts) != 0) {
+    }
+}
+
+NOINLINE void *pprof_test_retain(size_t bytes)
+{
+    void *p = malloc(bytes);
+    if (!p) {
+        return NULL;
+    }
+    memset(p, 1, bytes);
+    pthread_mutex_lock(&retain_lock);
+    if (nretained == capretained) {
+        size_t ncap = capretained ? capretained * 2 : 64;
+        void **n = realloc(retained, ncap * sizeof(void *));
+        if (!n) {
+            pthread_mutex_unlock(&retain_lock);
+            free(p);
+            return NULL;
+        }
+        retained = n;
+        capretained = ncap;
+    }
+    retained[nretained++] = p;
+    pthread_mutex_unlock(&retain_lock);
+    return p;
+}
+
+NOINLINE void pprof_test_churn(size_t bytes)
+{
+    void *p = malloc(bytes);
+    if (p) {
+        memset(p, 2, bytes);
+        pprof_test_sink += ((unsigned char *)p)[bytes / 2];
+        free(p);
+    }
+}
+
+NOINLINE void pprof_test_lock_hold(long ms)
+{
+    pthread_mutex_lock(&test_lock);
+    pprof_test_sleep(ms);
+    pthread_mutex_unlock(&test_lock);
+}
+
+static NOINLINE void *pprof_test_thread_main(void *arg)
+{
+    pprof_test_sleep((long)(intptr_t)arg);
+    return NULL;
+}
+
+NOINLINE int pprof_test_spawn(long ms)
+{
+    pthread_t t;
+    int rc = pthread_create(&t, NULL, pprof_test_thread_main, (void *)(intptr_t)ms);
+    if (rc == 0) {
+        pthread_detach(t);
+    }
+    return rc;
+}
+
+static long arg_long(apr_table_t *args, const char *name, long dflt, long max)
+{
+    const char *v = args ? apr_table_get(args, name) : NULL;
+    long n = v ? strtol(v, NULL, 10) : dflt;
+    if (n < 0) {
+        n = 0;
+    }
+    return n > max ? max : n;
+}
+
+static int test_handler(request_rec *r)
+{
+    apr_table_t *args = NULL;
+    const char *what;
+
+    if (!r->handler || strcmp(r->handler, "pprof-test") != 0) {
+        return DECLINED;
+    }
+    what = strrchr(r->uri, '/');
+    what = what ? what + 1 : r->uri;
+    ap_args_to_table(r, &args);
+    ap_set_content_type(r, "text/plain");
+    if (strcmp(what, "burn") == 0) {
+        pprof_test_burn(arg_long(args, "ms", 100, 60000));
+    } else if (strcmp(what, "sleep") == 0) {
+        pprof_test_sleep(arg_long(args, "ms", 100, 60000));
+    } else if (strcmp(what, "retain") == 0) {
+        if (!pprof_test_retain((size_t)arg_long(args, "bytes", 1 << 20, 1L << 30))) {
+            return HTTP_INTERNAL_SERVER_ERROR;
+        }
+    } else if (strcmp(what, "churn") == 0) {
+        long n = arg_long(args, "count", 1, 1000000), i;
+        size_t bytes = (size_t)arg_long(args, "bytes", 1 << 20, 1L << 30);
+        for (i = 0; i < n; i++) {
+            pprof_test_churn(bytes);
+        }
+    } else if (strcmp(what, "lock") == 0) {
+        pprof_test_lock_hold(arg_long(args, "ms", 100, 60000));
+    } else if (strcmp(what, "thread") == 0) {
+        if (pprof_test_spawn(arg_long(args, "ms", 1000, 600000)) != 0) {
+            return HTTP_INTERNAL_SERVER_ERROR;
+        }
+    } else if (strcmp(what, "addr") == 0) {
+        ap_rprintf(r, "0x%" APR_UINT64_T_HEX_FMT " pprof_test_hot_a\n"
+                   "0x%" APR_UINT64_T_HEX_FMT " pprof_test_hot_b\n",
+                   (apr_uint64_t)(uintptr_t)pprof_test_hot_a,
+                   (apr_uint64_t)(uintptr_t)pprof_test_hot_b);
+        return OK;
+    } else if (strcmp(what, "pid") == 0) {
+        ap_rprintf(r, "%ld\n", (long)getpid());
+        return OK;
+    } else {
+        return HTTP_NOT_FOUND;
+    }
+    ap_rprintf(r, "ok %s pid=%ld\n", what, (long)getpid());
+    return OK;
+}
+
+static void register_hooks(apr_pool_t *p)
+{
+    ap_hook_handler(test_handler, NULL, NULL, APR_HOOK_MIDDLE);
+}
+
+AP_DECLARE_MODULE(pprof_test) = {
+    STANDARD20_MODULE_STUFF, NULL, NULL, NULL, NULL, NULL, register_hooks
+};
