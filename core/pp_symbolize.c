@@ -186,6 +186,23 @@ static int offset_to_vaddr(Dwfl_Module *mod, uint64_t off, GElf_Addr *vaddr)
     return -1;
 }
 
+/* ELF symbol names may carry a version ("__libc_start_main@@GLIBC_2.34"); people and
+ * pprof's regexps want the plain name. */
+static const char *plain_symbol(pp_symbolizer *s, const char *name)
+{
+    const char *at = name ? strchr(name, '@') : NULL;
+    char buf[512];
+    size_t len;
+
+    if (!at || at == name) {
+        return intern(s, name);
+    }
+    len = (size_t)(at - name) < sizeof(buf) - 1 ? (size_t)(at - name) : sizeof(buf) - 1;
+    memcpy(buf, name, len);
+    buf[len] = '\0';
+    return intern(s, buf);
+}
+
 static const char *die_name(Dwarf_Die *die)
 {
     Dwarf_Attribute attr;
@@ -226,7 +243,15 @@ static int dwarf_frames(pp_symbolizer *s, object *o, GElf_Addr addr, const char 
     if (!cudie) {
         goto fallback;
     }
+    /* dwarf_getscopes follows an inlined instance into its abstract definition; the
+     * concrete chain of callers comes from dwarf_getscopes_die on the innermost scope. */
     nscopes = dwarf_getscopes(cudie, addr - bias, &scopes);
+    if (nscopes > 0) {
+        Dwarf_Die inner = scopes[0];
+        free(scopes);
+        scopes = NULL;
+        nscopes = dwarf_getscopes_die(&inner, &scopes);
+    }
     dwarf_getsrcfiles(cudie, &files, NULL);
     for (i = 0; i < nscopes && n < max; i++) {
         int tag = dwarf_tag(&scopes[i]);
@@ -243,7 +268,7 @@ static int dwarf_frames(pp_symbolizer *s, object *o, GElf_Addr addr, const char 
         if (tag == DW_TAG_subprogram) {
             /* The symbol table's name is the one people grep for. */
             if (symname) {
-                frames[n].function = intern(s, symname);
+                frames[n].function = plain_symbol(s, symname);
             }
             n++;
             break;
@@ -267,7 +292,7 @@ fallback:
     if (!symname && !file) {
         return 0;
     }
-    frames[0].function = intern(s, symname);
+    frames[0].function = plain_symbol(s, symname);
     frames[0].file = intern(s, file);
     frames[0].line = line;
     frames[0].start_line = 0;
@@ -293,7 +318,7 @@ int pp_symbolize(pp_symbolizer *s, const char *path, uint64_t file_offset,
     if (!symname) {
         return 0;
     }
-    frames[0].function = intern(s, symname);
+    frames[0].function = plain_symbol(s, symname);
     frames[0].file = NULL;
     frames[0].line = 0;
     frames[0].start_line = 0;

@@ -1,2 +1,164 @@
+#include "pp_maps.h"
+#include "pp_symbolize.h"
+
 #include <check.h>
-int main(void){return 0;}
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+__attribute__((noinline)) int symbolize_target(int x);
+__attribute__((noinline)) int opaque(int x);
+static inline __attribute__((always_inline)) int inlined_helper(int x);
+
+int opaque(int x)
+{
+    __asm__ volatile("" ::: "memory");
+    return x + 1;
+}
+
+static int inlined_helper(int x)
+{
+    return opaque(x) * 3;               /* INLINE_LINE */
+}
+
+__attribute__((noinline)) int symbolize_target(int x)
+{
+    return inlined_helper(x) + opaque(2); /* CALLSITE_LINE */
+}
+
+/* The line number of the first line of this file that contains marker. */
+static int line_of(const char *marker)
+{
+    FILE *f = fopen(TEST_SRCDIR "/check_symbolize.c", "r");
+    char buf[512];
+    int n = 0;
+
+    ck_assert_ptr_nonnull(f);
+    while (fgets(buf, sizeof(buf), f)) {
+        n++;
+        if (strstr(buf, marker) && !strstr(buf, "line_of(")) {
+            fclose(f);
+            return n;
+        }
+    }
+    fclose(f);
+    return -1;
+}
+
+static int symbolize_addr(pp_symbolizer *s, const void *addr, pp_frame *frames, int max)
+{
+    pp_maps *m = pp_maps_read(NULL);
+    const pp_map_entry *e = pp_maps_find(m, (uint64_t)(uintptr_t)addr);
+    int n;
+
+    ck_assert_ptr_nonnull(e);
+    n = pp_symbolize(s, e->path, (uint64_t)(uintptr_t)addr - e->start + e->offset, frames, max);
+    pp_maps_free(m);
+    return n;
+}
+
+START_TEST(names_a_function_with_file_and_line)
+{
+    pp_symbolizer *s = pp_symbolizer_new();
+    pp_frame fr[8];
+    int n = symbolize_addr(s, (const void *)symbolize_target, fr, 8);
+
+    ck_assert_int_ge(n, 1);
+    ck_assert_str_eq(fr[n - 1].function, "symbolize_target");
+    ck_assert_ptr_nonnull(strstr(fr[n - 1].file, "check_symbolize.c"));
+    /* The entry address is on the signature or the brace just before the body. */
+    ck_assert_int_ge(fr[n - 1].line, line_of("/* CALLSITE_LINE */") - 2);
+    ck_assert_int_le(fr[n - 1].line, line_of("/* CALLSITE_LINE */"));
+    pp_symbolizer_free(s);
+}
+END_TEST
+
+START_TEST(inlined_calls_become_frames)
+{
+    pp_symbolizer *s = pp_symbolizer_new();
+    pp_frame fr[8];
+    const unsigned char *p = (const unsigned char *)symbolize_target;
+    int n = 0, i, found = 0;
+
+    /* Walk the function's first bytes until an address inside the inlined body. */
+    for (i = 0; i < 64 && !found; i++) {
+        n = symbolize_addr(s, p + i, fr, 8);
+        found = n == 2;
+    }
+    ck_assert_msg(found, "no address of symbolize_target symbolized as an inline chain");
+    ck_assert_str_eq(fr[0].function, "inlined_helper");
+    ck_assert_int_eq(fr[0].line, line_of("/* INLINE_LINE */"));
+    ck_assert_str_eq(fr[1].function, "symbolize_target");
+    ck_assert_int_eq(fr[1].line, line_of("/* CALLSITE_LINE */"));
+    ck_assert_ptr_nonnull(strstr(fr[1].file, "check_symbolize.c"));
+    pp_symbolizer_free(s);
+}
+END_TEST
+
+START_TEST(names_libc_functions_from_dynsym)
+{
+    pp_symbolizer *s = pp_symbolizer_new();
+    pp_frame fr[8];
+    int n = symbolize_addr(s, (const void *)getpid, fr, 8);
+
+    ck_assert_int_ge(n, 1);
+    ck_assert_ptr_nonnull(strstr(fr[n - 1].function, "getpid"));
+    pp_symbolizer_free(s);
+}
+END_TEST
+
+START_TEST(build_id_is_hex_and_cached)
+{
+    pp_symbolizer *s = pp_symbolizer_new();
+    pp_maps *m = pp_maps_read(NULL);
+    const pp_map_entry *e = pp_maps_find(m, (uint64_t)(uintptr_t)symbolize_target);
+    const char *id = pp_symbolizer_build_id(s, e->path);
+    size_t i;
+
+    ck_assert_ptr_nonnull(id);
+    ck_assert_uint_eq(strlen(id), 40);
+    for (i = 0; i < 40; i++) {
+        ck_assert(strchr("0123456789abcdef", id[i]) != NULL);
+    }
+    ck_assert_ptr_eq(pp_symbolizer_build_id(s, e->path), id);
+    ck_assert_int_eq(pp_symbolizer_has_lines(s, e->path), 1);
+    pp_maps_free(m);
+    pp_symbolizer_free(s);
+}
+END_TEST
+
+START_TEST(unknown_objects_and_offsets_give_nothing)
+{
+    pp_symbolizer *s = pp_symbolizer_new();
+    pp_frame fr[4];
+
+    ck_assert_int_eq(pp_symbolize(s, "/nonexistent/lib.so", 0x1000, fr, 4), 0);
+    ck_assert_int_eq(pp_symbolize(s, "[vdso]", 0x10, fr, 4), 0);
+    ck_assert_int_eq(pp_symbolize(s, "/proc/self/exe", 0x7fffffffffffULL, fr, 4), 0);
+    ck_assert_ptr_null(pp_symbolizer_build_id(s, "/nonexistent/lib.so"));
+    pp_symbolizer_free(s);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("pp_symbolize");
+    TCase *tc = tcase_create("core");
+    SRunner *sr;
+    int failed;
+
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, names_a_function_with_file_and_line);
+    tcase_add_test(tc, inlined_calls_become_frames);
+    tcase_add_test(tc, names_libc_functions_from_dynsym);
+    tcase_add_test(tc, build_id_is_hex_and_cached);
+    tcase_add_test(tc, unknown_objects_and_offsets_give_nothing);
+    suite_add_tcase(s, tc);
+    sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
