@@ -54,13 +54,32 @@ int pprof_serve_error(request_rec *r, int status, const char *txt)
     return OK;
 }
 
+/* The parent's argv as it was started: httpd's process->argv has "-k start" and the
+ * like rewritten away, but every child is a fork of the parent and /proc keeps it all. */
 static int serve_cmdline(request_rec *r, apr_table_t *args)
 {
     const process_rec *proc = r->server->process;
+    char *buf = NULL;
+    apr_size_t len = 0;
+    apr_file_t *f;
     int i;
 
     ap_set_content_type(r, "text/plain; charset=utf-8");
     if (r->header_only) {
+        return OK;
+    }
+    if (apr_file_open(&f, "/proc/self/cmdline", APR_FOPEN_READ, 0, r->pool) == APR_SUCCESS) {
+        apr_size_t cap = 65536;
+        buf = apr_palloc(r->pool, cap);
+        len = cap;
+        if (apr_file_read_full(f, buf, cap, &len) != APR_SUCCESS && len == 0) {
+            buf = NULL;
+        }
+        apr_file_close(f);
+    }
+    if (buf && len > 0) {
+        /* The kernel ends each argument with a NUL; Go joins them with NULs. */
+        ap_rwrite(buf, (int)(buf[len - 1] == '\0' ? len - 1 : len), r);
         return OK;
     }
     for (i = 0; i < proc->argc; i++) {

@@ -1,0 +1,411 @@
+#include "pp_cpu.h"
+#include "pp_log.h"
+
+#define UNW_LOCAL_ONLY
+#include <libunwind.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+/* Handler frames plus the signal trampoline sit above the interrupted frame. */
+#define UNWIND_SLACK 8
+
+typedef struct {
+    _Atomic uint64_t seq;       /* h + 1 once slot h is complete */
+    pp_cpu_sample s;
+} slot;
+
+typedef struct {
+    pid_t tid;
+    timer_t timer;
+    int seen;                   /* mark for the refresh sweep */
+} thread_timer;
+
+/* Read by the handler: the ring and its indices. */
+static slot *_Atomic ring;
+static size_t ring_slots;
+static _Atomic uint64_t ring_head, ring_tail;
+static _Atomic uint64_t dropped;
+static _Atomic int inflight;
+static _Atomic int active;
+
+/* Controlling thread only. */
+static struct sigaction old_action;
+static int started;
+static int period_hz;
+static thread_timer *timers;
+static size_t ntimers, captimers;
+static unsigned int rand_state;
+
+/* Initial-exec TLS: the handler may read it without __tls_get_addr allocating. */
+static __thread int tls_warm __attribute__((tls_model("initial-exec")));
+static __thread int tls_in_unwind __attribute__((tls_model("initial-exec")));
+static __thread uint32_t tls_tag __attribute__((tls_model("initial-exec")));
+
+void pp_cpu_set_tag(uint32_t tag)
+{
+    tls_tag = tag;
+}
+
+void pp_cpu_thread_warm(void)
+{
+    void *pcs[4];
+
+    if (tls_warm) {
+        return;
+    }
+    tls_in_unwind = 1;
+    unw_backtrace(pcs, 4);
+    tls_in_unwind = 0;
+    tls_warm = 1;
+}
+
+int64_t pp_cpu_period_ns(int hz)
+{
+    return hz > 0 ? 1000000000LL / hz : 0;
+}
+
+static uint64_t interrupted_pc(const void *ucv)
+{
+    const ucontext_t *uc = ucv;
+#if defined(__x86_64__)
+    return (uint64_t)uc->uc_mcontext.gregs[REG_RIP];
+#elif defined(__aarch64__)
+    return (uint64_t)uc->uc_mcontext.pc;
+#else
+    (void)uc;
+    return 0;
+#endif
+}
+
+/* Fill s with the interrupted thread's stack. Async-signal-safe once the thread is warm. */
+static void capture(pp_cpu_sample *s, const void *uc)
+{
+    void *buf[PP_CPU_MAX_DEPTH + UNWIND_SLACK];
+    uint64_t pc = interrupted_pc(uc);
+    int n, i, from = -1;
+
+    s->flags = 0;
+    s->npcs = 0;
+    if (tls_warm && !tls_in_unwind) {
+        tls_in_unwind = 1;
+        n = unw_backtrace(buf, PP_CPU_MAX_DEPTH + UNWIND_SLACK);
+        tls_in_unwind = 0;
+        /* Skip our own frames and the trampoline: start at the interrupted PC. */
+        for (i = 0; i < n && i < UNWIND_SLACK + 1; i++) {
+            if ((uint64_t)(uintptr_t)buf[i] == pc) {
+                from = i;
+                break;
+            }
+        }
+        if (from >= 0) {
+            for (i = from; i < n && s->npcs < PP_CPU_MAX_DEPTH; i++) {
+                s->pcs[s->npcs++] = (uint64_t)(uintptr_t)buf[i];
+            }
+            return;
+        }
+    }
+    s->pcs[0] = pc;
+    s->npcs = pc ? 1 : 0;
+    s->flags = PP_CPU_LEAF_ONLY;
+}
+
+static void on_sigprof(int sig, siginfo_t *si, void *uc)
+{
+    int saved_errno = errno;
+    slot *r;
+    uint64_t h;
+
+    (void)sig;
+    (void)si;
+    atomic_fetch_add_explicit(&inflight, 1, memory_order_acq_rel);
+    r = atomic_load_explicit(&ring, memory_order_acquire);
+    if (!r || !atomic_load_explicit(&active, memory_order_acquire)) {
+        goto out;
+    }
+    /* Reserve a slot; a full ring drops the sample rather than wait for the reader. */
+    h = atomic_load_explicit(&ring_head, memory_order_relaxed);
+    do {
+        if (h - atomic_load_explicit(&ring_tail, memory_order_acquire) >= ring_slots) {
+            atomic_fetch_add_explicit(&dropped, 1, memory_order_relaxed);
+            goto out;
+        }
+    } while (!atomic_compare_exchange_weak_explicit(&ring_head, &h, h + 1,
+                                                    memory_order_acq_rel,
+                                                    memory_order_relaxed));
+    {
+        slot *sl = &r[h % ring_slots];
+        capture(&sl->s, uc);
+        sl->s.tag = tls_tag;
+        sl->s.tid = (uint32_t)syscall(SYS_gettid);
+        atomic_store_explicit(&sl->seq, h + 1, memory_order_release);
+    }
+out:
+    atomic_fetch_sub_explicit(&inflight, 1, memory_order_acq_rel);
+    errno = saved_errno;
+}
+
+static int install_handler(void)
+{
+    struct sigaction sa;
+
+    if (sigaction(SIGPROF, NULL, &old_action) != 0) {
+        return -1;
+    }
+    if ((old_action.sa_flags & SA_SIGINFO) ? old_action.sa_sigaction != on_sigprof
+                                           : (old_action.sa_handler != SIG_DFL &&
+                                              old_action.sa_handler != SIG_IGN)) {
+        pp_log(PP_LOG_ERROR, "PP0301",
+               "a SIGPROF handler is already installed in process %ld (another profiler?): "
+               "CPU profiling refused", (long)getpid());
+        return -1;
+    }
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_sigaction = on_sigprof;
+    sa.sa_flags = SA_SIGINFO | SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    return sigaction(SIGPROF, &sa, NULL);
+}
+
+static clockid_t thread_cpu_clock(pid_t tid)
+{
+    /* The kernel's MAKE_THREAD_CPUCLOCK(tid, CPUCLOCK_SCHED): per-thread, scheduler time. */
+    return (clockid_t)((~(unsigned int)tid << 3) | 6);
+}
+
+static int arm_thread(pid_t tid, timer_t *out)
+{
+    struct sigevent sev;
+    struct itimerspec its;
+    int64_t period = pp_cpu_period_ns(period_hz), first;
+
+    memset(&sev, 0, sizeof(sev));
+    sev.sigev_notify = SIGEV_THREAD_ID;
+    sev.sigev_signo = SIGPROF;
+    sev._sigev_un._tid = tid;
+    if (timer_create(thread_cpu_clock(tid), &sev, out) != 0) {
+        return -1;
+    }
+    /* A random first expiry in (0, period] keeps threads from sampling in lockstep and
+     * removes the bias towards code that runs right after a thread starts. */
+    first = 1 + (int64_t)(rand_r(&rand_state) % (unsigned int)period);
+    its.it_value.tv_sec = first / 1000000000LL;
+    its.it_value.tv_nsec = first % 1000000000LL;
+    its.it_interval.tv_sec = period / 1000000000LL;
+    its.it_interval.tv_nsec = period % 1000000000LL;
+    if (timer_settime(*out, 0, &its, NULL) != 0) {
+        timer_delete(*out);
+        return -1;
+    }
+    return 0;
+}
+
+int pp_cpu_refresh_threads(void)
+{
+    DIR *d;
+    struct dirent *de;
+    size_t i, j;
+
+    if (!started) {
+        return 0;
+    }
+    if (!(d = opendir("/proc/self/task"))) {
+        return -1;
+    }
+    for (i = 0; i < ntimers; i++) {
+        timers[i].seen = 0;
+    }
+    while ((de = readdir(d))) {
+        pid_t tid = (pid_t)atoi(de->d_name);
+        if (tid <= 0) {
+            continue;
+        }
+        for (i = 0; i < ntimers && timers[i].tid != tid; i++) {
+        }
+        if (i < ntimers) {
+            timers[i].seen = 1;
+            continue;
+        }
+        if (ntimers == captimers) {
+            size_t ncap = captimers ? captimers * 2 : 64;
+            thread_timer *nt = realloc(timers, ncap * sizeof(*nt));
+            if (!nt) {
+                break;
+            }
+            timers = nt;
+            captimers = ncap;
+        }
+        if (arm_thread(tid, &timers[ntimers].timer) == 0) {
+            timers[ntimers].tid = tid;
+            timers[ntimers].seen = 1;
+            ntimers++;
+        }
+    }
+    closedir(d);
+    /* Threads that ended: their timers no longer fire, but they hold kernel resources. */
+    for (i = 0, j = 0; i < ntimers; i++) {
+        if (timers[i].seen) {
+            timers[j++] = timers[i];
+        } else {
+            timer_delete(timers[i].timer);
+        }
+    }
+    ntimers = j;
+    return (int)ntimers;
+}
+
+int pp_cpu_start(int hz, size_t slots)
+{
+    slot *r;
+
+    if (started) {
+        return -2;
+    }
+    if (hz < 1 || hz > 1000 || slots < 16) {
+        return -1;
+    }
+    r = mmap(NULL, slots * sizeof(slot), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+             -1, 0);
+    if (r == MAP_FAILED) {
+        return -1;
+    }
+    if (install_handler() != 0) {
+        munmap(r, slots * sizeof(slot));
+        return -1;
+    }
+    pp_cpu_thread_warm();
+    ring_slots = slots;
+    atomic_store(&ring_head, 0);
+    atomic_store(&ring_tail, 0);
+    atomic_store(&dropped, 0);
+    atomic_store(&ring, r);
+    atomic_store(&active, 1);
+    period_hz = hz;
+    rand_state = (unsigned int)getpid() ^ (unsigned int)time(NULL);
+    started = 1;
+    pp_cpu_refresh_threads();
+    return 0;
+}
+
+int pp_cpu_running(void)
+{
+    return started;
+}
+
+size_t pp_cpu_drain(void (*fn)(void *baton, const pp_cpu_sample *s), void *baton)
+{
+    slot *r = atomic_load(&ring);
+    uint64_t t = atomic_load_explicit(&ring_tail, memory_order_relaxed);
+    size_t n = 0;
+
+    if (!r) {
+        return 0;
+    }
+    while (t < atomic_load_explicit(&ring_head, memory_order_acquire)) {
+        slot *sl = &r[t % ring_slots];
+        if (atomic_load_explicit(&sl->seq, memory_order_acquire) != t + 1) {
+            break;              /* reserved, still being written */
+        }
+        if (fn) {
+            fn(baton, &sl->s);
+        }
+        t++;
+        n++;
+        atomic_store_explicit(&ring_tail, t, memory_order_release);
+    }
+    return n;
+}
+
+void pp_cpu_stop(void (*fn)(void *baton, const pp_cpu_sample *s), void *baton)
+{
+    struct sigaction ign;
+    slot *r;
+    size_t i;
+
+    if (!started) {
+        return;
+    }
+    atomic_store(&active, 0);
+    for (i = 0; i < ntimers; i++) {
+        timer_delete(timers[i].timer);
+    }
+    free(timers);
+    timers = NULL;
+    ntimers = captimers = 0;
+    /* SIG_IGN discards SIGPROFs already pending in any thread (one with SIGPROF blocked
+     * would otherwise take the default action, death, once the old disposition is back). */
+    memset(&ign, 0, sizeof(ign));
+    ign.sa_handler = SIG_IGN;
+    sigemptyset(&ign.sa_mask);
+    sigaction(SIGPROF, &ign, NULL);
+    while (atomic_load(&inflight) > 0) {
+        struct timespec ts = { 0, 100000 };
+        nanosleep(&ts, NULL);
+    }
+    sigaction(SIGPROF, &old_action, NULL);
+    pp_cpu_drain(fn, baton);
+    r = atomic_exchange(&ring, NULL);
+    munmap(r, ring_slots * sizeof(slot));
+    started = 0;
+}
+
+uint64_t pp_cpu_dropped(void)
+{
+    return atomic_load(&dropped);
+}
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static int64_t measured_ns;
+static int measured_depth;
+
+static void on_measure(int sig, siginfo_t *si, void *uc)
+{
+    static slot sl;
+    int64_t t0 = now_ns();
+
+    (void)sig;
+    (void)si;
+    capture(&sl.s, uc);
+    measured_ns = now_ns() - t0;
+    measured_depth = (int)sl.s.npcs;
+}
+
+int pp_cpu_measure_handler(int64_t *out, int n)
+{
+    struct sigaction sa, old;
+    int i;
+
+    if (started) {
+        return -1;
+    }
+    pp_cpu_thread_warm();
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_sigaction = on_measure;
+    sa.sa_flags = SA_SIGINFO;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGPROF, &sa, &old) != 0) {
+        return -1;
+    }
+    for (i = 0; i < n; i++) {
+        raise(SIGPROF);
+        out[i] = measured_ns;
+    }
+    sigaction(SIGPROF, &old, NULL);
+    return measured_depth;
+}

@@ -1,0 +1,71 @@
+/* Per-thread CPU sampling, as Go 1.18+ and gperftools' per-thread mode do it: one POSIX
+ * timer per thread on that thread's CPU-time clock, delivering SIGPROF to that thread
+ * (SIGEV_THREAD_ID), with a random first expiry. A process-wide setitimer would lose
+ * samples once more than a few threads are busy (golang/go#35057).
+ *
+ * The sampler is process-wide (signal dispositions are). All functions here except the
+ * ones marked async-signal-safe must be called from one controlling thread at a time
+ * (mod_pprof: the child's agent thread). The SIGPROF handler writes into a preallocated
+ * lock-free ring; it never allocates, locks or blocks, and drops (and counts) a sample
+ * when the ring is full. */
+#ifndef PP_CPU_H
+#define PP_CPU_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define PP_CPU_MAX_DEPTH 64
+
+/* A sample's flags. */
+#define PP_CPU_LEAF_ONLY 1u     /* the thread was not warmed: only the interrupted PC */
+
+typedef struct {
+    uint32_t npcs;
+    uint32_t tag;               /* the thread's tag when the signal came (pp_cpu_set_tag) */
+    uint32_t tid;
+    uint32_t flags;
+    uint64_t pcs[PP_CPU_MAX_DEPTH];     /* pcs[0] is the exact interrupted PC */
+} pp_cpu_sample;
+
+/* Start sampling every thread of the process at hz (1..1000). ring_slots bounds the
+ * samples buffered between drains. Refuses (-1, and logs PP0301) when another SIGPROF
+ * handler is installed, and when already started (-2). */
+int pp_cpu_start(int hz, size_t ring_slots);
+
+/* 1 while started. */
+int pp_cpu_running(void);
+
+/* Arm timers for threads that appeared since the last call and forget those that ended.
+ * Returns the number of threads sampled. */
+int pp_cpu_refresh_threads(void);
+
+/* Hand every complete sample in the ring to fn, in order; returns how many. */
+size_t pp_cpu_drain(void (*fn)(void *baton, const pp_cpu_sample *s), void *baton);
+
+/* Stop: delete every timer, discard pending SIGPROFs, wait for handlers in flight,
+ * restore the previous disposition, drain what is left into fn (may be NULL) and free
+ * the ring. Safe to call when not started. */
+void pp_cpu_stop(void (*fn)(void *baton, const pp_cpu_sample *s), void *baton);
+
+/* Samples dropped because the ring was full, since pp_cpu_start. */
+uint64_t pp_cpu_dropped(void);
+
+/* The sampling period in nanoseconds for hz. */
+int64_t pp_cpu_period_ns(int hz);
+
+/* Warm this thread's unwinder outside any signal handler: libunwind's first unwind in a
+ * thread allocates its per-thread cache, which a signal handler must not do. Cheap after
+ * the first call in a thread. Until a thread is warmed its samples carry only the
+ * interrupted PC (PP_CPU_LEAF_ONLY). */
+void pp_cpu_thread_warm(void);
+
+/* Set this thread's tag, recorded in its samples (0: none). Async-signal-safe and a
+ * single store: callable on every request. */
+void pp_cpu_set_tag(uint32_t tag);
+
+/* The signal handler's cost, measured: unwinds n times from a signal frame on this
+ * thread (raising SIGPROF at itself) and reports each handler's duration in ns into
+ * out (capacity n). For the benchmark; requires pp_cpu_start not running. */
+int pp_cpu_measure_handler(int64_t *out, int n);
+
+#endif

@@ -1,0 +1,513 @@
+"""Integration-test harness for mod_pprof: real Apache httpd servers under each MPM.
+
+Every server is started from a generated httpd.conf in its own temporary directory, on a
+free loopback port, so runs can overlap. Every server is stopped at teardown and its
+error_log is checked (check_error_log), so every test run ends by reading error_log.
+
+No pytest-timeout plugin is available: every subprocess and HTTP call has its own timeout.
+
+Environment:
+  PPROF_BUILDDIR   build tree holding mod_pprof/.libs/mod_pprof.so and
+                   tests/module/.libs/mod_pprof_test.so (default: the source tree)
+  PPROF_KEEP_TMP   set to 1 to keep the servers' temporary directories
+"""
+import gzip
+import http.client
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SRCDIR = os.path.dirname(os.path.dirname(HERE))
+BUILDDIR = os.path.abspath(os.environ.get("PPROF_BUILDDIR") or SRCDIR)
+PROTO_DIR = os.path.join(SRCDIR, "proto")
+
+MOD_PPROF = os.path.join(BUILDDIR, "mod_pprof", ".libs", "mod_pprof.so")
+MOD_PPROF_TEST = os.path.join(BUILDDIR, "tests", "module", ".libs", "mod_pprof_test.so")
+
+APACHE2 = "/usr/sbin/apache2"
+MODULES_DIR = "/usr/lib/apache2/modules"
+GO = "/usr/bin/go"
+PROTOC = "/usr/bin/protoc"
+
+MPMS = ["event", "worker", "prefork"]
+
+HTTP_TIMEOUT = 30          # seconds, each HTTP call
+CMD_TIMEOUT = 60           # seconds, each apache2 -k command
+START_TIMEOUT = 30         # seconds until a started server answers
+STOP_TIMEOUT = 30          # seconds until a stopped server's parent is gone
+
+MPM_TUNING = {
+    "prefork": """\
+StartServers 4
+MinSpareServers 4
+MaxSpareServers 8
+MaxRequestWorkers 16
+""",
+    "worker": """\
+StartServers 2
+ServerLimit 4
+ThreadsPerChild 8
+MaxRequestWorkers 32
+MinSpareThreads 8
+MaxSpareThreads 32
+""",
+}
+MPM_TUNING["event"] = MPM_TUNING["worker"]
+
+# error_log text that always fails a test run.
+FATAL_LOG_PATTERNS = [
+    "Segmentation fault",
+    "exit signal",
+    "Assertion",
+    "AH00052",
+    "AH00060",
+    "Aborted",
+    "double free",
+    "corrupted",
+]
+PPROF_ERROR_RE = re.compile(r"\[pprof:(error|crit|alert|emerg)\]")
+PPROF_WARN_RE = re.compile(r"\[pprof:warn\]")
+
+
+def _check_modules():
+    missing = [p for p in (MOD_PPROF, MOD_PPROF_TEST) if not os.path.isfile(p)]
+    if missing:
+        pytest.fail("module(s) not built: %s (build dir %s; set PPROF_BUILDDIR or run "
+                    "`make -C %s all check`)" % (", ".join(missing), BUILDDIR, BUILDDIR),
+                    pytrace=False)
+
+
+def free_port():
+    """A free loopback TCP port (bound to port 0, then released)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_tmpdir(prefix="mod_pprof-it-"):
+    """A temporary directory that www-data can read (mode 0755)."""
+    d = tempfile.mkdtemp(prefix=prefix)
+    os.chmod(d, 0o755)
+    return d
+
+
+def pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie is gone for our purposes.
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return _parse_stat(f.read())[1] != "Z"
+    except OSError:
+        return False
+
+
+def _parse_stat(text):
+    """(comm, state, ppid) from a /proc/PID/stat line (comm may hold spaces and parens)."""
+    lpar, rpar = text.index("("), text.rindex(")")
+    rest = text[rpar + 2:].split()
+    return text[lpar + 1:rpar], rest[0], int(rest[1])
+
+
+class Response:
+    """A small HTTP response: status, headers (dict, lower-cased names), body bytes."""
+
+    def __init__(self, status, reason, headers, body):
+        self.status = status
+        self.reason = reason
+        self.headers = headers
+        self.body = body
+
+    @property
+    def text(self):
+        return self.body.decode("utf-8", "replace")
+
+    def __repr__(self):
+        return "<Response %d %s %r %r>" % (self.status, self.reason, self.headers,
+                                           self.body[:200])
+
+
+class Httpd:
+    """An Apache httpd instance: writes its httpd.conf and controls it."""
+
+    def __init__(self, mpm, tmpdir, extra_conf="", timeout=60):
+        _check_modules()
+        if mpm not in MPM_TUNING:
+            raise ValueError("unknown MPM %r" % mpm)
+        self.mpm = mpm
+        self.dir = os.path.abspath(str(tmpdir))
+        os.makedirs(self.dir, exist_ok=True)
+        os.chmod(self.dir, 0o755)
+        self.port = free_port()
+        self.timeout = timeout
+        self.extra_conf = extra_conf
+        self.conf = os.path.join(self.dir, "httpd.conf")
+        self.pidfile = os.path.join(self.dir, "httpd.pid")
+        self.error_log_path = os.path.join(self.dir, "error_log")
+        self.access_log_path = os.path.join(self.dir, "access_log")
+        self.rundir = os.path.join(self.dir, "run")
+        os.makedirs(self.rundir, exist_ok=True)
+        os.chmod(self.rundir, 0o755)
+        self.allowed_warnings = []
+        self.argv = [APACHE2, "-f", self.conf, "-k", "start"]
+        self.running = False
+        self.parent_pid = None
+        self.write_conf()
+
+    # --- configuration ------------------------------------------------------------
+    def config_text(self):
+        return """\
+# Generated by tests/integration/conftest.py
+ServerRoot "{dir}"
+ServerName 127.0.0.1
+Listen 127.0.0.1:{port}
+DefaultRuntimeDir "{rundir}"
+PidFile "{pidfile}"
+ErrorLog "{error_log}"
+LogLevel info
+User www-data
+Group www-data
+Timeout {timeout}
+KeepAlive On
+DocumentRoot "{dir}"
+
+LoadModule mpm_{mpm}_module {moddir}/mod_mpm_{mpm}.so
+LoadModule authz_core_module {moddir}/mod_authz_core.so
+LoadModule authz_host_module {moddir}/mod_authz_host.so
+LoadModule pprof_module {mod_pprof}
+LoadModule pprof_test_module {mod_pprof_test}
+
+{tuning}
+LogFormat "%h %l %u %t \\"%r\\" %>s %b %D pid=%P" pprof_it
+CustomLog "{access_log}" pprof_it
+
+<Location /debug/pprof>
+    SetHandler pprof-handler
+    Require local
+</Location>
+<Location /pprof-test>
+    SetHandler pprof-test
+</Location>
+
+{extra}
+""".format(dir=self.dir, port=self.port, rundir=self.rundir, pidfile=self.pidfile,
+           error_log=self.error_log_path, access_log=self.access_log_path,
+           timeout=self.timeout, mpm=self.mpm, moddir=MODULES_DIR, mod_pprof=MOD_PPROF,
+           mod_pprof_test=MOD_PPROF_TEST, tuning=MPM_TUNING[self.mpm],
+           extra=self.extra_conf)
+
+    def write_conf(self):
+        with open(self.conf, "w") as f:
+            f.write(self.config_text())
+        os.chmod(self.conf, 0o644)
+
+    # --- control ------------------------------------------------------------------
+    def _apachectl(self, action):
+        return subprocess.run([APACHE2, "-f", self.conf, "-k", action],
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                              timeout=CMD_TIMEOUT)
+
+    def _fail(self, msg):
+        pytest.fail("%s [%s, %s]\n--- error_log ---\n%s" % (msg, self.mpm, self.dir,
+                                                           self.error_log()),
+                    pytrace=False)
+
+    def read_pid(self):
+        try:
+            with open(self.pidfile) as f:
+                return int(f.read().strip())
+        except (OSError, ValueError):
+            return None
+
+    def _answers(self):
+        try:
+            r = self.get("/pprof-test/pid", timeout=5)
+            return r.status == 200
+        except (OSError, http.client.HTTPException):
+            return False
+
+    def start(self):
+        # Check the configuration first: its errors are clearer than a failed start.
+        p = subprocess.run([APACHE2, "-f", self.conf, "-t"], stdin=subprocess.DEVNULL,
+                           capture_output=True, text=True, timeout=CMD_TIMEOUT)
+        if p.returncode != 0:
+            self._fail("apache2 -t failed (%d): %s%s" % (p.returncode, p.stdout, p.stderr))
+        p = subprocess.run(self.argv, stdin=subprocess.DEVNULL, capture_output=True,
+                           text=True, timeout=CMD_TIMEOUT)
+        if p.returncode != 0:
+            self._fail("apache2 -k start failed (%d): %s%s" % (p.returncode, p.stdout,
+                                                               p.stderr))
+        self.running = True
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            pid = self.read_pid()
+            if pid and pid_alive(pid) and self._answers():
+                self.parent_pid = pid
+                return self
+            time.sleep(0.05)
+        self._fail("server did not answer on port %d within %ds" % (self.port,
+                                                                    START_TIMEOUT))
+
+    def stop(self):
+        if not self.running:
+            return
+        pid = self.read_pid() or self.parent_pid
+        self.running = False
+        p = self._apachectl("stop")
+        deadline = time.monotonic() + STOP_TIMEOUT
+        while pid and pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if pid and pid_alive(pid):
+            children = self.child_pids(pid)
+            for c in [pid] + children:
+                try:
+                    os.kill(c, signal.SIGKILL)
+                except OSError:
+                    pass
+            self._fail("server (pid %d) did not stop within %ds (stop: %s%s)" % (
+                pid, STOP_TIMEOUT, p.stdout, p.stderr))
+        if p.returncode != 0:
+            self._fail("apache2 -k stop failed (%d): %s%s" % (p.returncode, p.stdout,
+                                                              p.stderr))
+
+    def _generations(self):
+        # AH00489: "... configured -- resuming normal operations", once per generation.
+        return self.error_log().count("resuming normal operations")
+
+    def graceful(self):
+        before = self._generations()
+        old_children = set(self.child_pids())
+        p = self._apachectl("graceful")
+        if p.returncode != 0:
+            self._fail("apache2 -k graceful failed (%d): %s%s" % (p.returncode, p.stdout,
+                                                                  p.stderr))
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self._generations() > before:
+                new = set(self.child_pids()) - old_children
+                if new and self._answers():
+                    self.parent_pid = self.read_pid() or self.parent_pid
+                    return self
+            time.sleep(0.05)
+        self._fail("no new generation answered within %ds of graceful" % START_TIMEOUT)
+
+    # --- HTTP -----------------------------------------------------------------------
+    def url(self, path):
+        return "http://127.0.0.1:%d%s" % (self.port, path)
+
+    def request(self, method, path, body=None, headers=None, timeout=HTTP_TIMEOUT):
+        """One request on a fresh connection; never raises on 4xx/5xx."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            send_error = None
+            try:
+                conn.request(method, path, body=body, headers=dict(headers or {}))
+            except (BrokenPipeError, ConnectionResetError) as e:
+                # The server may answer (e.g. 413) before it has read the whole body.
+                send_error = e
+            try:
+                resp = conn.getresponse()
+            except (http.client.HTTPException, OSError):
+                if send_error:
+                    raise send_error
+                raise
+            data = resp.read()
+            hdrs = {}
+            for k, v in resp.getheaders():
+                k = k.lower()
+                hdrs[k] = hdrs[k] + ", " + v if k in hdrs else v
+            return Response(resp.status, resp.reason, hdrs, data)
+        finally:
+            conn.close()
+
+    def get(self, path, headers=None, timeout=HTTP_TIMEOUT, method="GET"):
+        return self.request(method, path, headers=headers, timeout=timeout)
+
+    def head(self, path, headers=None, timeout=HTTP_TIMEOUT):
+        return self.request("HEAD", path, headers=headers, timeout=timeout)
+
+    def post(self, path, data, headers=None, timeout=HTTP_TIMEOUT):
+        if isinstance(data, str):
+            data = data.encode()
+        h = {"Content-Type": "application/octet-stream"}
+        h.update(headers or {})
+        return self.request("POST", path, body=data, headers=h, timeout=timeout)
+
+    # --- inspection -------------------------------------------------------------------
+    def error_log(self):
+        try:
+            with open(self.error_log_path, errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def access_log(self):
+        try:
+            with open(self.access_log_path, errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def child_pids(self, parent=None):
+        """Live children of the parent process (from /proc/*/stat ppid)."""
+        parent = parent or self.read_pid() or self.parent_pid
+        out = []
+        if not parent:
+            return out
+        for d in os.listdir("/proc"):
+            if not d.isdigit():
+                continue
+            try:
+                with open("/proc/%s/stat" % d) as f:
+                    _, state, ppid = _parse_stat(f.read())
+            except (OSError, ValueError):
+                continue
+            if ppid == parent and state != "Z":
+                out.append(int(d))
+        return sorted(out)
+
+    def log_problems(self):
+        """error_log lines that fail a run (see check_error_log)."""
+        bad = []
+        for line in self.error_log().splitlines():
+            if any(p in line for p in FATAL_LOG_PATTERNS) or PPROF_ERROR_RE.search(line):
+                bad.append(line)
+            elif PPROF_WARN_RE.search(line) and not any(w in line
+                                                        for w in self.allowed_warnings):
+                bad.append(line)
+        return bad
+
+    def check_error_log(self):
+        bad = self.log_problems()
+        if bad:
+            pytest.fail("error_log of %s server (%s) has problems:\n%s" % (
+                self.mpm, self.error_log_path, "\n".join(bad)), pytrace=False)
+
+
+# --- fixtures ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module", params=MPMS, ids=MPMS)
+def mpm(request):
+    return request.param
+
+
+def _finish(servers, dirs):
+    """Stop every server, then check every error_log; remove temp dirs if all is well."""
+    failures = []
+    for s in servers:
+        try:
+            s.stop()
+        except BaseException as e:       # pytest.fail raises an OutcomeException
+            failures.append(str(e))
+    for s in servers:
+        problems = s.log_problems()
+        if problems:
+            failures.append("error_log of %s server (%s) has problems:\n%s" % (
+                s.mpm, s.error_log_path, "\n".join(problems)))
+    if failures:
+        pytest.fail("\n".join(failures), pytrace=False)
+    if os.environ.get("PPROF_KEEP_TMP") != "1":
+        for d in dirs:
+            shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def httpd(mpm):
+    """One started server per (test file, MPM), shared by that file's tests."""
+    _check_modules()
+    d = make_tmpdir("mod_pprof-it-%s-" % mpm)
+    server = Httpd(mpm, d)
+    try:
+        server.start()
+        yield server
+    finally:
+        _finish([server], [d])
+
+
+@pytest.fixture
+def make_httpd(mpm):
+    """Factory for servers with a custom configuration: make_httpd(extra_conf="",
+    timeout=60, start=True). Stopped and error_log-checked at teardown."""
+    _check_modules()
+    servers, dirs = [], []
+
+    def factory(extra_conf="", timeout=60, start=True, mpm_name=None):
+        d = make_tmpdir("mod_pprof-it-%s-" % (mpm_name or mpm))
+        dirs.append(d)
+        s = Httpd(mpm_name or mpm, d, extra_conf=extra_conf, timeout=timeout)
+        servers.append(s)
+        if start:
+            s.start()
+        return s
+
+    try:
+        yield factory
+    finally:
+        _finish(servers, dirs)
+
+
+# --- go tool pprof and protoc helpers ---------------------------------------------------
+
+_go_home = None
+
+
+def _go_env():
+    global _go_home
+    if _go_home is None or not os.path.isdir(_go_home):
+        _go_home = make_tmpdir("mod_pprof-it-gohome-")
+    env = dict(os.environ)
+    env["HOME"] = _go_home
+    env["PPROF_TMPDIR"] = _go_home
+    env["GOCACHE"] = os.path.join(_go_home, "go-build")
+    env["GOPATH"] = os.path.join(_go_home, "go")
+    env["GOTOOLCHAIN"] = "local"
+    env["GOFLAGS"] = ""
+    env.pop("PPROF_BINARY_PATH", None)
+    return env
+
+
+def go_pprof(*args, timeout=120):
+    """Run `go tool pprof ARGS` (HOME and PPROF_TMPDIR in a temp dir); CompletedProcess."""
+    return subprocess.run([GO, "tool", "pprof"] + [str(a) for a in args],
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          env=_go_env(), timeout=timeout)
+
+
+def pprof_top(source, timeout=120):
+    """stdout of `go tool pprof -top -nodecount=1000 SOURCE`; fails on a non-zero exit."""
+    p = go_pprof("-top", "-nodecount=1000", source, timeout=timeout)
+    if p.returncode != 0:
+        pytest.fail("go tool pprof -top %s failed (%d):\n%s%s" % (
+            source, p.returncode, p.stdout, p.stderr), pytrace=False)
+    return p.stdout
+
+
+def protoc_decode(gz_bytes, timeout=60):
+    """Text form of a gzipped perftools.profiles.Profile, decoded by protoc."""
+    raw = gzip.decompress(gz_bytes)
+    p = subprocess.run([PROTOC, "--decode=perftools.profiles.Profile", "-I", PROTO_DIR,
+                        "profile.proto"], input=raw, capture_output=True,
+                       timeout=timeout)
+    if p.returncode != 0:
+        pytest.fail("protoc --decode failed (%d): %s" % (
+            p.returncode, p.stderr.decode(errors="replace")), pytrace=False)
+    return p.stdout.decode("utf-8", "replace")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _go_home_cleanup():
+    yield
+    if _go_home and os.environ.get("PPROF_KEEP_TMP") != "1":
+        shutil.rmtree(_go_home, ignore_errors=True)

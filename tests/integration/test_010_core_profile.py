@@ -1,0 +1,29 @@
+"""The core's own profile (written by tests/unit/check_resolve from a real stack of a -g
+binary) opens in the real go tool pprof with function names and file:line."""
+import os
+import subprocess
+
+from conftest import BUILDDIR, go_pprof
+
+UNIT = os.path.join(BUILDDIR, "tests", "unit", "check_resolve")
+PROFILE = os.path.join(BUILDDIR, "tests", "unit", "out", "selfprofile.pb.gz")
+
+
+def test_core_profile_opens_in_go_tool_pprof():
+    # Run the unit test now so the profile is fresh, not a leftover.
+    if os.path.exists(PROFILE):
+        os.unlink(PROFILE)
+    subprocess.run([UNIT], check=True, timeout=60, capture_output=True)
+    out = go_pprof("-top", "-lines", PROFILE).stdout
+    lines = [l for l in out.splitlines() if "resolve_" in l]
+    names = {l.split()[-2] for l in lines}
+    assert {"resolve_leaf", "resolve_middle", "resolve_outer"} <= names, out
+    for l in lines:
+        assert "tests/unit/check_resolve.c:" in l, l
+    # The leaf carries all the flat time; the callers only cumulative time.
+    leaf = [l for l in lines if " resolve_leaf " in l][0]
+    assert leaf.split()[0] == "10ms", out
+    traces = go_pprof("-traces", PROFILE).stdout
+    assert "pid:  1234" in traces, traces
+    stack = traces[traces.index("resolve_leaf"):].split()
+    assert stack[:3] == ["resolve_leaf", "resolve_middle", "resolve_outer"], traces
