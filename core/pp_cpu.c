@@ -1,3 +1,6 @@
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* REG_RIP, SIGEV_THREAD_ID */
+#endif
 #include "pp_cpu.h"
 #include "pp_log.h"
 
@@ -6,6 +9,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -59,10 +63,15 @@ void pp_cpu_set_tag(uint32_t tag)
 void pp_cpu_thread_warm(void)
 {
     void *pcs[4];
+    sigset_t prof;
 
     if (tls_warm) {
         return;
     }
+    /* Thread pools often block every asynchronous signal (APR's signal thread does). */
+    sigemptyset(&prof);
+    sigaddset(&prof, SIGPROF);
+    pthread_sigmask(SIG_UNBLOCK, &prof, NULL);
     tls_in_unwind = 1;
     unw_backtrace(pcs, 4);
     tls_in_unwind = 0;

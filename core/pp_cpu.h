@@ -53,10 +53,13 @@ uint64_t pp_cpu_dropped(void);
 /* The sampling period in nanoseconds for hz. */
 int64_t pp_cpu_period_ns(int hz);
 
-/* Warm this thread's unwinder outside any signal handler: libunwind's first unwind in a
- * thread allocates its per-thread cache, which a signal handler must not do. Cheap after
- * the first call in a thread. Until a thread is warmed its samples carry only the
- * interrupted PC (PP_CPU_LEAF_ONLY). */
+/* Make this thread ready to be sampled, outside any signal handler: unblock SIGPROF in
+ * it (thread pools often block all asynchronous signals, and a blocked SIGPROF is never
+ * delivered), and warm its unwinder (libunwind's first unwind in a thread allocates its
+ * per-thread cache, which a signal handler must not do). Cheap after the first call in a
+ * thread. Until a thread is warmed its samples carry only the interrupted PC
+ * (PP_CPU_LEAF_ONLY). Because it unblocks SIGPROF, a program whose SIGPROF disposition is
+ * SIG_DFL should make it SIG_IGN first, so that a stray SIGPROF cannot kill it. */
 void pp_cpu_thread_warm(void);
 
 /* Set this thread's tag, recorded in its samples (0: none). Async-signal-safe and a

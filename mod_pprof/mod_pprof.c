@@ -1,11 +1,20 @@
 /* The module: configuration, hooks, and the glue between the core and httpd. */
 #include "mod_pprof.h"
+#include "pprof_agent.h"
 #include "pprof_handler.h"
+#include "pprof_ipc.h"
+#include "pprof_shared.h"
 
+#include "http_connection.h"
+#include "http_core.h"
 #include "http_log.h"
+#include "http_request.h"
 #include "http_protocol.h"
 #include "apr_strings.h"
 #include "apr_thread_mutex.h"
+
+#include <signal.h>
+#include <stdlib.h>
 
 #include "pp_log.h"
 
@@ -47,11 +56,68 @@ static apr_status_t symbolizer_cleanup(void *unused)
     return APR_SUCCESS;
 }
 
+static void *create_server_conf(apr_pool_t *p, server_rec *s)
+{
+    pprof_server_conf *conf = apr_pcalloc(p, sizeof(*conf));
+
+    conf->cpu_hz = 100;         /* Go's default rate */
+    return conf;
+}
+
+static void *merge_server_conf(apr_pool_t *p, void *basev, void *addv)
+{
+    pprof_server_conf *base = basev, *add = addv, *conf = apr_pcalloc(p, sizeof(*conf));
+
+    conf->cpu_hz = add->cpu_hz_set ? add->cpu_hz : base->cpu_hz;
+    conf->cpu_hz_set = add->cpu_hz_set || base->cpu_hz_set;
+    return conf;
+}
+
+static const char *set_cpu_rate(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    pprof_server_conf *conf = ap_get_module_config(cmd->server->module_config, &pprof_module);
+    char *end;
+    long hz = strtol(arg, &end, 10);
+
+    if (!*arg || *end || hz < 1 || hz > 1000) {
+        return apr_psprintf(cmd->pool, "%s: '%s' is not a rate from 1 to 1000 (samples per "
+                            "second of CPU time)", cmd->cmd->name, arg);
+    }
+    conf->cpu_hz = (int)hz;
+    conf->cpu_hz_set = 1;
+    return NULL;
+}
+
 static int post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp, server_rec *s)
 {
     log_server = s;
     pp_log_set(core_log, NULL);
+    /* The first pass of a start only checks the configuration. */
+    if (ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_CREATE_PRE_CONFIG) {
+        return OK;
+    }
+    if (pprof_shared_create(pconf, s) != APR_SUCCESS || pprof_ipc_init(pconf, s) != APR_SUCCESS) {
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
     return OK;
+}
+
+static int pre_connection(conn_rec *c, void *csd)
+{
+    pprof_agent_thread_warm();
+    return OK;
+}
+
+static int create_request(request_rec *r)
+{
+    pprof_agent_thread_warm();
+    return OK;
+}
+
+static int tag_request(request_rec *r)
+{
+    pprof_agent_tag_request(r);
+    return DECLINED;
 }
 
 static void child_init(apr_pool_t *pchild, server_rec *s)
@@ -59,16 +125,34 @@ static void child_init(apr_pool_t *pchild, server_rec *s)
     log_server = s;
     apr_thread_mutex_create(&sym_mutex, APR_THREAD_MUTEX_DEFAULT, pchild);
     apr_pool_cleanup_register(pchild, NULL, symbolizer_cleanup, apr_pool_cleanup_null);
+    /* Threads get SIGPROF unblocked to be sampled (pp_cpu_thread_warm): a stray one
+     * between profiles must be ignored, not kill the child. */
+    {
+        struct sigaction sa;
+        if (sigaction(SIGPROF, NULL, &sa) == 0 && !(sa.sa_flags & SA_SIGINFO) &&
+            sa.sa_handler == SIG_DFL) {
+            sa.sa_handler = SIG_IGN;
+            sigaction(SIGPROF, &sa, NULL);
+        }
+    }
+    pprof_agent_thread_warm();
+    pprof_agent_child_init(pchild, s);
 }
 
 static void register_hooks(apr_pool_t *p)
 {
     ap_hook_post_config(post_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(child_init, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_pre_connection(pre_connection, NULL, NULL, APR_HOOK_REALLY_FIRST);
+    ap_hook_create_request(create_request, NULL, NULL, APR_HOOK_MIDDLE);
+    /* First of all handlers: label the thread with the request it now serves. */
+    ap_hook_handler(tag_request, NULL, NULL, APR_HOOK_REALLY_FIRST);
     ap_hook_handler(pprof_handler, NULL, NULL, APR_HOOK_MIDDLE);
 }
 
 static const command_rec cmds[] = {
+    AP_INIT_TAKE1("PprofCPURate", set_cpu_rate, NULL, RSRC_CONF,
+                  "CPU samples per second of thread CPU time (1-1000, default 100)"),
     { NULL }
 };
 
@@ -76,8 +160,8 @@ AP_DECLARE_MODULE(pprof) = {
     STANDARD20_MODULE_STUFF,
     NULL,
     NULL,
-    NULL,
-    NULL,
+    create_server_conf,
+    merge_server_conf,
     cmds,
     register_hooks
 };

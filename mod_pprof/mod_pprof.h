@@ -11,6 +11,11 @@
 
 extern module AP_MODULE_DECLARE_DATA pprof_module;
 
+typedef struct {
+    int cpu_hz;                 /* PprofCPURate: CPU samples per second of thread CPU time */
+    int cpu_hz_set;
+} pprof_server_conf;
+
 /* The process-wide symbolizer, created on first use in this process. Callers hold the
  * lock between pprof_symbolizer_lock and pprof_symbolizer_unlock: libdw is not
  * thread-safe. NULL on out of memory (the lock is then already released). */

@@ -1,6 +1,7 @@
 /* Endpoint dispatch and the endpoints that need no profiling machinery: the index page,
  * cmdline and symbol. Each follows Go 1.19's net/http/pprof in status, headers and text. */
 #include "mod_pprof.h"
+#include "pprof_cpu.h"
 #include "pprof_handler.h"
 
 #include "http_core.h"
@@ -38,6 +39,10 @@ static int serve_symbol(request_rec *r, apr_table_t *args);
 static const endpoint endpoints[] = {
     { "cmdline", serve_cmdline, NULL, 1,
       "The command line of the server's parent process, as it was started" },
+    { "profile", pprof_serve_profile, NULL, 1,
+      "CPU profile of every child of the server. You can specify the duration in the "
+      "seconds GET parameter (and one child with pid). After you get the profile file, use "
+      "the go tool pprof command to investigate the profile." },
     { "symbol", serve_symbol, NULL, 0, NULL },
 };
 

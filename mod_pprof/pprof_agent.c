@@ -1,0 +1,344 @@
+#include "mod_pprof.h"
+#include "pprof_agent.h"
+#include "pprof_ipc.h"
+#include "pprof_shared.h"
+
+#include "http_log.h"
+#include "apr_hash.h"
+#include "apr_strings.h"
+#include "apr_thread_mutex.h"
+#include "apr_thread_proc.h"
+
+#include "pp_cpu.h"
+#include "pp_maps.h"
+#include "pp_stacktab.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+APLOG_USE_MODULE(pprof);
+
+#define RING_SLOTS 4096         /* samples between drains: 100 ms at 40 busy cores */
+#define MAX_STACKS 65536        /* distinct stacks a child keeps per window */
+#define MAX_TAGS 1024           /* distinct (handler, vhost) pairs a child labels */
+#define DRAIN_MS 100
+#define CMD_TIMEOUT apr_time_from_sec(5)
+
+typedef struct {
+    server_rec *s;
+    apr_pool_t *pool;
+    int listen_fd;
+    int wake[2];
+    apr_thread_t *thread;
+    volatile int stopping;
+
+    /* CPU: touched by the agent thread only, but for `cpu_on`. */
+    volatile int cpu_on;        /* read by request threads: tag requests while set */
+    apr_uint32_t cpu_gen;       /* window being sampled, 0 when none */
+    apr_uint32_t cpu_data_gen;  /* window whose data cpu_tab holds */
+    apr_time_t cpu_deadline;
+    apr_time_t cpu_started, cpu_stopped;
+    pp_stacktab *cpu_tab;
+    apr_uint64_t cpu_leaf_only, cpu_dropped;
+
+    /* Request tags: "handler\tvhost" -> id, shared with request threads. */
+    apr_thread_mutex_t *tag_mutex;
+    apr_hash_t *tag_ix;
+    const char *tags[MAX_TAGS + 1];
+    apr_uint32_t ntags;
+} agent_t;
+
+static agent_t *agent;
+
+void pprof_agent_thread_warm(void)
+{
+    pp_cpu_thread_warm();
+}
+
+static apr_status_t clear_tag(void *unused)
+{
+    pp_cpu_set_tag(0);
+    return APR_SUCCESS;
+}
+
+void pprof_agent_tag_request(request_rec *r)
+{
+    const char *key;
+    apr_uint32_t tag;
+    void *v;
+
+    if (!agent || !agent->cpu_on) {
+        return;
+    }
+    key = apr_pstrcat(r->pool, r->handler ? r->handler : "(none)", "\t",
+                      r->server->server_hostname ? r->server->server_hostname : "", NULL);
+    apr_thread_mutex_lock(agent->tag_mutex);
+    v = apr_hash_get(agent->tag_ix, key, APR_HASH_KEY_STRING);
+    if (v) {
+        tag = (apr_uint32_t)(uintptr_t)v;
+    } else if (agent->ntags < MAX_TAGS) {
+        /* Bounded: a server with more distinct pairs labels the rest "(other)". */
+        const char *copy = apr_pstrdup(agent->pool, key);
+        tag = ++agent->ntags;
+        agent->tags[tag] = copy;
+        apr_hash_set(agent->tag_ix, copy, APR_HASH_KEY_STRING, (void *)(uintptr_t)tag);
+    } else {
+        tag = 0;
+    }
+    apr_thread_mutex_unlock(agent->tag_mutex);
+    if (tag) {
+        pp_cpu_set_tag(tag);
+        apr_pool_cleanup_register(r->pool, NULL, clear_tag, apr_pool_cleanup_null);
+    }
+}
+
+static void add_sample(void *baton, const pp_cpu_sample *smp)
+{
+    agent_t *a = baton;
+
+    if (smp->flags & PP_CPU_LEAF_ONLY) {
+        a->cpu_leaf_only++;
+    }
+    if (pp_stacktab_add(a->cpu_tab, smp->tag, smp->flags, smp->pcs, smp->npcs, 1) != 0) {
+        a->cpu_dropped++;
+    }
+}
+
+static void cpu_stop(agent_t *a)
+{
+    if (!a->cpu_gen) {
+        return;
+    }
+    a->cpu_on = 0;
+    pp_cpu_stop(add_sample, a);
+    a->cpu_dropped += pp_cpu_dropped() + pp_stacktab_overflow(a->cpu_tab);
+    a->cpu_stopped = apr_time_now();
+    a->cpu_gen = 0;
+}
+
+/* Start sampling for window gen; NULL or the reason it cannot. */
+static const char *cpu_start(agent_t *a, apr_uint32_t gen, int hz, apr_time_t deadline)
+{
+    int rc;
+
+    if (a->cpu_gen == gen) {
+        return NULL;
+    }
+    cpu_stop(a);
+    if (!a->cpu_tab && !(a->cpu_tab = pp_stacktab_new(MAX_STACKS))) {
+        return "out of memory";
+    }
+    pp_stacktab_clear(a->cpu_tab);
+    a->cpu_leaf_only = a->cpu_dropped = 0;
+    a->cpu_data_gen = gen;
+    a->cpu_deadline = deadline;
+    a->cpu_started = apr_time_now();
+    a->cpu_stopped = 0;
+    rc = pp_cpu_start(hz, RING_SLOTS);
+    if (rc != 0) {
+        a->cpu_data_gen = 0;
+        return rc == -1 ? "a SIGPROF handler of another profiler is installed"
+                        : "cpu profiling already in use";
+    }
+    a->cpu_gen = gen;
+    a->cpu_on = 1;
+    return NULL;
+}
+
+/* The window's data: a header line, then this child's maps, tags and stacks. */
+static void send_cpu_data(agent_t *a, int fd, apr_uint32_t gen, apr_time_t deadline)
+{
+    char *maps = NULL, *tags, line[256];
+    apr_size_t mapslen = 0, tagslen = 0, i;
+    unsigned char *recs = NULL;
+    size_t reclen = 0;
+    apr_pool_t *p;
+
+    if (a->cpu_data_gen != gen || !a->cpu_tab) {
+        pprof_ipc_write_all(fd, "NONE\n", 5, deadline);
+        return;
+    }
+    apr_pool_create(&p, a->pool);
+    if (pp_maps_read_text(NULL, &maps, &mapslen) != 0) {
+        maps = NULL;
+        mapslen = 0;
+    }
+    apr_thread_mutex_lock(a->tag_mutex);
+    tags = "";
+    for (i = 1; i <= a->ntags; i++) {
+        tags = apr_psprintf(p, "%s%lu\t%s\n", tags, (unsigned long)i, a->tags[i]);
+    }
+    apr_thread_mutex_unlock(a->tag_mutex);
+    tagslen = strlen(tags);
+    if (pp_stacktab_serialize(a->cpu_tab, &recs, &reclen) != 0) {
+        recs = NULL;
+        reclen = 0;
+    }
+    apr_snprintf(line, sizeof(line),
+                 "DATA %ld %" APR_UINT64_T_FMT " %" APR_UINT64_T_FMT " %" APR_TIME_T_FMT
+                 " %" APR_TIME_T_FMT " %" APR_SIZE_T_FMT " %" APR_SIZE_T_FMT " %"
+                 APR_SIZE_T_FMT "\n", (long)getpid(), a->cpu_dropped, a->cpu_leaf_only,
+                 a->cpu_started, a->cpu_stopped, mapslen, tagslen, (apr_size_t)reclen);
+    if (pprof_ipc_write_all(fd, line, strlen(line), deadline) == 0 &&
+        pprof_ipc_write_all(fd, maps, mapslen, deadline) == 0 &&
+        pprof_ipc_write_all(fd, tags, tagslen, deadline) == 0) {
+        pprof_ipc_write_all(fd, recs, reclen, deadline);
+    }
+    /* Handed over (or lost with the collector): either way, not sent twice. */
+    a->cpu_data_gen = 0;
+    pp_stacktab_clear(a->cpu_tab);
+    free(maps);
+    free(recs);
+    apr_pool_destroy(p);
+}
+
+static void serve_one(agent_t *a, int fd)
+{
+    apr_time_t deadline = apr_time_now() + CMD_TIMEOUT;
+    char line[256], reply[300];
+    unsigned long gen = 0, hz = 0;
+    long long dl = 0;
+    const char *err;
+
+    if (pprof_ipc_read_line(fd, line, sizeof(line), deadline) != 0) {
+        return;
+    }
+    if (sscanf(line, "CPU-START %lu %lu %lld", &gen, &hz, &dl) == 3 && gen) {
+        err = cpu_start(a, (apr_uint32_t)gen, (int)hz, (apr_time_t)dl);
+        apr_snprintf(reply, sizeof(reply), err ? "ERR %s\n" : "OK\n", err);
+        pprof_ipc_write_all(fd, reply, strlen(reply), deadline);
+    } else if (sscanf(line, "CPU-STOP %lu", &gen) == 1 && gen) {
+        if (a->cpu_gen == gen) {
+            cpu_stop(a);
+        }
+        send_cpu_data(a, fd, (apr_uint32_t)gen, deadline);
+    } else {
+        pprof_ipc_write_all(fd, "ERR unknown command\n", 20, deadline);
+    }
+}
+
+/* While sampling: move samples from the ring into the table, follow new threads, and
+ * stop at the window's end even if no collector says so (it may have died). */
+static void tick(agent_t *a)
+{
+    pprof_shared *sh = pprof_shared_get();
+
+    if (!a->cpu_gen) {
+        return;
+    }
+    pp_cpu_drain(add_sample, a);
+    pp_cpu_refresh_threads();
+    if (apr_time_now() > a->cpu_deadline ||
+        (sh && pprof_atomic_load32(&sh->cpu.active) != a->cpu_gen)) {
+        cpu_stop(a);
+    }
+}
+
+/* A child born during a window joins it. */
+static void join_open_windows(agent_t *a)
+{
+    pprof_shared *sh = pprof_shared_get();
+    apr_uint32_t gen, only;
+
+    if (!sh || !(gen = pprof_atomic_load32(&sh->cpu.active))) {
+        return;
+    }
+    only = pprof_atomic_load32(&sh->cpu.only_pid);
+    if (only && only != (apr_uint32_t)getpid()) {
+        return;
+    }
+    cpu_start(a, gen, (int)pprof_atomic_load32(&sh->cpu.hz),
+              __atomic_load_n(&sh->cpu.deadline, __ATOMIC_ACQUIRE));
+}
+
+static void *APR_THREAD_FUNC agent_main(apr_thread_t *t, void *data)
+{
+    agent_t *a = data;
+
+    pp_cpu_thread_warm();
+    join_open_windows(a);
+    while (!a->stopping) {
+        struct pollfd pfd[2];
+        int rc;
+
+        pfd[0].fd = a->listen_fd;
+        pfd[0].events = POLLIN;
+        pfd[1].fd = a->wake[0];
+        pfd[1].events = POLLIN;
+        rc = poll(pfd, 2, a->cpu_gen ? DRAIN_MS : -1);
+        if (a->stopping) {
+            break;
+        }
+        tick(a);
+        if (rc > 0 && (pfd[0].revents & POLLIN)) {
+            int fd = accept4(a->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+            if (fd >= 0) {
+                serve_one(a, fd);
+                close(fd);
+            }
+        }
+    }
+    cpu_stop(a);
+    return NULL;
+}
+
+static apr_status_t agent_cleanup(void *data)
+{
+    agent_t *a = data;
+    apr_status_t rv;
+
+    a->stopping = 1;
+    if (write(a->wake[1], "x", 1) < 0) {
+        /* the thread still sees `stopping` at its next wake-up */
+    }
+    if (a->thread) {
+        apr_thread_join(&rv, a->thread);
+    }
+    close(a->listen_fd);
+    close(a->wake[0]);
+    close(a->wake[1]);
+    unlink(pprof_ipc_socket_path(a->pool, getpid()));
+    pp_stacktab_free(a->cpu_tab);
+    agent = NULL;
+    return APR_SUCCESS;
+}
+
+void pprof_agent_child_init(apr_pool_t *pchild, server_rec *s)
+{
+    agent_t *a = apr_pcalloc(pchild, sizeof(*a));
+    sigset_t all, old;
+    apr_status_t rv;
+
+    a->s = s;
+    a->pool = pchild;
+    a->tag_ix = apr_hash_make(pchild);
+    if (apr_thread_mutex_create(&a->tag_mutex, APR_THREAD_MUTEX_DEFAULT, pchild) != APR_SUCCESS ||
+        pipe2(a->wake, O_CLOEXEC | O_NONBLOCK) != 0) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, errno, s, "PP0010: cannot set up the agent");
+        return;
+    }
+    /* The socket exists before we look at the shared state: a collector that opens a
+     * window after our look finds our socket, and one that opened it before is seen. */
+    if ((a->listen_fd = pprof_ipc_listen(pchild, s)) < 0) {
+        close(a->wake[0]);
+        close(a->wake[1]);
+        return;
+    }
+    /* The MPM's signals must keep going to its own threads, never to ours. */
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    rv = apr_thread_create(&a->thread, NULL, agent_main, a, pchild);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, rv, s, "PP0011: cannot start the agent thread");
+        a->thread = NULL;
+    }
+    /* A pre-cleanup: the thread must be joined before pchild destroys its subpools. */
+    apr_pool_pre_cleanup_register(pchild, a, agent_cleanup);
+    agent = a;
+}

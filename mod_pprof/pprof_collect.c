@@ -1,0 +1,152 @@
+#include "pprof_collect.h"
+
+#include "ap_mpm.h"
+#include "http_connection.h"
+#include "http_core.h"
+#include "scoreboard.h"
+#include "apr_strings.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+apr_array_header_t *pprof_children(request_rec *r, pid_t only)
+{
+    apr_array_header_t *pids = apr_array_make(r->pool, 16, sizeof(pid_t));
+    pid_t self = getpid();
+    int limit = 0, i, have_self = 0;
+
+    if (ap_scoreboard_image && ap_mpm_query(AP_MPMQ_HARD_LIMIT_DAEMONS, &limit) == APR_SUCCESS) {
+        for (i = 0; i < limit; i++) {
+            process_score *ps = ap_get_scoreboard_process(i);
+            pid_t pid = ps ? ps->pid : 0;
+            if (pid <= 0 || (only && pid != only) || kill(pid, 0) != 0) {
+                continue;
+            }
+            have_self |= pid == self;
+            APR_ARRAY_PUSH(pids, pid_t) = pid;
+        }
+    }
+    if (!have_self && (!only || only == self)) {
+        APR_ARRAY_PUSH(pids, pid_t) = self;
+    }
+    return pids;
+}
+
+int pprof_is_child(request_rec *r, pid_t pid)
+{
+    return pprof_children(r, pid)->nelts > 0;
+}
+
+int pprof_client_gone(request_rec *r)
+{
+    apr_socket_t *sock = ap_get_conn_socket(r->connection);
+    apr_os_sock_t fd;
+    struct pollfd p;
+
+    if (r->connection->aborted) {
+        return 1;
+    }
+    if (!sock || apr_os_sock_get(&fd, sock) != APR_SUCCESS) {
+        return 0;
+    }
+    p.fd = fd;
+    p.events = POLLIN | POLLRDHUP;
+    p.revents = 0;
+    if (poll(&p, 1, 0) <= 0) {
+        return 0;
+    }
+    if (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) {
+        return 1;
+    }
+    if (p.revents & POLLIN) {
+        char c;
+        /* Readable with nothing to read: the client closed. Pipelined bytes stay. */
+        return recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
+    }
+    return 0;
+}
+
+int pprof_sleep_unless_gone(request_rec *r, apr_time_t until)
+{
+    for (;;) {
+        apr_time_t left = until - apr_time_now();
+        if (left <= 0) {
+            return 0;
+        }
+        if (pprof_client_gone(r)) {
+            return 1;
+        }
+        apr_sleep(left < apr_time_from_msec(100) ? left : apr_time_from_msec(100));
+    }
+}
+
+int pprof_parse_int(const char *s, apr_int64_t *out)
+{
+    const char *p = s;
+    int neg = 0;
+    apr_uint64_t v = 0;
+
+    if (!s || !*s) {
+        return -1;
+    }
+    if (*p == '+' || *p == '-') {
+        neg = *p == '-';
+        p++;
+    }
+    if (!*p) {
+        return -1;
+    }
+    for (; *p; p++) {
+        if (*p < '0' || *p > '9') {
+            return -1;
+        }
+        v = v * 10 + (apr_uint64_t)(*p - '0');
+        if (v > (apr_uint64_t)APR_INT64_MAX + (apr_uint64_t)neg) {
+            return -1;
+        }
+    }
+    *out = neg ? -(apr_int64_t)v : (apr_int64_t)v;
+    return 0;
+}
+
+int pprof_parse_float(const char *s, double *out)
+{
+    char *end;
+    double v;
+
+    if (!s || !*s || isspace((unsigned char)*s)) {
+        return -1;
+    }
+    errno = 0;
+    v = strtod(s, &end);
+    if (*end || errno == ERANGE || isnan(v)) {
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int pprof_exceeds_timeout(request_rec *r, double seconds)
+{
+    apr_interval_time_t t = r->server->timeout;
+
+    return t != 0 && seconds >= (double)t / APR_USEC_PER_SEC;
+}
+
+double pprof_seconds_or(apr_table_t *args, double dflt, int integer)
+{
+    const char *v = args ? apr_table_get(args, "seconds") : NULL;
+    apr_int64_t i;
+    double d;
+
+    if (integer) {
+        return (pprof_parse_int(v, &i) != 0 || i <= 0) ? dflt : (double)i;
+    }
+    return (pprof_parse_float(v, &d) != 0 || !(d > 0)) ? dflt : d;
+}

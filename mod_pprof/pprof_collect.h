@@ -1,0 +1,33 @@
+/* The collector's side: who the children are, whether the client is still there, and
+ * Go's parsing of the query values every endpoint shares. */
+#ifndef PPROF_COLLECT_H
+#define PPROF_COLLECT_H
+
+#include "httpd.h"
+
+/* The live children of the server (pids from the scoreboard; this process is always
+ * among them), or only `only` when non-zero. */
+apr_array_header_t *pprof_children(request_rec *r, pid_t only);
+
+/* 1 if pid is a live child of this server. */
+int pprof_is_child(request_rec *r, pid_t pid);
+
+/* 1 once the client has closed its side of the connection. */
+int pprof_client_gone(request_rec *r);
+
+/* Sleep until `until`, waking every 100 ms to check the client: 1 if it went away. */
+int pprof_sleep_unless_gone(request_rec *r, apr_time_t until);
+
+/* Go's strconv.ParseInt(s, 10, 64): optional sign, decimal digits, no overflow. */
+int pprof_parse_int(const char *s, apr_int64_t *out);
+
+/* Go's strconv.ParseFloat(s, 64) for what matters here: 0 on success. */
+int pprof_parse_float(const char *s, double *out);
+
+/* Go's durationExceedsWriteTimeout with Apache's Timeout as the WriteTimeout. */
+int pprof_exceeds_timeout(request_rec *r, double seconds);
+
+/* Go's "seconds" for the CPU profile and the trace: invalid or <= 0 means dflt. */
+double pprof_seconds_or(apr_table_t *args, double dflt, int integer);
+
+#endif
