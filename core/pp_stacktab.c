@@ -5,31 +5,42 @@
 #include <string.h>
 
 #define MAX_PCS 1024
-#define REC_HEADER 24
+#define REC_HEADER 16
 
 typedef struct {
-    uint64_t count;
-    uint32_t tag, flags, npcs;
+    uint64_t key;
+    uint32_t npcs;
     uint64_t *pcs;
+    uint64_t values[PP_STACKTAB_MAX_VALUES];
 } entry;
 
 struct pp_stacktab {
     pp_hash *ix;
     entry *e;
     size_t n, cap, max;
+    unsigned nvalues;
     uint64_t overflow;
 };
 
-pp_stacktab *pp_stacktab_new(size_t max_entries)
+pp_stacktab *pp_stacktab_new_values(size_t max_entries, unsigned nvalues)
 {
-    pp_stacktab *t = calloc(1, sizeof(*t));
+    pp_stacktab *t;
 
-    if (!t || !(t->ix = pp_hash_new())) {
+    if (nvalues < 1 || nvalues > PP_STACKTAB_MAX_VALUES || !(t = calloc(1, sizeof(*t)))) {
+        return NULL;
+    }
+    if (!(t->ix = pp_hash_new())) {
         free(t);
         return NULL;
     }
     t->max = max_entries;
+    t->nvalues = nvalues;
     return t;
+}
+
+pp_stacktab *pp_stacktab_new(size_t max_entries)
+{
+    return pp_stacktab_new_values(max_entries, 1);
 }
 
 void pp_stacktab_clear(pp_stacktab *t)
@@ -56,56 +67,77 @@ void pp_stacktab_free(pp_stacktab *t)
     free(t);
 }
 
-int pp_stacktab_add(pp_stacktab *t, uint32_t tag, uint32_t flags, const uint64_t *pcs,
-                    uint32_t npcs, uint64_t count)
+long pp_stacktab_addv(pp_stacktab *t, uint64_t key, const uint64_t *pcs, uint32_t npcs,
+                      const uint64_t *values)
 {
     uint64_t keybuf[MAX_PCS + 2], ix = t->n;
     size_t keylen;
-    int rc;
+    entry *e;
 
     if (!t->ix) {
-        return -1;
+        return -2;
     }
     if (npcs > MAX_PCS) {
         npcs = MAX_PCS;
     }
-    keybuf[0] = ((uint64_t)tag << 32) | flags;
+    keybuf[0] = key;
     keybuf[1] = npcs;
     memcpy(&keybuf[2], pcs, npcs * sizeof(uint64_t));
     keylen = (npcs + 2) * sizeof(uint64_t);
     if (pp_hash_find(t->ix, keybuf, keylen, &ix)) {
-        t->e[ix].count += count;
-        return 0;
+        pp_stacktab_add_at(t, (size_t)ix, values);
+        return (long)ix;
     }
     if (t->n >= t->max) {
-        t->overflow += count;
-        return 1;
+        t->overflow += values[0];
+        return -1;
     }
     if (t->n == t->cap) {
         size_t ncap = t->cap ? t->cap * 2 : 256;
         entry *ne = realloc(t->e, ncap * sizeof(entry));
         if (!ne) {
-            return -1;
+            return -2;
         }
         t->e = ne;
         t->cap = ncap;
     }
-    if (!(t->e[t->n].pcs = malloc((npcs ? npcs : 1) * sizeof(uint64_t)))) {
-        return -1;
+    e = &t->e[t->n];
+    if (!(e->pcs = malloc((npcs ? npcs : 1) * sizeof(uint64_t)))) {
+        return -2;
     }
     ix = t->n;
-    rc = pp_hash_intern(t->ix, keybuf, keylen, &ix);
-    if (rc < 0) {
-        free(t->e[t->n].pcs);
-        return -1;
+    if (pp_hash_intern(t->ix, keybuf, keylen, &ix) < 0) {
+        free(e->pcs);
+        return -2;
     }
-    memcpy(t->e[t->n].pcs, pcs, npcs * sizeof(uint64_t));
-    t->e[t->n].npcs = npcs;
-    t->e[t->n].tag = tag;
-    t->e[t->n].flags = flags;
-    t->e[t->n].count = count;
+    memcpy(e->pcs, pcs, npcs * sizeof(uint64_t));
+    e->npcs = npcs;
+    e->key = key;
+    memset(e->values, 0, sizeof(e->values));
     t->n++;
-    return 0;
+    pp_stacktab_add_at(t, (size_t)ix, values);
+    return (long)ix;
+}
+
+void pp_stacktab_add_at(pp_stacktab *t, size_t index, const uint64_t *values)
+{
+    unsigned i;
+
+    if (index >= t->n) {
+        return;
+    }
+    for (i = 0; i < t->nvalues; i++) {
+        t->e[index].values[i] += values[i];
+    }
+}
+
+int pp_stacktab_add(pp_stacktab *t, uint32_t tag, uint32_t flags, const uint64_t *pcs,
+                    uint32_t npcs, uint64_t count)
+{
+    uint64_t values[PP_STACKTAB_MAX_VALUES] = { count };
+    long rc = pp_stacktab_addv(t, (uint64_t)tag | ((uint64_t)flags << 32), pcs, npcs, values);
+
+    return rc >= 0 ? 0 : rc == -1 ? 1 : -1;
 }
 
 size_t pp_stacktab_count(const pp_stacktab *t)
@@ -123,11 +155,14 @@ const pp_stack *pp_stacktab_get(const pp_stacktab *t, size_t i, pp_stack *out)
     if (i >= t->n) {
         return NULL;
     }
-    out->count = t->e[i].count;
-    out->tag = t->e[i].tag;
-    out->flags = t->e[i].flags;
+    out->key = t->e[i].key;
     out->npcs = t->e[i].npcs;
+    out->nvalues = t->nvalues;
+    out->values = t->e[i].values;
     out->pcs = t->e[i].pcs;
+    out->count = out->values[0];
+    out->tag = (uint32_t)out->key;
+    out->flags = (uint32_t)(out->key >> 32);
     return out;
 }
 
@@ -173,7 +208,7 @@ int pp_stacktab_serialize(const pp_stacktab *t, unsigned char **out, size_t *out
     unsigned char *buf, *p;
 
     for (i = 0; i < t->n; i++) {
-        len += REC_HEADER + t->e[i].npcs * 8;
+        len += REC_HEADER + (t->nvalues + t->e[i].npcs) * 8;
     }
     if (!(buf = malloc(len ? len : 1))) {
         return -1;
@@ -181,12 +216,13 @@ int pp_stacktab_serialize(const pp_stacktab *t, unsigned char **out, size_t *out
     p = buf;
     for (i = 0; i < t->n; i++) {
         const entry *e = &t->e[i];
-        put64(p, e->count);
-        put32(p + 8, e->tag);
-        put32(p + 12, e->flags);
-        put32(p + 16, e->npcs);
-        put32(p + 20, 0);
+        put64(p, e->key);
+        put32(p + 8, e->npcs);
+        put32(p + 12, t->nvalues);
         p += REC_HEADER;
+        for (j = 0; j < t->nvalues; j++, p += 8) {
+            put64(p, e->values[j]);
+        }
         for (j = 0; j < e->npcs; j++, p += 8) {
             put64(p, e->pcs[j]);
         }
@@ -199,7 +235,7 @@ int pp_stacktab_serialize(const pp_stacktab *t, unsigned char **out, size_t *out
 int pp_stacktab_parse(const unsigned char *buf, size_t len,
                       void (*fn)(void *baton, const pp_stack *s), void *baton)
 {
-    uint64_t pcs[MAX_PCS];
+    uint64_t pcs[MAX_PCS], values[PP_STACKTAB_MAX_VALUES];
     size_t off = 0, j;
 
     while (off < len) {
@@ -207,18 +243,25 @@ int pp_stacktab_parse(const unsigned char *buf, size_t len,
         if (len - off < REC_HEADER) {
             return -1;
         }
-        s.count = get64(buf + off);
-        s.tag = get32(buf + off + 8);
-        s.flags = get32(buf + off + 12);
-        s.npcs = get32(buf + off + 16);
+        s.key = get64(buf + off);
+        s.npcs = get32(buf + off + 8);
+        s.nvalues = get32(buf + off + 12);
         off += REC_HEADER;
-        if (s.npcs > MAX_PCS || (len - off) / 8 < s.npcs) {
+        if (s.npcs > MAX_PCS || s.nvalues < 1 || s.nvalues > PP_STACKTAB_MAX_VALUES ||
+            (len - off) / 8 < (size_t)s.npcs + s.nvalues) {
             return -1;
+        }
+        for (j = 0; j < s.nvalues; j++, off += 8) {
+            values[j] = get64(buf + off);
         }
         for (j = 0; j < s.npcs; j++, off += 8) {
             pcs[j] = get64(buf + off);
         }
+        s.values = values;
         s.pcs = pcs;
+        s.count = values[0];
+        s.tag = (uint32_t)s.key;
+        s.flags = (uint32_t)(s.key >> 32);
         fn(baton, &s);
     }
     return 0;

@@ -307,22 +307,25 @@ int pp_symbolize(pp_symbolizer *s, const char *path, uint64_t file_offset,
     GElf_Off symoff;
     GElf_Sym sym;
     const char *symname;
+    int n = 0, i;
 
     if (!o || !o->dwfl || max <= 0 || offset_to_vaddr(o->mod, file_offset, &addr) != 0) {
         return 0;
     }
     symname = dwfl_module_addrinfo(o->mod, addr, &symoff, &sym, NULL, NULL, NULL);
     if (o->has_lines) {
-        return dwarf_frames(s, o, addr, symname, frames, max);
+        n = dwarf_frames(s, o, addr, symname, frames, max);
+    } else if (symname) {
+        frames[0].function = plain_symbol(s, symname);
+        frames[0].file = NULL;
+        frames[0].line = 0;
+        frames[0].start_line = 0;
+        n = 1;
     }
-    if (!symname) {
-        return 0;
+    for (i = 0; i < n; i++) {
+        frames[i].offset = symname ? symoff : 0;
     }
-    frames[0].function = plain_symbol(s, symname);
-    frames[0].file = NULL;
-    frames[0].line = 0;
-    frames[0].start_line = 0;
-    return 1;
+    return n;
 }
 
 const char *pp_symbolizer_build_id(pp_symbolizer *s, const char *path)

@@ -19,6 +19,7 @@ typedef struct {
     const char *file;           /* NULL without DWARF */
     int line;                   /* 0 without DWARF */
     int start_line;             /* the function's declaration line, 0 when unknown */
+    uint64_t offset;            /* from the start of the symbol (Go's PC - Entry) */
 } pp_frame;
 
 pp_symbolizer *pp_symbolizer_new(void);

@@ -16,6 +16,7 @@
 #include <signal.h>
 #include <stdlib.h>
 
+#include "pp_heap.h"
 #include "pp_log.h"
 
 static server_rec *log_server;
@@ -61,6 +62,7 @@ static void *create_server_conf(apr_pool_t *p, server_rec *s)
     pprof_server_conf *conf = apr_pcalloc(p, sizeof(*conf));
 
     conf->cpu_hz = 100;         /* Go's default rate */
+    conf->mem_rate = PP_HEAP_DEFAULT_RATE;
     return conf;
 }
 
@@ -70,6 +72,8 @@ static void *merge_server_conf(apr_pool_t *p, void *basev, void *addv)
 
     conf->cpu_hz = add->cpu_hz_set ? add->cpu_hz : base->cpu_hz;
     conf->cpu_hz_set = add->cpu_hz_set || base->cpu_hz_set;
+    conf->mem_rate = add->mem_rate_set ? add->mem_rate : base->mem_rate;
+    conf->mem_rate_set = add->mem_rate_set || base->mem_rate_set;
     return conf;
 }
 
@@ -88,6 +92,29 @@ static const char *set_cpu_rate(cmd_parms *cmd, void *dconf, const char *arg)
     return NULL;
 }
 
+static const char *set_mem_rate(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    pprof_server_conf *conf = ap_get_module_config(cmd->server->module_config, &pprof_module);
+    char *end;
+    long long rate = strtoll(arg, &end, 10);
+
+    if (!*arg || *end || rate < 0 || rate > (1LL << 40)) {
+        return apr_psprintf(cmd->pool, "%s: '%s' is not a number of bytes (0 turns heap "
+                            "sampling off, 1 samples every allocation)", cmd->cmd->name, arg);
+    }
+    conf->mem_rate = rate;
+    conf->mem_rate_set = 1;
+    return NULL;
+}
+
+/* Before this module is unloaded (restart), every GOT entry pointing into it goes back. */
+static apr_status_t heap_cleanup(void *unused)
+{
+    pp_heap_stop();
+    pp_heap_reset();
+    return APR_SUCCESS;
+}
+
 static int post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp, server_rec *s)
 {
     log_server = s;
@@ -98,6 +125,19 @@ static int post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp, s
     }
     if (pprof_shared_create(pconf, s) != APR_SUCCESS || pprof_ipc_init(pconf, s) != APR_SUCCESS) {
         return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    {
+        /* In the parent, before any child is forked: children inherit the hooks. */
+        pprof_server_conf *conf = ap_get_module_config(s->module_config, &pprof_module);
+        int n = pp_heap_start((size_t)conf->mem_rate);
+        if (n < 0) {
+            ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, "PP0020: cannot hook the allocator");
+        } else {
+            ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s, "PP0021: heap sampling every %"
+                         APR_INT64_T_FMT " bytes; %d allocator entries hooked",
+                         conf->mem_rate, n);
+        }
+        apr_pool_cleanup_register(pconf, NULL, heap_cleanup, apr_pool_cleanup_null);
     }
     return OK;
 }
@@ -136,6 +176,7 @@ static void child_init(apr_pool_t *pchild, server_rec *s)
         }
     }
     pprof_agent_thread_warm();
+    pp_heap_refresh();
     pprof_agent_child_init(pchild, s);
 }
 
@@ -153,6 +194,9 @@ static void register_hooks(apr_pool_t *p)
 static const command_rec cmds[] = {
     AP_INIT_TAKE1("PprofCPURate", set_cpu_rate, NULL, RSRC_CONF,
                   "CPU samples per second of thread CPU time (1-1000, default 100)"),
+    AP_INIT_TAKE1("PprofMemProfileRate", set_mem_rate, NULL, RSRC_CONF,
+                  "mean bytes allocated between heap samples (Go's MemProfileRate; default "
+                  "524288, 0 off, 1 every allocation)"),
     { NULL }
 };
 

@@ -14,6 +14,8 @@ extern module AP_MODULE_DECLARE_DATA pprof_module;
 typedef struct {
     int cpu_hz;                 /* PprofCPURate: CPU samples per second of thread CPU time */
     int cpu_hz_set;
+    apr_int64_t mem_rate;       /* PprofMemProfileRate: mean bytes between heap samples */
+    int mem_rate_set;
 } pprof_server_conf;
 
 /* The process-wide symbolizer, created on first use in this process. Callers hold the

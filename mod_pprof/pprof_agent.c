@@ -10,10 +10,12 @@
 #include "apr_thread_proc.h"
 
 #include "pp_cpu.h"
+#include "pp_heap.h"
 #include "pp_maps.h"
 #include "pp_stacktab.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -181,13 +183,12 @@ static void send_cpu_data(agent_t *a, int fd, apr_uint32_t gen, apr_time_t deadl
     }
     apr_snprintf(line, sizeof(line),
                  "DATA %ld %" APR_UINT64_T_FMT " %" APR_UINT64_T_FMT " %" APR_TIME_T_FMT
-                 " %" APR_TIME_T_FMT " %" APR_SIZE_T_FMT " %" APR_SIZE_T_FMT " %"
-                 APR_SIZE_T_FMT "\n", (long)getpid(), a->cpu_dropped, a->cpu_leaf_only,
-                 a->cpu_started, a->cpu_stopped, mapslen, tagslen, (apr_size_t)reclen);
-    if (pprof_ipc_write_all(fd, line, strlen(line), deadline) == 0 &&
-        pprof_ipc_write_all(fd, maps, mapslen, deadline) == 0 &&
-        pprof_ipc_write_all(fd, tags, tagslen, deadline) == 0) {
-        pprof_ipc_write_all(fd, recs, reclen, deadline);
+                 " %" APR_TIME_T_FMT, (long)getpid(), a->cpu_dropped, a->cpu_leaf_only,
+                 a->cpu_started, a->cpu_stopped);
+    {
+        const void *blobs[3] = { maps, tags, recs };
+        apr_size_t lens[3] = { mapslen, tagslen, (apr_size_t)reclen };
+        pprof_ipc_reply(fd, line, 3, blobs, lens, deadline);
     }
     /* Handed over (or lost with the collector): either way, not sent twice. */
     a->cpu_data_gen = 0;
@@ -195,6 +196,38 @@ static void send_cpu_data(agent_t *a, int fd, apr_uint32_t gen, apr_time_t deadl
     free(maps);
     free(recs);
     apr_pool_destroy(p);
+}
+
+/* The heap buckets, with this child's maps and allocator statistics. */
+static void send_heap(int fd, int gc, apr_time_t deadline)
+{
+    char *maps = NULL, head[256];
+    apr_size_t mapslen = 0;
+    unsigned char *recs = NULL;
+    size_t reclen = 0;
+    struct mallinfo2 mi;
+
+    if (gc) {
+        /* C has no collector to run: give freed memory back to the system instead. */
+        malloc_trim(0);
+    }
+    pp_heap_refresh();
+    mi = mallinfo2();
+    if (pp_maps_read_text(NULL, &maps, &mapslen) != 0 ||
+        pp_heap_serialize(&recs, &reclen) != 0) {
+        pprof_ipc_write_all(fd, "ERR out of memory\n", 18, deadline);
+    } else {
+        const void *blobs[2] = { maps, recs };
+        apr_size_t lens[2] = { mapslen, (apr_size_t)reclen };
+        apr_snprintf(head, sizeof(head), "HEAP %ld %" APR_SIZE_T_FMT " %" APR_UINT64_T_FMT
+                     " %" APR_SIZE_T_FMT " %" APR_SIZE_T_FMT " %" APR_SIZE_T_FMT " %"
+                     APR_SIZE_T_FMT, (long)getpid(), pp_heap_rate(), pp_heap_dropped(),
+                     (apr_size_t)mi.arena, (apr_size_t)mi.hblkhd, (apr_size_t)mi.uordblks,
+                     (apr_size_t)mi.fordblks);
+        pprof_ipc_reply(fd, head, 2, blobs, lens, deadline);
+    }
+    free(maps);
+    free(recs);
 }
 
 static void serve_one(agent_t *a, int fd)
@@ -212,6 +245,8 @@ static void serve_one(agent_t *a, int fd)
         err = cpu_start(a, (apr_uint32_t)gen, (int)hz, (apr_time_t)dl);
         apr_snprintf(reply, sizeof(reply), err ? "ERR %s\n" : "OK\n", err);
         pprof_ipc_write_all(fd, reply, strlen(reply), deadline);
+    } else if (sscanf(line, "HEAP %lu", &gen) == 1) {
+        send_heap(fd, gen != 0, deadline);
     } else if (sscanf(line, "CPU-STOP %lu", &gen) == 1 && gen) {
         if (a->cpu_gen == gen) {
             cpu_stop(a);
@@ -261,6 +296,8 @@ static void *APR_THREAD_FUNC agent_main(apr_thread_t *t, void *data)
     agent_t *a = data;
 
     pp_cpu_thread_warm();
+    /* The agent is the profiler: what it allocates is never in the heap profile. */
+    pp_heap_guard_enter();
     join_open_windows(a);
     while (!a->stopping) {
         struct pollfd pfd[2];

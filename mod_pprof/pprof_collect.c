@@ -38,9 +38,21 @@ apr_array_header_t *pprof_children(request_rec *r, pid_t only)
     return pids;
 }
 
-int pprof_is_child(request_rec *r, pid_t pid)
+const char *pprof_query_pid(request_rec *r, apr_table_t *args, pid_t *only)
 {
-    return pprof_children(r, pid)->nelts > 0;
+    const char *v = apr_table_get(args, "pid");
+    apr_int64_t pid;
+
+    *only = 0;
+    if (!v) {
+        return NULL;
+    }
+    if (pprof_parse_int(v, &pid) != 0 || pid <= 0 || pid > INT32_MAX ||
+        pprof_children(r, (pid_t)pid)->nelts == 0) {
+        return apr_psprintf(r->pool, "pid %s is not a child process of this server", v);
+    }
+    *only = (pid_t)pid;
+    return NULL;
 }
 
 int pprof_client_gone(request_rec *r)

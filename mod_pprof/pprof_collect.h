@@ -9,8 +9,8 @@
  * among them), or only `only` when non-zero. */
 apr_array_header_t *pprof_children(request_rec *r, pid_t only);
 
-/* 1 if pid is a live child of this server. */
-int pprof_is_child(request_rec *r, pid_t pid);
+/* The "pid" query parameter: *only = 0 when absent. NULL, or the 400 text to answer. */
+const char *pprof_query_pid(request_rec *r, apr_table_t *args, pid_t *only);
 
 /* 1 once the client has closed its side of the connection. */
 int pprof_client_gone(request_rec *r);

@@ -25,7 +25,6 @@ APLOG_USE_MODULE(pprof);
 
 #define START_TIMEOUT apr_time_from_sec(5)
 #define GATHER_TIMEOUT apr_time_from_sec(30)
-#define MAX_BLOB (256u * 1024 * 1024)
 #define MAX_TAGS 1024
 /* Children stop by themselves this long after the window's planned end. */
 #define GRACE apr_time_from_sec(10)
@@ -92,62 +91,34 @@ static void parse_tags(merge_ctx *m, char *text)
     }
 }
 
-static char *read_blob(int fd, apr_size_t len, apr_pool_t *p, apr_time_t deadline)
-{
-    char *buf;
-
-    if (len > MAX_BLOB) {
-        return NULL;
-    }
-    buf = apr_palloc(p, len + 1);
-    if (pprof_ipc_read_full(fd, buf, len, deadline) != 0) {
-        return NULL;
-    }
-    buf[len] = '\0';
-    return buf;
-}
-
 /* Ask one child for its window's data and merge it. */
 static void gather_child(request_rec *r, pid_t pid, apr_uint32_t gen, pp_profile *prof,
                          pp_resolver *res, int64_t period, apr_uint64_t *total)
 {
     apr_time_t deadline = apr_time_now() + GATHER_TIMEOUT;
-    char line[512], *maps_text, *tags_text, *recs;
+    pprof_reply rep;
     long cpid;
     apr_uint64_t dropped, leaf_only;
     apr_int64_t started, stopped;
-    apr_size_t mapslen, tagslen, reclen;
     merge_ctx *m;
     pp_maps *maps = NULL;
     apr_pool_t *p;
-    int fd = pprof_ipc_connect(pid, r->pool);
+    int rc;
 
-    if (fd < 0) {
-        return;                 /* exited during the window: its samples went with it */
-    }
     apr_pool_create(&p, r->pool);
-    apr_snprintf(line, sizeof(line), "CPU-STOP %lu\n", (unsigned long)gen);
-    if (pprof_ipc_write_all(fd, line, strlen(line), deadline) != 0 ||
-        pprof_ipc_read_line(fd, line, sizeof(line), deadline) != 0) {
+    rc = pprof_ipc_call(p, pid, apr_psprintf(p, "CPU-STOP %lu", (unsigned long)gen), 3, &rep,
+                        deadline);
+    if (rc == 1) {
+        goto done;
+    }
+    if (rc != 0 || sscanf(rep.line, "DATA %ld %" APR_UINT64_T_FMT " %" APR_UINT64_T_FMT
+                          " %" APR_INT64_T_FMT " %" APR_INT64_T_FMT, &cpid, &dropped,
+                          &leaf_only, &started, &stopped) != 5) {
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
                       "PP0102: child %ld did not hand over its CPU samples", (long)pid);
         goto done;
     }
-    if (strcmp(line, "NONE") == 0) {
-        goto done;
-    }
-    if (sscanf(line, "DATA %ld %" APR_UINT64_T_FMT " %" APR_UINT64_T_FMT " %" APR_INT64_T_FMT
-               " %" APR_INT64_T_FMT " %" APR_SIZE_T_FMT " %" APR_SIZE_T_FMT " %"
-               APR_SIZE_T_FMT, &cpid, &dropped, &leaf_only, &started, &stopped, &mapslen,
-               &tagslen, &reclen) != 8 ||
-        !(maps_text = read_blob(fd, mapslen, p, deadline)) ||
-        !(tags_text = read_blob(fd, tagslen, p, deadline)) ||
-        !(recs = read_blob(fd, reclen, p, deadline))) {
-        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
-                      "PP0103: bad CPU data from child %ld", (long)pid);
-        goto done;
-    }
-    maps = pp_maps_parse(maps_text, mapslen);
+    maps = pp_maps_parse(rep.blob[0], rep.len[0]);
     m = apr_pcalloc(p, sizeof(*m));
     m->r = r;
     m->prof = prof;
@@ -155,8 +126,8 @@ static void gather_child(request_rec *r, pid_t pid, apr_uint32_t gen, pp_profile
     m->maps = maps;
     m->pid = cpid;
     m->period = period;
-    parse_tags(m, tags_text);
-    if (!maps || pp_stacktab_parse((unsigned char *)recs, reclen, merge_stack, m) != 0 ||
+    parse_tags(m, rep.blob[1]);
+    if (!maps || pp_stacktab_parse((unsigned char *)rep.blob[2], rep.len[2], merge_stack, m) != 0 ||
         m->failed) {
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
                       "PP0104: could not merge the CPU data of child %ld", (long)pid);
@@ -177,7 +148,6 @@ static void gather_child(request_rec *r, pid_t pid, apr_uint32_t gen, pp_profile
                   leaf_only);
 done:
     pp_maps_free(maps);
-    close(fd);
     apr_pool_destroy(p);
 }
 
@@ -227,8 +197,8 @@ int pprof_serve_profile(request_rec *r, apr_table_t *args)
     pprof_server_conf *conf = ap_get_module_config(r->server->module_config, &pprof_module);
     pprof_shared *sh = pprof_shared_get();
     double sec = pprof_seconds_or(args, 30, 1);
-    const char *pidarg = apr_table_get(args, "pid"), *err = NULL;
-    apr_int64_t only = 0;
+    const char *err = NULL;
+    pid_t only = 0;
     apr_uint32_t self = (apr_uint32_t)getpid(), gen;
     apr_array_header_t *started, *now;
     apr_time_t t0, t1;
@@ -244,10 +214,8 @@ int pprof_serve_profile(request_rec *r, apr_table_t *args)
         return pprof_serve_error(r, HTTP_BAD_REQUEST,
                                  "profile duration exceeds server's WriteTimeout");
     }
-    if (pidarg && (pprof_parse_int(pidarg, &only) != 0 || only <= 0 ||
-                   !pprof_is_child(r, (pid_t)only))) {
-        return pprof_serve_error(r, HTTP_BAD_REQUEST, apr_psprintf(r->pool,
-                                 "pid %s is not a child process of this server", pidarg));
+    if ((err = pprof_query_pid(r, args, &only)) != NULL) {
+        return pprof_serve_error(r, HTTP_BAD_REQUEST, err);
     }
     if (!sh) {
         return pprof_serve_error(r, HTTP_INTERNAL_SERVER_ERROR,

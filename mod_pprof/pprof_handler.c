@@ -2,6 +2,7 @@
  * cmdline and symbol. Each follows Go 1.19's net/http/pprof in status, headers and text. */
 #include "mod_pprof.h"
 #include "pprof_cpu.h"
+#include "pprof_heap.h"
 #include "pprof_handler.h"
 
 #include "http_core.h"
@@ -11,6 +12,7 @@
 #include "util_script.h"
 #include "apr_strings.h"
 
+#include "pp_heap.h"
 #include "pp_maps.h"
 
 #include <errno.h>
@@ -37,8 +39,14 @@ static int serve_symbol(request_rec *r, apr_table_t *args);
 
 /* Sorted by name, as Go sorts the index. Names not here answer 404 "Unknown profile". */
 static const endpoint endpoints[] = {
+    { "allocs", pprof_serve_allocs, pprof_heap_count, 1,
+      "A sampling of all past memory allocations of every child (malloc and friends)" },
     { "cmdline", serve_cmdline, NULL, 1,
       "The command line of the server's parent process, as it was started" },
+    { "heap", pprof_serve_heap, pprof_heap_count, 1,
+      "A sampling of memory allocations of live objects in every child. You can specify "
+      "the gc GET parameter to return freed memory to the system (malloc_trim) before "
+      "taking the heap sample." },
     { "profile", pprof_serve_profile, NULL, 1,
       "CPU profile of every child of the server. You can specify the duration in the "
       "seconds GET parameter (and one child with pid). After you get the profile file, use "
@@ -320,11 +328,18 @@ int pprof_handler(request_rec *r)
         }
     }
     if (*name == '\0') {
-        return serve_index(r);
+        pp_heap_guard_enter();
+        rc = serve_index(r);
+        pp_heap_guard_leave();
+        return rc;
     }
     for (i = 0; i < sizeof(endpoints) / sizeof(endpoints[0]); i++) {
         if (strcmp(endpoints[i].name, name) == 0) {
-            return endpoints[i].serve(r, args);
+            /* What the profiler allocates to answer is not the server's: keep it out. */
+            pp_heap_guard_enter();
+            rc = endpoints[i].serve(r, args);
+            pp_heap_guard_leave();
+            return rc;
         }
     }
     return pprof_serve_error(r, HTTP_NOT_FOUND, "Unknown profile");

@@ -178,3 +178,73 @@ int pprof_ipc_read_line(int fd, char *buf, apr_size_t cap, apr_time_t deadline)
     }
     return -1;
 }
+
+int pprof_ipc_call(apr_pool_t *p, pid_t pid, const char *cmd, int nblobs, pprof_reply *out,
+                   apr_time_t deadline)
+{
+    int fd = pprof_ipc_connect(pid, p), i, nf = 0, rc = -1;
+    char *fields[64], *copy, *tok, *last;
+
+    memset(out, 0, sizeof(*out));
+    if (fd < 0) {
+        return 1;               /* exited: what it held went with it */
+    }
+    if (pprof_ipc_write_all(fd, cmd, strlen(cmd), deadline) != 0 ||
+        pprof_ipc_write_all(fd, "\n", 1, deadline) != 0 ||
+        pprof_ipc_read_line(fd, out->line, sizeof(out->line), deadline) != 0) {
+        goto done;
+    }
+    if (strcmp(out->line, "NONE") == 0) {
+        rc = 1;
+        goto done;
+    }
+    copy = apr_pstrdup(p, out->line);
+    for (tok = apr_strtok(copy, " ", &last); tok && nf < 64; tok = apr_strtok(NULL, " ", &last)) {
+        fields[nf++] = tok;
+    }
+    if (nblobs > PPROF_MAX_BLOBS || nf < nblobs) {
+        goto done;
+    }
+    for (i = 0; i < nblobs; i++) {
+        apr_int64_t len = apr_atoi64(fields[nf - nblobs + i]);
+        if (len < 0 || (apr_uint64_t)len > PPROF_MAX_BLOB) {
+            goto done;
+        }
+        out->len[i] = (apr_size_t)len;
+        out->blob[i] = apr_palloc(p, out->len[i] + 1);
+        if (pprof_ipc_read_full(fd, out->blob[i], out->len[i], deadline) != 0) {
+            goto done;
+        }
+        out->blob[i][out->len[i]] = '\0';
+    }
+    rc = 0;
+done:
+    close(fd);
+    return rc;
+}
+
+int pprof_ipc_reply(int fd, const char *head, int nblobs, const void *const *blobs,
+                    const apr_size_t *lens, apr_time_t deadline)
+{
+    char line[512];
+    apr_size_t used = (apr_size_t)apr_snprintf(line, sizeof(line), "%s", head);
+    int i;
+
+    for (i = 0; i < nblobs && used < sizeof(line); i++) {
+        used += (apr_size_t)apr_snprintf(line + used, sizeof(line) - used, " %" APR_SIZE_T_FMT,
+                                         lens[i]);
+    }
+    if (used + 1 >= sizeof(line)) {
+        return -1;
+    }
+    line[used++] = '\n';
+    if (pprof_ipc_write_all(fd, line, used, deadline) != 0) {
+        return -1;
+    }
+    for (i = 0; i < nblobs; i++) {
+        if (pprof_ipc_write_all(fd, blobs[i], lens[i], deadline) != 0) {
+            return -1;
+        }
+    }
+    return 0;
+}

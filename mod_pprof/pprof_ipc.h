@@ -21,4 +21,22 @@ int pprof_ipc_write_all(int fd, const void *buf, apr_size_t len, apr_time_t dead
 int pprof_ipc_read_line(int fd, char *buf, apr_size_t cap, apr_time_t deadline);
 int pprof_ipc_read_full(int fd, void *buf, apr_size_t len, apr_time_t deadline);
 
+/* A reply: a line whose last nblobs fields are the lengths of the blobs that follow. */
+#define PPROF_MAX_BLOBS 4
+#define PPROF_MAX_BLOB (256u * 1024 * 1024)
+typedef struct {
+    char line[512];
+    char *blob[PPROF_MAX_BLOBS];        /* NUL-terminated for convenience */
+    apr_size_t len[PPROF_MAX_BLOBS];
+} pprof_reply;
+
+/* Send cmd (a line) to child pid and read its reply with nblobs blobs into out (from
+ * pool p). 0: a reply; 1: the child answered NONE or is gone; -1: a broken reply. */
+int pprof_ipc_call(apr_pool_t *p, pid_t pid, const char *cmd, int nblobs, pprof_reply *out,
+                   apr_time_t deadline);
+
+/* Agent side: the reply line (head, then the blob lengths) and the blobs. */
+int pprof_ipc_reply(int fd, const char *head, int nblobs, const void *const *blobs,
+                    const apr_size_t *lens, apr_time_t deadline);
+
 #endif

@@ -1,0 +1,373 @@
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* dl_iterate_phdr */
+#endif
+#include "pp_got.h"
+#include "pp_log.h"
+
+#include <elf.h>
+#include <link.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#if defined(__x86_64__)
+#define R_JUMP_SLOT R_X86_64_JUMP_SLOT
+#define R_GLOB_DAT R_X86_64_GLOB_DAT
+#elif defined(__aarch64__)
+#define R_JUMP_SLOT R_AARCH64_JUMP_SLOT
+#define R_GLOB_DAT R_AARCH64_GLOB_DAT
+#else
+#error "pp_got: unsupported architecture"
+#endif
+
+typedef struct {
+    void **slot;
+    void *original;
+    void *replacement;
+} patched_slot;
+
+typedef struct {
+    uintptr_t base;
+    char *name;
+    int seen;                   /* mark for the sweep of unloaded objects */
+} patched_object;
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static const pp_got_hook *hooks;
+static size_t nhooks;
+static patched_slot *slots;
+static size_t nslots, capslots;
+static patched_object *objects;
+static size_t nobjects, capobjects;
+static unsigned long long last_adds;
+
+/* Within [start, end) of one of the object's loaded segments? */
+static int object_contains(const struct dl_phdr_info *info, uintptr_t addr)
+{
+    int i;
+
+    for (i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        uintptr_t start = info->dlpi_addr + ph->p_vaddr;
+        if (ph->p_type == PT_LOAD && addr >= start && addr < start + ph->p_memsz) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int already_patched(uintptr_t base, const char *name)
+{
+    size_t i;
+
+    for (i = 0; i < nobjects; i++) {
+        if (objects[i].base == base && strcmp(objects[i].name, name) == 0) {
+            objects[i].seen = 1;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Forget objects the loader no longer lists (dlclose'd): a library loaded again at the
+ * same address has a fresh GOT to patch, and the old slots are gone with the old pages. */
+static void sweep_unloaded(void)
+{
+    size_t i, j;
+
+    for (i = 0, j = 0; i < nobjects; i++) {
+        if (objects[i].seen) {
+            objects[j++] = objects[i];
+        } else {
+            free(objects[i].name);
+        }
+    }
+    nobjects = j;
+    for (i = 0; i < nobjects; i++) {
+        objects[i].seen = 0;
+    }
+}
+
+static int slot_is_loaded(struct dl_phdr_info *info, size_t size, void *data)
+{
+    (void)size;
+    return object_contains(info, (uintptr_t)data);
+}
+
+static void sweep_slots(void)
+{
+    size_t i, j;
+
+    for (i = 0, j = 0; i < nslots; i++) {
+        if (dl_iterate_phdr(slot_is_loaded, slots[i].slot)) {
+            slots[j++] = slots[i];
+        }
+    }
+    nslots = j;
+}
+
+static int remember_object(uintptr_t base, const char *name)
+{
+    if (nobjects == capobjects) {
+        size_t ncap = capobjects ? capobjects * 2 : 64;
+        patched_object *no = realloc(objects, ncap * sizeof(*no));
+        if (!no) {
+            return -1;
+        }
+        objects = no;
+        capobjects = ncap;
+    }
+    if (!(objects[nobjects].name = strdup(name))) {
+        return -1;
+    }
+    objects[nobjects].seen = 1;
+    objects[nobjects++].base = base;
+    return 0;
+}
+
+/* The RELRO range of the object, where the loader left the GOT read-only. */
+static void relro_range(const struct dl_phdr_info *info, uintptr_t *start, uintptr_t *end)
+{
+    int i;
+
+    *start = *end = 0;
+    for (i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type == PT_GNU_RELRO) {
+            *start = info->dlpi_addr + ph->p_vaddr;
+            *end = *start + ph->p_memsz;
+        }
+    }
+}
+
+static int write_slot(void **slot, void *value, uintptr_t ro_start, uintptr_t ro_end)
+{
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), a = (uintptr_t)slot;
+    int readonly = a >= ro_start && a < ro_end;
+    void *pg = (void *)(a & ~(page - 1));
+
+    if (readonly && mprotect(pg, page, PROT_READ | PROT_WRITE) != 0) {
+        return -1;
+    }
+    __atomic_store_n(slot, value, __ATOMIC_RELEASE);
+    if (readonly) {
+        mprotect(pg, page, PROT_READ);
+    }
+    return 0;
+}
+
+static int record_slot(void **slot, void *original, void *replacement)
+{
+    if (nslots == capslots) {
+        size_t ncap = capslots ? capslots * 2 : 256;
+        patched_slot *ns = realloc(slots, ncap * sizeof(*ns));
+        if (!ns) {
+            return -1;
+        }
+        slots = ns;
+        capslots = ncap;
+    }
+    slots[nslots].slot = slot;
+    slots[nslots].original = original;
+    slots[nslots].replacement = replacement;
+    nslots++;
+    return 0;
+}
+
+static const pp_got_hook *hook_for(const char *name)
+{
+    size_t i;
+
+    for (i = 0; i < nhooks; i++) {
+        if (strcmp(hooks[i].name, name) == 0) {
+            return &hooks[i];
+        }
+    }
+    return NULL;
+}
+
+/* d_ptr values are relocated in memory by glibc on most targets; not on all. */
+static uintptr_t dyn_addr(const struct dl_phdr_info *info, uintptr_t v)
+{
+    return v < info->dlpi_addr ? v + info->dlpi_addr : v;
+}
+
+static void patch_relocs(const struct dl_phdr_info *info, const ElfW(Rela) *rel, size_t n,
+                         const ElfW(Sym) *symtab, const char *strtab, uintptr_t ro_start,
+                         uintptr_t ro_end, int *count)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        unsigned long type = ELF64_R_TYPE(rel[i].r_info);
+        const pp_got_hook *h;
+        void **slot;
+
+        if (type != R_JUMP_SLOT && type != R_GLOB_DAT) {
+            continue;
+        }
+        h = hook_for(strtab + symtab[ELF64_R_SYM(rel[i].r_info)].st_name);
+        if (!h) {
+            continue;
+        }
+        slot = (void **)(info->dlpi_addr + rel[i].r_offset);
+        if (*slot == h->replacement) {
+            continue;
+        }
+        if (record_slot(slot, *slot, h->replacement) == 0 &&
+            write_slot(slot, h->replacement, ro_start, ro_end) == 0) {
+            (*count)++;
+        } else if (nslots > 0 && slots[nslots - 1].slot == slot) {
+            nslots--;
+        }
+    }
+}
+
+static int patch_object(struct dl_phdr_info *info, size_t size, void *data)
+{
+    int *count = data, i;
+    const ElfW(Dyn) *dyn = NULL;
+    const ElfW(Sym) *symtab = NULL;
+    const char *strtab = NULL, *name = info->dlpi_name ? info->dlpi_name : "";
+    const ElfW(Rela) *jmprel = NULL, *rela = NULL;
+    size_t jmprelsz = 0, relasz = 0;
+    uintptr_t ro_start, ro_end;
+
+    (void)size;
+    last_adds = info->dlpi_adds;
+    if (strstr(name, "/ld-linux") || strstr(name, "linux-vdso") ||
+        object_contains(info, (uintptr_t)&pp_got_patch) || already_patched(info->dlpi_addr, name)) {
+        return 0;
+    }
+    for (i = 0; i < info->dlpi_phnum; i++) {
+        if (info->dlpi_phdr[i].p_type == PT_DYNAMIC) {
+            dyn = (const ElfW(Dyn) *)(info->dlpi_addr + info->dlpi_phdr[i].p_vaddr);
+        }
+    }
+    if (!dyn) {
+        return 0;
+    }
+    for (; dyn->d_tag != DT_NULL; dyn++) {
+        switch (dyn->d_tag) {
+        case DT_SYMTAB: symtab = (const ElfW(Sym) *)dyn_addr(info, dyn->d_un.d_ptr); break;
+        case DT_STRTAB: strtab = (const char *)dyn_addr(info, dyn->d_un.d_ptr); break;
+        case DT_JMPREL: jmprel = (const ElfW(Rela) *)dyn_addr(info, dyn->d_un.d_ptr); break;
+        case DT_PLTRELSZ: jmprelsz = dyn->d_un.d_val; break;
+        case DT_RELA: rela = (const ElfW(Rela) *)dyn_addr(info, dyn->d_un.d_ptr); break;
+        case DT_RELASZ: relasz = dyn->d_un.d_val; break;
+        default: break;
+        }
+    }
+    if (!symtab || !strtab) {
+        return 0;
+    }
+    relro_range(info, &ro_start, &ro_end);
+    if (jmprel) {
+        patch_relocs(info, jmprel, jmprelsz / sizeof(ElfW(Rela)), symtab, strtab, ro_start,
+                     ro_end, count);
+    }
+    if (rela) {
+        patch_relocs(info, rela, relasz / sizeof(ElfW(Rela)), symtab, strtab, ro_start,
+                     ro_end, count);
+    }
+    remember_object(info->dlpi_addr, name);
+    return 0;
+}
+
+int pp_got_patch(const pp_got_hook *h, size_t n)
+{
+    int count = 0;
+
+    pthread_mutex_lock(&lock);
+    hooks = h;
+    nhooks = n;
+    dl_iterate_phdr(patch_object, &count);
+    sweep_unloaded();
+    pthread_mutex_unlock(&lock);
+    pp_log(PP_LOG_DEBUG, "PP0401", "patched %d GOT slots in %zu objects", count, nobjects);
+    return count;
+}
+
+static int read_adds(struct dl_phdr_info *info, size_t size, void *data)
+{
+    (void)size;
+    *(unsigned long long *)data = info->dlpi_adds;
+    return 1;
+}
+
+int pp_got_refresh(void)
+{
+    unsigned long long adds = 0;
+    int count = 0;
+
+    if (!hooks) {
+        return 0;
+    }
+    dl_iterate_phdr(read_adds, &adds);
+    if (adds == __atomic_load_n(&last_adds, __ATOMIC_RELAXED)) {
+        return 0;
+    }
+    pthread_mutex_lock(&lock);
+    if (hooks) {
+        dl_iterate_phdr(patch_object, &count);
+        sweep_unloaded();
+        sweep_slots();
+    }
+    pthread_mutex_unlock(&lock);
+    return count;
+}
+
+static int restore_object(struct dl_phdr_info *info, size_t size, void *data)
+{
+    uintptr_t ro_start, ro_end;
+    size_t i;
+
+    (void)size;
+    (void)data;
+    relro_range(info, &ro_start, &ro_end);
+    for (i = 0; i < nslots; i++) {
+        if (slots[i].slot && object_contains(info, (uintptr_t)slots[i].slot)) {
+            /* Only our own value goes back: someone else may have patched it since. */
+            if (*slots[i].slot == slots[i].replacement) {
+                write_slot(slots[i].slot, slots[i].original, ro_start, ro_end);
+            }
+            slots[i].slot = NULL;
+        }
+    }
+    return 0;
+}
+
+void pp_got_unpatch(void)
+{
+    size_t i;
+
+    pthread_mutex_lock(&lock);
+    /* Through the loader's list: a slot of an object unloaded since is not touched. */
+    dl_iterate_phdr(restore_object, NULL);
+    free(slots);
+    slots = NULL;
+    nslots = capslots = 0;
+    for (i = 0; i < nobjects; i++) {
+        free(objects[i].name);
+    }
+    free(objects);
+    objects = NULL;
+    nobjects = capobjects = 0;
+    hooks = NULL;
+    nhooks = 0;
+    last_adds = 0;
+    pthread_mutex_unlock(&lock);
+}
+
+size_t pp_got_patched_slots(void)
+{
+    size_t n;
+
+    pthread_mutex_lock(&lock);
+    n = nslots;
+    pthread_mutex_unlock(&lock);
+    return n;
+}

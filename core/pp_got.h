@@ -1,0 +1,35 @@
+/* Interposition without LD_PRELOAD: rewrite the GOT entries (PLT slots and data
+ * references) of chosen functions in every loaded object, so that their calls reach our
+ * replacement. Works for objects linked with -z relro -z now (Debian's default): their
+ * GOT is read-only after load, so each page is made writable for the patch and restored.
+ *
+ * Skipped: the dynamic loader, the vDSO, and the object that holds this code (its own
+ * calls must reach the originals). Objects loaded later are patched by pp_got_refresh
+ * (cheap when nothing was loaded: it compares the loader's adds counter).
+ *
+ * Not async-signal-safe. Callers serialize: pp_got_* take an internal lock. */
+#ifndef PP_GOT_H
+#define PP_GOT_H
+
+#include <stddef.h>
+
+typedef struct {
+    const char *name;           /* symbol name, e.g. "malloc" */
+    void *replacement;
+} pp_got_hook;
+
+/* Install hooks (an array that must stay valid until pp_got_unpatch) into every loaded
+ * object. Returns the number of GOT slots rewritten, or -1. Calling it again with the
+ * same array patches objects loaded since. */
+int pp_got_patch(const pp_got_hook *hooks, size_t nhooks);
+
+/* Patch objects loaded since the last patch; 0 when there were none. */
+int pp_got_refresh(void);
+
+/* Restore every slot we rewrote (that still holds our replacement) and forget the hooks. */
+void pp_got_unpatch(void);
+
+/* Slots currently patched. */
+size_t pp_got_patched_slots(void);
+
+#endif

@@ -1,0 +1,59 @@
+/* Heap sampling as Go does it: every allocation function of every loaded object is
+ * interposed (pp_got), and an allocation is sampled when the bytes allocated by its
+ * thread since the last sample cross an exponentially distributed threshold of mean
+ * `rate` bytes (Go's MemProfileRate, 512 KiB by default). A sampled allocation's stack
+ * goes into a bounded table of buckets keyed by (size, stack), each with cumulative
+ * allocated and freed objects and bytes; a bounded table of live sampled pointers
+ * matches frees to buckets.
+ *
+ * The unsampled path of malloc+free is a thread-local subtraction and, while sampled
+ * objects are live, one probe of the live table. Allocations made by the profiler itself
+ * (between pp_heap_guard_enter and _leave, and by the sampler's own work) are never
+ * sampled. Nothing here may be called from a signal handler. */
+#ifndef PP_HEAP_H
+#define PP_HEAP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define PP_HEAP_DEFAULT_RATE (512 * 1024)
+
+/* Values of each bucket, in this order. */
+enum { PP_HEAP_ALLOC_OBJECTS, PP_HEAP_ALLOC_BYTES, PP_HEAP_FREE_OBJECTS, PP_HEAP_FREE_BYTES,
+       PP_HEAP_NVALUES };
+
+/* Install the hooks in every loaded object (again: objects loaded since) and sample at
+ * rate bytes (0: hooks stay, nothing is sampled; 1: every allocation). -1 on failure. */
+int pp_heap_start(size_t rate);
+
+/* Change the rate; threads pick it up at their next sample. */
+void pp_heap_set_rate(size_t rate);
+size_t pp_heap_rate(void);
+
+/* Hook objects loaded since the last call. dlopen itself is hooked, so this is only
+ * needed for objects loaded by other means. Cheap when none were. */
+int pp_heap_refresh(void);
+
+/* Remove the hooks (before the code holding them is unloaded). Sampled data stays
+ * readable until pp_heap_reset. */
+void pp_heap_stop(void);
+
+/* Forget every bucket and live object (a new process image, or tests). */
+void pp_heap_reset(void);
+
+/* Serialize the buckets (pp_stacktab wire format, key = object size, PP_HEAP_NVALUES
+ * values). *out is malloc'ed. */
+int pp_heap_serialize(unsigned char **out, size_t *outlen);
+
+/* Samples not recorded because a table was full. */
+uint64_t pp_heap_dropped(void);
+
+/* Keep this thread's allocations out of the profile while inside (nests). */
+void pp_heap_guard_enter(void);
+void pp_heap_guard_leave(void);
+
+/* Go's unsampling of a bucket: scale count and bytes by 1/(1-exp(-avg/rate)). */
+void pp_heap_scale(uint64_t count, uint64_t bytes, size_t rate, int64_t *count_out,
+                   int64_t *bytes_out);
+
+#endif
