@@ -7,6 +7,8 @@
  *   churn?bytes=N  allocates and frees N bytes in pprof_test_churn
  *   lock?ms=N      holds a process-wide mutex for N ms in pprof_test_lock_hold
  *   thread?ms=N    starts a thread (pprof_test_thread_main) that lives N ms
+ *   dlopen?lib=PATH&bytes=N  dlopens PATH at run time and calls its ppt_retain_named(N)
+ *                  (tests/unit/pp_alloc_testlib.c): an object loaded after start-up
  *   addr           prints "0xADDR pprof_test_hot_a" (and _b) for the symbol tests
  *   pid            prints this child's pid
  * Functions are noinline and built with -fno-inline so their names are on the stack. */
@@ -17,6 +19,7 @@
 #include "util_script.h"
 #include "apr_strings.h"
 
+#include <dlfcn.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -190,6 +193,15 @@ static int test_handler(request_rec *r)
         pprof_test_lock_hold(arg_long(args, "ms", 100, 60000));
     } else if (strcmp(what, "thread") == 0) {
         if (pprof_test_spawn(arg_long(args, "ms", 1000, 600000)) != 0) {
+            return HTTP_INTERNAL_SERVER_ERROR;
+        }
+    } else if (strcmp(what, "dlopen") == 0) {
+        const char *lib = apr_table_get(args, "lib");
+        void *h = lib ? dlopen(lib, RTLD_NOW) : NULL;
+        void *(*retain)(size_t) = h ? (void *(*)(size_t))dlsym(h, "ppt_retain_named") : NULL;
+        if (!retain || !retain((size_t)arg_long(args, "bytes", 1 << 20, 1L << 30))) {
+            ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "dlopen %s: %s", lib ? lib : "(none)",
+                          dlerror());
             return HTTP_INTERNAL_SERVER_ERROR;
         }
     } else if (strcmp(what, "addr") == 0) {
