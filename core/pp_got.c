@@ -42,7 +42,7 @@ static patched_slot *slots;
 static size_t nslots, capslots;
 static patched_object *objects;
 static size_t nobjects, capobjects;
-static unsigned long long last_adds;
+static unsigned long long last_adds, last_subs;
 
 /* Within [start, end) of one of the object's loaded segments? */
 static int object_contains(const struct dl_phdr_info *info, uintptr_t addr)
@@ -177,6 +177,31 @@ static int record_slot(void **slot, void *original, void *replacement)
     return 0;
 }
 
+/* An object unloaded and loaded again at the same address, between two looks, has a
+ * fresh GOT: our slots there no longer hold our replacements. Forget them and say so. */
+static int forget_if_reloaded(const struct dl_phdr_info *info)
+{
+    size_t i, j;
+    int stale = 0;
+
+    for (i = 0; i < nslots; i++) {
+        if (object_contains(info, (uintptr_t)slots[i].slot) &&
+            *slots[i].slot != slots[i].replacement) {
+            stale = 1;
+        }
+    }
+    if (!stale) {
+        return 0;
+    }
+    for (i = 0, j = 0; i < nslots; i++) {
+        if (!object_contains(info, (uintptr_t)slots[i].slot)) {
+            slots[j++] = slots[i];
+        }
+    }
+    nslots = j;
+    return 1;
+}
+
 static const pp_got_hook *hook_for(const char *name)
 {
     size_t i;
@@ -236,10 +261,17 @@ static int patch_object(struct dl_phdr_info *info, size_t size, void *data)
     size_t jmprelsz = 0, relasz = 0;
     uintptr_t ro_start, ro_end;
 
+    int known;
+
     (void)size;
     last_adds = info->dlpi_adds;
+    last_subs = info->dlpi_subs;
     if (strstr(name, "/ld-linux") || strstr(name, "linux-vdso") ||
-        object_contains(info, (uintptr_t)&pp_got_patch) || already_patched(info->dlpi_addr, name)) {
+        object_contains(info, (uintptr_t)&pp_got_patch)) {
+        return 0;
+    }
+    known = already_patched(info->dlpi_addr, name);
+    if (known && !forget_if_reloaded(info)) {
         return 0;
     }
     for (i = 0; i < info->dlpi_phnum; i++) {
@@ -273,7 +305,9 @@ static int patch_object(struct dl_phdr_info *info, size_t size, void *data)
         patch_relocs(info, rela, relasz / sizeof(ElfW(Rela)), symtab, strtab, ro_start,
                      ro_end, count);
     }
-    remember_object(info->dlpi_addr, name);
+    if (!known) {
+        remember_object(info->dlpi_addr, name);
+    }
     return 0;
 }
 
@@ -291,23 +325,28 @@ int pp_got_patch(const pp_got_hook *h, size_t n)
     return count;
 }
 
-static int read_adds(struct dl_phdr_info *info, size_t size, void *data)
+static int read_counters(struct dl_phdr_info *info, size_t size, void *data)
 {
+    unsigned long long *c = data;
+
     (void)size;
-    *(unsigned long long *)data = info->dlpi_adds;
+    c[0] = info->dlpi_adds;
+    c[1] = info->dlpi_subs;
     return 1;
 }
 
 int pp_got_refresh(void)
 {
-    unsigned long long adds = 0;
+    unsigned long long c[2] = { 0, 0 };
     int count = 0;
 
     if (!hooks) {
         return 0;
     }
-    dl_iterate_phdr(read_adds, &adds);
-    if (adds == __atomic_load_n(&last_adds, __ATOMIC_RELAXED)) {
+    /* Loads and unloads both count: a dlclose and a dlopen may reuse an address. */
+    dl_iterate_phdr(read_counters, c);
+    if (c[0] == __atomic_load_n(&last_adds, __ATOMIC_RELAXED) &&
+        c[1] == __atomic_load_n(&last_subs, __ATOMIC_RELAXED)) {
         return 0;
     }
     pthread_mutex_lock(&lock);
@@ -358,7 +397,7 @@ void pp_got_unpatch(void)
     nobjects = capobjects = 0;
     hooks = NULL;
     nhooks = 0;
-    last_adds = 0;
+    last_adds = last_subs = 0;
     pthread_mutex_unlock(&lock);
 }
 
