@@ -380,8 +380,8 @@ static int64_t now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-static int64_t measured_ns;
-static int measured_depth;
+static volatile int64_t measured_ns; /* written by the handler, read after raise() */
+static volatile int measured_depth;
 
 static void on_measure(int sig, siginfo_t *si, void *uc)
 {

@@ -1,3 +1,913 @@
-/* placeholder: the real suite lands in a later commit */
-int main(void);
-int main(void) { return 0; }
+/* The CPU sampler on this process: real timers, real SIGPROFs, real unwinds. Each test
+ * starts and stops the sampler itself (Check forks a process per test). Work is measured
+ * in thread CPU time, never wall time, and bounds are loose: the machine may be loaded,
+ * and CPU-clock timers only fire on scheduler ticks (250 Hz on a Debian kernel), so
+ * "1000 Hz" may well mean 250 samples per CPU second. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* syscall(SYS_gettid) */
+#endif
+#include "pp_cpu.h"
+#include "pp_log.h"
+#include "pp_maps.h"
+#include "pp_stacktab.h"
+#include "pp_symbolize.h"
+
+#include <check.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MS 1000000LL
+
+/* One unit of work: about a millisecond of a dependent multiply-add chain. */
+#define UNIT_ITERS (1UL << 20)
+
+/* ---- work that must appear on stacks, by name ---------------------------------------- */
+
+__attribute__((noinline, noclone)) uint64_t hot_a(uint64_t x, unsigned long units);
+__attribute__((noinline, noclone)) uint64_t hot_b(uint64_t x, unsigned long units);
+__attribute__((noinline, noclone)) uint64_t hot_c(uint64_t x, unsigned long units);
+
+/* Says whether a burn has done enough; may drain the ring as a side effect. */
+typedef int enough_fn(void *arg);
+
+__attribute__((noinline, noclone)) uint64_t burn_ratio(int64_t min_ns, enough_fn *enough,
+                                                       void *arg);
+__attribute__((noinline, noclone)) uint64_t burn_cpu(uint64_t (*work)(uint64_t, unsigned long),
+                                                     int64_t min_ns, enough_fn *enough,
+                                                     void *arg);
+
+static volatile uint64_t sink;
+
+/* hot_a, hot_b and hot_c cost the same per iteration; their constants differ so that the
+ * compiler cannot fold them into one function. */
+uint64_t hot_a(uint64_t x, unsigned long units)
+{
+    unsigned long i, n = units * UNIT_ITERS;
+
+    for (i = 0; i < n; i++) {
+        x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+        __asm__ volatile("" : "+r"(x));
+    }
+    return x;
+}
+
+uint64_t hot_b(uint64_t x, unsigned long units)
+{
+    unsigned long i, n = units * UNIT_ITERS;
+
+    for (i = 0; i < n; i++) {
+        x = x * 2862933555777941757ULL + 3037000493ULL;
+        __asm__ volatile("" : "+r"(x));
+    }
+    return x;
+}
+
+uint64_t hot_c(uint64_t x, unsigned long units)
+{
+    unsigned long i, n = units * UNIT_ITERS;
+
+    for (i = 0; i < n; i++) {
+        x = x * 3935559000370003845ULL + 2691343689449507681ULL;
+        __asm__ volatile("" : "+r"(x));
+    }
+    return x;
+}
+
+static int64_t thread_cpu_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = { 0, (long)ms * 1000000L };
+
+    nanosleep(&ts, NULL);
+}
+
+static pid_t my_tid(void)
+{
+    return (pid_t)syscall(SYS_gettid);
+}
+
+/* Every burn uses at least its minimum of CPU, then goes on until enough() says it has
+ * seen enough (when there is an enough()). A loaded machine lands fewer ticks, so fewer
+ * samples, per CPU second of a thread (tens instead of 250 has been seen), so burns are
+ * bounded by what was seen, not by time; these caps keep a test inside its timeout. */
+#define MAX_BURN_CPU (3000 * MS)
+#define MAX_BURN_WALL (8000 * MS)
+
+/* hot_a for 3 units, hot_b for 1, repeatedly, asking enough() after each round. Rounds
+ * are long (tens of ms) so that each one spans several sampling ticks: with short rounds
+ * every sample would be a coin toss, and the ratio too noisy to check. Their length
+ * varies a little so that rounds cannot lock onto the tick. */
+uint64_t burn_ratio(int64_t min_ns, enough_fn *enough, void *arg)
+{
+    int64_t start = thread_cpu_ns(), wall_end = mono_ns() + MAX_BURN_WALL, used;
+    uint64_t x = 1;
+    unsigned long round, units;
+    int ok;
+
+    for (round = 0;; round++) {
+        units = 14 + (round * 3) % 5;
+        x = hot_a(x, 3 * units);
+        __asm__ volatile("" ::: "memory");
+        x = hot_b(x, units);
+        __asm__ volatile("" ::: "memory");
+        ok = enough(arg);
+        __asm__ volatile("" ::: "memory");
+        used = thread_cpu_ns() - start;
+        if ((used >= min_ns && ok) || used >= MAX_BURN_CPU || mono_ns() >= wall_end) {
+            break;
+        }
+    }
+    return x;
+}
+
+/* work, one unit (about a millisecond) at a time. */
+uint64_t burn_cpu(uint64_t (*work)(uint64_t, unsigned long), int64_t min_ns, enough_fn *enough,
+                  void *arg)
+{
+    int64_t start = thread_cpu_ns(), wall_end = mono_ns() + MAX_BURN_WALL, used;
+    uint64_t x = 1;
+    int ok;
+
+    for (;;) {
+        x = work(x, 1);
+        __asm__ volatile("" ::: "memory");
+        ok = enough ? enough(arg) : 1;
+        __asm__ volatile("" ::: "memory");
+        used = thread_cpu_ns() - start;
+        if ((used >= min_ns && ok) || used >= MAX_BURN_CPU || mono_ns() >= wall_end) {
+            break;
+        }
+    }
+    return x;
+}
+
+/* ---- collecting samples --------------------------------------------------------------- */
+
+typedef struct {
+    size_t n, cap;
+    pp_cpu_sample *s;
+} samples;
+
+static void keep(void *baton, const pp_cpu_sample *s)
+{
+    samples *ss = baton;
+
+    if (ss->n == ss->cap) {
+        ss->cap = ss->cap ? ss->cap * 2 : 256;
+        ss->s = realloc(ss->s, ss->cap * sizeof(*ss->s));
+        ck_assert_ptr_nonnull(ss->s);
+    }
+    ss->s[ss->n++] = *s;
+}
+
+static void into_stacktab(void *baton, const pp_cpu_sample *s)
+{
+    ck_assert_int_eq(pp_stacktab_add(baton, s->tag, s->flags, s->pcs, s->npcs, 1), 0);
+}
+
+static void count_only(void *baton, const pp_cpu_sample *s)
+{
+    (void)s;
+    (*(size_t *)baton)++;
+}
+
+/* Samples of one thread among those kept, counted as they arrive. */
+typedef struct {
+    samples ss;
+    pid_t tid;
+    size_t scanned, of_tid, others, want;
+} tally;
+
+static void tally_drain(tally *ty)
+{
+    pp_cpu_drain(keep, &ty->ss);
+    for (; ty->scanned < ty->ss.n; ty->scanned++) {
+        if ((pid_t)ty->ss.s[ty->scanned].tid == ty->tid) {
+            ty->of_tid++;
+        } else {
+            ty->others++;
+        }
+    }
+}
+
+/* enough_fn: drain; enough once want samples came from threads other than tid. */
+static int others_enough(void *arg)
+{
+    tally *ty = arg;
+
+    tally_drain(ty);
+    return ty->others >= ty->want;
+}
+
+/* enough_fn: enough once something was dropped. */
+static int some_dropped(void *arg)
+{
+    (void)arg;
+    return pp_cpu_dropped() > 0;
+}
+
+/* enough_fn: drain and count; enough at *want. */
+typedef struct {
+    size_t n, want;
+} counter;
+
+static int counted_enough(void *arg)
+{
+    counter *c = arg;
+
+    c->n += pp_cpu_drain(NULL, NULL);
+    return c->n >= c->want;
+}
+
+/* ---- naming PCs ----------------------------------------------------------------------- */
+
+typedef struct {
+    pp_maps *maps;
+    pp_symbolizer *sym;
+} namer;
+
+static void namer_init(namer *nm)
+{
+    nm->maps = pp_maps_read(NULL);
+    nm->sym = pp_symbolizer_new();
+    ck_assert_ptr_nonnull(nm->maps);
+    ck_assert_ptr_nonnull(nm->sym);
+}
+
+static void namer_free(namer *nm)
+{
+    pp_maps_free(nm->maps);
+    pp_symbolizer_free(nm->sym);
+}
+
+/* The function containing pc ("" when unknown). */
+static const char *name_of(namer *nm, uint64_t pc)
+{
+    const pp_map_entry *e = pp_maps_find(nm->maps, pc);
+    pp_frame frames[8];
+    int n;
+
+    if (!e) {
+        return "";
+    }
+    n = pp_symbolize(nm->sym, e->path, pc - e->start + e->offset, frames, 8);
+    return n > 0 && frames[n - 1].function ? frames[n - 1].function : "";
+}
+
+/* The caller of frame i > 0: a return address, so look at the call instruction. */
+static const char *caller_name(namer *nm, const uint64_t *pcs, uint32_t npcs, uint32_t i)
+{
+    return i < npcs ? name_of(nm, pcs[i] - 1) : "";
+}
+
+/* ---- signals and timers --------------------------------------------------------------- */
+
+static volatile sig_atomic_t sigprof_count;
+
+static void on_count(int sig)
+{
+    (void)sig;
+    sigprof_count++;
+}
+
+static void on_count_info(int sig, siginfo_t *si, void *uc)
+{
+    (void)sig;
+    (void)si;
+    (void)uc;
+    sigprof_count++;
+}
+
+static void set_sigprof(void (*handler)(int), int flags)
+{
+    struct sigaction sa;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = handler;
+    sa.sa_flags = flags;
+    sigemptyset(&sa.sa_mask);
+    ck_assert_int_eq(sigaction(SIGPROF, &sa, NULL), 0);
+}
+
+/* glibc's sigaction() always adds SA_RESTORER (and its own restorer) on the way to the
+ * kernel, which reports it back; a disposition inherited through exec lacks it. It says
+ * nothing about the disposition, so it is not compared. */
+#ifndef SA_RESTORER
+#define SA_RESTORER 0x04000000
+#endif
+
+static void assert_same_action(const struct sigaction *a, const struct sigaction *b)
+{
+    int sig;
+
+    ck_assert_int_eq(a->sa_flags & ~SA_RESTORER, b->sa_flags & ~SA_RESTORER);
+    if (a->sa_flags & SA_SIGINFO) {
+        ck_assert_ptr_eq((void *)a->sa_sigaction, (void *)b->sa_sigaction);
+    } else {
+        ck_assert_ptr_eq((void *)a->sa_handler, (void *)b->sa_handler);
+    }
+    for (sig = 1; sig <= SIGRTMAX; sig++) {
+        ck_assert_msg(sigismember(&a->sa_mask, sig) == sigismember(&b->sa_mask, sig),
+                      "sa_mask differs for signal %d", sig);
+    }
+}
+
+/* The process's POSIX timers as /proc lists them, or -1 where the kernel does not. */
+static int count_timers(void)
+{
+    FILE *f = fopen("/proc/self/timers", "r");
+    char line[256];
+    int n = 0;
+
+    if (!f) {
+        return -1;
+    }
+    while (fgets(line, sizeof(line), f)) {
+        n += strncmp(line, "ID:", 3) == 0;
+    }
+    fclose(f);
+    return n;
+}
+
+static void assert_timers(int expected)
+{
+    int n = count_timers();
+
+    if (n >= 0) {
+        ck_assert_int_eq(n, expected);
+    }
+}
+
+/* ---- a worker thread ------------------------------------------------------------------ */
+
+typedef struct {
+    int warm;
+    uint32_t tag;
+    int64_t before_ns;          /* CPU to use before "ready" */
+    int64_t min_ns;             /* and at least this after "go", until "stop" */
+    _Atomic pid_t tid;
+    _Atomic int ready, go, stop, done;
+} worker;
+
+static int stop_requested(void *arg)
+{
+    return atomic_load((_Atomic int *)arg);
+}
+
+static void *worker_main(void *arg)
+{
+    worker *w = arg;
+
+    atomic_store(&w->tid, my_tid());
+    if (w->warm) {
+        pp_cpu_thread_warm();
+    }
+    pp_cpu_set_tag(w->tag);
+    if (w->before_ns) {
+        sink = burn_cpu(hot_c, w->before_ns, NULL, NULL);
+    }
+    atomic_store(&w->ready, 1);
+    while (!atomic_load(&w->go)) {
+        sleep_ms(1);
+    }
+    sink = burn_cpu(hot_c, w->min_ns, stop_requested, &w->stop);
+    atomic_store(&w->done, 1);
+    return NULL;
+}
+
+static void wait_ready(worker *w)
+{
+    int64_t deadline = mono_ns() + 20000 * MS;
+
+    while (!atomic_load(&w->ready)) {
+        ck_assert_msg(mono_ns() < deadline, "worker thread never got ready");
+        sleep_ms(1);
+    }
+}
+
+/* Let the worker go, drain while it burns, and stop it once want of its samples came. */
+static void run_worker(worker *w, pthread_t th, tally *ty, size_t want)
+{
+    int64_t deadline = mono_ns() + 20000 * MS;
+
+    ty->tid = atomic_load(&w->tid);
+    atomic_store(&w->go, 1);
+    while (!atomic_load(&w->done)) {
+        ck_assert_msg(mono_ns() < deadline, "worker thread never finished");
+        tally_drain(ty);
+        if (ty->of_tid >= want) {
+            atomic_store(&w->stop, 1);
+        }
+        sleep_ms(2);
+    }
+    ck_assert_int_eq(pthread_join(th, NULL), 0);
+}
+
+/* ---- the tests ------------------------------------------------------------------------ */
+
+typedef struct {
+    pp_stacktab *t;
+    size_t n, want;
+} tab_fill;
+
+/* enough_fn: drain into the table; enough at want samples. */
+static int tab_enough(void *arg)
+{
+    tab_fill *f = arg;
+
+    f->n += pp_cpu_drain(into_stacktab, f->t);
+    return f->n >= f->want;
+}
+
+START_TEST(samples_follow_the_work_and_name_it)
+{
+    tab_fill f = { pp_stacktab_new(100000), 0, 80 };
+    uint64_t total = 0, leaf_only = 0, a = 0, b = 0, deep = 0;
+    namer nm;
+    pp_stack st;
+    size_t i;
+
+    ck_assert_int_eq(pp_cpu_start(1000, 4096), 0);
+    ck_assert_int_eq(pp_cpu_running(), 1);
+    sink = burn_ratio(300 * MS, tab_enough, &f);
+    pp_cpu_stop(into_stacktab, f.t);
+    ck_assert_int_eq(pp_cpu_running(), 0);
+    ck_assert_uint_eq(pp_cpu_dropped(), 0);
+    ck_assert_uint_eq(pp_stacktab_overflow(f.t), 0);
+
+    namer_init(&nm);
+    for (i = 0; i < pp_stacktab_count(f.t); i++) {
+        const pp_stack *s = pp_stacktab_get(f.t, i, &st);
+        const char *leaf;
+
+        ck_assert_uint_ge(s->npcs, 1);
+        ck_assert_uint_le(s->npcs, PP_CPU_MAX_DEPTH);
+        total += s->count;
+        if (s->flags & PP_CPU_LEAF_ONLY) {
+            leaf_only += s->count;
+            ck_assert_uint_eq(s->npcs, 1);
+        }
+        leaf = name_of(&nm, s->pcs[0]);
+        if (strcmp(leaf, "hot_a") == 0) {
+            a += s->count;
+        } else if (strcmp(leaf, "hot_b") == 0) {
+            b += s->count;
+        } else {
+            continue;
+        }
+        /* The rest of the stack is there too: burn_ratio called the hot function, and
+         * this test called burn_ratio. */
+        if (!(s->flags & PP_CPU_LEAF_ONLY)) {
+            ck_assert_str_eq(caller_name(&nm, s->pcs, s->npcs, 1), "burn_ratio");
+            ck_assert_str_eq(caller_name(&nm, s->pcs, s->npcs, 2),
+                             "samples_follow_the_work_and_name_it_fn");
+            deep += s->count;
+        }
+    }
+    namer_free(&nm);
+
+    ck_assert_msg(total >= 50, "only %lu samples", (unsigned long)total);
+    /* The main thread was warmed by pp_cpu_start: full stacks, not leaves. */
+    ck_assert_msg(leaf_only * 10 <= total, "%lu of %lu samples are leaf-only",
+                  (unsigned long)leaf_only, (unsigned long)total);
+    ck_assert_msg((a + b) * 10 >= total * 8, "hot_a %lu + hot_b %lu of %lu samples",
+                  (unsigned long)a, (unsigned long)b, (unsigned long)total);
+    ck_assert_uint_ge(deep * 10, (a + b) * 9);
+    /* 3:1 work, so about 3:1 samples. */
+    ck_assert_msg(a >= 2 * b && 2 * a <= 9 * b, "hot_a:hot_b = %lu:%lu, not about 3:1",
+                  (unsigned long)a, (unsigned long)b);
+    pp_stacktab_free(f.t);
+}
+END_TEST
+
+START_TEST(threads_started_later_are_sampled_after_refresh)
+{
+    worker w;
+    pthread_t th;
+    tally ty;
+    samples before = { 0, 0, NULL };
+    size_t i, named = 0;
+    pid_t main_tid = my_tid(), tid;
+    namer nm;
+
+    memset(&w, 0, sizeof(w));
+    memset(&ty, 0, sizeof(ty));
+    w.warm = 1;
+    w.before_ns = 100 * MS;
+    w.min_ns = 200 * MS;
+    ck_assert_int_eq(pp_cpu_start(1000, 4096), 0);
+    assert_timers(1);
+    ck_assert_int_eq(pthread_create(&th, NULL, worker_main, &w), 0);
+    wait_ready(&w);
+    tid = atomic_load(&w.tid);
+    ck_assert_int_ne(tid, main_tid);
+
+    /* Before the refresh the new thread has no timer: its first 100 ms went unsampled. */
+    pp_cpu_drain(keep, &before);
+    for (i = 0; i < before.n; i++) {
+        ck_assert_int_ne(before.s[i].tid, tid);
+    }
+    free(before.s);
+
+    ck_assert_int_eq(pp_cpu_refresh_threads(), 2);
+    assert_timers(2);
+    ck_assert_int_eq(pp_cpu_refresh_threads(), 2);     /* idempotent */
+    assert_timers(2);
+    run_worker(&w, th, &ty, 40);
+
+    /* The thread has ended: a refresh forgets it and deletes its timer. pthread_join can
+     * return while the kernel still lists the exiting thread, so give it a moment. */
+    {
+        int64_t deadline = mono_ns() + 5000 * MS;
+        int n;
+
+        while ((n = pp_cpu_refresh_threads()) != 1 && mono_ns() < deadline) {
+            sleep_ms(1);
+        }
+        ck_assert_int_eq(n, 1);
+    }
+    assert_timers(1);
+    pp_cpu_stop(keep, &ty.ss);
+    assert_timers(0);
+    tally_drain(&ty);
+
+    namer_init(&nm);
+    for (i = 0; i < ty.ss.n; i++) {
+        const pp_cpu_sample *s = &ty.ss.s[i];
+        if ((pid_t)s->tid != tid) {
+            ck_assert_int_eq(s->tid, main_tid);
+            continue;
+        }
+        /* Warmed: full stacks. */
+        ck_assert_uint_eq(s->flags, 0);
+        ck_assert_uint_ge(s->npcs, 2);
+        if (strcmp(name_of(&nm, s->pcs[0]), "hot_c") == 0) {
+            ck_assert_str_eq(caller_name(&nm, s->pcs, s->npcs, 1), "burn_cpu");
+            ck_assert_str_eq(caller_name(&nm, s->pcs, s->npcs, 2), "worker_main");
+            named++;
+        }
+    }
+    namer_free(&nm);
+    ck_assert_msg(ty.of_tid >= 20, "only %zu samples from the new thread", ty.of_tid);
+    ck_assert_uint_ge(named * 10, ty.of_tid * 8);
+    free(ty.ss.s);
+}
+END_TEST
+
+START_TEST(an_unwarmed_thread_gives_leaf_only_samples)
+{
+    worker w;
+    pthread_t th;
+    tally ty;
+    size_t i, named = 0;
+    namer nm;
+
+    memset(&w, 0, sizeof(w));
+    memset(&ty, 0, sizeof(ty));
+    w.warm = 0;
+    w.min_ns = 200 * MS;
+    ck_assert_int_eq(pp_cpu_start(1000, 4096), 0);
+    ck_assert_int_eq(pthread_create(&th, NULL, worker_main, &w), 0);
+    wait_ready(&w);
+    ck_assert_int_eq(pp_cpu_refresh_threads(), 2);
+    run_worker(&w, th, &ty, 40);
+    pp_cpu_stop(keep, &ty.ss);
+    tally_drain(&ty);
+
+    namer_init(&nm);
+    for (i = 0; i < ty.ss.n; i++) {
+        const pp_cpu_sample *s = &ty.ss.s[i];
+        if ((pid_t)s->tid != ty.tid) {
+            continue;
+        }
+        ck_assert_uint_eq(s->flags, PP_CPU_LEAF_ONLY);
+        ck_assert_uint_eq(s->npcs, 1);
+        /* The one PC is still the exact interrupted one. */
+        named += strcmp(name_of(&nm, s->pcs[0]), "hot_c") == 0;
+    }
+    namer_free(&nm);
+    ck_assert_msg(ty.of_tid >= 20, "only %zu samples from the unwarmed thread", ty.of_tid);
+    ck_assert_uint_ge(named * 10, ty.of_tid * 8);
+    free(ty.ss.s);
+}
+END_TEST
+
+START_TEST(samples_carry_their_threads_tag)
+{
+    worker w;
+    pthread_t th;
+    tally ty, untagged;
+    samples between = { 0, 0, NULL };
+    size_t i;
+    pid_t main_tid = my_tid();
+
+    memset(&w, 0, sizeof(w));
+    memset(&ty, 0, sizeof(ty));
+    memset(&untagged, 0, sizeof(untagged));
+    w.warm = 1;
+    w.tag = 0xb2b2b2b2u;
+    w.min_ns = 100 * MS;
+
+    /* Tagged before the start: every sample of this thread carries the tag. */
+    pp_cpu_set_tag(0xa1u);
+    ck_assert_int_eq(pp_cpu_start(1000, 4096), 0);
+    ck_assert_int_eq(pthread_create(&th, NULL, worker_main, &w), 0);
+    wait_ready(&w);
+    ck_assert_int_eq(pp_cpu_refresh_threads(), 2);
+    ty.tid = atomic_load(&w.tid);
+    ty.want = 20;
+    atomic_store(&w.go, 1);
+    /* Both threads burn; the main thread until it has 20 samples of its own... */
+    sink = burn_cpu(hot_a, 100 * MS, others_enough, &ty);
+    /* ...and the worker until it has 20 too. */
+    run_worker(&w, th, &ty, 20);
+    tally_drain(&ty);
+    for (i = 0; i < ty.ss.n; i++) {
+        if ((pid_t)ty.ss.s[i].tid == ty.tid) {
+            ck_assert_uint_eq(ty.ss.s[i].tag, 0xb2b2b2b2u);
+        } else {
+            ck_assert_int_eq(ty.ss.s[i].tid, main_tid);
+            ck_assert_uint_eq(ty.ss.s[i].tag, 0xa1u);
+        }
+    }
+
+    /* Untagged. Samples taken just before the store may still be in the ring. */
+    pp_cpu_set_tag(0);
+    pp_cpu_drain(keep, &between);
+    for (i = 0; i < between.n; i++) {
+        ck_assert_int_eq(between.s[i].tid, main_tid);
+        ck_assert(between.s[i].tag == 0xa1u || between.s[i].tag == 0);
+    }
+    untagged.tid = ty.tid;
+    untagged.want = 10;
+    sink = burn_cpu(hot_a, 100 * MS, others_enough, &untagged);
+    pp_cpu_stop(keep, &untagged.ss);
+    tally_drain(&untagged);
+    for (i = 0; i < untagged.ss.n; i++) {
+        ck_assert_int_eq(untagged.ss.s[i].tid, main_tid);
+        ck_assert_uint_eq(untagged.ss.s[i].tag, 0);
+    }
+    ck_assert_msg(ty.others >= 10 && ty.of_tid >= 10 && untagged.others >= 5,
+                  "too few samples: %zu tagged, %zu from the thread, %zu untagged",
+                  ty.others, ty.of_tid, untagged.others);
+    free(between.s);
+    free(ty.ss.s);
+    free(untagged.ss.s);
+}
+END_TEST
+
+START_TEST(stop_restores_the_disposition_and_leaves_no_timer)
+{
+    struct sigaction before, after, mine;
+    int round;
+
+    for (round = 0; round < 3; round++) {
+        counter c = { 0, 3 };
+
+        if (round == 1) {
+            /* A disposition of our own: ignored, with flags and a mask to restore. */
+            memset(&mine, 0, sizeof(mine));
+            mine.sa_handler = SIG_IGN;
+            mine.sa_flags = SA_RESTART | SA_NODEFER;
+            sigemptyset(&mine.sa_mask);
+            sigaddset(&mine.sa_mask, SIGUSR1);
+            sigaddset(&mine.sa_mask, SIGRTMIN + 3);
+            ck_assert_int_eq(sigaction(SIGPROF, &mine, NULL), 0);
+        } else if (round == 2) {
+            set_sigprof(SIG_DFL, SA_RESTART);
+        }
+        /* round 0: whatever this process inherited (the default). */
+        ck_assert_int_eq(sigaction(SIGPROF, NULL, &before), 0);
+        ck_assert_int_eq(pp_cpu_start(1000, 4096), 0);
+        sink = burn_cpu(hot_a, 50 * MS, counted_enough, &c);
+        pp_cpu_stop(count_only, &c.n);
+        ck_assert_int_eq(sigaction(SIGPROF, NULL, &after), 0);
+        assert_same_action(&before, &after);
+        ck_assert_uint_ge(c.n, 1);
+        assert_timers(0);
+    }
+
+    /* No timer fires any more: a handler of our own sees nothing. */
+    sigprof_count = 0;
+    set_sigprof(on_count, SA_RESTART);
+    sink = burn_cpu(hot_a, 100 * MS, NULL, NULL);
+    ck_assert_int_eq(sigprof_count, 0);
+    ck_assert_int_eq(sigaction(SIGPROF, &before, NULL), 0);
+
+    /* Stopping again, or when never started, is harmless. */
+    pp_cpu_stop(NULL, NULL);
+    pp_cpu_stop(NULL, NULL);
+    ck_assert_int_eq(sigaction(SIGPROF, NULL, &after), 0);
+    assert_same_action(&before, &after);
+}
+END_TEST
+
+static _Atomic int refusals_logged;
+
+static void on_log(void *baton, pp_log_level level, const char *tag, const char *msg)
+{
+    (void)baton;
+    (void)msg;
+    if (level == PP_LOG_ERROR && strcmp(tag, "PP0301") == 0) {
+        atomic_fetch_add(&refusals_logged, 1);
+    }
+}
+
+START_TEST(start_refuses_a_foreign_handler_and_a_second_start)
+{
+    struct sigaction sa, now;
+
+    pp_log_set(on_log, NULL);
+
+    /* A plain handler. */
+    set_sigprof(on_count, 0);
+    ck_assert_int_eq(pp_cpu_start(100, 64), -1);
+    ck_assert_int_eq(pp_cpu_running(), 0);
+    ck_assert_int_eq(atomic_load(&refusals_logged), 1);
+    ck_assert_int_eq(sigaction(SIGPROF, NULL, &now), 0);
+    ck_assert_ptr_eq((void *)now.sa_handler, (void *)on_count);
+    assert_timers(0);
+
+    /* An SA_SIGINFO handler. */
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_sigaction = on_count_info;
+    sa.sa_flags = SA_SIGINFO | SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    ck_assert_int_eq(sigaction(SIGPROF, &sa, NULL), 0);
+    ck_assert_int_eq(pp_cpu_start(100, 64), -1);
+    ck_assert_int_eq(pp_cpu_running(), 0);
+    ck_assert_int_eq(atomic_load(&refusals_logged), 2);
+    ck_assert_int_eq(sigaction(SIGPROF, NULL, &now), 0);
+    ck_assert_ptr_eq((void *)now.sa_sigaction, (void *)on_count_info);
+    assert_timers(0);
+
+    /* Ignored is not a handler: that start succeeds, once. */
+    set_sigprof(SIG_IGN, 0);
+    ck_assert_int_eq(pp_cpu_start(100, 64), 0);
+    ck_assert_int_eq(pp_cpu_start(100, 64), -2);
+    ck_assert_int_eq(pp_cpu_start(1000, 4096), -2);
+    ck_assert_int_eq(pp_cpu_running(), 1);
+    pp_cpu_stop(NULL, NULL);
+    ck_assert_int_eq(pp_cpu_running(), 0);
+
+    /* And the default, of course; and again after a stop. */
+    set_sigprof(SIG_DFL, 0);
+    ck_assert_int_eq(pp_cpu_start(100, 64), 0);
+    pp_cpu_stop(NULL, NULL);
+    ck_assert_int_eq(pp_cpu_start(100, 64), 0);
+    ck_assert_int_eq(pp_cpu_start(100, 64), -2);
+    pp_cpu_stop(NULL, NULL);
+    ck_assert_int_eq(atomic_load(&refusals_logged), 2);
+    ck_assert_int_eq(sigaction(SIGPROF, NULL, &now), 0);
+    ck_assert_ptr_eq((void *)now.sa_handler, (void *)SIG_DFL);
+    pp_log_set(NULL, NULL);
+}
+END_TEST
+
+START_TEST(a_full_ring_drops_and_counts)
+{
+    size_t n = 0;
+
+    ck_assert_int_eq(pp_cpu_start(1000, 16), 0);
+    ck_assert_uint_eq(pp_cpu_dropped(), 0);
+    /* No draining: 200 ms is ~50 samples (at 250 Hz ticks) for 16 slots. */
+    sink = burn_cpu(hot_a, 200 * MS, some_dropped, NULL);
+    ck_assert_msg(pp_cpu_dropped() > 0, "nothing dropped from a 16-slot ring");
+    n = pp_cpu_drain(count_only, &n);
+    ck_assert_uint_ge(n, 1);
+    ck_assert_uint_le(n, 16);
+    pp_cpu_stop(NULL, NULL);
+
+    /* Drops are counted since the start. */
+    ck_assert_int_eq(pp_cpu_start(1000, 16), 0);
+    ck_assert_uint_eq(pp_cpu_dropped(), 0);
+    pp_cpu_stop(NULL, NULL);
+}
+END_TEST
+
+START_TEST(the_handler_can_be_measured)
+{
+    int64_t out[200];
+    struct sigaction before, after;
+    int depth, i;
+
+    for (i = 0; i < 200; i++) {
+        out[i] = -1;
+    }
+    ck_assert_int_eq(sigaction(SIGPROF, NULL, &before), 0);
+    depth = pp_cpu_measure_handler(out, 200);
+    ck_assert_int_gt(depth, 0);
+    ck_assert_int_le(depth, PP_CPU_MAX_DEPTH);
+    for (i = 0; i < 200; i++) {
+        ck_assert_msg(out[i] > 0, "out[%d] = %lld", i, (long long)out[i]);
+    }
+    ck_assert_int_eq(sigaction(SIGPROF, NULL, &after), 0);
+    ck_assert_ptr_eq((void *)after.sa_handler, (void *)before.sa_handler);
+
+    /* Not while the sampler runs. */
+    ck_assert_int_eq(pp_cpu_start(100, 64), 0);
+    ck_assert_int_eq(pp_cpu_measure_handler(out, 1), -1);
+    ck_assert_int_eq(pp_cpu_running(), 1);
+    pp_cpu_stop(NULL, NULL);
+}
+END_TEST
+
+START_TEST(invalid_arguments_leave_nothing_installed)
+{
+    static const struct { int hz; size_t slots; } bad[] = {
+        { 0, 4096 }, { 1001, 4096 }, { -1, 4096 }, { 1000000, 4096 },
+        { 1000, 15 }, { 1000, 0 }, { 100, 1 },
+    };
+    struct sigaction before, now;
+    size_t i;
+    int k;
+
+    ck_assert_int_eq(pp_cpu_period_ns(1000), 1000000);
+    ck_assert_int_eq(pp_cpu_period_ns(100), 10000000);
+    ck_assert_int_eq(pp_cpu_period_ns(1), 1000000000LL);
+    ck_assert_int_eq(pp_cpu_period_ns(0), 0);
+
+    /* Not started: everything is a harmless no-op. */
+    ck_assert_int_eq(pp_cpu_running(), 0);
+    ck_assert_int_eq(pp_cpu_refresh_threads(), 0);
+    ck_assert_uint_eq(pp_cpu_drain(NULL, NULL), 0);
+    pp_cpu_stop(NULL, NULL);
+
+    ck_assert_int_eq(sigaction(SIGPROF, NULL, &before), 0);
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        ck_assert_msg(pp_cpu_start(bad[i].hz, bad[i].slots) == -1, "start(%d, %zu) accepted",
+                      bad[i].hz, bad[i].slots);
+        ck_assert_int_eq(pp_cpu_running(), 0);
+        ck_assert_int_eq(sigaction(SIGPROF, NULL, &now), 0);
+        assert_same_action(&before, &now);
+        ck_assert_uint_eq(pp_cpu_drain(NULL, NULL), 0);
+        assert_timers(0);
+    }
+    /* No timer was armed: with a handler of our own, CPU use raises nothing. */
+    sigprof_count = 0;
+    set_sigprof(on_count, SA_RESTART);
+    sink = burn_cpu(hot_a, 50 * MS, NULL, NULL);
+    ck_assert_int_eq(sigprof_count, 0);
+    ck_assert_int_eq(sigaction(SIGPROF, &before, NULL), 0);
+
+    /* The edges are valid, and start/stop cycles leave nothing behind. */
+    ck_assert_int_eq(pp_cpu_start(1, 16), 0);
+    pp_cpu_stop(NULL, NULL);
+    for (k = 0; k < 20; k++) {
+        ck_assert_int_eq(pp_cpu_start(1000, 16), 0);
+        assert_timers(1);
+        pp_cpu_stop(NULL, NULL);
+        assert_timers(0);
+    }
+    ck_assert_int_eq(sigaction(SIGPROF, NULL, &now), 0);
+    assert_same_action(&before, &now);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("pp_cpu");
+    TCase *tc = tcase_create("core");
+    SRunner *sr;
+    int failed;
+
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, samples_follow_the_work_and_name_it);
+    tcase_add_test(tc, threads_started_later_are_sampled_after_refresh);
+    tcase_add_test(tc, an_unwarmed_thread_gives_leaf_only_samples);
+    tcase_add_test(tc, samples_carry_their_threads_tag);
+    tcase_add_test(tc, stop_restores_the_disposition_and_leaves_no_timer);
+    tcase_add_test(tc, start_refuses_a_foreign_handler_and_a_second_start);
+    tcase_add_test(tc, a_full_ring_drops_and_counts);
+    tcase_add_test(tc, the_handler_can_be_measured);
+    tcase_add_test(tc, invalid_arguments_leave_nothing_installed);
+    suite_add_tcase(s, tc);
+    sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
