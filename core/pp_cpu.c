@@ -52,6 +52,7 @@ static unsigned int rand_state;
 
 /* Initial-exec TLS: the handler may read it without __tls_get_addr allocating. */
 static __thread int tls_warm __attribute__((tls_model("initial-exec")));
+static __thread int tls_allowed __attribute__((tls_model("initial-exec")));
 static __thread int tls_in_unwind __attribute__((tls_model("initial-exec")));
 static __thread uint32_t tls_tag __attribute__((tls_model("initial-exec")));
 
@@ -60,18 +61,28 @@ void pp_cpu_set_tag(uint32_t tag)
     tls_tag = tag;
 }
 
-void pp_cpu_thread_warm(void)
+void pp_cpu_thread_allow(void)
 {
-    void *pcs[4];
     sigset_t prof;
 
-    if (tls_warm) {
+    if (tls_allowed) {
         return;
     }
     /* Thread pools often block every asynchronous signal (APR's signal thread does). */
     sigemptyset(&prof);
     sigaddset(&prof, SIGPROF);
     pthread_sigmask(SIG_UNBLOCK, &prof, NULL);
+    tls_allowed = 1;
+}
+
+void pp_cpu_thread_warm(void)
+{
+    void *pcs[4];
+
+    if (tls_warm) {
+        return;
+    }
+    pp_cpu_thread_allow();
     tls_in_unwind = 1;
     unw_backtrace(pcs, 4);
     tls_in_unwind = 0;

@@ -53,13 +53,18 @@ uint64_t pp_cpu_dropped(void);
 /* The sampling period in nanoseconds for hz. */
 int64_t pp_cpu_period_ns(int hz);
 
-/* Make this thread ready to be sampled, outside any signal handler: unblock SIGPROF in
- * it (thread pools often block all asynchronous signals, and a blocked SIGPROF is never
- * delivered), and warm its unwinder (libunwind's first unwind in a thread allocates its
- * per-thread cache, which a signal handler must not do). Cheap after the first call in a
- * thread. Until a thread is warmed its samples carry only the interrupted PC
- * (PP_CPU_LEAF_ONLY). Because it unblocks SIGPROF, a program whose SIGPROF disposition is
- * SIG_DFL should make it SIG_IGN first, so that a stray SIGPROF cannot kill it. */
+/* Let this thread be sampled: unblock SIGPROF in it (thread pools often block every
+ * asynchronous signal, and a blocked SIGPROF is never delivered). Once per thread; later
+ * calls cost a thread-local test. Because it unblocks SIGPROF, a program whose SIGPROF
+ * disposition is SIG_DFL should make it SIG_IGN first, so that a stray SIGPROF cannot
+ * kill it. Until a thread is also warmed (pp_cpu_thread_warm), its samples carry only the
+ * interrupted PC (PP_CPU_LEAF_ONLY). */
+void pp_cpu_thread_allow(void);
+
+/* Make this thread ready for full stacks, outside any signal handler: allow it (above)
+ * and warm its unwinder (libunwind's first unwind in a thread allocates its per-thread
+ * cache, about 257 KiB, which a signal handler must not do). Cheap after the first call
+ * in a thread; call it only while profiling to spend that memory only then. */
 void pp_cpu_thread_warm(void);
 
 /* Set this thread's tag, recorded in its samples (0: none). Async-signal-safe and a

@@ -192,7 +192,23 @@ static __attribute__((noinline)) void *sample(void *p, size_t size)
         tls_guard--;
         return p;
     }
-    n = unw_backtrace(raw, DEPTH + SKIP);
+    /* unw_step, not unw_backtrace: the latter's fast path keeps a 257 KiB cache in
+     * every thread that uses it, and a heap sample is rare enough (one per rate bytes)
+     * for the step loop's few microseconds. */
+    {
+        unw_context_t uc;
+        unw_cursor_t cur;
+        n = 0;
+        if (unw_getcontext(&uc) == 0 && unw_init_local(&cur, &uc) == 0) {
+            while (n < DEPTH + SKIP && unw_step(&cur) > 0) {
+                unw_word_t ip;
+                if (unw_get_reg(&cur, UNW_REG_IP, &ip) != 0 || ip == 0) {
+                    break;
+                }
+                raw[n++] = (void *)(uintptr_t)ip;
+            }
+        }
+    }
     /* Our own frames (the sampler, the hook; tail calls vary their number) go. */
     for (i = 0; i < n && i < SKIP && (uintptr_t)raw[i] >= self_lo && (uintptr_t)raw[i] < self_hi;
          i++) {
@@ -366,13 +382,6 @@ int pp_heap_start(size_t r)
 
     dl_iterate_phdr(find_self, NULL);
     pp_heap_set_rate(r);
-    /* libunwind's first unwind in this thread allocates: not inside a hook. */
-    {
-        void *warm[2];
-        tls_guard++;
-        unw_backtrace(warm, 2);
-        tls_guard--;
-    }
     n = pp_got_patch(hooks, sizeof(hooks) / sizeof(hooks[0]));
     if (n < 0) {
         return -1;

@@ -59,7 +59,13 @@ static agent_t *agent;
 
 void pprof_agent_thread_warm(void)
 {
-    pp_cpu_thread_warm();
+    /* Always let the thread be sampled; spend the unwinder's per-thread cache only while
+     * a CPU profile runs (until the thread's next hook its samples are leaf-only). */
+    if (agent && agent->cpu_on) {
+        pp_cpu_thread_warm();
+    } else {
+        pp_cpu_thread_allow();
+    }
 }
 
 static apr_status_t clear_tag(void *unused)

@@ -10,7 +10,8 @@
 /* child_init: listen, start the thread, join an open window. */
 void pprof_agent_child_init(apr_pool_t *pchild, server_rec *s);
 
-/* Request hooks. Each costs one predictable branch while no profile runs. */
+/* Request hooks. Each costs a thread-local test and one predictable branch while no
+ * profile runs. */
 void pprof_agent_thread_warm(void);
 void pprof_agent_tag_request(request_rec *r);
 
