@@ -36,8 +36,11 @@ typedef struct {
 } patched_object;
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static const pp_got_hook *hooks;
-static size_t nhooks;
+/* Hook sets from several users (heap, thread creation), each kept as given. */
+#define MAX_SETS 8
+static const pp_got_hook *sets[MAX_SETS];
+static size_t setlen[MAX_SETS];
+static size_t nsets;
 static patched_slot *slots;
 static size_t nslots, capslots;
 static patched_object *objects;
@@ -204,11 +207,13 @@ static int forget_if_reloaded(const struct dl_phdr_info *info)
 
 static const pp_got_hook *hook_for(const char *name)
 {
-    size_t i;
+    size_t i, j;
 
-    for (i = 0; i < nhooks; i++) {
-        if (strcmp(hooks[i].name, name) == 0) {
-            return &hooks[i];
+    for (i = 0; i < nsets; i++) {
+        for (j = 0; j < setlen[i]; j++) {
+            if (strcmp(sets[i][j].name, name) == 0) {
+                return &sets[i][j];
+            }
         }
     }
     return NULL;
@@ -314,10 +319,24 @@ static int patch_object(struct dl_phdr_info *info, size_t size, void *data)
 int pp_got_patch(const pp_got_hook *h, size_t n)
 {
     int count = 0;
+    size_t i;
 
     pthread_mutex_lock(&lock);
-    hooks = h;
-    nhooks = n;
+    for (i = 0; i < nsets && sets[i] != h; i++) {
+    }
+    if (i == nsets) {
+        if (nsets == MAX_SETS) {
+            pthread_mutex_unlock(&lock);
+            return -1;
+        }
+        sets[nsets] = h;
+        setlen[nsets++] = n;
+        /* Objects already patched for other sets must be visited again for this one. */
+        for (i = 0; i < nobjects; i++) {
+            free(objects[i].name);
+        }
+        nobjects = 0;
+    }
     dl_iterate_phdr(patch_object, &count);
     sweep_unloaded();
     pthread_mutex_unlock(&lock);
@@ -340,7 +359,7 @@ int pp_got_refresh(void)
     unsigned long long c[2] = { 0, 0 };
     int count = 0;
 
-    if (!hooks) {
+    if (!nsets) {
         return 0;
     }
     /* Loads and unloads both count: a dlclose and a dlopen may reuse an address. */
@@ -350,7 +369,7 @@ int pp_got_refresh(void)
         return 0;
     }
     pthread_mutex_lock(&lock);
-    if (hooks) {
+    if (nsets) {
         dl_iterate_phdr(patch_object, &count);
         sweep_unloaded();
         sweep_slots();
@@ -395,8 +414,7 @@ void pp_got_unpatch(void)
     free(objects);
     objects = NULL;
     nobjects = capobjects = 0;
-    hooks = NULL;
-    nhooks = 0;
+    nsets = 0;
     last_adds = last_subs = 0;
     pthread_mutex_unlock(&lock);
 }

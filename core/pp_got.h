@@ -18,15 +18,16 @@ typedef struct {
     void *replacement;
 } pp_got_hook;
 
-/* Install hooks (an array that must stay valid until pp_got_unpatch) into every loaded
- * object. Returns the number of GOT slots rewritten, or -1. Calling it again with the
- * same array patches objects loaded since. */
+/* Add a set of hooks (an array that must stay valid until pp_got_unpatch; up to 8 sets
+ * from different users) and install every set into every loaded object. Returns the
+ * number of GOT slots rewritten, or -1. Calling it again with the same array patches
+ * objects loaded since. */
 int pp_got_patch(const pp_got_hook *hooks, size_t nhooks);
 
 /* Patch objects loaded since the last patch; 0 when there were none. */
 int pp_got_refresh(void);
 
-/* Restore every slot we rewrote (that still holds our replacement) and forget the hooks. */
+/* Restore every slot we rewrote (that still holds our replacement) and forget every set. */
 void pp_got_unpatch(void);
 
 /* Slots currently patched. */

@@ -9,6 +9,7 @@
 #include "http_core.h"
 #include "http_log.h"
 #include "http_request.h"
+#include "scoreboard.h"
 #include "http_protocol.h"
 #include "apr_strings.h"
 #include "apr_thread_mutex.h"
@@ -18,6 +19,8 @@
 
 #include "pp_heap.h"
 #include "pp_log.h"
+#include "pp_tcreate.h"
+#include "pp_threads.h"
 
 static server_rec *log_server;
 static apr_thread_mutex_t *sym_mutex;
@@ -137,7 +140,13 @@ static int post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp, s
                          APR_INT64_T_FMT " bytes; %d allocator entries hooked",
                          conf->mem_rate, n);
         }
+        if (pp_tcreate_start() < 0) {
+            ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, "PP0022: cannot hook pthread_create");
+        }
         apr_pool_cleanup_register(pconf, NULL, heap_cleanup, apr_pool_cleanup_null);
+        /* The thread dump shows each worker's request from the scoreboard, as mod_status
+         * does; like mod_status, ask httpd to keep those fields up to date. */
+        ap_extended_status = 1;
     }
     return OK;
 }
@@ -165,14 +174,17 @@ static void child_init(apr_pool_t *pchild, server_rec *s)
     log_server = s;
     apr_thread_mutex_create(&sym_mutex, APR_THREAD_MUTEX_DEFAULT, pchild);
     apr_pool_cleanup_register(pchild, NULL, symbolizer_cleanup, apr_pool_cleanup_null);
-    /* Threads get SIGPROF unblocked to be sampled (pp_cpu_thread_warm): a stray one
-     * between profiles must be ignored, not kill the child. */
+    /* Threads get SIGPROF and the thread-dump signal unblocked (pp_cpu_thread_allow,
+     * pp_threads_allow): a stray one must be ignored, not kill the child. */
     {
-        struct sigaction sa;
-        if (sigaction(SIGPROF, NULL, &sa) == 0 && !(sa.sa_flags & SA_SIGINFO) &&
-            sa.sa_handler == SIG_DFL) {
-            sa.sa_handler = SIG_IGN;
-            sigaction(SIGPROF, &sa, NULL);
+        int sigs[2] = { SIGPROF, pp_threads_signal() }, i;
+        for (i = 0; i < 2; i++) {
+            struct sigaction sa;
+            if (sigaction(sigs[i], NULL, &sa) == 0 && !(sa.sa_flags & SA_SIGINFO) &&
+                sa.sa_handler == SIG_DFL) {
+                sa.sa_handler = SIG_IGN;
+                sigaction(sigs[i], &sa, NULL);
+            }
         }
     }
     pprof_agent_thread_warm();

@@ -8,9 +8,13 @@
 #include "apr_strings.h"
 #include "apr_thread_mutex.h"
 #include "apr_thread_proc.h"
+#include "ap_mpm.h"
+#include "scoreboard.h"
 
 #include "pp_cpu.h"
 #include "pp_heap.h"
+#include "pp_tcreate.h"
+#include "pp_threads.h"
 #include "pp_maps.h"
 #include "pp_stacktab.h"
 
@@ -21,6 +25,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 APLOG_USE_MODULE(pprof);
@@ -53,6 +58,12 @@ typedef struct {
     apr_hash_t *tag_ix;
     const char *tags[MAX_TAGS + 1];
     apr_uint32_t ntags;
+
+    /* Threads: which scoreboard slot each worker thread fills, and its last handler. */
+    int child_num;              /* our process slot in the scoreboard, -1 unknown */
+    int nworkers;
+    char (*worker_handler)[32]; /* by thread_num: the last request's handler */
+    apr_uint32_t agent_tid;
 } agent_t;
 
 static agent_t *agent;
@@ -65,6 +76,35 @@ void pprof_agent_thread_warm(void)
         pp_cpu_thread_warm();
     } else {
         pp_cpu_thread_allow();
+    }
+    pp_threads_allow();
+}
+
+/* This thread's slot in the scoreboard (found once: the MPM stamps each worker score
+ * with the pthread that fills it), where the thread dump finds its last handler. */
+static __thread int tls_thread_num = -2;
+
+static void note_worker(request_rec *r)
+{
+    agent_t *a = agent;
+    int i;
+
+    if (!a || a->child_num < 0) {
+        return;
+    }
+    if (tls_thread_num == -2) {
+        pthread_t me = pthread_self();
+        tls_thread_num = -1;
+        for (i = 0; i < a->nworkers; i++) {
+            worker_score *ws = ap_get_scoreboard_worker_from_indexes(a->child_num, i);
+            if (ws && pthread_equal((pthread_t)ws->tid, me)) {
+                tls_thread_num = i;
+                break;
+            }
+        }
+    }
+    if (tls_thread_num >= 0 && r->handler) {
+        apr_cpystrn(a->worker_handler[tls_thread_num], r->handler, 32);
     }
 }
 
@@ -80,6 +120,7 @@ void pprof_agent_tag_request(request_rec *r)
     apr_uint32_t tag;
     void *v;
 
+    note_worker(r);
     if (!agent || !agent->cpu_on) {
         return;
     }
@@ -236,6 +277,124 @@ static void send_heap(int fd, int gc, apr_time_t deadline)
     free(recs);
 }
 
+static const char *worker_status(int st)
+{
+    switch (st) {
+    case SERVER_READY: return "idle";
+    case SERVER_BUSY_READ: return "reading";
+    case SERVER_BUSY_WRITE: return "writing";
+    case SERVER_BUSY_KEEPALIVE: return "keepalive";
+    case SERVER_BUSY_LOG: return "logging";
+    case SERVER_BUSY_DNS: return "dns";
+    case SERVER_CLOSING: return "closing";
+    case SERVER_GRACEFUL: return "graceful";
+    case SERVER_IDLE_KILL: return "idle-kill";
+    case SERVER_STARTING: return "starting";
+    case SERVER_DEAD: return "dead";
+    default: return "unknown";
+    }
+}
+
+/* One line per thread: tid, role, and what the scoreboard knows of a worker's request:
+ * "tid\trole\tstatus\tclient\tvhost\trequest\thandler\tseconds". */
+static char *thread_info(agent_t *a, apr_pool_t *p, const pp_thread_stack *st, size_t n)
+{
+    apr_array_header_t *lines = apr_array_make(p, (int)n, sizeof(char *));
+    apr_time_t now = apr_time_now();
+    size_t i;
+    int j;
+
+    for (i = 0; i < n; i++) {
+        const char *role = "other", *status = "", *client = "", *vhost = "", *req = "",
+                   *handler = "";
+        double secs = -1;
+        if (st[i].tid == (apr_uint32_t)getpid()) {
+            role = "main";
+        } else if (st[i].tid == a->agent_tid) {
+            role = "agent";
+        }
+        /* The MPM stamps each worker score with the pthread that fills it. */
+        for (j = 0; j < a->nworkers && a->child_num >= 0 && st[i].pthread; j++) {
+            worker_score *ws = ap_get_scoreboard_worker_from_indexes(a->child_num, j);
+            if (!ws || (apr_uint64_t)ws->tid != st[i].pthread) {
+                continue;
+            }
+            role = "worker";
+            status = worker_status(ws->status);
+            if (ws->status != SERVER_READY && ws->status != SERVER_DEAD &&
+                ws->status != SERVER_BUSY_KEEPALIVE) {
+                client = apr_pstrndup(p, ws->client64, sizeof(ws->client64));
+                vhost = apr_pstrndup(p, ws->vhost, sizeof(ws->vhost));
+                req = apr_pstrndup(p, ws->request, sizeof(ws->request));
+                handler = apr_pstrndup(p, a->worker_handler[j], 32);
+                secs = ws->start_time ? (double)(now - ws->start_time) / APR_USEC_PER_SEC : -1;
+            }
+        }
+        /* Tabs and newlines cannot occur in these fields but for a hostile request line. */
+        req = apr_pstrdup(p, req);
+        for (char *c = (char *)req; *c; c++) {
+            if (*c == '\t' || *c == '\n' || *c == '\r') {
+                *c = ' ';
+            }
+        }
+        APR_ARRAY_PUSH(lines, char *) = apr_psprintf(p, "%u\t%s\t%s\t%s\t%s\t%s\t%s\t%.3f",
+                                                     st[i].tid, role, status, client, vhost,
+                                                     req, handler, secs);
+    }
+    return apr_array_pstrcat(p, lines, '\n');
+}
+
+static void send_threads(agent_t *a, int fd, apr_time_t deadline)
+{
+    pp_thread_stack *st = NULL;
+    size_t n = 0;
+    char *maps = NULL, *info, head[128];
+    apr_size_t mapslen = 0;
+    apr_pool_t *p;
+
+    apr_pool_create(&p, a->pool);
+    /* 250 ms: a thread that cannot answer by then (signals blocked) is reported so. */
+    if (pp_threads_capture(&st, &n, 250) != 0 || pp_maps_read_text(NULL, &maps, &mapslen) != 0) {
+        pprof_ipc_write_all(fd, "ERR cannot capture thread stacks\n", 33, deadline);
+    } else {
+        const void *blobs[3];
+        apr_size_t lens[3];
+        info = thread_info(a, p, st, n);
+        blobs[0] = maps;
+        blobs[1] = st;
+        blobs[2] = info;
+        lens[0] = mapslen;
+        lens[1] = n * sizeof(*st);
+        lens[2] = strlen(info);
+        apr_snprintf(head, sizeof(head), "THREADS %ld %" APR_SIZE_T_FMT, (long)getpid(),
+                     (apr_size_t)n);
+        pprof_ipc_reply(fd, head, 3, blobs, lens, deadline);
+    }
+    free(st);
+    free(maps);
+    apr_pool_destroy(p);
+}
+
+static void send_tcreate(int fd, apr_time_t deadline)
+{
+    pp_tcreate_record *recs = NULL;
+    size_t n = 0;
+    char *maps = NULL, head[128];
+    apr_size_t mapslen = 0;
+
+    if (pp_tcreate_snapshot(&recs, &n) != 0 || pp_maps_read_text(NULL, &maps, &mapslen) != 0) {
+        pprof_ipc_write_all(fd, "ERR out of memory\n", 18, deadline);
+    } else {
+        const void *blobs[2] = { maps, recs };
+        apr_size_t lens[2] = { mapslen, n * sizeof(*recs) };
+        apr_snprintf(head, sizeof(head), "TCREATE %ld %" APR_UINT64_T_FMT, (long)getpid(),
+                     pp_tcreate_total());
+        pprof_ipc_reply(fd, head, 2, blobs, lens, deadline);
+    }
+    free(recs);
+    free(maps);
+}
+
 static void serve_one(agent_t *a, int fd)
 {
     apr_time_t deadline = apr_time_now() + CMD_TIMEOUT;
@@ -251,6 +410,10 @@ static void serve_one(agent_t *a, int fd)
         err = cpu_start(a, (apr_uint32_t)gen, (int)hz, (apr_time_t)dl);
         apr_snprintf(reply, sizeof(reply), err ? "ERR %s\n" : "OK\n", err);
         pprof_ipc_write_all(fd, reply, strlen(reply), deadline);
+    } else if (strcmp(line, "THREADS") == 0) {
+        send_threads(a, fd, deadline);
+    } else if (strcmp(line, "TCREATE") == 0) {
+        send_tcreate(fd, deadline);
     } else if (sscanf(line, "HEAP %lu", &gen) == 1) {
         send_heap(fd, gen != 0, deadline);
     } else if (sscanf(line, "CPU-STOP %lu", &gen) == 1 && gen) {
@@ -301,6 +464,7 @@ static void *APR_THREAD_FUNC agent_main(apr_thread_t *t, void *data)
 {
     agent_t *a = data;
 
+    a->agent_tid = (apr_uint32_t)syscall(SYS_gettid);
     pp_cpu_thread_warm();
     /* The agent is the profiler: what it allocates is never in the heap profile. */
     pp_heap_guard_enter();
@@ -360,6 +524,21 @@ void pprof_agent_child_init(apr_pool_t *pchild, server_rec *s)
     a->s = s;
     a->pool = pchild;
     a->tag_ix = apr_hash_make(pchild);
+    a->child_num = -1;
+    if (ap_scoreboard_image) {
+        int limit = 0, i, threads = 1;
+        ap_mpm_query(AP_MPMQ_HARD_LIMIT_DAEMONS, &limit);
+        ap_mpm_query(AP_MPMQ_HARD_LIMIT_THREADS, &threads);
+        for (i = 0; i < limit; i++) {
+            process_score *ps = ap_get_scoreboard_process(i);
+            if (ps && ps->pid == getpid()) {
+                a->child_num = i;
+                break;
+            }
+        }
+        a->nworkers = threads > 0 ? threads : 1;
+        a->worker_handler = apr_pcalloc(pchild, a->nworkers * sizeof(*a->worker_handler));
+    }
     if (apr_thread_mutex_create(&a->tag_mutex, APR_THREAD_MUTEX_DEFAULT, pchild) != APR_SUCCESS ||
         pipe2(a->wake, O_CLOEXEC | O_NONBLOCK) != 0) {
         ap_log_error(APLOG_MARK, APLOG_ERR, errno, s, "PP0010: cannot set up the agent");

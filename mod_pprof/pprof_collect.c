@@ -162,3 +162,19 @@ double pprof_seconds_or(apr_table_t *args, double dflt, int integer)
     }
     return (pprof_parse_float(v, &d) != 0 || !(d > 0)) ? dflt : d;
 }
+
+const char *pprof_delta_seconds(request_rec *r, apr_table_t *args, apr_int64_t *sec)
+{
+    const char *v = apr_table_get(args, "debug");
+
+    if (pprof_parse_int(apr_table_get(args, "seconds"), sec) != 0 || *sec <= 0) {
+        return "invalid value for \"seconds\" - must be a positive integer";
+    }
+    if (pprof_exceeds_timeout(r, (double)*sec)) {
+        return "profile duration exceeds server's WriteTimeout";
+    }
+    if (v && atoi(v) != 0) {
+        return "seconds and debug params are incompatible";
+    }
+    return NULL;
+}

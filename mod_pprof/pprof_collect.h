@@ -27,6 +27,10 @@ int pprof_parse_float(const char *s, double *out);
 /* Go's durationExceedsWriteTimeout with Apache's Timeout as the WriteTimeout. */
 int pprof_exceeds_timeout(request_rec *r, double seconds);
 
+/* Go's checks of "seconds" for a delta profile (serveDeltaProfile): NULL and *sec set,
+ * or the 400 text. */
+const char *pprof_delta_seconds(request_rec *r, apr_table_t *args, apr_int64_t *sec);
+
 /* Go's "seconds" for the CPU profile and the trace: invalid or <= 0 means dflt. */
 double pprof_seconds_or(apr_table_t *args, double dflt, int integer);
 

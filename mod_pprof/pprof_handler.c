@@ -3,6 +3,7 @@
 #include "mod_pprof.h"
 #include "pprof_cpu.h"
 #include "pprof_heap.h"
+#include "pprof_threads.h"
 #include "pprof_handler.h"
 
 #include "http_core.h"
@@ -43,6 +44,9 @@ static const endpoint endpoints[] = {
       "A sampling of all past memory allocations of every child (malloc and friends)" },
     { "cmdline", serve_cmdline, NULL, 1,
       "The command line of the server's parent process, as it was started" },
+    { "goroutine", pprof_serve_goroutine, pprof_threads_count, 1,
+      "Stack traces of all current threads of every child, with the request each worker "
+      "serves (debug=2: a full dump with the scoreboard's view of each request)" },
     { "heap", pprof_serve_heap, pprof_heap_count, 1,
       "A sampling of memory allocations of live objects in every child. You can specify "
       "the gc GET parameter to return freed memory to the system (malloc_trim) before "
@@ -52,6 +56,8 @@ static const endpoint endpoints[] = {
       "seconds GET parameter (and one child with pid). After you get the profile file, use "
       "the go tool pprof command to investigate the profile." },
     { "symbol", serve_symbol, NULL, 0, NULL },
+    { "threadcreate", pprof_serve_threadcreate, pprof_threads_count, 1,
+      "Stack traces that led to the creation of the live threads of every child" },
 };
 
 int pprof_serve_error(request_rec *r, int status, const char *txt)

@@ -316,16 +316,8 @@ static int serve_memory(request_rec *r, apr_table_t *args, const char *name)
         }
         return send_profile(r, records(r, s1), name, name, t0, t0);
     }
-    if (pprof_parse_int(secs, &sec) != 0 || sec <= 0) {
-        return pprof_serve_error(r, HTTP_BAD_REQUEST,
-                                 "invalid value for \"seconds\" - must be a positive integer");
-    }
-    if (pprof_exceeds_timeout(r, (double)sec)) {
-        return pprof_serve_error(r, HTTP_BAD_REQUEST,
-                                 "profile duration exceeds server's WriteTimeout");
-    }
-    if (debug != 0) {
-        return pprof_serve_error(r, HTTP_BAD_REQUEST, "seconds and debug params are incompatible");
+    if ((err = pprof_delta_seconds(r, args, &sec)) != NULL) {
+        return pprof_serve_error(r, HTTP_BAD_REQUEST, err);
     }
     s0 = collect(r, only, 0);
     if (pprof_sleep_unless_gone(r, t0 + apr_time_from_sec(sec))) {

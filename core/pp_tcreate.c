@@ -1,0 +1,194 @@
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "pp_tcreate.h"
+#include "pp_got.h"
+#include "pp_heap.h"
+
+#define UNW_LOCAL_ONLY
+#include <libunwind.h>
+
+#include <dirent.h>
+#include <link.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+typedef struct known {
+    struct known *next;
+    pp_tcreate_record rec;
+} known;
+
+typedef struct {
+    void *(*fn)(void *);
+    void *arg;
+    known *k;
+} start_args;
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static known *live;                     /* threads created through the hook, alive */
+static _Atomic uint64_t total;
+static uintptr_t self_lo, self_hi;
+
+static int (*const real_pthread_create)(pthread_t *, const pthread_attr_t *,
+                                        void *(*)(void *), void *) = pthread_create;
+
+static void forget(void *arg)
+{
+    known *k = arg, **pp;
+
+    pthread_mutex_lock(&lock);
+    for (pp = &live; *pp; pp = &(*pp)->next) {
+        if (*pp == k) {
+            *pp = k->next;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&lock);
+    free(k);
+}
+
+static void *trampoline(void *arg)
+{
+    start_args sa = *(start_args *)arg;
+    void *ret;
+
+    free(arg);
+    sa.k->rec.tid = (uint32_t)syscall(SYS_gettid);
+    pthread_mutex_lock(&lock);
+    sa.k->next = live;
+    live = sa.k;
+    pthread_mutex_unlock(&lock);
+    /* Runs on return and on pthread_exit alike. */
+    pthread_cleanup_push(forget, sa.k);
+    ret = sa.fn(sa.arg);
+    pthread_cleanup_pop(1);
+    return ret;
+}
+
+static int hook_pthread_create(pthread_t *t, const pthread_attr_t *attr,
+                               void *(*fn)(void *), void *arg)
+{
+    start_args *sa;
+    known *k;
+    unw_context_t uc;
+    unw_cursor_t cur;
+    int rc;
+
+    pp_heap_guard_enter();
+    sa = malloc(sizeof(*sa));
+    k = calloc(1, sizeof(*k));
+    if (!sa || !k) {
+        free(sa);
+        free(k);
+        pp_heap_guard_leave();
+        return real_pthread_create(t, attr, fn, arg);
+    }
+    /* The creating stack, without our own frames. */
+    if (unw_getcontext(&uc) == 0 && unw_init_local(&cur, &uc) == 0) {
+        while (k->rec.npcs < PP_TCREATE_MAX_DEPTH && unw_step(&cur) > 0) {
+            unw_word_t ip;
+            if (unw_get_reg(&cur, UNW_REG_IP, &ip) != 0 || ip == 0) {
+                break;
+            }
+            if (k->rec.npcs == 0 && ip >= self_lo && ip < self_hi) {
+                continue;
+            }
+            k->rec.pcs[k->rec.npcs++] = ip;
+        }
+    }
+    sa->fn = fn;
+    sa->arg = arg;
+    sa->k = k;
+    pp_heap_guard_leave();
+    rc = real_pthread_create(t, attr, trampoline, sa);
+    if (rc != 0) {
+        free(sa);
+        free(k);
+    } else {
+        atomic_fetch_add(&total, 1);
+    }
+    return rc;
+}
+
+static const pp_got_hook hooks[] = {
+    { "pthread_create", (void *)hook_pthread_create },
+};
+
+static int find_self(struct dl_phdr_info *info, size_t size, void *data)
+{
+    uintptr_t me = (uintptr_t)&hook_pthread_create;
+    int i;
+
+    (void)size;
+    (void)data;
+    for (i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
+        if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X) && me >= lo && me < lo + ph->p_memsz) {
+            self_lo = lo;
+            self_hi = lo + ph->p_memsz;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+int pp_tcreate_start(void)
+{
+    dl_iterate_phdr(find_self, NULL);
+    return pp_got_patch(hooks, sizeof(hooks) / sizeof(hooks[0]));
+}
+
+uint64_t pp_tcreate_total(void)
+{
+    return atomic_load(&total);
+}
+
+int pp_tcreate_snapshot(pp_tcreate_record **out, size_t *outn)
+{
+    pp_tcreate_record *recs = NULL;
+    size_t n = 0, cap = 0;
+    DIR *d = opendir("/proc/self/task");
+    struct dirent *de;
+
+    if (!d) {
+        return -1;
+    }
+    while ((de = readdir(d))) {
+        long tid = atol(de->d_name);
+        known *k;
+        if (tid <= 0) {
+            continue;
+        }
+        if (n == cap) {
+            size_t ncap = cap ? cap * 2 : 64;
+            pp_tcreate_record *nr = realloc(recs, ncap * sizeof(*nr));
+            if (!nr) {
+                free(recs);
+                closedir(d);
+                return -1;
+            }
+            recs = nr;
+            cap = ncap;
+        }
+        memset(&recs[n], 0, sizeof(recs[n]));
+        recs[n].tid = (uint32_t)tid;
+        pthread_mutex_lock(&lock);
+        for (k = live; k; k = k->next) {
+            if (k->rec.tid == (uint32_t)tid) {
+                recs[n] = k->rec;
+                break;
+            }
+        }
+        pthread_mutex_unlock(&lock);
+        n++;
+    }
+    closedir(d);
+    *out = recs;
+    *outn = n;
+    return 0;
+}
