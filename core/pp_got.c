@@ -428,3 +428,38 @@ size_t pp_got_patched_slots(void)
     pthread_mutex_unlock(&lock);
     return n;
 }
+
+typedef struct {
+    uintptr_t addr, lo, hi;
+} code_range;
+
+static int find_code(struct dl_phdr_info *info, size_t size, void *data)
+{
+    code_range *c = data;
+    int i;
+
+    (void)size;
+    for (i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
+        if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X) && c->addr >= lo &&
+            c->addr < lo + ph->p_memsz) {
+            c->lo = lo;
+            c->hi = lo + ph->p_memsz;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+int pp_got_code_range(const void *addr, uintptr_t *lo, uintptr_t *hi)
+{
+    code_range c = { (uintptr_t)addr, 0, 0 };
+
+    if (!dl_iterate_phdr(find_code, &c)) {
+        return -1;
+    }
+    *lo = c.lo;
+    *hi = c.hi;
+    return 0;
+}

@@ -12,6 +12,7 @@
 #define PP_GOT_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct {
     const char *name;           /* symbol name, e.g. "malloc" */
@@ -29,6 +30,10 @@ int pp_got_refresh(void);
 
 /* Restore every slot we rewrote (that still holds our replacement) and forget every set. */
 void pp_got_unpatch(void);
+
+/* The executable segment [*lo, *hi) of the loaded object that holds addr: hooks use it
+ * to drop their own frames from the stacks they record. 0, or -1 if no object holds it. */
+int pp_got_code_range(const void *addr, uintptr_t *lo, uintptr_t *hi);
 
 /* Slots currently patched. */
 size_t pp_got_patched_slots(void);

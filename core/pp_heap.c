@@ -357,30 +357,11 @@ static const pp_got_hook hooks[] = {
     { "valloc", (void *)hook_valloc },
 };
 
-static int find_self(struct dl_phdr_info *info, size_t size, void *data)
-{
-    uintptr_t me = (uintptr_t)&sample;
-    int i;
-
-    (void)size;
-    (void)data;
-    for (i = 0; i < info->dlpi_phnum; i++) {
-        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-        uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
-        if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X) && me >= lo && me < lo + ph->p_memsz) {
-            self_lo = lo;
-            self_hi = lo + ph->p_memsz;
-            return 1;
-        }
-    }
-    return 0;
-}
-
 int pp_heap_start(size_t r)
 {
     int n;
 
-    dl_iterate_phdr(find_self, NULL);
+    pp_got_code_range((const void *)&sample, &self_lo, &self_hi);
     pp_heap_set_rate(r);
     n = pp_got_patch(hooks, sizeof(hooks) / sizeof(hooks[0]));
     if (n < 0) {

@@ -118,28 +118,9 @@ static const pp_got_hook hooks[] = {
     { "pthread_create", (void *)hook_pthread_create },
 };
 
-static int find_self(struct dl_phdr_info *info, size_t size, void *data)
-{
-    uintptr_t me = (uintptr_t)&hook_pthread_create;
-    int i;
-
-    (void)size;
-    (void)data;
-    for (i = 0; i < info->dlpi_phnum; i++) {
-        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-        uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
-        if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X) && me >= lo && me < lo + ph->p_memsz) {
-            self_lo = lo;
-            self_hi = lo + ph->p_memsz;
-            return 1;
-        }
-    }
-    return 0;
-}
-
 int pp_tcreate_start(void)
 {
-    dl_iterate_phdr(find_self, NULL);
+    pp_got_code_range((const void *)&hook_pthread_create, &self_lo, &self_hi);
     return pp_got_patch(hooks, sizeof(hooks) / sizeof(hooks[0]));
 }
 

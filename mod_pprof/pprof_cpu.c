@@ -174,24 +174,6 @@ static const char *start_child(request_rec *r, pid_t pid, apr_uint32_t gen, int 
     return err;
 }
 
-static int build_and_send(request_rec *r, pp_profile *prof)
-{
-    unsigned char *buf = NULL;
-    size_t len = 0;
-
-    if (pp_profile_encode(prof, 1, &buf, &len) != 0) {
-        return pprof_serve_error(r, HTTP_INTERNAL_SERVER_ERROR, "failed to encode profile");
-    }
-    ap_set_content_type(r, "application/octet-stream");
-    apr_table_setn(r->headers_out, "Content-Disposition", "attachment; filename=\"profile\"");
-    ap_set_content_length(r, (apr_off_t)len);
-    if (!r->header_only) {
-        ap_rwrite(buf, (int)len, r);
-    }
-    free(buf);
-    return OK;
-}
-
 int pprof_serve_profile(request_rec *r, apr_table_t *args)
 {
     pprof_server_conf *conf = ap_get_module_config(r->server->module_config, &pprof_module);
@@ -296,7 +278,7 @@ int pprof_serve_profile(request_rec *r, apr_table_t *args)
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
                   "PP0100: CPU profile: %d children, %" APR_UINT64_T_FMT " samples in %.1f s",
                   now->nelts, total, (double)(t1 - t0) / APR_USEC_PER_SEC);
-    rc = build_and_send(r, prof);
+    rc = pprof_send_profile(r, prof, "profile");
 done:
     pp_maps_free(own);
     pp_resolver_free(res);

@@ -15,6 +15,7 @@
 
 #include "pp_heap.h"
 #include "pp_maps.h"
+#include "pp_profile.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -75,6 +76,25 @@ int pprof_serve_error(request_rec *r, int status, const char *txt)
 
 /* The parent's argv as it was started: httpd's process->argv has "-k start" and the
  * like rewritten away, but every child is a fork of the parent and /proc keeps it all. */
+int pprof_send_profile(request_rec *r, pp_profile *prof, const char *filename)
+{
+    unsigned char *buf = NULL;
+    size_t len = 0;
+
+    if (pp_profile_encode(prof, 1, &buf, &len) != 0) {
+        return pprof_serve_error(r, HTTP_INTERNAL_SERVER_ERROR, "failed to encode profile");
+    }
+    ap_set_content_type(r, "application/octet-stream");
+    apr_table_setn(r->headers_out, "Content-Disposition",
+                   apr_psprintf(r->pool, "attachment; filename=\"%s\"", filename));
+    ap_set_content_length(r, (apr_off_t)len);
+    if (!r->header_only) {
+        ap_rwrite(buf, (int)len, r);
+    }
+    free(buf);
+    return OK;
+}
+
 static int serve_cmdline(request_rec *r, apr_table_t *args)
 {
     const process_rec *proc = r->server->process;

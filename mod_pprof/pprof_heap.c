@@ -172,8 +172,6 @@ static int send_profile(request_rec *r, apr_array_header_t *recs, const char *na
     pp_profile *prof = sym ? pp_profile_new() : NULL;
     pp_resolver *res = prof ? pp_resolver_new(prof, sym) : NULL;
     pp_maps *own = pp_maps_read(NULL);
-    unsigned char *buf = NULL;
-    size_t len = 0;
     int i, rc;
 
     if (!res || !own) {
@@ -212,20 +210,8 @@ static int send_profile(request_rec *r, apr_array_header_t *recs, const char *na
             goto done;
         }
     }
-    if (pp_profile_encode(prof, 1, &buf, &len) != 0) {
-        rc = pprof_serve_error(r, HTTP_INTERNAL_SERVER_ERROR, "failed to collect profile");
-        goto done;
-    }
-    ap_set_content_type(r, "application/octet-stream");
-    apr_table_setn(r->headers_out, "Content-Disposition",
-                   apr_psprintf(r->pool, "attachment; filename=\"%s\"", filename));
-    ap_set_content_length(r, (apr_off_t)len);
-    if (!r->header_only) {
-        ap_rwrite(buf, (int)len, r);
-    }
-    rc = OK;
+    rc = pprof_send_profile(r, prof, filename);
 done:
-    free(buf);
     pp_maps_free(own);
     pp_resolver_free(res);
     pp_profile_free(prof);

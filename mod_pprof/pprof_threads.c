@@ -183,8 +183,6 @@ static int send_count_profile(request_rec *r, const char *name, const char *file
     pp_resolver *res = prof ? pp_resolver_new(prof, sym) : NULL;
     pp_maps *own = pp_maps_read(NULL);
     apr_array_header_t *sets[2] = { threads, minus };
-    unsigned char *buf = NULL;
-    size_t len = 0;
     int i, k, rc = OK, goroutine = strcmp(name, "goroutine") == 0;
 
     if (!res || !own) {
@@ -230,19 +228,8 @@ static int send_count_profile(request_rec *r, const char *name, const char *file
             }
         }
     }
-    if (pp_profile_encode(prof, 1, &buf, &len) != 0) {
-        rc = pprof_serve_error(r, HTTP_INTERNAL_SERVER_ERROR, "failed to collect profile");
-        goto done;
-    }
-    ap_set_content_type(r, "application/octet-stream");
-    apr_table_setn(r->headers_out, "Content-Disposition",
-                   apr_psprintf(r->pool, "attachment; filename=\"%s\"", filename));
-    ap_set_content_length(r, (apr_off_t)len);
-    if (!r->header_only) {
-        ap_rwrite(buf, (int)len, r);
-    }
+    rc = pprof_send_profile(r, prof, filename);
 done:
-    free(buf);
     pp_maps_free(own);
     pp_resolver_free(res);
     pp_profile_free(prof);
