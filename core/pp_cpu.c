@@ -146,7 +146,6 @@ static void on_sigprof(int sig, siginfo_t *si, void *uc)
     uint64_t h;
 
     (void)sig;
-    (void)si;
     atomic_fetch_add_explicit(&inflight, 1, memory_order_acq_rel);
     r = atomic_load_explicit(&ring, memory_order_acquire);
     if (!r || !atomic_load_explicit(&active, memory_order_acquire)) {
@@ -166,6 +165,10 @@ static void on_sigprof(int sig, siginfo_t *si, void *uc)
         slot *sl = &r[h % ring_slots];
         capture(&sl->s, uc);
         sl->s.tag = tls_tag;
+        /* Expiries the kernel folded into this signal (the tick is coarser than a high
+         * rate's period): they are CPU time all the same. */
+        sl->s.weight = 1 + (si && si->si_code == SI_TIMER && si->si_overrun > 0
+                            ? (uint32_t)si->si_overrun : 0);
         sl->s.tid = (uint32_t)syscall(SYS_gettid);
         atomic_store_explicit(&sl->seq, h + 1, memory_order_release);
     }

@@ -153,7 +153,8 @@ static void add_sample(void *baton, const pp_cpu_sample *smp)
     if (smp->flags & PP_CPU_LEAF_ONLY) {
         a->cpu_leaf_only++;
     }
-    if (pp_stacktab_add(a->cpu_tab, smp->tag, smp->flags, smp->pcs, smp->npcs, 1) != 0) {
+    if (pp_stacktab_add(a->cpu_tab, smp->tag, smp->flags, smp->pcs, smp->npcs,
+                        smp->weight ? smp->weight : 1) != 0) {
         a->cpu_dropped++;
     }
 }
