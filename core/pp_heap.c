@@ -371,6 +371,12 @@ int pp_heap_start(size_t r)
     return n;
 }
 
+void pp_heap_after_fork(void)
+{
+    tls_rng = 0;                /* reseeded from this thread's tid and the clock */
+    atomic_fetch_add(&rate_epoch, 1);
+}
+
 void pp_heap_set_rate(size_t r)
 {
     atomic_store(&rate, r);

@@ -38,6 +38,10 @@ int pp_heap_refresh(void);
  * readable until pp_heap_reset. */
 void pp_heap_stop(void);
 
+/* In a new child of a fork: draw new random thresholds from a new seed, so that
+ * children sample independently of their parent and of each other. */
+void pp_heap_after_fork(void);
+
 /* Forget every bucket and live object (a new process image, or tests). */
 void pp_heap_reset(void);
 

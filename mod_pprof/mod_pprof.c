@@ -188,6 +188,7 @@ static void child_init(apr_pool_t *pchild, server_rec *s)
         }
     }
     pprof_agent_thread_warm();
+    pp_heap_after_fork();
     pp_heap_refresh();
     pprof_agent_child_init(pchild, s);
 }

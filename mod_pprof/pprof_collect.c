@@ -8,6 +8,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <poll.h>
 #include <signal.h>
@@ -127,6 +128,17 @@ int pprof_parse_int(const char *s, apr_int64_t *out)
     return 0;
 }
 
+int pprof_query_int(apr_table_t *args, const char *name)
+{
+    apr_int64_t v;
+
+    if (pprof_parse_int(args ? apr_table_get(args, name) : NULL, &v) != 0 || v > INT_MAX ||
+        v < INT_MIN) {
+        return 0;
+    }
+    return (int)v;
+}
+
 int pprof_parse_float(const char *s, double *out)
 {
     char *end;
@@ -165,15 +177,13 @@ double pprof_seconds_or(apr_table_t *args, double dflt, int integer)
 
 const char *pprof_delta_seconds(request_rec *r, apr_table_t *args, apr_int64_t *sec)
 {
-    const char *v = apr_table_get(args, "debug");
-
     if (pprof_parse_int(apr_table_get(args, "seconds"), sec) != 0 || *sec <= 0) {
         return "invalid value for \"seconds\" - must be a positive integer";
     }
     if (pprof_exceeds_timeout(r, (double)*sec)) {
         return "profile duration exceeds server's WriteTimeout";
     }
-    if (v && atoi(v) != 0) {
+    if (pprof_query_int(args, "debug") != 0) {
         return "seconds and debug params are incompatible";
     }
     return NULL;

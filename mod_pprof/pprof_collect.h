@@ -21,6 +21,9 @@ int pprof_sleep_unless_gone(request_rec *r, apr_time_t until);
 /* Go's strconv.ParseInt(s, 10, 64): optional sign, decimal digits, no overflow. */
 int pprof_parse_int(const char *s, apr_int64_t *out);
 
+/* Go's strconv.Atoi(r.FormValue(name)) with the error ignored: 0 unless a whole integer. */
+int pprof_query_int(apr_table_t *args, const char *name);
+
 /* Go's strconv.ParseFloat(s, 64) for what matters here: 0 on success. */
 int pprof_parse_float(const char *s, double *out);
 

@@ -41,6 +41,7 @@ typedef struct {
     const snapshot *from;
     apr_uint64_t size;
     apr_uint64_t v[PP_HEAP_NVALUES];
+    apr_uint64_t inuse_objects, inuse_bytes;    /* as collected: a delta keeps them */
     apr_uint32_t npcs;
     apr_uint64_t *pcs;
 } record;
@@ -103,6 +104,10 @@ static void copy_record(void *baton, const pp_stack *st)
     for (i = 0; i < PP_HEAP_NVALUES; i++) {
         rec->v[i] = i < st->nvalues ? st->values[i] : 0;
     }
+    rec->inuse_objects = rec->v[PP_HEAP_ALLOC_OBJECTS] > rec->v[PP_HEAP_FREE_OBJECTS]
+        ? rec->v[PP_HEAP_ALLOC_OBJECTS] - rec->v[PP_HEAP_FREE_OBJECTS] : 0;
+    rec->inuse_bytes = rec->v[PP_HEAP_ALLOC_BYTES] > rec->v[PP_HEAP_FREE_BYTES]
+        ? rec->v[PP_HEAP_ALLOC_BYTES] - rec->v[PP_HEAP_FREE_BYTES] : 0;
     rec->npcs = st->npcs;
     rec->pcs = apr_pmemdup(c->p, st->pcs, st->npcs * sizeof(apr_uint64_t));
 }
@@ -158,10 +163,8 @@ static void subtract_allocs(request_rec *r, apr_array_header_t *end, apr_array_h
 
 static void inuse(const record *rec, apr_uint64_t *objects, apr_uint64_t *bytes)
 {
-    *objects = rec->v[PP_HEAP_ALLOC_OBJECTS] > rec->v[PP_HEAP_FREE_OBJECTS]
-        ? rec->v[PP_HEAP_ALLOC_OBJECTS] - rec->v[PP_HEAP_FREE_OBJECTS] : 0;
-    *bytes = rec->v[PP_HEAP_ALLOC_BYTES] > rec->v[PP_HEAP_FREE_BYTES]
-        ? rec->v[PP_HEAP_ALLOC_BYTES] - rec->v[PP_HEAP_FREE_BYTES] : 0;
+    *objects = rec->inuse_objects;
+    *bytes = rec->inuse_bytes;
 }
 
 static int send_profile(request_rec *r, apr_array_header_t *recs, const char *name,
@@ -284,9 +287,9 @@ static int send_text(request_rec *r, apr_array_header_t *snaps, apr_array_header
 /* Go's handler.ServeHTTP and serveDeltaProfile for a memory profile. */
 static int serve_memory(request_rec *r, apr_table_t *args, const char *name)
 {
-    const char *secs = apr_table_get(args, "seconds"), *err, *v;
-    int debug = (v = apr_table_get(args, "debug")) ? atoi(v) : 0;
-    int gc = strcmp(name, "heap") == 0 && (v = apr_table_get(args, "gc")) && atoi(v) > 0;
+    const char *secs = apr_table_get(args, "seconds"), *err;
+    int debug = pprof_query_int(args, "debug");
+    int gc = strcmp(name, "heap") == 0 && pprof_query_int(args, "gc") > 0;
     apr_array_header_t *s0, *s1;
     apr_int64_t sec;
     apr_time_t t0 = apr_time_now(), t1;
@@ -295,7 +298,8 @@ static int serve_memory(request_rec *r, apr_table_t *args, const char *name)
     if ((err = pprof_query_pid(r, args, &only)) != NULL) {
         return pprof_serve_error(r, HTTP_BAD_REQUEST, err);
     }
-    if (!secs) {
+    /* Go serves a delta only for a non-empty "seconds". */
+    if (!secs || !*secs) {
         s1 = collect(r, only, gc);
         if (debug != 0) {
             return send_text(r, s1, records(r, s1));

@@ -383,8 +383,8 @@ static int send_dump(request_rec *r, apr_array_header_t *threads)
 static int serve_threads(request_rec *r, apr_table_t *args, const char *name,
                          apr_array_header_t *(*collect)(request_rec *, pid_t))
 {
-    const char *v, *err;
-    int debug = (v = apr_table_get(args, "debug")) ? atoi(v) : 0;
+    const char *err, *secs = apr_table_get(args, "seconds");
+    int debug = pprof_query_int(args, "debug");
     apr_time_t t0 = apr_time_now(), t1;
     apr_array_header_t *start;
     apr_int64_t sec;
@@ -393,7 +393,7 @@ static int serve_threads(request_rec *r, apr_table_t *args, const char *name,
     if ((err = pprof_query_pid(r, args, &only)) != NULL) {
         return pprof_serve_error(r, HTTP_BAD_REQUEST, err);
     }
-    if (!apr_table_get(args, "seconds")) {
+    if (!secs || !*secs) {
         apr_array_header_t *threads = collect(r, only);
         if (debug >= 2 && strcmp(name, "goroutine") == 0) {
             return send_dump(r, threads);
