@@ -11,6 +11,7 @@
 #include <dirent.h>
 #include <link.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,7 @@ typedef struct {
     void *(*fn)(void *);
     void *arg;
     known *k;
+    sem_t registered;           /* posted once the new thread is in `live` */
 } start_args;
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -53,15 +55,19 @@ static void forget(void *arg)
 
 static void *trampoline(void *arg)
 {
-    start_args sa = *(start_args *)arg;
+    start_args *in = arg, sa;
     void *ret;
 
-    free(arg);
+    sa.fn = in->fn;
+    sa.arg = in->arg;
+    sa.k = in->k;
     sa.k->rec.tid = (uint32_t)syscall(SYS_gettid);
     pthread_mutex_lock(&lock);
     sa.k->next = live;
     live = sa.k;
     pthread_mutex_unlock(&lock);
+    /* From here `in` is the creator's again. */
+    sem_post(&in->registered);
     /* Runs on return and on pthread_exit alike. */
     pthread_cleanup_push(forget, sa.k);
     ret = sa.fn(sa.arg);
@@ -103,14 +109,20 @@ static int hook_pthread_create(pthread_t *t, const pthread_attr_t *attr,
     sa->fn = fn;
     sa->arg = arg;
     sa->k = k;
+    sem_init(&sa->registered, 0, 0);
     pp_heap_guard_leave();
     rc = real_pthread_create(t, attr, trampoline, sa);
     if (rc != 0) {
-        free(sa);
         free(k);
     } else {
+        /* Like Go, a thread is listed with its creation stack as soon as creating it
+         * returns: wait for it to register (its first instructions). */
+        while (sem_wait(&sa->registered) != 0) {
+        }
         atomic_fetch_add(&total, 1);
     }
+    sem_destroy(&sa->registered);
+    free(sa);
     return rc;
 }
 

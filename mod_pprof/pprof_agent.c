@@ -61,6 +61,7 @@ typedef struct {
 
     /* Threads: which scoreboard slot each worker thread fills, and its last handler. */
     int child_num;              /* our process slot in the scoreboard, -1 unknown */
+    int threaded;               /* 0 (prefork): the main thread is worker slot 0 */
     int nworkers;
     char (*worker_handler)[32]; /* by thread_num: the last request's handler */
     apr_uint32_t agent_tid;
@@ -80,6 +81,26 @@ void pprof_agent_thread_warm(void)
     pp_threads_allow();
 }
 
+/* Our process slot. Prefork's parent writes our pid there only after the fork, so a
+ * child may look before it is there: look again until found. */
+static int find_child_num(agent_t *a)
+{
+    int limit = 0, i;
+
+    if (a->child_num >= 0 || !ap_scoreboard_image ||
+        ap_mpm_query(AP_MPMQ_HARD_LIMIT_DAEMONS, &limit) != APR_SUCCESS) {
+        return a->child_num;
+    }
+    for (i = 0; i < limit; i++) {
+        process_score *ps = ap_get_scoreboard_process(i);
+        if (ps && ps->pid == getpid()) {
+            a->child_num = i;
+            break;
+        }
+    }
+    return a->child_num;
+}
+
 /* This thread's slot in the scoreboard (found once: the MPM stamps each worker score
  * with the pthread that fills it), where the thread dump finds its last handler. */
 static __thread int tls_thread_num = -2;
@@ -89,8 +110,11 @@ static void note_worker(request_rec *r)
     agent_t *a = agent;
     int i;
 
-    if (!a || a->child_num < 0) {
+    if (!a || find_child_num(a) < 0) {
         return;
+    }
+    if (tls_thread_num == -2 && !a->threaded) {
+        tls_thread_num = 0;
     }
     if (tls_thread_num == -2) {
         pthread_t me = pthread_self();
@@ -300,6 +324,7 @@ static const char *worker_status(int st)
  * "tid\trole\tstatus\tclient\tvhost\trequest\thandler\tseconds". */
 static char *thread_info(agent_t *a, apr_pool_t *p, const pp_thread_stack *st, size_t n)
 {
+    find_child_num(a);
     apr_array_header_t *lines = apr_array_make(p, (int)n, sizeof(char *));
     apr_time_t now = apr_time_now();
     size_t i;
@@ -317,7 +342,10 @@ static char *thread_info(agent_t *a, apr_pool_t *p, const pp_thread_stack *st, s
         /* The MPM stamps each worker score with the pthread that fills it. */
         for (j = 0; j < a->nworkers && a->child_num >= 0 && st[i].pthread; j++) {
             worker_score *ws = ap_get_scoreboard_worker_from_indexes(a->child_num, j);
-            if (!ws || (apr_uint64_t)ws->tid != st[i].pthread) {
+            /* Threaded MPMs stamp each worker score with its pthread; prefork does not:
+             * there the main thread is worker 0. */
+            if (!ws || (a->threaded ? (apr_uint64_t)ws->tid != st[i].pthread
+                                    : (j != 0 || st[i].tid != (apr_uint32_t)getpid()))) {
                 continue;
             }
             role = "worker";
@@ -326,6 +354,11 @@ static char *thread_info(agent_t *a, apr_pool_t *p, const pp_thread_stack *st, s
                 ws->status != SERVER_BUSY_KEEPALIVE) {
                 client = apr_pstrndup(p, ws->client64, sizeof(ws->client64));
                 vhost = apr_pstrndup(p, ws->vhost, sizeof(ws->vhost));
+                /* "host:port" in the scoreboard; the CPU profile's label is the host. */
+                if (strchr(vhost, ':') && strspn(strrchr(vhost, ':') + 1, "0123456789") ==
+                    strlen(strrchr(vhost, ':') + 1)) {
+                    vhost = apr_pstrndup(p, vhost, (apr_size_t)(strrchr(vhost, ':') - vhost));
+                }
                 req = apr_pstrndup(p, ws->request, sizeof(ws->request));
                 handler = apr_pstrndup(p, a->worker_handler[j], 32);
                 secs = ws->start_time ? (double)(now - ws->start_time) / APR_USEC_PER_SEC : -1;
@@ -526,17 +559,15 @@ void pprof_agent_child_init(apr_pool_t *pchild, server_rec *s)
     a->pool = pchild;
     a->tag_ix = apr_hash_make(pchild);
     a->child_num = -1;
+    {
+        int threaded = 0;
+        a->threaded = ap_mpm_query(AP_MPMQ_IS_THREADED, &threaded) == APR_SUCCESS &&
+                      threaded != AP_MPMQ_NOT_SUPPORTED;
+    }
     if (ap_scoreboard_image) {
-        int limit = 0, i, threads = 1;
-        ap_mpm_query(AP_MPMQ_HARD_LIMIT_DAEMONS, &limit);
+        int threads = 1;
         ap_mpm_query(AP_MPMQ_HARD_LIMIT_THREADS, &threads);
-        for (i = 0; i < limit; i++) {
-            process_score *ps = ap_get_scoreboard_process(i);
-            if (ps && ps->pid == getpid()) {
-                a->child_num = i;
-                break;
-            }
-        }
+        find_child_num(a);
         a->nworkers = threads > 0 ? threads : 1;
         a->worker_handler = apr_pcalloc(pchild, a->nworkers * sizeof(*a->worker_handler));
     }
