@@ -4,6 +4,7 @@
 #include "pprof_shared.h"
 
 #include "http_log.h"
+#include "apr_allocator.h"
 #include "apr_hash.h"
 #include "apr_strings.h"
 #include "apr_thread_mutex.h"
@@ -38,7 +39,10 @@ APLOG_USE_MODULE(pprof);
 
 typedef struct {
     server_rec *s;
+    /* Pools with allocators of their own: pchild's may not be touched from two threads.
+     * `pool` is the agent thread's; `tag_pool` is used under tag_mutex only. */
     apr_pool_t *pool;
+    apr_pool_t *tag_pool;
     int listen_fd;
     int wake[2];
     apr_thread_t *thread;
@@ -156,7 +160,7 @@ void pprof_agent_tag_request(request_rec *r)
         tag = (apr_uint32_t)(uintptr_t)v;
     } else if (agent->ntags < MAX_TAGS) {
         /* Bounded: a server with more distinct pairs labels the rest "(other)". */
-        const char *copy = apr_pstrdup(agent->pool, key);
+        const char *copy = apr_pstrdup(agent->tag_pool, key);
         tag = ++agent->ntags;
         agent->tags[tag] = copy;
         apr_hash_set(agent->tag_ix, copy, APR_HASH_KEY_STRING, (void *)(uintptr_t)tag);
@@ -543,10 +547,28 @@ static apr_status_t agent_cleanup(void *data)
     close(a->listen_fd);
     close(a->wake[0]);
     close(a->wake[1]);
+    agent = NULL;
     unlink(pprof_ipc_socket_path(a->pool, getpid()));
     pp_stacktab_free(a->cpu_tab);
-    agent = NULL;
+    apr_pool_destroy(a->tag_pool);
+    apr_pool_destroy(a->pool);
     return APR_SUCCESS;
+}
+
+static apr_pool_t *own_pool(void)
+{
+    apr_allocator_t *al;
+    apr_pool_t *p;
+
+    if (apr_allocator_create(&al) != APR_SUCCESS) {
+        return NULL;
+    }
+    if (apr_pool_create_unmanaged_ex(&p, NULL, al) != APR_SUCCESS) {
+        apr_allocator_destroy(al);
+        return NULL;
+    }
+    apr_allocator_owner_set(al, p);
+    return p;
 }
 
 void pprof_agent_child_init(apr_pool_t *pchild, server_rec *s)
@@ -556,8 +578,11 @@ void pprof_agent_child_init(apr_pool_t *pchild, server_rec *s)
     apr_status_t rv;
 
     a->s = s;
-    a->pool = pchild;
-    a->tag_ix = apr_hash_make(pchild);
+    if (!(a->pool = own_pool()) || !(a->tag_pool = own_pool())) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, "PP0012: cannot create the agent's pools");
+        return;
+    }
+    a->tag_ix = apr_hash_make(a->tag_pool);
     a->child_num = -1;
     {
         int threaded = 0;

@@ -5,7 +5,6 @@ Go's error answers (net/http/pprof.Profile).
 Load: CLIENTS Python threads loop on GET /pprof-test/burn?ms=50, which burns CPU in
 pprof_test_hot_a and pprof_test_hot_b at a 3:1 ratio of work. Every loop is bounded in time.
 """
-import ast
 import http.client
 import os
 import re
@@ -16,6 +15,7 @@ import time
 import pytest
 
 from conftest import go_pprof, protoc_decode
+from pprof_output import parse_tags, parse_text_proto
 
 BURN = "/pprof-test/burn?ms=50"
 CLIENTS = 6
@@ -43,8 +43,6 @@ UNIT_NS = {"ns": 1, "us": 1e3, "\u00b5s": 1e3, "ms": 1e6, "s": 1e9, "min": 60e9,
 TOP_ROW_RE = re.compile(
     r"^\s*(\S+)\s+([0-9.]+)%\s+([0-9.]+)%\s+(\S+)\s+([0-9.]+)%\s+(\S.*?)\s*$")
 TOTAL_RE = re.compile(r"Total samples = (\S+)")
-TAG_HEAD_RE = re.compile(r"^\s*(\S+): Total (\S+)\s*$")
-TAG_ROW_RE = re.compile(r"^\s*(\S+)\s+\(\s*[0-9.]+%\):\s(.*?)\s*$")
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -152,50 +150,6 @@ def parse_top(out):
         rows[m.group(6)] = (duration_ns(m.group(1)), duration_ns(m.group(4)))
     assert started, "no -top table in:\n%s" % out
     return rows
-
-
-def parse_tags(out):
-    """{tag: {value: amount}} from `go tool pprof -tags` output."""
-    tags = {}
-    cur = None
-    for line in out.splitlines():
-        m = TAG_HEAD_RE.match(line)
-        if m:
-            cur = tags.setdefault(m.group(1), {})
-            continue
-        m = TAG_ROW_RE.match(line)
-        if m and cur is not None:
-            cur[m.group(2)] = m.group(1)
-    return tags
-
-
-def parse_text_proto(text):
-    """protoc's text format as nested dicts: field -> list of values or messages."""
-    root = {}
-    stack = [root]
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line:
-            continue
-        if line == "}":
-            stack.pop()
-            continue
-        if line.endswith(" {"):
-            child = {}
-            stack[-1].setdefault(line[:-2], []).append(child)
-            stack.append(child)
-            continue
-        key, sep, val = line.partition(": ")
-        assert sep, "unexpected protoc line %r" % raw
-        if val.startswith('"'):
-            val = ast.literal_eval("b" + val).decode("utf-8", "replace")
-        elif val in ("true", "false"):
-            val = val == "true"
-        else:
-            val = int(val)
-        stack[-1].setdefault(key, []).append(val)
-    assert len(stack) == 1, "unbalanced protoc output"
-    return root
 
 
 class Profile:

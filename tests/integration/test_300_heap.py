@@ -9,7 +9,6 @@ tolerances below are set from the binomial noise of the sample counts (see each 
 Exact checks use PprofMemProfileRate 1 (every allocation), or invert Go's unsampling
 scale on each sample.
 """
-import ast
 import http.client
 import math
 import os
@@ -21,6 +20,7 @@ import time
 import pytest
 
 from conftest import BUILDDIR, MOD_PPROF_TEST, SRCDIR, go_pprof, protoc_decode
+from pprof_output import parse_tags, parse_text_proto
 
 HEAP = "/debug/pprof/heap"
 ALLOCS = "/debug/pprof/allocs"
@@ -39,8 +39,6 @@ INCOMPATIBLE = b"seconds and debug params are incompatible\n"
 OK_RE = re.compile(rb"^ok (\w+) pid=(\d+)\n$")
 MEM_UNITS = {"B": 1, "kB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30, "TB": 1 << 40}
 TOP_ROW_RE = re.compile(r"^\s*(\S+)\s+([0-9.]+)%\s+([0-9.]+)%\s+(\S+)\s+([0-9.]+)%\s+(\S.*?)\s*$")
-TAG_HEAD_RE = re.compile(r"^\s*(\S+): Total (\S+)\s*$")
-TAG_ROW_RE = re.compile(r"^\s*(\S+)\s+\(\s*[0-9.]+%\):\s(.*?)\s*$")
 TEXT_HEAD_RE = re.compile(r"^heap profile: (\d+): (\d+) \[(\d+): (\d+)\] @ heap/(\d+)$")
 TEXT_REC_RE = re.compile(r"^(\d+): (\d+) \[(\d+): (\d+)\] @((?: 0x[0-9a-f]+)+)$")
 TEXT_FRAME_RE = re.compile(r"^#\t0x[0-9a-f]+(?:\t.*)?$")
@@ -195,50 +193,6 @@ def top(*args):
     assert p.returncode == 0, "go tool pprof -top %s failed (%d):\n%s%s" % (
         " ".join(map(str, args)), p.returncode, p.stdout, p.stderr)
     return p
-
-
-def parse_tags(out):
-    """{tag: {value: amount}} from `go tool pprof -tags` output."""
-    tags = {}
-    cur = None
-    for line in out.splitlines():
-        m = TAG_HEAD_RE.match(line)
-        if m:
-            cur = tags.setdefault(m.group(1), {})
-            continue
-        m = TAG_ROW_RE.match(line)
-        if m and cur is not None:
-            cur[m.group(2)] = m.group(1)
-    return tags
-
-
-def parse_text_proto(text):
-    """protoc's text format as nested dicts: field -> list of values or messages."""
-    root = {}
-    stack = [root]
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line:
-            continue
-        if line == "}":
-            stack.pop()
-            continue
-        if line.endswith(" {"):
-            child = {}
-            stack[-1].setdefault(line[:-2], []).append(child)
-            stack.append(child)
-            continue
-        key, sep, val = line.partition(": ")
-        assert sep, "unexpected protoc line %r" % raw
-        if val.startswith('"'):
-            val = ast.literal_eval("b" + val).decode("utf-8", "replace")
-        elif val in ("true", "false"):
-            val = val == "true"
-        else:
-            val = int(val)
-        stack[-1].setdefault(key, []).append(val)
-    assert len(stack) == 1, "unbalanced protoc output"
-    return root
 
 
 class Sample:

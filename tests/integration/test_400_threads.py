@@ -11,7 +11,6 @@ Workloads from mod_pprof_test: sleep?ms=N sleeps in pprof_test_sleep, burn?ms=N 
 CPU, thread?ms=N starts a thread in pprof_test_spawn that lives N ms. Every loop and wait
 is bounded in time.
 """
-import ast
 import collections
 import ctypes
 import errno
@@ -26,6 +25,7 @@ import pytest
 
 from conftest import (SRCDIR, Httpd, _finish, _check_modules, go_pprof,
                       make_tmpdir, protoc_decode)
+from pprof_output import TAG_HEAD_RE, TAG_ROW_RE, parse_text_proto
 
 GOROUTINE = "/debug/pprof/goroutine"
 THREADCREATE = "/debug/pprof/threadcreate"
@@ -62,8 +62,6 @@ TOO_LONG = b"profile duration exceeds server's WriteTimeout\n"
 INCOMPATIBLE = b"seconds and debug params are incompatible\n"
 
 TOP_ROW_RE = re.compile(r"^\s*(\S+)\s+([0-9.]+)%\s+([0-9.]+)%\s+(\S+)\s+([0-9.]+)%\s+(\S.*?)\s*$")
-TAG_HEAD_RE = re.compile(r"^\s*(\S+): Total (\S+)\s*$")
-TAG_ROW_RE = re.compile(r"^\s*(\S+)\s+\(\s*[0-9.]+%\):\s(.*?)\s*$")
 INDEX_ROW_RE = re.compile(r"<tr><td>(\d+)</td><td><a href='([^']*)\?debug=1'>([^<]*)</a></td></tr>")
 
 # debug=2 block header: "goroutine TID [STATE, pid P, ROLE, NAME[, STATUS][, client C,
@@ -257,35 +255,6 @@ def parse_traces(out):
         if count is not None:
             traces.append((count, labels, funcs))
     return traces
-
-
-def parse_text_proto(text):
-    """protoc's text format as nested dicts: field -> list of values or messages."""
-    root = {}
-    stack = [root]
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line:
-            continue
-        if line == "}":
-            stack.pop()
-            continue
-        if line.endswith(" {"):
-            child = {}
-            stack[-1].setdefault(line[:-2], []).append(child)
-            stack.append(child)
-            continue
-        key, sep, val = line.partition(": ")
-        assert sep, "unexpected protoc line %r" % raw
-        if val.startswith('"'):
-            val = ast.literal_eval("b" + val).decode("utf-8", "replace")
-        elif val in ("true", "false"):
-            val = val == "true"
-        else:
-            val = int(val)
-        stack[-1].setdefault(key, []).append(val)
-    assert len(stack) == 1, "unbalanced protoc output"
-    return root
 
 
 class Profile:

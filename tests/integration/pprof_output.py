@@ -1,0 +1,51 @@
+"""Readers of what the real tools print, shared by the integration tests:
+`go tool pprof -tags` and `protoc --decode` text."""
+import ast
+import re
+
+TAG_HEAD_RE = re.compile(r"^\s*(\S+): Total (\S+)\s*$")
+TAG_ROW_RE = re.compile(r"^\s*(\S+)\s+\(\s*[0-9.]+%\):\s(.*?)\s*$")
+
+
+def parse_tags(out):
+    """{tag: {value: amount}} from `go tool pprof -tags` output."""
+    tags = {}
+    cur = None
+    for line in out.splitlines():
+        m = TAG_HEAD_RE.match(line)
+        if m:
+            cur = tags.setdefault(m.group(1), {})
+            continue
+        m = TAG_ROW_RE.match(line)
+        if m and cur is not None:
+            cur[m.group(2)] = m.group(1)
+    return tags
+
+
+def parse_text_proto(text):
+    """protoc's text format as nested dicts: field -> list of values or messages."""
+    root = {}
+    stack = [root]
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line:
+            continue
+        if line == "}":
+            stack.pop()
+            continue
+        if line.endswith(" {"):
+            child = {}
+            stack[-1].setdefault(line[:-2], []).append(child)
+            stack.append(child)
+            continue
+        key, sep, val = line.partition(": ")
+        assert sep, "unexpected protoc line %r" % raw
+        if val.startswith('"'):
+            val = ast.literal_eval("b" + val).decode("utf-8", "replace")
+        elif val in ("true", "false"):
+            val = val == "true"
+        else:
+            val = int(val)
+        stack[-1].setdefault(key, []).append(val)
+    assert len(stack) == 1, "unbalanced protoc output"
+    return root
