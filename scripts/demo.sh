@@ -65,13 +65,18 @@ for _ in $(seq 50); do
     sleep 0.2
 done
 
-# A bounded background workload (30 minutes): CPU in two named functions, sleeps, locks.
+# A bounded background workload (30 minutes): CPU in two named functions, sleeps, locks,
+# memory kept (for /heap) and memory churned (for /allocs).
 (
+    for _ in 1 2 3 4; do
+        curl -s -o /dev/null "http://127.0.0.1:$port/pprof-test/retain?bytes=4194304"
+    done
     end=$((SECONDS + 1800))
     while [ $SECONDS -lt $end ]; do
         curl -s -o /dev/null "http://127.0.0.1:$port/pprof-test/burn?ms=50" &
         curl -s -o /dev/null "http://127.0.0.1:$port/pprof-test/sleep?ms=100" &
         curl -s -o /dev/null "http://127.0.0.1:$port/pprof-test/lock?ms=20" &
+        curl -s -o /dev/null "http://127.0.0.1:$port/pprof-test/churn?bytes=65536&count=50" &
         wait
     done
 ) >/dev/null 2>&1 &
@@ -86,6 +91,9 @@ mod_pprof demo: Apache (event MPM) on 127.0.0.1:$port with a demo workload runni
   CPU profile: go tool pprof -top $url/profile?seconds=10
                go tool pprof -http=127.0.0.1:8081 $url/profile?seconds=10
   labels:      go tool pprof -tags $url/profile?seconds=5
+  heap:        go tool pprof -sample_index=inuse_space -top $url/heap
+  allocs:      go tool pprof -top $url/allocs
+  threads:     curl -s $url/goroutine?debug=2
   symbol:      curl -s -d 0xADDR $url/symbol
   error_log:   $demo/error_log
   stop:        $top/scripts/demo.sh stop
