@@ -3,6 +3,9 @@
 import ast
 import re
 
+TOP_ROW_RE = re.compile(
+    r"^\s*(\S+)\s+([0-9.]+)%\s+([0-9.]+)%\s+(\S+)\s+([0-9.]+)%\s+(\S.*?)\s*$")
+
 TAG_HEAD_RE = re.compile(r"^\s*(\S+): Total (\S+)\s*$")
 TAG_ROW_RE = re.compile(r"^\s*(\S+)\s+\(\s*[0-9.]+%\):\s(.*?)\s*$")
 
@@ -49,3 +52,21 @@ def parse_text_proto(text):
         stack[-1].setdefault(key, []).append(val)
     assert len(stack) == 1, "unbalanced protoc output"
     return root
+
+
+def parse_top(out, quantity=float):
+    """{function: (flat, cum)} from `go tool pprof -top` output, each column read with
+    quantity (durations, bytes or counts, as the profile's unit wants)."""
+    rows = {}
+    started = False
+    for line in out.splitlines():
+        if re.match(r"^\s*flat\s+flat%\s+sum%\s+cum\s+cum%\s*$", line):
+            started = True
+            continue
+        if not started:
+            continue
+        m = TOP_ROW_RE.match(line)
+        assert m, "unexpected -top row %r in:\n%s" % (line, out)
+        rows[m.group(6)] = (quantity(m.group(1)), quantity(m.group(4)))
+    assert started, "no -top table in:\n%s" % out
+    return rows

@@ -15,7 +15,7 @@ import time
 import pytest
 
 from conftest import go_pprof, protoc_decode
-from pprof_output import parse_tags, parse_text_proto
+from pprof_output import parse_top as read_top, parse_tags, parse_text_proto
 
 BURN = "/pprof-test/burn?ms=50"
 CLIENTS = 6
@@ -40,8 +40,6 @@ TOO_LONG = b"profile duration exceeds server's WriteTimeout\n"
 
 UNIT_NS = {"ns": 1, "us": 1e3, "\u00b5s": 1e3, "ms": 1e6, "s": 1e9, "min": 60e9,
            "mins": 60e9, "hr": 3600e9, "hrs": 3600e9}
-TOP_ROW_RE = re.compile(
-    r"^\s*(\S+)\s+([0-9.]+)%\s+([0-9.]+)%\s+(\S+)\s+([0-9.]+)%\s+(\S.*?)\s*$")
 TOTAL_RE = re.compile(r"Total samples = (\S+)")
 
 
@@ -136,20 +134,7 @@ def duration_ns(text):
 
 
 def parse_top(out):
-    """{function: (flat_ns, cum_ns)} from `go tool pprof -top` output."""
-    rows = {}
-    started = False
-    for line in out.splitlines():
-        if re.match(r"^\s*flat\s+flat%\s+sum%\s+cum\s+cum%\s*$", line):
-            started = True
-            continue
-        if not started:
-            continue
-        m = TOP_ROW_RE.match(line)
-        assert m, "unexpected -top row %r in:\n%s" % (line, out)
-        rows[m.group(6)] = (duration_ns(m.group(1)), duration_ns(m.group(4)))
-    assert started, "no -top table in:\n%s" % out
-    return rows
+    return read_top(out, duration_ns)
 
 
 class Profile:

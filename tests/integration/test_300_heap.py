@@ -20,7 +20,7 @@ import time
 import pytest
 
 from conftest import BUILDDIR, MOD_PPROF_TEST, SRCDIR, go_pprof, protoc_decode
-from pprof_output import parse_tags, parse_text_proto
+from pprof_output import parse_top as read_top, parse_tags, parse_text_proto
 
 HEAP = "/debug/pprof/heap"
 ALLOCS = "/debug/pprof/allocs"
@@ -38,7 +38,6 @@ INCOMPATIBLE = b"seconds and debug params are incompatible\n"
 
 OK_RE = re.compile(rb"^ok (\w+) pid=(\d+)\n$")
 MEM_UNITS = {"B": 1, "kB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30, "TB": 1 << 40}
-TOP_ROW_RE = re.compile(r"^\s*(\S+)\s+([0-9.]+)%\s+([0-9.]+)%\s+(\S+)\s+([0-9.]+)%\s+(\S.*?)\s*$")
 TEXT_HEAD_RE = re.compile(r"^heap profile: (\d+): (\d+) \[(\d+): (\d+)\] @ heap/(\d+)$")
 TEXT_REC_RE = re.compile(r"^(\d+): (\d+) \[(\d+): (\d+)\] @((?: 0x[0-9a-f]+)+)$")
 TEXT_FRAME_RE = re.compile(r"^#\t0x[0-9a-f]+(?:\t.*)?$")
@@ -172,20 +171,7 @@ def mem_bytes(text):
 
 
 def parse_top(out):
-    """{function: (flat bytes, cum bytes)} from `go tool pprof -top` output."""
-    rows = {}
-    started = False
-    for line in out.splitlines():
-        if re.match(r"^\s*flat\s+flat%\s+sum%\s+cum\s+cum%\s*$", line):
-            started = True
-            continue
-        if not started:
-            continue
-        m = TOP_ROW_RE.match(line)
-        assert m, "unexpected -top row %r in:\n%s" % (line, out)
-        rows[m.group(6)] = (mem_bytes(m.group(1)), mem_bytes(m.group(4)))
-    assert started, "no -top table in:\n%s" % out
-    return rows
+    return read_top(out, mem_bytes)
 
 
 def top(*args):

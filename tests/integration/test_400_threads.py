@@ -25,7 +25,7 @@ import pytest
 
 from conftest import (SRCDIR, Httpd, _finish, _check_modules, go_pprof,
                       make_tmpdir, protoc_decode)
-from pprof_output import TAG_HEAD_RE, TAG_ROW_RE, parse_text_proto
+from pprof_output import parse_top as read_top, TAG_HEAD_RE, TAG_ROW_RE, parse_text_proto
 
 GOROUTINE = "/debug/pprof/goroutine"
 THREADCREATE = "/debug/pprof/threadcreate"
@@ -61,7 +61,6 @@ BAD_SECONDS = b'invalid value for "seconds" - must be a positive integer\n'
 TOO_LONG = b"profile duration exceeds server's WriteTimeout\n"
 INCOMPATIBLE = b"seconds and debug params are incompatible\n"
 
-TOP_ROW_RE = re.compile(r"^\s*(\S+)\s+([0-9.]+)%\s+([0-9.]+)%\s+(\S+)\s+([0-9.]+)%\s+(\S.*?)\s*$")
 INDEX_ROW_RE = re.compile(r"<tr><td>(\d+)</td><td><a href='([^']*)\?debug=1'>([^<]*)</a></td></tr>")
 
 # debug=2 block header: "goroutine TID [STATE, pid P, ROLE, NAME[, STATUS][, client C,
@@ -202,20 +201,7 @@ def group_funcs(g):
 
 
 def parse_top(out):
-    """{function: (flat, cum)} counts from `go tool pprof -top` of a count profile."""
-    rows = {}
-    started = False
-    for line in out.splitlines():
-        if re.match(r"^\s*flat\s+flat%\s+sum%\s+cum\s+cum%\s*$", line):
-            started = True
-            continue
-        if not started:
-            continue
-        m = TOP_ROW_RE.match(line)
-        assert m, "unexpected -top row %r in:\n%s" % (line, out)
-        rows[m.group(6)] = (float(m.group(1)), float(m.group(4)))
-    assert started, "no -top table in:\n%s" % out
-    return rows
+    return read_top(out, float)
 
 
 def parse_tags(out):
