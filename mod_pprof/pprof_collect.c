@@ -56,6 +56,28 @@ const char *pprof_query_pid(request_rec *r, apr_table_t *args, pid_t *only)
     return NULL;
 }
 
+static apr_status_t free_maps(void *m)
+{
+    pp_maps_free(m);
+    return APR_SUCCESS;
+}
+
+int pprof_call_child(request_rec *r, pid_t pid, const char *cmd, int nblobs,
+                     pprof_reply *rep, pp_maps **maps)
+{
+    int rc = pprof_ipc_call(r->pool, pid, cmd, nblobs, rep,
+                            apr_time_now() + apr_time_from_sec(30));
+
+    if (rc != 0) {
+        return rc;
+    }
+    if (!(*maps = pp_maps_parse(rep->blob[0], rep->len[0]))) {
+        return -1;
+    }
+    apr_pool_cleanup_register(r->pool, *maps, free_maps, apr_pool_cleanup_null);
+    return 0;
+}
+
 int pprof_client_gone(request_rec *r)
 {
     apr_socket_t *sock = ap_get_conn_socket(r->connection);

@@ -5,12 +5,21 @@
 
 #include "httpd.h"
 
+#include "pprof_ipc.h"
+#include "pp_maps.h"
+
 /* The live children of the server (pids from the scoreboard; this process is always
  * among them), or only `only` when non-zero. */
 apr_array_header_t *pprof_children(request_rec *r, pid_t only);
 
 /* The "pid" query parameter: *only = 0 when absent. NULL, or the 400 text to answer. */
 const char *pprof_query_pid(request_rec *r, apr_table_t *args, pid_t *only);
+
+/* Send cmd to child pid; its reply carries nblobs blobs, the first of them its maps,
+ * parsed into *maps (freed with r->pool). 0; 1 when the child is gone or has nothing;
+ * -1 when the reply is broken. */
+int pprof_call_child(request_rec *r, pid_t pid, const char *cmd, int nblobs,
+                     pprof_reply *rep, pp_maps **maps);
 
 /* 1 once the client has closed its side of the connection. */
 int pprof_client_gone(request_rec *r);

@@ -24,8 +24,6 @@
 
 APLOG_USE_MODULE(pprof);
 
-#define CALL_TIMEOUT apr_time_from_sec(30)
-
 typedef struct {
     long pid;
     apr_size_t rate;
@@ -46,12 +44,6 @@ typedef struct {
     apr_uint64_t *pcs;
 } record;
 
-static apr_status_t free_maps(void *m)
-{
-    pp_maps_free(m);
-    return APR_SUCCESS;
-}
-
 /* Every child's buckets (one "HEAP" call each). */
 static apr_array_header_t *collect(request_rec *r, pid_t only, int gc)
 {
@@ -63,23 +55,22 @@ static apr_array_header_t *collect(request_rec *r, pid_t only, int gc)
         pprof_reply rep;
         snapshot s;
         pid_t pid = APR_ARRAY_IDX(pids, i, pid_t);
-        int rc = pprof_ipc_call(r->pool, pid, gc ? "HEAP 1" : "HEAP 0", 2, &rep,
-                                apr_time_now() + CALL_TIMEOUT);
+        int rc;
 
         memset(&s, 0, sizeof(s));
+        rc = pprof_call_child(r, pid, gc ? "HEAP 1" : "HEAP 0", 2, &rep, &s.maps);
+
         if (rc == 1) {
             continue;
         }
         if (rc != 0 || sscanf(rep.line, "HEAP %ld %" APR_SIZE_T_FMT " %" APR_UINT64_T_FMT
                               " %" APR_SIZE_T_FMT " %" APR_SIZE_T_FMT " %" APR_SIZE_T_FMT
                               " %" APR_SIZE_T_FMT, &s.pid, &s.rate, &s.dropped, &s.mi[0],
-                              &s.mi[1], &s.mi[2], &s.mi[3]) != 7 ||
-            !(s.maps = pp_maps_parse(rep.blob[0], rep.len[0]))) {
+                              &s.mi[1], &s.mi[2], &s.mi[3]) != 7) {
             ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
                           "PP0201: child %ld did not hand over its heap samples", (long)pid);
             continue;
         }
-        apr_pool_cleanup_register(r->pool, s.maps, free_maps, apr_pool_cleanup_null);
         s.recs = (const unsigned char *)rep.blob[1];
         s.reclen = rep.len[1];
         APR_ARRAY_PUSH(snaps, snapshot) = s;

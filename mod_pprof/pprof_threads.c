@@ -23,8 +23,6 @@
 
 APLOG_USE_MODULE(pprof);
 
-#define CALL_TIMEOUT apr_time_from_sec(10)
-
 /* One thread of one child, as the profiles need it. */
 typedef struct {
     long pid;
@@ -40,12 +38,6 @@ typedef struct {
     const char *role, *status, *client, *vhost, *request, *handler;
     double seconds;
 } thread_rec;
-
-static apr_status_t free_maps(void *m)
-{
-    pp_maps_free(m);
-    return APR_SUCCESS;
-}
 
 /* Tabs split the info line; empty fields vanish in strtok, so rebuild them by position. */
 static char **split_tabs(apr_pool_t *p, const char *line, int n)
@@ -86,14 +78,11 @@ static apr_array_header_t *collect_threads(request_rec *r, pid_t only)
         apr_hash_t *info = apr_hash_make(r->pool);
         char *line, *last;
 
-        if (pprof_ipc_call(r->pool, APR_ARRAY_IDX(pids, i, pid_t), "THREADS", 3, &rep,
-                           apr_time_now() + CALL_TIMEOUT) != 0 ||
+        if (pprof_call_child(r, APR_ARRAY_IDX(pids, i, pid_t), "THREADS", 3, &rep, &maps) != 0 ||
             sscanf(rep.line, "THREADS %ld %" APR_SIZE_T_FMT, &pid, &n) != 2 ||
-            rep.len[1] != n * sizeof(pp_thread_stack) ||
-            !(maps = pp_maps_parse(rep.blob[0], rep.len[0]))) {
+            rep.len[1] != n * sizeof(pp_thread_stack)) {
             continue;
         }
-        apr_pool_cleanup_register(r->pool, maps, free_maps, apr_pool_cleanup_null);
         for (line = apr_strtok(rep.blob[2], "\n", &last); line;
              line = apr_strtok(NULL, "\n", &last)) {
             char **f = split_tabs(r->pool, line, 8);
@@ -141,14 +130,11 @@ static apr_array_header_t *collect_tcreate(request_rec *r, pid_t only)
         const pp_tcreate_record *recs;
         size_t n;
 
-        if (pprof_ipc_call(r->pool, APR_ARRAY_IDX(pids, i, pid_t), "TCREATE", 2, &rep,
-                           apr_time_now() + CALL_TIMEOUT) != 0 ||
+        if (pprof_call_child(r, APR_ARRAY_IDX(pids, i, pid_t), "TCREATE", 2, &rep, &maps) != 0 ||
             sscanf(rep.line, "TCREATE %ld %" APR_UINT64_T_FMT, &pid, &total) != 2 ||
-            rep.len[1] % sizeof(pp_tcreate_record) != 0 ||
-            !(maps = pp_maps_parse(rep.blob[0], rep.len[0]))) {
+            rep.len[1] % sizeof(pp_tcreate_record) != 0) {
             continue;
         }
-        apr_pool_cleanup_register(r->pool, maps, free_maps, apr_pool_cleanup_null);
         recs = apr_pmemdup(r->pool, rep.blob[1], rep.len[1]);
         n = rep.len[1] / sizeof(pp_tcreate_record);
         for (j = 0; j < n; j++) {

@@ -16,6 +16,7 @@ import pytest
 
 from conftest import go_pprof, protoc_decode
 from pprof_output import parse_top as read_top, parse_tags, parse_text_proto
+from pprof_http import TOO_LONG, check_error, check_profile_response
 
 BURN = "/pprof-test/burn?ms=50"
 CLIENTS = 6
@@ -36,7 +37,6 @@ RATIO_MAX_FETCHES = 4
 LOADED_SECONDS = 3          # the profile the tags and raw-format tests read
 
 IN_USE = b"Could not enable CPU profiling: cpu profiling already in use\n"
-TOO_LONG = b"profile duration exceeds server's WriteTimeout\n"
 
 UNIT_NS = {"ns": 1, "us": 1e3, "\u00b5s": 1e3, "ms": 1e6, "s": 1e9, "min": 60e9,
            "mins": 60e9, "hr": 3600e9, "hrs": 3600e9}
@@ -175,24 +175,6 @@ class Profile:
         return {self.one(loc, "id"): [funcs.get(self.one(ln, "function_id"))
                                       for ln in loc.get("line", [])]
                 for loc in self.m.get("location", [])}
-
-
-def check_error(r, status, body):
-    assert r.status == status, r
-    assert r.body == body, r
-    assert r.headers.get("content-type") == "text/plain; charset=utf-8", r
-    assert r.headers.get("x-go-pprof") == "1", r
-    assert r.headers.get("x-content-type-options") == "nosniff", r
-    assert "content-disposition" not in r.headers, r
-
-
-def check_profile_response(r):
-    assert r.status == 200, r
-    assert r.headers.get("content-type") == "application/octet-stream", r
-    assert r.headers.get("content-disposition") == 'attachment; filename="profile"', r
-    assert r.headers.get("x-content-type-options") == "nosniff", r
-    assert "x-go-pprof" not in r.headers, r
-    assert r.body[:2] == b"\x1f\x8b", "not gzip: %r" % r.body[:20]
 
 
 def sampling_children(httpd):
@@ -341,7 +323,7 @@ def test_tags(httpd, mpm, loaded):
 def test_raw_profile(httpd, loaded):
     """Headers, sample and period types, duration, mappings, labels, as protoc decodes."""
     r = loaded.response
-    check_profile_response(r)
+    check_profile_response(r, "profile")
     prof = Profile(r.body)
     m = prof.m
     assert prof.value_types("sample_type") == [("samples", "count"), ("cpu", "nanoseconds")]
@@ -438,7 +420,7 @@ def test_client_hangup_frees_profiler(httpd):
             break
         check_error(r, 500, IN_USE)
         time.sleep(0.1)
-    check_profile_response(r)
+    check_profile_response(r, "profile")
     assert started < 2, "still in use %.1f s after the client went away" % started
     assert wait_for(lambda: httpd.error_log().count("PP0101") > gone_before, 10), \
         httpd.error_log()
@@ -462,7 +444,7 @@ def test_pid_restriction(httpd, mpm):
             line = "GET %s HTTP/1.1" % profile_url(2, pid=pid)
             before = len(access_log_entries(httpd, line))
             r = httpd.get(profile_url(2, pid=pid), timeout=60)
-            check_profile_response(r)
+            check_profile_response(r, "profile")
             samples = Profile(r.body).samples()
             tried.append((pid, access_log_pid(httpd, line, before),
                           sum(v[0] for v, _, _ in samples)))

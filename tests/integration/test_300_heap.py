@@ -21,6 +21,7 @@ import pytest
 
 from conftest import BUILDDIR, MOD_PPROF_TEST, SRCDIR, go_pprof, protoc_decode
 from pprof_output import parse_top as read_top, parse_tags, parse_text_proto
+from pprof_http import check_profile_response
 
 HEAP = "/debug/pprof/heap"
 ALLOCS = "/debug/pprof/allocs"
@@ -32,9 +33,6 @@ TEST_SRC = os.path.join(SRCDIR, "tests", "module", "mod_pprof_test.c")
 SAMPLE_TYPES = [("alloc_objects", "count"), ("alloc_space", "bytes"),
                 ("inuse_objects", "count"), ("inuse_space", "bytes")]
 
-BAD_SECONDS = b'invalid value for "seconds" - must be a positive integer\n'
-TOO_LONG = b"profile duration exceeds server's WriteTimeout\n"
-INCOMPATIBLE = b"seconds and debug params are incompatible\n"
 
 OK_RE = re.compile(rb"^ok (\w+) pid=(\d+)\n$")
 MEM_UNITS = {"B": 1, "kB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30, "TB": 1 << 40}
@@ -276,24 +274,6 @@ def unscale(count, nbytes, size, rate):
         if int(float(c) * scale) == count and int(float(c * size) * scale) == nbytes:
             return c
     return None
-
-
-def check_profile_response(r, filename):
-    assert r.status == 200, r
-    assert r.headers.get("content-type") == "application/octet-stream", r
-    assert r.headers.get("content-disposition") == 'attachment; filename="%s"' % filename, r
-    assert r.headers.get("x-content-type-options") == "nosniff", r
-    assert "x-go-pprof" not in r.headers, r
-    assert r.body[:2] == b"\x1f\x8b", "not gzip: %r" % r.body[:20]
-
-
-def check_error(r, status, body):
-    assert r.status == status, r
-    assert r.body == body, r
-    assert r.headers.get("content-type") == "text/plain; charset=utf-8", r
-    assert r.headers.get("x-go-pprof") == "1", r
-    assert r.headers.get("x-content-type-options") == "nosniff", r
-    assert "content-disposition" not in r.headers, r
 
 
 def fetch_profile(httpd, path, filename, timeout=60):
@@ -833,25 +813,6 @@ def test_delta_inuse(httpd, delta, name):
         rows = parse_top(top("-sample_index=inuse_space", f).stdout)
         assert "pprof_test_retain" in rows and rows["pprof_test_retain"][0] > 0, rows
         assert "pprof_test_churn" not in rows, rows
-
-
-@pytest.mark.parametrize("path", [HEAP, ALLOCS])
-def test_errors(httpd, path):
-    """Go's serveDeltaProfile answers, in Go's order, and the pid parameter's."""
-    for q in ("seconds=abc", "seconds=0", "seconds=-1", "seconds=1.5", "seconds=+",
-              "seconds=99999999999999999999", "seconds=abc&debug=1", "seconds=0&debug=1"):
-        check_error(httpd.get(path + "?" + q), 400, BAD_SECONDS)
-    # Timeout 60 is the WriteTimeout: seconds must be shorter.
-    for q in ("seconds=60", "seconds=61", "seconds=3600", "seconds=60&debug=1"):
-        check_error(httpd.get(path + "?" + q), 400, TOO_LONG)
-    for q in ("seconds=1&debug=1", "seconds=1&debug=2", "debug=1&seconds=59"):
-        check_error(httpd.get(path + "?" + q), 400, INCOMPATIBLE)
-    parent = httpd.read_pid()
-    for v in ("1", "abc", "0", "-5", "1x", str(parent),
-              str(max(httpd.child_pids()) + 100000)):
-        for q in ("pid=%s" % v, "pid=%s&debug=1" % v, "pid=%s&seconds=1" % v):
-            check_error(httpd.get(path + "?" + q), 400,
-                        ("pid %s is not a child process of this server\n" % v).encode())
 
 
 def test_seconds_plus_sign(httpd):

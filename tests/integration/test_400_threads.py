@@ -26,6 +26,7 @@ import pytest
 from conftest import (SRCDIR, Httpd, _finish, _check_modules, go_pprof,
                       make_tmpdir, protoc_decode)
 from pprof_output import parse_top as read_top, TAG_HEAD_RE, TAG_ROW_RE, parse_text_proto
+from pprof_http import check_profile_response, check_text_response
 
 GOROUTINE = "/debug/pprof/goroutine"
 THREADCREATE = "/debug/pprof/threadcreate"
@@ -57,9 +58,6 @@ NANOSLEEP_SYSCALLS, SELECT_SYSCALLS = {
     "aarch64": ({101, 115}, {72}),
 }.get(platform.machine(), (set(), set()))
 
-BAD_SECONDS = b'invalid value for "seconds" - must be a positive integer\n'
-TOO_LONG = b"profile duration exceeds server's WriteTimeout\n"
-INCOMPATIBLE = b"seconds and debug params are incompatible\n"
 
 INDEX_ROW_RE = re.compile(r"<tr><td>(\d+)</td><td><a href='([^']*)\?debug=1'>([^<]*)</a></td></tr>")
 
@@ -286,32 +284,6 @@ class Profile:
 
 
 # --- HTTP and /proc helpers -------------------------------------------------------------------
-
-def check_error(r, status, body):
-    assert r.status == status, r
-    assert r.body == body, r
-    assert r.headers.get("content-type") == "text/plain; charset=utf-8", r
-    assert r.headers.get("x-go-pprof") == "1", r
-    assert r.headers.get("x-content-type-options") == "nosniff", r
-    assert "content-disposition" not in r.headers, r
-
-
-def check_profile_response(r, filename):
-    assert r.status == 200, r
-    assert r.headers.get("content-type") == "application/octet-stream", r
-    assert r.headers.get("content-disposition") == 'attachment; filename="%s"' % filename, r
-    assert r.headers.get("x-content-type-options") == "nosniff", r
-    assert "x-go-pprof" not in r.headers, r
-    assert r.body[:2] == b"\x1f\x8b", "not gzip: %r" % r.body[:20]
-
-
-def check_text_response(r):
-    assert r.status == 200, r
-    assert r.headers.get("content-type") == "text/plain; charset=utf-8", r
-    assert r.headers.get("x-content-type-options") == "nosniff", r
-    assert "content-disposition" not in r.headers, r
-    assert "x-go-pprof" not in r.headers, r
-
 
 def timed_get(httpd, path, timeout=60):
     t0 = time.monotonic()
@@ -806,25 +778,6 @@ def test_index_counts(srv):
 
 
 # --- errors, headers, pid, delta -------------------------------------------------------------
-
-@pytest.mark.parametrize("path", [GOROUTINE, THREADCREATE])
-def test_errors(srv, path):
-    """Go's serveDeltaProfile answers, in Go's order, and the pid parameter's."""
-    for q in ("seconds=abc", "seconds=0", "seconds=-1", "seconds=1.5", "seconds=+",
-              "seconds=99999999999999999999", "seconds=abc&debug=1", "seconds=0&debug=2"):
-        check_error(srv.get(path + "?" + q), 400, BAD_SECONDS)
-    # Timeout 60 is the WriteTimeout: seconds must be shorter.
-    for q in ("seconds=60", "seconds=61", "seconds=3600", "seconds=60&debug=1"):
-        check_error(srv.get(path + "?" + q), 400, TOO_LONG)
-    for q in ("seconds=1&debug=1", "seconds=1&debug=2", "debug=1&seconds=59"):
-        check_error(srv.get(path + "?" + q), 400, INCOMPATIBLE)
-    parent = srv.read_pid()
-    for v in ("1", "abc", "0", "-5", "1x", str(parent), str(max(srv.child_pids()) + 100000)):
-        for q in ("pid=%s" % v, "pid=%s&debug=1" % v, "pid=%s&debug=2" % v,
-                  "pid=%s&seconds=1" % v):
-            check_error(srv.get(path + "?" + q), 400,
-                        ("pid %s is not a child process of this server\n" % v).encode())
-
 
 @pytest.mark.parametrize("path,name", [(GOROUTINE, "goroutine"),
                                        (THREADCREATE, "threadcreate")])
