@@ -10,8 +10,9 @@ TAG_HEAD_RE = re.compile(r"^\s*(\S+): Total (\S+)\s*$")
 TAG_ROW_RE = re.compile(r"^\s*(\S+)\s+\(\s*[0-9.]+%\):\s(.*?)\s*$")
 
 
-def parse_tags(out):
-    """{tag: {value: amount}} from `go tool pprof -tags` output."""
+def parse_tags(out, amount=str):
+    """{tag: {value: amount}} from `go tool pprof -tags` output, each amount read with
+    amount (kept as printed by default)."""
     tags = {}
     cur = None
     for line in out.splitlines():
@@ -21,7 +22,7 @@ def parse_tags(out):
             continue
         m = TAG_ROW_RE.match(line)
         if m and cur is not None:
-            cur[m.group(2)] = m.group(1)
+            cur[m.group(2)] = amount(m.group(1))
     return tags
 
 
@@ -70,3 +71,26 @@ def parse_top(out, quantity=float):
         rows[m.group(6)] = (quantity(m.group(1)), quantity(m.group(4)))
     assert started, "no -top table in:\n%s" % out
     return rows
+
+
+class DecodedProfile:
+    """A profile.proto as protoc --decode prints it, with the accessors every test needs;
+    the tests of each profile add their own views of samples."""
+
+    def __init__(self, gz, decode):
+        assert gz[:2] == b"\x1f\x8b", "not gzip: %r" % gz[:20]
+        self.m = parse_text_proto(decode(gz))
+        self.strings = self.m.get("string_table", [])
+        assert self.strings and self.strings[0] == "", "string_table[0] must be \"\""
+
+    def s(self, i):
+        return self.strings[i]
+
+    def one(self, msg, field, default=0):
+        v = msg.get(field, [default])
+        assert len(v) == 1, "%s repeated: %r" % (field, v)
+        return v[0]
+
+    def value_types(self, field):
+        return [(self.s(self.one(vt, "type")), self.s(self.one(vt, "unit")))
+                for vt in self.m.get(field, [])]

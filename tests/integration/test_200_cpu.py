@@ -15,7 +15,7 @@ import time
 import pytest
 
 from conftest import go_pprof, protoc_decode
-from pprof_output import parse_top as read_top, parse_tags, parse_text_proto
+from pprof_output import DecodedProfile, parse_top as read_top, parse_tags
 from pprof_http import TOO_LONG, check_error, check_profile_response
 
 BURN = "/pprof-test/burn?ms=50"
@@ -137,25 +137,11 @@ def parse_top(out):
     return read_top(out, duration_ns)
 
 
-class Profile:
+class Profile(DecodedProfile):
     """A decoded profile.proto (from protoc --decode)."""
 
     def __init__(self, gz):
-        self.m = parse_text_proto(protoc_decode(gz))
-        self.strings = self.m.get("string_table", [])
-        assert self.strings and self.strings[0] == "", "string_table[0] must be \"\""
-
-    def s(self, i):
-        return self.strings[i]
-
-    def one(self, msg, field, default=0):
-        v = msg.get(field, [default])
-        assert len(v) == 1, "%s repeated: %r" % (field, v)
-        return v[0]
-
-    def value_types(self, field):
-        return [(self.s(self.one(vt, "type")), self.s(self.one(vt, "unit")))
-                for vt in self.m.get(field, [])]
+        super().__init__(gz, protoc_decode)
 
     def samples(self):
         """[(values, [(key, str or None, num or None)], location ids)]"""
@@ -359,7 +345,7 @@ def test_seconds_not_below_timeout(make_httpd):
     s5 = make_httpd(timeout=5)
     for q in ("seconds=5", "seconds=6", "seconds=3600"):
         check_error(s5.get(PROFILE + "?" + q), 400, TOO_LONG)
-    check_profile_response(s5.get(profile_url(1)))
+    check_profile_response(s5.get(profile_url(1)), "profile")
     s10 = make_httpd(timeout=10)
     # strconv.ParseInt fails or gives <= 0: 30 seconds, which Timeout 10 refuses.
     for q in ("seconds=abc", "seconds=", "seconds=0", "seconds=-1", "seconds=1.5",
@@ -397,8 +383,8 @@ def test_second_profile_in_use(httpd):
         t.join(60)
     assert not t.is_alive()
     assert "e" not in first, first
-    check_profile_response(first["r"])
-    check_profile_response(httpd.get(profile_url(1), timeout=60))
+    check_profile_response(first["r"], "profile")
+    check_profile_response(httpd.get(profile_url(1), timeout=60), "profile")
 
 
 def test_client_hangup_frees_profiler(httpd):

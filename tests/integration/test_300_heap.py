@@ -20,7 +20,7 @@ import time
 import pytest
 
 from conftest import BUILDDIR, MOD_PPROF_TEST, SRCDIR, go_pprof, protoc_decode
-from pprof_output import parse_top as read_top, parse_tags, parse_text_proto
+from pprof_output import DecodedProfile, parse_top as read_top, parse_tags
 from pprof_http import check_profile_response
 
 HEAP = "/debug/pprof/heap"
@@ -206,14 +206,11 @@ class Sample:
         return any(name in names for names in self.funcs)
 
 
-class Profile:
+class Profile(DecodedProfile):
     """A decoded heap profile.proto (from protoc --decode)."""
 
     def __init__(self, gz):
-        assert gz[:2] == b"\x1f\x8b", "not gzip: %r" % gz[:20]
-        self.m = parse_text_proto(protoc_decode(gz))
-        self.strings = self.m.get("string_table", [])
-        assert self.strings and self.strings[0] == "", "string_table[0] must be \"\""
+        super().__init__(gz, protoc_decode)
         funcs = {self.one(f, "id"): self.s(self.one(f, "name"))
                  for f in self.m.get("function", [])}
         self.locs = {self.one(loc, "id"): [funcs.get(self.one(ln, "function_id"))
@@ -230,18 +227,6 @@ class Profile:
             values = smp.get("value", [])
             assert len(values) == 4, values
             self.samples.append(Sample(values, labels, [self.locs[i] for i in ids]))
-
-    def s(self, i):
-        return self.strings[i]
-
-    def one(self, msg, field, default=0):
-        v = msg.get(field, [default])
-        assert len(v) == 1, "%s repeated: %r" % (field, v)
-        return v[0]
-
-    def value_types(self, field):
-        return [(self.s(self.one(vt, "type")), self.s(self.one(vt, "unit")))
-                for vt in self.m.get(field, [])]
 
     def total(self, index, pred=lambda s: True):
         return sum(s.values[index] for s in self.samples if pred(s))

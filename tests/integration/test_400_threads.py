@@ -25,7 +25,7 @@ import pytest
 
 from conftest import (SRCDIR, Httpd, _finish, _check_modules, go_pprof,
                       make_tmpdir, protoc_decode)
-from pprof_output import parse_top as read_top, TAG_HEAD_RE, TAG_ROW_RE, parse_text_proto
+from pprof_output import DecodedProfile, parse_top as read_top, parse_tags as read_tags
 from pprof_http import check_profile_response, check_text_response
 
 GOROUTINE = "/debug/pprof/goroutine"
@@ -203,18 +203,7 @@ def parse_top(out):
 
 
 def parse_tags(out):
-    """{tag: {value: amount}} from `go tool pprof -tags` output."""
-    tags = {}
-    cur = None
-    for line in out.splitlines():
-        m = TAG_HEAD_RE.match(line)
-        if m:
-            cur = tags.setdefault(m.group(1), {})
-            continue
-        m = TAG_ROW_RE.match(line)
-        if m and cur is not None:
-            cur[m.group(2)] = float(m.group(1))
-    return tags
+    return read_tags(out, float)
 
 
 def parse_traces(out):
@@ -241,26 +230,11 @@ def parse_traces(out):
     return traces
 
 
-class Profile:
+class Profile(DecodedProfile):
     """A decoded profile.proto (from protoc --decode)."""
 
     def __init__(self, gz):
-        assert gz[:2] == b"\x1f\x8b", "not gzip: %r" % gz[:20]
-        self.m = parse_text_proto(protoc_decode(gz))
-        self.strings = self.m.get("string_table", [])
-        assert self.strings and self.strings[0] == ""
-
-    def s(self, i):
-        return self.strings[i]
-
-    def one(self, msg, field, default=0):
-        v = msg.get(field, [default])
-        assert len(v) == 1, "%s repeated: %r" % (field, v)
-        return v[0]
-
-    def value_types(self, field):
-        return [(self.s(self.one(vt, "type")), self.s(self.one(vt, "unit")))
-                for vt in self.m.get(field, [])]
+        super().__init__(gz, protoc_decode)
 
     def samples(self):
         """[(value, {key: str or num}, [function names, leaf first])]"""
