@@ -55,6 +55,7 @@ static __thread int tls_warm __attribute__((tls_model("initial-exec")));
 static __thread int tls_allowed __attribute__((tls_model("initial-exec")));
 static __thread int tls_in_unwind __attribute__((tls_model("initial-exec")));
 static __thread uint32_t tls_tag __attribute__((tls_model("initial-exec")));
+static __thread uint32_t tls_tid __attribute__((tls_model("initial-exec")));
 
 void pp_cpu_set_tag(uint32_t tag)
 {
@@ -169,7 +170,11 @@ static void on_sigprof(int sig, siginfo_t *si, void *uc)
          * rate's period): they are CPU time all the same. */
         sl->s.weight = 1 + (si && si->si_code == SI_TIMER && si->si_overrun > 0
                             ? (uint32_t)si->si_overrun : 0);
-        sl->s.tid = (uint32_t)syscall(SYS_gettid);
+        /* One gettid per thread, not one per sample. */
+        if (!tls_tid) {
+            tls_tid = (uint32_t)syscall(SYS_gettid);
+        }
+        sl->s.tid = tls_tid;
         atomic_store_explicit(&sl->seq, h + 1, memory_order_release);
     }
 out:
@@ -286,10 +291,23 @@ int pp_cpu_refresh_threads(void)
     return (int)ntimers;
 }
 
+/* The thread that forks lives on in the child under another tid. */
+static void forget_tid(void)
+{
+    tls_tid = 0;
+}
+
+static void watch_forks(void)
+{
+    pthread_atfork(NULL, NULL, forget_tid);
+}
+
 int pp_cpu_start(int hz, size_t slots)
 {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
     slot *r;
 
+    pthread_once(&once, watch_forks);
     if (started) {
         return -2;
     }

@@ -38,7 +38,6 @@ APLOG_USE_MODULE(pprof);
 #define CMD_TIMEOUT apr_time_from_sec(5)
 
 typedef struct {
-    server_rec *s;
     /* Pools with allocators of their own: pchild's may not be touched from two threads.
      * `pool` is the agent thread's; `tag_pool` is used under tag_mutex only. */
     apr_pool_t *pool;
@@ -577,7 +576,6 @@ void pprof_agent_child_init(apr_pool_t *pchild, server_rec *s)
     sigset_t all, old;
     apr_status_t rv;
 
-    a->s = s;
     if (!(a->pool = own_pool()) || !(a->tag_pool = own_pool())) {
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, "PP0012: cannot create the agent's pools");
         return;

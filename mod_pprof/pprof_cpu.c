@@ -30,7 +30,6 @@ APLOG_USE_MODULE(pprof);
 #define GRACE apr_time_from_sec(10)
 
 typedef struct {
-    request_rec *r;
     pp_profile *prof;
     pp_resolver *res;
     const pp_maps *maps;
@@ -120,7 +119,6 @@ static void gather_child(request_rec *r, pid_t pid, apr_uint32_t gen, pp_profile
     }
     maps = pp_maps_parse(rep.blob[0], rep.len[0]);
     m = apr_pcalloc(p, sizeof(*m));
-    m->r = r;
     m->prof = prof;
     m->res = res;
     m->maps = maps;
