@@ -653,9 +653,12 @@ def test_profile_top_tags_tagfocus(srv, busy):
     assert tags["role"].get("worker", 0) >= SLEEPERS, tags_out
     assert tags["role"].get(main_role(srv), 0) >= len(tags.get("pid", {})), tags_out
     assert tags["role"].get("agent", 0) == len(tags.get("pid", {})), tags_out
-    # The sleepers, any burner caught in its handler, and nothing else runs pprof-test.
+    # The sleepers, any burner caught in its handler, and nothing else runs pprof-test. A
+    # busy worker keeps its request's labels until it is idle again, so a burner's previous
+    # request may still be logging or closing in another child while its next one runs:
+    # each burner counts at most twice. Idle and keep-alive workers carry no handler.
     assert SLEEPERS + burning <= tags.get("handler", {}).get("pprof-test", 0) <= \
-        SLEEPERS + BURNERS, tags_out
+        SLEEPERS + 2 * BURNERS, tags_out
     assert set(tags.get("vhost", {})) == {"127.0.0.1"}, tags_out
     assert {int(v) for v in tags.get("pid", {})} <= busy.children, tags_out
 
@@ -832,14 +835,13 @@ def test_unanswering_thread_is_reported(srv, mpm):
     answering after the 250 ms deadline, not waited on; its late answer is harmless."""
     quiet(srv)
     pid = srv.child_pids()[-1]
-    if mpm == "prefork":
-        tid = pid           # the only thread but the agent; the child is idle
-    else:
-        blocks = parse_dump(srv.get(GOROUTINE + "?debug=2&pid=%d" % pid).text)
-        idle = [int(b["head"]["tid"]) for b in blocks
-                if b["head"]["role"] == "worker" and b["head"]["status"] == "idle"]
-        assert idle, "no idle worker in %d" % pid
-        tid = idle[0]
+    # prefork: the main thread is the child's only worker and the child is idle (with one
+    # listener, prefork children accept unserialized, so the others take the connections).
+    # Threaded MPMs: the main thread only waits for the child's end. An idle worker would
+    # not do: the listener may hand it a connection, which would hang while it is stopped.
+    tid = pid
+    blocks = parse_dump(srv.get(GOROUTINE + "?debug=2&pid=%d" % pid).text)
+    assert tid in [int(b["head"]["tid"]) for b in blocks], blocks
     with StoppedThread(tid):
         dump, wall2 = timed_get(srv, GOROUTINE + "?debug=2&pid=%d" % pid)
         text, wall1 = timed_get(srv, GOROUTINE + "?debug=1&pid=%d" % pid)
