@@ -1,0 +1,240 @@
+#include "pp_tbuf.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+
+struct pp_tbuf {
+    uint64_t head;              /* published end: the reader may read up to here */
+    char pad1[56];
+    uint64_t tail;              /* consumed: the writer may overwrite up to here */
+    char pad2[56];
+    /* The writer's own. */
+    uint64_t wpos;              /* end of what is written */
+    uint64_t held;              /* 1 + position of a task record waiting for its type */
+    uint64_t dropped;
+    size_t cap;
+    size_t maplen;
+    unsigned char *data;
+};
+
+#define ALIGN8(n) (((n) + 7u) & ~(size_t)7u)
+
+uint64_t pp_tbuf_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+pp_tbuf *pp_tbuf_new(size_t capacity)
+{
+    size_t hdr = ALIGN8(sizeof(pp_tbuf));
+    size_t len;
+    void *m;
+    pp_tbuf *b;
+
+    if (capacity < 4096 || (capacity & (capacity - 1))) {
+        return NULL;
+    }
+    len = hdr + capacity;
+    m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+             -1, 0);
+    if (m == MAP_FAILED) {
+        return NULL;
+    }
+    b = m;
+    b->cap = capacity;
+    b->maplen = len;
+    b->data = (unsigned char *)m + hdr;
+    return b;
+}
+
+void pp_tbuf_free(pp_tbuf *b)
+{
+    if (b) {
+        munmap(b, b->maplen);
+    }
+}
+
+static void copy_in(pp_tbuf *b, uint64_t pos, const void *src, size_t n)
+{
+    size_t off = (size_t)(pos & (b->cap - 1)), first = b->cap - off;
+
+    if (n <= first) {
+        memcpy(b->data + off, src, n);
+    } else {
+        memcpy(b->data + off, src, first);
+        memcpy(b->data, (const unsigned char *)src + first, n - first);
+    }
+}
+
+static void zero_in(pp_tbuf *b, uint64_t pos, size_t n)
+{
+    static const unsigned char zeros[64];
+
+    while (n > 0) {
+        size_t k = n < sizeof(zeros) ? n : sizeof(zeros);
+        copy_in(b, pos, zeros, k);
+        pos += k;
+        n -= k;
+    }
+}
+
+static void copy_out(const pp_tbuf *b, uint64_t pos, void *dst, size_t n)
+{
+    size_t off = (size_t)(pos & (b->cap - 1)), first = b->cap - off;
+
+    if (n <= first) {
+        memcpy(dst, b->data + off, n);
+    } else {
+        memcpy(dst, b->data + off, first);
+        memcpy((unsigned char *)dst + first, b->data, n - first);
+    }
+}
+
+static void publish(pp_tbuf *b)
+{
+    __atomic_store_n(&b->head, b->wpos, __ATOMIC_RELEASE);
+}
+
+/* Write a record with room for textcap bytes of text (text copied, rest zeroed). */
+static int put(pp_tbuf *b, uint32_t gen, int kind, uint64_t ts, uint64_t a, uint64_t bb,
+               const char *text, size_t textlen, size_t textcap)
+{
+    size_t size = ALIGN8(sizeof(pp_tb_record) + textcap);
+    uint64_t tail = __atomic_load_n(&b->tail, __ATOMIC_ACQUIRE);
+    pp_tb_record r;
+
+    if (b->wpos + size - tail > b->cap) {
+        __atomic_fetch_add(&b->dropped, 1, __ATOMIC_RELAXED);
+        return -1;
+    }
+    r.gen = gen;
+    r.kind = (uint16_t)kind;
+    r.size = (uint16_t)size;
+    r.ts = ts;
+    r.a = a;
+    r.b = bb;
+    copy_in(b, b->wpos, &r, sizeof(r));
+    if (textlen) {
+        copy_in(b, b->wpos + sizeof(r), text, textlen);
+    }
+    zero_in(b, b->wpos + sizeof(r) + textlen, size - sizeof(r) - textlen);
+    b->wpos += size;
+    return 0;
+}
+
+int pp_tbuf_put(pp_tbuf *b, uint32_t gen, int kind, uint64_t ts, uint64_t a, uint64_t bb,
+                const char *text, size_t textlen)
+{
+    int rc;
+
+    if (!text) {
+        textlen = 0;
+    }
+    if (textlen > PP_TB_STR_MAX - 1) {
+        textlen = PP_TB_STR_MAX - 1;
+    }
+    rc = put(b, gen, kind, ts, a, bb, text, textlen, textlen + 1);
+    if (rc == 0 && !b->held) {
+        publish(b);
+    }
+    return rc;
+}
+
+int pp_tbuf_put_task(pp_tbuf *b, uint32_t gen, uint64_t ts, uint64_t task)
+{
+    uint64_t at = b->wpos;
+
+    if (b->held) {
+        pp_tbuf_publish(b);     /* the earlier task never got a type: it keeps none */
+    }
+    if (put(b, gen, PP_TB_TASK_BEGIN, ts, task, 0, NULL, 0, PP_TB_TYPE_MAX) != 0) {
+        return -1;
+    }
+    b->held = at + 1;
+    return 0;
+}
+
+void pp_tbuf_task_type(pp_tbuf *b, const char *type)
+{
+    if (b->held) {
+        size_t n = type ? strlen(type) : 0;
+        if (n > PP_TB_TYPE_MAX - 1) {
+            n = PP_TB_TYPE_MAX - 1;
+        }
+        copy_in(b, b->held - 1 + sizeof(pp_tb_record), type, n);
+    }
+    pp_tbuf_publish(b);
+}
+
+void pp_tbuf_publish(pp_tbuf *b)
+{
+    b->held = 0;
+    publish(b);
+}
+
+size_t pp_tbuf_read(pp_tbuf *b, uint32_t gen, void *out, size_t cap, int *more)
+{
+    uint64_t head = __atomic_load_n(&b->head, __ATOMIC_ACQUIRE);
+    uint64_t pos = b->tail;
+    size_t n = 0;
+
+    *more = 0;
+    while (pos < head) {
+        pp_tb_record r;
+        copy_out(b, pos, &r, sizeof(r));
+        if (r.size < sizeof(r) || (r.size & 7) || r.size > head - pos) {
+            pos = head;         /* cannot happen with one writer; never loop on it */
+            break;
+        }
+        if (r.gen == gen) {
+            if (n + r.size > cap) {
+                *more = 1;
+                break;
+            }
+            copy_out(b, pos, (unsigned char *)out + n, r.size);
+            n += r.size;
+        }
+        pos += r.size;
+    }
+    __atomic_store_n(&b->tail, pos, __ATOMIC_RELEASE);
+    return n;
+}
+
+uint64_t pp_tbuf_dropped(const pp_tbuf *b)
+{
+    return __atomic_load_n(&b->dropped, __ATOMIC_RELAXED);
+}
+
+int pp_tbuf_walk(const void *buf, size_t len,
+                 int (*fn)(void *baton, const pp_tb_record *r, const char *text),
+                 void *baton)
+{
+    const unsigned char *p = buf;
+    size_t off = 0;
+
+    while (off < len) {
+        pp_tb_record r;
+        const char *text;
+        if (len - off < sizeof(r)) {
+            return -1;
+        }
+        memcpy(&r, p + off, sizeof(r));
+        if (r.size < sizeof(r) + 1 || (r.size & 7) || r.size > len - off ||
+            r.kind == 0 || r.kind >= PP_TB_KIND_MAX) {
+            return -1;
+        }
+        text = (const char *)p + off + sizeof(r);
+        if (!memchr(text, '\0', r.size - sizeof(r))) {
+            return -1;
+        }
+        if (fn(baton, &r, text) != 0) {
+            break;
+        }
+        off += r.size;
+    }
+    return 0;
+}

@@ -1,0 +1,89 @@
+/* Per-thread trace event buffers: each thread writes the events of an execution trace
+ * into a ring of its own, without locks; one reader (mod_pprof: the child's agent) takes
+ * them out between writes. A single-producer single-consumer byte ring with monotonic
+ * positions, so nothing is ever reset while a writer may be in flight: every record
+ * carries the trace generation it was written for, and the reader drops the others.
+ *
+ * The records are semantic ("this thread started work", "region handler began"), not
+ * Go's wire format: pp_trace turns them into a Go execution trace in the collector,
+ * where the sequence numbers, processors and dictionaries of the whole server are known.
+ *
+ * A writer may hold back what it wrote after a task's start until the task's type is
+ * known (pp_tbuf_task_type), so that a task can be named by something learned later
+ * (mod_pprof: the request's handler) while its start time stays exact. */
+#ifndef PP_TBUF_H
+#define PP_TBUF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Record kinds. a and b are the record's two numbers; str its text. */
+enum {
+    PP_TB_WAKE = 1,             /* the thread starts work (a connection, a request) */
+    PP_TB_IDLE,                 /* the thread waits for work again */
+    PP_TB_BLOCK,                /* blocks inside work: a = PP_TB_BLOCK_NET or _SYNC, str = where */
+    PP_TB_UNBLOCK,              /* runs again after PP_TB_BLOCK */
+    PP_TB_TASK_BEGIN,           /* a = task id, str = task type (may be set later) */
+    PP_TB_TASK_END,             /* a = task id */
+    PP_TB_REGION_BEGIN,         /* a = task id, str = region name */
+    PP_TB_REGION_END,           /* a = task id, str = region name */
+    PP_TB_LOG,                  /* a = task id, str = "key\0value" */
+    PP_TB_KIND_MAX
+};
+
+enum { PP_TB_BLOCK_NET = 1, PP_TB_BLOCK_SYNC = 2 };
+
+#define PP_TB_TYPE_MAX 32       /* bytes kept of a task type, with its NUL */
+#define PP_TB_STR_MAX 512       /* bytes kept of any other text, with its NUL */
+
+/* One record as it sits in the ring (8-byte aligned; size includes the text). */
+typedef struct {
+    uint32_t gen;
+    uint16_t kind;
+    uint16_t size;
+    uint64_t ts;                /* CLOCK_MONOTONIC, ns */
+    uint64_t a, b;
+    /* followed by the text, NUL-terminated, padded to 8 bytes */
+} pp_tb_record;
+
+typedef struct pp_tbuf pp_tbuf;
+
+/* A ring of capacity bytes (a power of two, >= 4096), memory mapped so that untouched
+ * pages cost nothing. NULL on failure. */
+pp_tbuf *pp_tbuf_new(size_t capacity);
+void pp_tbuf_free(pp_tbuf *b);
+
+/* Writer side (one thread). Append a record for generation gen; text may be NULL and
+ * textlen bytes of it are kept (truncated to PP_TB_STR_MAX - 1). Returns 0, or -1 when
+ * the ring is full (the record is dropped and counted). */
+int pp_tbuf_put(pp_tbuf *b, uint32_t gen, int kind, uint64_t ts, uint64_t a, uint64_t bb,
+                const char *text, size_t textlen);
+
+/* Writer side: a task start whose type is not known yet. Records after it stay
+ * unpublished until pp_tbuf_task_type (or pp_tbuf_publish) is called. */
+int pp_tbuf_put_task(pp_tbuf *b, uint32_t gen, uint64_t ts, uint64_t task);
+
+/* Writer side: name the held task (truncated to PP_TB_TYPE_MAX - 1) and publish. */
+void pp_tbuf_task_type(pp_tbuf *b, const char *type);
+
+/* Writer side: publish everything written (a held task keeps the type it has). */
+void pp_tbuf_publish(pp_tbuf *b);
+
+/* Reader side (one thread). Copy whole published records of generation gen into out
+ * (capacity cap) and consume them; records of other generations are consumed and
+ * skipped. Returns the bytes copied; *more is set when records remain. */
+size_t pp_tbuf_read(pp_tbuf *b, uint32_t gen, void *out, size_t cap, int *more);
+
+/* Records dropped because the ring was full, since the ring was made. */
+uint64_t pp_tbuf_dropped(const pp_tbuf *b);
+
+/* CLOCK_MONOTONIC in ns: the clock of every record (the same in every process). */
+uint64_t pp_tbuf_now(void);
+
+/* Walk the records in buf (as pp_tbuf_read returned them). fn returns 0 to go on. The
+ * text of each record is NUL-terminated. Returns -1 if buf is malformed. */
+int pp_tbuf_walk(const void *buf, size_t len,
+                 int (*fn)(void *baton, const pp_tb_record *r, const char *text),
+                 void *baton);
+
+#endif

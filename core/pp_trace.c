@@ -1,0 +1,854 @@
+#include "pp_trace.h"
+#include "pp_hash.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Event types of the Go 1.19 format. */
+enum {
+    EV_BATCH = 1, EV_FREQUENCY = 2, EV_STACK = 3, EV_GOMAXPROCS = 4, EV_PROC_START = 5,
+    EV_PROC_STOP = 6, EV_GO_CREATE = 13, EV_GO_START = 14, EV_GO_SCHED = 17,
+    EV_GO_UNBLOCK = 21, EV_GO_BLOCK_SYNC = 25, EV_GO_BLOCK_NET = 27, EV_GO_WAITING = 31,
+    EV_STRING = 37, EV_TASK_CREATE = 45, EV_TASK_END = 46, EV_REGION = 47, EV_LOG = 48,
+    EV_CPU_SAMPLE = 49
+};
+
+#define MAX_ARGS 8
+#define MAX_REGIONS 32          /* open regions per goroutine */
+#define MAX_FRAMES 100          /* frames of a stack: stays well below 2048 bytes */
+#define STACK_LIMIT 2048        /* newer readers refuse longer argument blocks */
+#define DUMP_BEFORE 1000000u    /* the initial dump is timed this many ns before t0 */
+#define NO_P UINT64_MAX
+
+enum { G_RUNNABLE = 1, G_RUNNING, G_WAITING };
+
+typedef struct {
+    uint64_t key, val;          /* key 0 = empty */
+} slot64;
+
+typedef struct {
+    slot64 *s;
+    size_t cap, n;
+} map64;
+
+typedef struct {
+    uint64_t task, name, stack; /* global task id, string id, stack id */
+} open_region;
+
+typedef struct {
+    uint32_t pid, slot, tid;
+    int state;                  /* 0: not created yet */
+    int started;                /* ProcStart written */
+    uint64_t seq;
+    uint64_t last_ts;           /* of its P */
+    int nregions;
+    open_region regions[MAX_REGIONS];
+} thread;
+
+typedef struct {
+    unsigned char *b;
+    size_t len, cap;
+} bytes;
+
+struct pp_trace {
+    bytes out, dict;
+    int oom;
+    uint64_t t0;
+    uint64_t cur_p;             /* P of the chunk being written, NO_P before any */
+    uint64_t cur_ts;
+    uint64_t p0_last;
+    int gomaxprocs_done, finished;
+
+    pp_hash *strings;           /* text -> id */
+    uint64_t next_string;
+    pp_hash *frames;            /* function\0file\0line -> pc */
+    uint64_t next_pc;
+    pp_hash *stacks;            /* pcs -> id */
+    uint64_t next_stack;
+    pp_hash *named;             /* name -> one-frame stack id */
+    uint64_t thread_stack;
+
+    thread *threads;
+    size_t nthreads, cap_threads;
+    map64 by_slot, by_tid, tasks;
+    uint64_t next_task;
+    pp_trace_stats stats;
+};
+
+/* --- small helpers ------------------------------------------------------------------ */
+
+static void put_bytes(pp_trace *t, bytes *o, const void *p, size_t n)
+{
+    if (t->oom) {
+        return;
+    }
+    if (o->len + n > o->cap) {
+        size_t cap = o->cap ? o->cap : 65536;
+        unsigned char *nb;
+        while (cap < o->len + n) {
+            cap *= 2;
+        }
+        if (!(nb = realloc(o->b, cap))) {
+            t->oom = 1;
+            return;
+        }
+        o->b = nb;
+        o->cap = cap;
+    }
+    memcpy(o->b + o->len, p, n);
+    o->len += n;
+}
+
+static size_t varint(unsigned char *p, uint64_t v)
+{
+    size_t n = 0;
+    while (v >= 0x80) {
+        p[n++] = (unsigned char)(v | 0x80);
+        v >>= 7;
+    }
+    p[n++] = (unsigned char)v;
+    return n;
+}
+
+static void put_varint(pp_trace *t, bytes *o, uint64_t v)
+{
+    unsigned char tmp[10];
+    put_bytes(t, o, tmp, varint(tmp, v));
+}
+
+static uint64_t mix(uint64_t k)
+{
+    k ^= k >> 33;
+    k *= 0xff51afd7ed558ccdULL;
+    k ^= k >> 33;
+    return k;
+}
+
+/* Keys must not be 0 (callers add 1 or set a high bit). */
+static int map_put(map64 *m, uint64_t key, uint64_t val)
+{
+    size_t i;
+
+    if ((m->n + 1) * 2 > m->cap) {
+        size_t ncap = m->cap ? m->cap * 2 : 256, j;
+        slot64 *ns = calloc(ncap, sizeof(*ns));
+        if (!ns) {
+            return -1;
+        }
+        for (j = 0; j < m->cap; j++) {
+            if (m->s[j].key) {
+                size_t k = mix(m->s[j].key) & (ncap - 1);
+                while (ns[k].key) {
+                    k = (k + 1) & (ncap - 1);
+                }
+                ns[k] = m->s[j];
+            }
+        }
+        free(m->s);
+        m->s = ns;
+        m->cap = ncap;
+    }
+    for (i = mix(key) & (m->cap - 1); m->s[i].key && m->s[i].key != key;
+         i = (i + 1) & (m->cap - 1)) {
+    }
+    if (!m->s[i].key) {
+        m->n++;
+    }
+    m->s[i].key = key;
+    m->s[i].val = val;
+    return 0;
+}
+
+static int map_get(const map64 *m, uint64_t key, uint64_t *val)
+{
+    size_t i;
+
+    if (!m->cap) {
+        return 0;
+    }
+    for (i = mix(key) & (m->cap - 1); m->s[i].key; i = (i + 1) & (m->cap - 1)) {
+        if (m->s[i].key == key) {
+            *val = m->s[i].val;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Remove key, shifting the following run back so that probes stay unbroken. */
+static void map_del(map64 *m, uint64_t key)
+{
+    size_t i, j;
+
+    if (!m->cap) {
+        return;
+    }
+    for (i = mix(key) & (m->cap - 1); m->s[i].key != key; i = (i + 1) & (m->cap - 1)) {
+        if (!m->s[i].key) {
+            return;
+        }
+    }
+    m->s[i].key = 0;
+    m->n--;
+    for (j = (i + 1) & (m->cap - 1); m->s[j].key; j = (j + 1) & (m->cap - 1)) {
+        size_t home = mix(m->s[j].key) & (m->cap - 1);
+        /* Move j back to the hole i unless its home lies cyclically in (i, j]. */
+        if ((j > i && (home <= i || home > j)) || (j < i && home <= i && home > j)) {
+            m->s[i] = m->s[j];
+            m->s[j].key = 0;
+            i = j;
+        }
+    }
+}
+
+static uint64_t key2(uint32_t hi, uint64_t lo)
+{
+    return (((uint64_t)hi << 40) ^ lo ^ ((uint64_t)hi >> 24)) | (1ULL << 63);
+}
+
+/* --- dictionaries ------------------------------------------------------------------- */
+
+static uint64_t string_id(pp_trace *t, const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    uint64_t id;
+    int rc;
+
+    if (n == 0) {
+        return 0;               /* the empty string cannot be defined: id 0 means it */
+    }
+    if (n > 1000000) {
+        n = 1000000;
+    }
+    id = t->next_string;
+    rc = pp_hash_intern(t->strings, s, n, &id);
+    if (rc < 0) {
+        t->oom = 1;
+        return 0;
+    }
+    if (rc == 0) {
+        t->next_string++;
+        put_varint(t, &t->dict, EV_STRING);
+        put_varint(t, &t->dict, id);
+        put_varint(t, &t->dict, n);
+        put_bytes(t, &t->dict, s, n);
+    }
+    return id;
+}
+
+/* One PC per (function, file, line), for the whole file. */
+static uint64_t frame_pc(pp_trace *t, const pp_trace_frame *f)
+{
+    char key[1024];
+    int n = snprintf(key, sizeof(key), "%s%c%s%c%d", f->function ? f->function : "?", 0,
+                     f->file ? f->file : "", 0, f->line);
+    uint64_t pc = t->next_pc;
+    int rc;
+
+    if (n < 0 || (size_t)n >= sizeof(key)) {
+        n = (int)sizeof(key) - 1;
+    }
+    rc = pp_hash_intern(t->frames, key, (size_t)n, &pc);
+    if (rc < 0) {
+        t->oom = 1;
+        return 0;
+    }
+    if (rc == 0) {
+        t->next_pc += 0x10;
+    }
+    return pc;
+}
+
+static uint64_t stack_id(pp_trace *t, const pp_trace_frame *frames, int n)
+{
+    uint64_t pcs[MAX_FRAMES], id;
+    unsigned char body[STACK_LIMIT + 64], tmp[16];
+    size_t blen;
+    int i, rc;
+
+    if (n <= 0) {
+        return 0;
+    }
+    if (n > MAX_FRAMES) {
+        n = MAX_FRAMES;
+    }
+    for (i = 0; i < n; i++) {
+        pcs[i] = frame_pc(t, &frames[i]);
+    }
+    id = t->next_stack;
+    rc = pp_hash_intern(t->stacks, pcs, (size_t)n * sizeof(pcs[0]), &id);
+    if (rc < 0) {
+        t->oom = 1;
+        return 0;
+    }
+    if (rc == 1) {
+        return id;
+    }
+    t->next_stack++;
+    /* Outer frames go first if the record would exceed what newer readers take. */
+    for (;;) {
+        blen = varint(body, id);
+        blen += varint(body + blen, (uint64_t)n);
+        for (i = 0; i < n && blen < STACK_LIMIT; i++) {
+            blen += varint(body + blen, pcs[i]);
+            blen += varint(body + blen, string_id(t, frames[i].function ? frames[i].function
+                                                                        : "?"));
+            blen += varint(body + blen, string_id(t, frames[i].file));
+            blen += varint(body + blen, (uint64_t)(frames[i].line > 0 ? frames[i].line : 0));
+        }
+        if (blen <= STACK_LIMIT || n == 1) {
+            break;
+        }
+        n--;
+    }
+    tmp[0] = EV_STACK | 3 << 6;
+    put_bytes(t, &t->dict, tmp, 1);
+    put_varint(t, &t->dict, blen);
+    put_bytes(t, &t->dict, body, blen);
+    return id;
+}
+
+static uint64_t named_stack(pp_trace *t, const char *name)
+{
+    uint64_t id = 0;
+    pp_trace_frame f;
+    char fn[160];
+
+    if (pp_hash_find(t->named, name, strlen(name), &id)) {
+        return id;
+    }
+    snprintf(fn, sizeof(fn), "region.%s", name);
+    f.function = fn;
+    f.file = NULL;
+    f.line = 0;
+    id = stack_id(t, &f, 1);
+    if (pp_hash_intern(t->named, name, strlen(name), &id) < 0) {
+        t->oom = 1;
+    }
+    return id;
+}
+
+/* --- events ------------------------------------------------------------------------- */
+
+/* A timed event on P p at ts (already stamped), args after the delta. */
+static void event(pp_trace *t, uint64_t p, uint64_t ts, int type, const uint64_t *args,
+                  int nargs, const char *trailer, size_t tlen)
+{
+    unsigned char body[(MAX_ARGS + 1) * 10], hdr;
+    size_t blen = 0;
+    int i;
+
+    if (t->cur_p != p) {
+        unsigned char b[24];
+        size_t n = 0;
+        b[n++] = EV_BATCH | 1 << 6;
+        n += varint(b + n, p);
+        n += varint(b + n, ts);
+        put_bytes(t, &t->out, b, n);
+        t->cur_p = p;
+        t->cur_ts = ts;
+    }
+    blen = varint(body, ts - t->cur_ts);
+    t->cur_ts = ts;
+    for (i = 0; i < nargs; i++) {
+        blen += varint(body + blen, args[i]);
+    }
+    if (nargs >= 3) {           /* four or more arguments with the delta: length-prefixed */
+        hdr = (unsigned char)(type | 3 << 6);
+        put_bytes(t, &t->out, &hdr, 1);
+        put_varint(t, &t->out, blen);
+    } else {
+        hdr = (unsigned char)(type | nargs << 6);
+        put_bytes(t, &t->out, &hdr, 1);
+    }
+    put_bytes(t, &t->out, body, blen);
+    if (type == EV_LOG) {
+        put_varint(t, &t->out, tlen);
+        put_bytes(t, &t->out, trailer, tlen);
+    }
+    t->stats.events++;
+}
+
+/* The next timestamp of thread th's P: never before ts, always after its last one. */
+static uint64_t stamp(thread *th, uint64_t ts)
+{
+    if (ts <= th->last_ts) {
+        ts = th->last_ts + 1;
+    }
+    th->last_ts = ts;
+    return ts;
+}
+
+static uint64_t p_of(const pp_trace *t, const thread *th)
+{
+    return (uint64_t)(th - t->threads) + 1;
+}
+
+static uint64_t g_of(const pp_trace *t, const thread *th)
+{
+    return (uint64_t)(th - t->threads) + 1;
+}
+
+static void ev_thread(pp_trace *t, thread *th, uint64_t ts, int type, const uint64_t *args,
+                      int nargs)
+{
+    event(t, p_of(t, th), stamp(th, ts), type, args, nargs, NULL, 0);
+}
+
+static void gomaxprocs(pp_trace *t)
+{
+    uint64_t args[2];
+
+    if (t->gomaxprocs_done) {
+        return;
+    }
+    t->gomaxprocs_done = 1;
+    args[0] = t->nthreads + 1;
+    args[1] = 0;
+    if (t->p0_last < t->t0) {
+        t->p0_last = t->t0;
+    }
+    event(t, 0, t->p0_last, EV_GOMAXPROCS, args, 2, NULL, 0);
+}
+
+/* Create th's goroutine (and start its P) at ts. */
+static void create(pp_trace *t, thread *th, uint64_t ts)
+{
+    uint64_t a[3];
+
+    if (!th->started) {
+        a[0] = th->tid;
+        ev_thread(t, th, ts, EV_PROC_START, a, 1);
+        th->started = 1;
+    }
+    a[0] = g_of(t, th);
+    a[1] = t->thread_stack;
+    a[2] = 0;
+    ev_thread(t, th, ts, EV_GO_CREATE, a, 3);
+    th->state = G_RUNNABLE;
+    th->seq = 0;
+}
+
+static void run(pp_trace *t, thread *th, uint64_t ts)
+{
+    uint64_t a[3];
+
+    if (!th->state) {
+        create(t, th, ts);
+    }
+    if (th->state == G_WAITING) {
+        /* A thread only ever wakes itself: from G 0 on its own P. */
+        a[0] = g_of(t, th);
+        a[1] = ++th->seq;
+        a[2] = 0;
+        ev_thread(t, th, ts, EV_GO_UNBLOCK, a, 3);
+        th->state = G_RUNNABLE;
+    }
+    if (th->state == G_RUNNABLE) {
+        a[0] = g_of(t, th);
+        a[1] = ++th->seq;
+        ev_thread(t, th, ts, EV_GO_START, a, 2);
+        th->state = G_RUNNING;
+    }
+}
+
+static void block(pp_trace *t, thread *th, uint64_t ts, int type, uint64_t stk)
+{
+    if (th->state == G_RUNNABLE || !th->state) {
+        run(t, th, ts);
+    }
+    if (th->state == G_RUNNING) {
+        ev_thread(t, th, ts, type, &stk, 1);
+        th->state = G_WAITING;
+    }
+}
+
+static void region_end_top(pp_trace *t, thread *th, uint64_t ts)
+{
+    open_region *r = &th->regions[--th->nregions];
+    uint64_t a[4];
+
+    a[0] = r->task;
+    a[1] = 1;
+    a[2] = r->name;
+    a[3] = r->stack;
+    ev_thread(t, th, ts, EV_REGION, a, 4);
+}
+
+static void close_regions(pp_trace *t, thread *th, uint64_t ts, size_t keep)
+{
+    while ((size_t)th->nregions > keep) {
+        region_end_top(t, th, ts);
+        t->stats.repaired++;
+    }
+}
+
+/* --- the public side ---------------------------------------------------------------- */
+
+pp_trace *pp_trace_new(uint64_t t0)
+{
+    static const char header[16] = "go 1.19 trace\0\0\0";
+    pp_trace *t = calloc(1, sizeof(*t));
+    pp_trace_frame f = { "thread", NULL, 0 };
+
+    if (!t) {
+        return NULL;
+    }
+    t->strings = pp_hash_new();
+    t->frames = pp_hash_new();
+    t->stacks = pp_hash_new();
+    t->named = pp_hash_new();
+    if (!t->strings || !t->frames || !t->stacks || !t->named) {
+        pp_trace_free(t);
+        return NULL;
+    }
+    t->t0 = t0 > DUMP_BEFORE * 2 ? t0 : DUMP_BEFORE * 2;
+    t->p0_last = t->t0 - DUMP_BEFORE - 1;
+    t->cur_p = NO_P;
+    t->next_string = 1;
+    t->next_pc = 0x401000;
+    t->next_stack = 1;
+    t->next_task = 1;
+    put_bytes(t, &t->out, header, sizeof(header));
+    t->thread_stack = stack_id(t, &f, 1);
+    if (t->oom) {
+        pp_trace_free(t);
+        return NULL;
+    }
+    return t;
+}
+
+void pp_trace_free(pp_trace *t)
+{
+    if (!t) {
+        return;
+    }
+    free(t->out.b);
+    free(t->dict.b);
+    pp_hash_free(t->strings);
+    pp_hash_free(t->frames);
+    pp_hash_free(t->stacks);
+    pp_hash_free(t->named);
+    free(t->threads);
+    free(t->by_slot.s);
+    free(t->by_tid.s);
+    free(t->tasks.s);
+    free(t);
+}
+
+int pp_trace_set_thread_frame(pp_trace *t, const char *function, const char *file)
+{
+    pp_trace_frame f;
+
+    f.function = function;
+    f.file = file;
+    f.line = 0;
+    t->thread_stack = stack_id(t, &f, 1);
+    return t->oom ? -1 : 0;
+}
+
+int pp_trace_set_frame(pp_trace *t, const char *name, const char *function,
+                       const char *file)
+{
+    pp_trace_frame f;
+    uint64_t id;
+
+    f.function = function;
+    f.file = file;
+    f.line = 0;
+    id = stack_id(t, &f, 1);
+    /* The first definition of a name stays (names are set once, before use). */
+    if (!t->oom && pp_hash_intern(t->named, name, strlen(name), &id) < 0) {
+        t->oom = 1;
+    }
+    return t->oom ? -1 : 0;
+}
+
+int pp_trace_thread(pp_trace *t, uint32_t pid, uint32_t slot, uint32_t tid, int state)
+{
+    uint64_t idx;
+    thread *th;
+
+    if (map_get(&t->by_slot, key2(pid, slot), &idx)) {
+        th = &t->threads[idx];
+        if (tid && th->tid != tid) {
+            th->tid = tid;
+            if (map_put(&t->by_tid, key2(pid, tid), idx) != 0) {
+                t->oom = 1;
+            }
+        }
+        return (int)idx;
+    }
+    if (t->finished) {
+        return -1;
+    }
+    if (t->nthreads == t->cap_threads) {
+        size_t cap = t->cap_threads ? t->cap_threads * 2 : 64;
+        thread *nt = realloc(t->threads, cap * sizeof(*nt));
+        if (!nt) {
+            t->oom = 1;
+            return -1;
+        }
+        t->threads = nt;
+        t->cap_threads = cap;
+    }
+    idx = t->nthreads;
+    if (map_put(&t->by_slot, key2(pid, slot), idx) != 0 ||
+        (tid && map_put(&t->by_tid, key2(pid, tid), idx) != 0)) {
+        t->oom = 1;
+        return -1;
+    }
+    t->nthreads++;
+    th = &t->threads[idx];
+    memset(th, 0, sizeof(*th));
+    th->pid = pid;
+    th->slot = slot;
+    th->tid = tid;
+    t->stats.threads++;
+    if (state != PP_TRACE_NEW && !t->gomaxprocs_done) {
+        /* The initial dump: before t0 (and EvGomaxprocs), each thread at its own time. */
+        uint64_t ts = t->t0 - DUMP_BEFORE + 4 * idx % (DUMP_BEFORE - 8);
+        uint64_t a[2];
+        create(t, th, ts);
+        if (state == PP_TRACE_WAITING) {
+            a[0] = g_of(t, th);
+            ev_thread(t, th, ts, EV_GO_WAITING, a, 1);
+            th->seq++;
+            th->state = G_WAITING;
+        } else {
+            run(t, th, ts);
+        }
+    }
+    return t->oom ? -1 : (int)idx;
+}
+
+int pp_trace_find_tid(const pp_trace *t, uint32_t pid, uint32_t tid)
+{
+    uint64_t idx;
+
+    return map_get(&t->by_tid, key2(pid, tid), &idx) ? (int)idx : -1;
+}
+
+typedef struct {
+    pp_trace *t;
+    thread *th;
+} rec_ctx;
+
+static uint64_t task_of(pp_trace *t, const thread *th, uint64_t local)
+{
+    uint64_t gid = 0;
+
+    map_get(&t->tasks, key2(th->pid, local), &gid);
+    return gid;
+}
+
+static int one_record(void *baton, const pp_tb_record *r, const char *text)
+{
+    rec_ctx *c = baton;
+    pp_trace *t = c->t;
+    thread *th = c->th;
+    uint64_t ts = r->ts > t->t0 ? r->ts : t->t0 + 1;
+    uint64_t a[4];
+    int i;
+
+    gomaxprocs(t);
+    switch (r->kind) {
+    case PP_TB_WAKE:
+    case PP_TB_UNBLOCK:
+        run(t, th, ts);
+        break;
+    case PP_TB_IDLE:
+        if (th->state == G_RUNNING) {
+            close_regions(t, th, ts, 0);
+        }
+        block(t, th, ts, EV_GO_BLOCK_NET, named_stack(t, "idle"));
+        break;
+    case PP_TB_BLOCK:
+        if (th->state == G_RUNNING || !th->state || th->state == G_RUNNABLE) {
+            pp_trace_frame f = { text[0] ? text : "wait", NULL, 0 };
+            block(t, th, ts, r->a == PP_TB_BLOCK_SYNC ? EV_GO_BLOCK_SYNC : EV_GO_BLOCK_NET,
+                  stack_id(t, &f, 1));
+        }
+        break;
+    case PP_TB_TASK_BEGIN: {
+        uint64_t old = task_of(t, th, r->a);
+        run(t, th, ts);
+        if (old) {
+            t->stats.repaired++;        /* begun twice: the second is another task */
+        }
+        a[0] = t->next_task++;
+        a[1] = 0;
+        a[2] = string_id(t, text[0] ? text : "request");
+        a[3] = named_stack(t, "task");
+        if (map_put(&t->tasks, key2(th->pid, r->a), a[0]) != 0) {
+            t->oom = 1;
+        }
+        ev_thread(t, th, ts, EV_TASK_CREATE, a, 4);
+        t->stats.tasks++;
+        break;
+    }
+    case PP_TB_TASK_END: {
+        uint64_t gid = task_of(t, th, r->a);
+        if (!gid) {
+            break;              /* begun before the trace: Go ignores unknown ids too */
+        }
+        run(t, th, ts);
+        /* Regions of the task still open on this goroutine end with it. */
+        for (i = th->nregions - 1; i >= 0 && th->regions[i].task != gid; i--) {
+        }
+        if (i >= 0) {
+            close_regions(t, th, ts, (size_t)i);
+        }
+        a[0] = gid;
+        a[1] = named_stack(t, "task");
+        ev_thread(t, th, ts, EV_TASK_END, a, 2);
+        map_del(&t->tasks, key2(th->pid, r->a));
+        break;
+    }
+    case PP_TB_REGION_BEGIN:
+        run(t, th, ts);
+        if (th->nregions == MAX_REGIONS) {
+            t->stats.repaired++;
+            break;
+        }
+        {
+            open_region *o = &th->regions[th->nregions++];
+            o->task = task_of(t, th, r->a);
+            o->name = string_id(t, text[0] ? text : "region");
+            o->stack = named_stack(t, text[0] ? text : "region");
+            a[0] = o->task;
+            a[1] = 0;
+            a[2] = o->name;
+            a[3] = o->stack;
+            ev_thread(t, th, ts, EV_REGION, a, 4);
+            t->stats.regions++;
+        }
+        break;
+    case PP_TB_REGION_END: {
+        uint64_t task = task_of(t, th, r->a), name;
+        if (th->state != G_RUNNING) {
+            t->stats.repaired++;        /* its start was before the thread's last wait */
+            break;
+        }
+        name = string_id(t, text[0] ? text : "region");
+        for (i = th->nregions - 1;
+             i >= 0 && !(th->regions[i].task == task && th->regions[i].name == name); i--) {
+        }
+        if (i < 0) {
+            t->stats.repaired++;        /* begun before the trace, or dropped */
+            break;
+        }
+        close_regions(t, th, ts, (size_t)i + 1);
+        region_end_top(t, th, ts);
+        break;
+    }
+    case PP_TB_LOG: {
+        const char *value = text + strlen(text) + 1;
+        uint64_t gid = task_of(t, th, r->a);
+        run(t, th, ts);
+        a[0] = gid;
+        a[1] = string_id(t, text);
+        a[2] = named_stack(t, "task");
+        event(t, p_of(t, th), stamp(th, ts), EV_LOG, a, 3, value, strlen(value));
+        break;
+    }
+    default:
+        break;
+    }
+    return t->oom ? -1 : 0;
+}
+
+int pp_trace_records(pp_trace *t, int thread_ix, const void *recs, size_t len)
+{
+    rec_ctx c;
+
+    if (t->finished || thread_ix < 0 || (size_t)thread_ix >= t->nthreads) {
+        return -1;
+    }
+    c.t = t;
+    c.th = &t->threads[thread_ix];
+    if (pp_tbuf_walk(recs, len, one_record, &c) != 0) {
+        return -1;
+    }
+    return t->oom ? -1 : 0;
+}
+
+int pp_trace_cpu_sample(pp_trace *t, uint64_t ts, int thread_ix, const pp_trace_frame *frames,
+                        int nframes)
+{
+    uint64_t a[4];
+
+    if (t->finished) {
+        return -1;
+    }
+    gomaxprocs(t);
+    a[0] = ts > t->t0 ? ts : t->t0;
+    if (thread_ix >= 0 && (size_t)thread_ix < t->nthreads) {
+        const thread *th = &t->threads[thread_ix];
+        /* Only Ps that have chunks: the viewers draw one row per P. */
+        a[1] = th->state ? p_of(t, th) : UINT64_MAX;
+        a[2] = th->state ? g_of(t, th) : 0;
+    } else {
+        a[1] = UINT64_MAX;      /* no P: a thread that is no goroutine */
+        a[2] = 0;
+    }
+    a[3] = stack_id(t, frames, nframes);
+    /* Samples are placed by their own time; their chunk's times only have to grow. */
+    event(t, 0, ++t->p0_last, EV_CPU_SAMPLE, a, 4, NULL, 0);
+    t->stats.cpu_samples++;
+    return t->oom ? -1 : 0;
+}
+
+int pp_trace_finish(pp_trace *t, uint64_t t_end)
+{
+    size_t i;
+
+    if (t->finished) {
+        return -1;
+    }
+    gomaxprocs(t);
+    if (t_end < t->t0) {
+        t_end = t->t0;
+    }
+    for (i = 0; i < t->nthreads; i++) {
+        thread *th = &t->threads[i];
+        uint64_t stk = 0;
+        if (th->state == G_RUNNING) {
+            /* Every goroutine still running is stopped, as the runtime does. */
+            ev_thread(t, th, t_end, EV_GO_SCHED, &stk, 1);
+            th->state = G_RUNNABLE;
+        }
+        if (th->started) {
+            ev_thread(t, th, t_end, EV_PROC_STOP, NULL, 0);
+            th->started = 0;
+        }
+    }
+    put_bytes(t, &t->dict, (const unsigned char[]){ EV_FREQUENCY }, 1);
+    put_varint(t, &t->dict, 1000000000u);     /* ticks are nanoseconds */
+    t->finished = 1;
+    return t->oom ? -1 : 0;
+}
+
+const unsigned char *pp_trace_data(const pp_trace *t, size_t *len)
+{
+    pp_trace *m = (pp_trace *)t;
+
+    /* Dictionary records may go anywhere after the first chunk: put them out now. */
+    if (m->dict.len && m->cur_p != NO_P) {
+        put_bytes(m, &m->out, m->dict.b, m->dict.len);
+        m->dict.len = 0;
+    }
+    *len = m->oom ? 0 : m->out.len;
+    return m->out.b;
+}
+
+void pp_trace_consume(pp_trace *t)
+{
+    t->out.len = 0;
+}
+
+void pp_trace_get_stats(const pp_trace *t, pp_trace_stats *out)
+{
+    *out = t->stats;
+}

@@ -1,0 +1,315 @@
+/* Unit tests of the per-thread trace rings (pp_tbuf) and of the Go trace writer
+ * (pp_trace). The writer's output for a busy two-process scenario is also written to
+ * tests/unit/out/scenario.trace, which the integration tests check with the real
+ * `go tool trace` and the independent format checker (tests/integration/go_trace.py). */
+#include "pp_tbuf.h"
+#include "pp_trace.h"
+
+#include <check.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+typedef struct {
+    int n;
+    int kinds[64];
+    uint64_t a[64];
+    char text[64][64];
+} seen;
+
+static int collect(void *baton, const pp_tb_record *r, const char *text)
+{
+    seen *s = baton;
+    if (s->n < 64) {
+        s->kinds[s->n] = r->kind;
+        s->a[s->n] = r->a;
+        snprintf(s->text[s->n], sizeof(s->text[0]), "%s", text);
+        s->n++;
+    }
+    return 0;
+}
+
+START_TEST(ring_round_trip_and_generations)
+{
+    pp_tbuf *b = pp_tbuf_new(4096);
+    unsigned char out[4096];
+    seen s;
+    int more;
+    size_t n;
+
+    ck_assert_ptr_nonnull(b);
+    ck_assert_int_eq(pp_tbuf_put(b, 7, PP_TB_WAKE, 100, 0, 0, NULL, 0), 0);
+    ck_assert_int_eq(pp_tbuf_put(b, 6, PP_TB_IDLE, 101, 0, 0, NULL, 0), 0);   /* stale */
+    ck_assert_int_eq(pp_tbuf_put(b, 7, PP_TB_REGION_BEGIN, 102, 5, 0, "handler", 7), 0);
+    n = pp_tbuf_read(b, 7, out, sizeof(out), &more);
+    ck_assert_int_eq(more, 0);
+    memset(&s, 0, sizeof(s));
+    ck_assert_int_eq(pp_tbuf_walk(out, n, collect, &s), 0);
+    ck_assert_int_eq(s.n, 2);
+    ck_assert_int_eq(s.kinds[0], PP_TB_WAKE);
+    ck_assert_int_eq(s.kinds[1], PP_TB_REGION_BEGIN);
+    ck_assert_str_eq(s.text[1], "handler");
+    ck_assert_int_eq(pp_tbuf_read(b, 7, out, sizeof(out), &more), 0);
+    pp_tbuf_free(b);
+}
+END_TEST
+
+START_TEST(held_task_is_published_with_its_type)
+{
+    pp_tbuf *b = pp_tbuf_new(4096);
+    unsigned char out[4096];
+    seen s;
+    int more;
+    size_t n;
+
+    ck_assert_int_eq(pp_tbuf_put_task(b, 1, 10, 42), 0);
+    ck_assert_int_eq(pp_tbuf_put(b, 1, PP_TB_REGION_BEGIN, 11, 42, 0, "read_request", 12), 0);
+    /* Nothing is visible until the task has its type. */
+    ck_assert_int_eq(pp_tbuf_read(b, 1, out, sizeof(out), &more), 0);
+    pp_tbuf_task_type(b, "a-handler-name-that-is-much-longer-than-thirty-two-bytes");
+    n = pp_tbuf_read(b, 1, out, sizeof(out), &more);
+    memset(&s, 0, sizeof(s));
+    ck_assert_int_eq(pp_tbuf_walk(out, n, collect, &s), 0);
+    ck_assert_int_eq(s.n, 2);
+    ck_assert_int_eq(s.kinds[0], PP_TB_TASK_BEGIN);
+    ck_assert_uint_eq(s.a[0], 42);
+    ck_assert_int_eq((int)strlen(s.text[0]), PP_TB_TYPE_MAX - 1);
+    ck_assert_str_eq(s.text[1], "read_request");
+    pp_tbuf_free(b);
+}
+END_TEST
+
+START_TEST(full_ring_drops_and_counts_then_wraps)
+{
+    pp_tbuf *b = pp_tbuf_new(4096);
+    unsigned char out[4096];
+    int more, i, ok = 0, total = 0;
+    size_t n;
+
+    for (i = 0; i < 1000; i++) {
+        ok += pp_tbuf_put(b, 1, PP_TB_WAKE, (uint64_t)i, (uint64_t)i, 0, NULL, 0) == 0;
+    }
+    ck_assert_int_eq(ok, 4096 / 40);    /* 40-byte records */
+    ck_assert_uint_eq(pp_tbuf_dropped(b), (uint64_t)(1000 - ok));
+    /* Read in two small pieces, then write across the ring's end many times. */
+    n = pp_tbuf_read(b, 1, out, 400, &more);
+    ck_assert_int_eq(more, 1);
+    ck_assert_uint_eq(n, 400);
+    for (i = 0; i < 5000; i++) {
+        seen s;
+        n = pp_tbuf_read(b, 1, out, sizeof(out), &more);
+        total += (int)(n / 40);
+        ck_assert_int_eq(pp_tbuf_put(b, 1, PP_TB_LOG, (uint64_t)i, 1, 0, "k\0value", 7), 0);
+        n = pp_tbuf_read(b, 1, out, sizeof(out), &more);
+        memset(&s, 0, sizeof(s));
+        ck_assert_int_eq(pp_tbuf_walk(out, n, collect, &s), 0);
+        ck_assert_int_eq(s.n, 1);
+        ck_assert_str_eq(s.text[0], "k");
+        ck_assert_str_eq((const char *)out + sizeof(pp_tb_record) + 2, "value");
+    }
+    ck_assert_int_eq(total, ok - 10);
+    pp_tbuf_free(b);
+}
+END_TEST
+
+START_TEST(walk_rejects_malformed_buffers)
+{
+    unsigned char buf[64];
+    pp_tb_record r;
+
+    memset(buf, 0, sizeof(buf));
+    memset(&r, 0, sizeof(r));
+    r.kind = PP_TB_WAKE;
+    r.size = 1000;
+    memcpy(buf, &r, sizeof(r));
+    ck_assert_int_eq(pp_tbuf_walk(buf, 40, collect, NULL), -1);
+    r.size = 40;
+    r.kind = 99;
+    memcpy(buf, &r, sizeof(r));
+    ck_assert_int_eq(pp_tbuf_walk(buf, 40, collect, NULL), -1);
+    ck_assert_int_eq(pp_tbuf_walk(buf, 20, collect, NULL), -1);
+}
+END_TEST
+
+/* --- the writer ----------------------------------------------------------------------- */
+
+static pp_tbuf *ring;
+
+static void rec(uint64_t ts, int kind, uint64_t a, const char *text, size_t len)
+{
+    ck_assert_int_eq(pp_tbuf_put(ring, 1, kind, ts, a, 0, text, len), 0);
+}
+
+static void feed(pp_trace *t, int th)
+{
+    unsigned char out[65536];
+    int more;
+    size_t n = pp_tbuf_read(ring, 1, out, sizeof(out), &more);
+    ck_assert_int_eq(pp_trace_records(t, th, out, n), 0);
+}
+
+static void request(uint64_t ts, uint64_t task, const char *type)
+{
+    pp_tbuf_put_task(ring, 1, ts, task);
+    rec(ts + 1, PP_TB_REGION_BEGIN, task, "read_request", 12);
+    rec(ts + 2, PP_TB_LOG, task, "method\0GET", 10);
+    rec(ts + 3, PP_TB_REGION_END, task, "read_request", 12);
+    rec(ts + 4, PP_TB_REGION_BEGIN, task, "handler", 7);
+    pp_tbuf_task_type(ring, type);
+    rec(ts + 5, PP_TB_BLOCK, PP_TB_BLOCK_SYNC, "pthread_mutex_lock", 18);
+    rec(ts + 50, PP_TB_UNBLOCK, 0, NULL, 0);
+    rec(ts + 60, PP_TB_LOG, task, "status\0" "200", 10);
+}
+
+/* Two processes, five threads: waiting, running and new ones; requests with nested
+ * regions, a lock wait, logs; a task ended by another thread; a region end that matches
+ * nothing; a thread going idle with a region open; CPU samples. */
+static pp_trace *scenario(void)
+{
+    uint64_t t0 = 5000000000ULL;
+    pp_trace *t = pp_trace_new(t0);
+    pp_trace_frame f[3] = { { "burn", "mod_x.c", 12 }, { "ap_run_handler", "config.c", 0 },
+                            { "worker_thread", NULL, 0 } };
+    int a, b, c, d, e;
+
+    ck_assert_ptr_nonnull(t);
+    ck_assert_int_eq(pp_trace_set_thread_frame(t, "httpd.worker_thread", "event.c"), 0);
+    ck_assert_int_eq(pp_trace_set_frame(t, "handler", "ap_invoke_handler", "config.c"), 0);
+    ck_assert_int_eq(pp_trace_set_frame(t, "idle", "ap_queue_pop", "fdqueue.c"), 0);
+    a = pp_trace_thread(t, 100, 0, 1001, PP_TRACE_WAITING);
+    b = pp_trace_thread(t, 100, 1, 1002, PP_TRACE_RUNNING);
+    c = pp_trace_thread(t, 200, 0, 2001, PP_TRACE_WAITING);
+    ck_assert_int_eq(pp_trace_thread(t, 100, 0, 1001, PP_TRACE_WAITING), a);
+    ck_assert_int_eq(pp_trace_find_tid(t, 200, 2001), c);
+    ck_assert_int_eq(pp_trace_find_tid(t, 200, 1001), -1);
+
+    ring = pp_tbuf_new(65536);
+    /* a: two full requests, the second's task ends on thread b. */
+    rec(t0 + 10, PP_TB_WAKE, 0, NULL, 0);
+    request(t0 + 20, 1, "pprof-test");
+    rec(t0 + 90, PP_TB_REGION_END, 1, "handler", 7);
+    rec(t0 + 91, PP_TB_TASK_END, 1, NULL, 0);
+    request(t0 + 100, 2, "static");
+    rec(t0 + 170, PP_TB_REGION_END, 2, "handler", 7);
+    rec(t0 + 180, PP_TB_REGION_BEGIN, 2, "log", 3);     /* left open at idle */
+    rec(t0 + 190, PP_TB_IDLE, 0, NULL, 0);
+    feed(t, a);
+    /* b: was busy; ends a request begun before the trace, then a's task 2. */
+    rec(t0 + 5, PP_TB_REGION_END, 9, "handler", 7);     /* matches nothing */
+    rec(t0 + 6, PP_TB_TASK_END, 9, NULL, 0);            /* unknown: ignored */
+    rec(t0 + 7, PP_TB_IDLE, 0, NULL, 0);
+    rec(t0 + 195, PP_TB_WAKE, 0, NULL, 0);
+    rec(t0 + 196, PP_TB_TASK_END, 2, NULL, 0);
+    rec(t0 + 197, PP_TB_IDLE, 0, NULL, 0);
+    feed(t, b);
+    /* c: never does anything. d: a new thread of process 200, busy at the end. */
+    d = pp_trace_thread(t, 200, 1, 2002, PP_TRACE_NEW);
+    rec(t0 + 300, PP_TB_WAKE, 0, NULL, 0);
+    request(t0 + 310, 1, "pprof-test");                  /* same local id, other process */
+    feed(t, d);
+    /* e: new, its first record is idle. */
+    e = pp_trace_thread(t, 300, 0, 3001, PP_TRACE_NEW);
+    rec(t0 + 400, PP_TB_IDLE, 0, NULL, 0);
+    feed(t, e);
+    ck_assert_int_eq(pp_trace_cpu_sample(t, t0 + 30, a, f, 3), 0);
+    ck_assert_int_eq(pp_trace_cpu_sample(t, t0 + 320, d, f, 3), 0);
+    ck_assert_int_eq(pp_trace_cpu_sample(t, t0 + 330, -1, f + 1, 2), 0);
+    ck_assert_int_eq(pp_trace_cpu_sample(t, t0 + 340, c, f, 1), 0);
+    ck_assert_int_eq(pp_trace_finish(t, t0 + 1000), 0);
+    ck_assert_int_eq(pp_trace_finish(t, t0 + 1000), -1);
+    pp_tbuf_free(ring);
+    return t;
+}
+
+START_TEST(scenario_writes_a_go_119_trace)
+{
+    pp_trace *t = scenario();
+    pp_trace_stats st;
+    const unsigned char *data;
+    size_t len;
+    FILE *f;
+
+    data = pp_trace_data(t, &len);
+    ck_assert_uint_gt(len, 16);
+    ck_assert_int_eq(memcmp(data, "go 1.19 trace\0\0\0", 16), 0);
+    ck_assert_int_eq(data[16], 0x41);  /* the first record is a chunk (EvBatch) */
+    pp_trace_get_stats(t, &st);
+    ck_assert_uint_eq(st.tasks, 3);
+    ck_assert_uint_eq(st.threads, 5);
+    ck_assert_uint_eq(st.cpu_samples, 4);
+    ck_assert_uint_eq(st.regions, 7);
+    /* The unmatched end, the region open at idle, and the one open at a task's end. */
+    ck_assert_uint_ge(st.repaired, 2);
+    mkdir(TEST_BUILDDIR "/out", 0755);
+    f = fopen(TEST_BUILDDIR "/out/scenario.trace", "wb");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_eq(fwrite(data, 1, len, f), len);
+    fclose(f);
+    pp_trace_free(t);
+}
+END_TEST
+
+START_TEST(streaming_pieces_concatenate_to_the_whole)
+{
+    pp_trace *whole = scenario(), *t;
+    const unsigned char *data;
+    unsigned char *joined = NULL;
+    size_t len, jlen = 0, wlen;
+    uint64_t t0 = 5000000000ULL;
+    int a;
+
+    /* The same start, taken piece by piece: consume() drops only what was taken. */
+    t = pp_trace_new(t0);
+    a = pp_trace_thread(t, 1, 0, 11, PP_TRACE_WAITING);
+    ring = pp_tbuf_new(65536);
+    for (int i = 0; i < 50; i++) {
+        rec(t0 + 100 * (uint64_t)i + 1, PP_TB_WAKE, 0, NULL, 0);
+        request(t0 + 100 * (uint64_t)i + 2, (uint64_t)i + 1, "h");
+        rec(t0 + 100 * (uint64_t)i + 90, PP_TB_IDLE, 0, NULL, 0);
+        feed(t, a);
+        data = pp_trace_data(t, &len);
+        joined = realloc(joined, jlen + len);
+        memcpy(joined + jlen, data, len);
+        jlen += len;
+        pp_trace_consume(t);
+    }
+    pp_trace_finish(t, t0 + 100000);
+    data = pp_trace_data(t, &len);
+    joined = realloc(joined, jlen + len);
+    memcpy(joined + jlen, data, len);
+    jlen += len;
+    ck_assert_int_eq(memcmp(joined, "go 1.19 trace\0\0\0", 16), 0);
+    /* The final piece holds the EvFrequency: 02 80 94 eb dc 03. */
+    ck_assert_int_eq(memcmp(joined + jlen - 6, "\x02\x80\x94\xeb\xdc\x03", 6), 0);
+    pp_trace_data(whole, &wlen);
+    ck_assert_uint_gt(wlen, 0);
+    free(joined);
+    pp_tbuf_free(ring);
+    pp_trace_free(t);
+    pp_trace_free(whole);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("pp_trace");
+    TCase *tc = tcase_create("core");
+    SRunner *sr;
+    int failed;
+
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, ring_round_trip_and_generations);
+    tcase_add_test(tc, held_task_is_published_with_its_type);
+    tcase_add_test(tc, full_ring_drops_and_counts_then_wraps);
+    tcase_add_test(tc, walk_rejects_malformed_buffers);
+    tcase_add_test(tc, scenario_writes_a_go_119_trace);
+    tcase_add_test(tc, streaming_pieces_concatenate_to_the_whole);
+    suite_add_tcase(s, tc);
+    sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
