@@ -175,6 +175,12 @@ static void on_sigprof(int sig, siginfo_t *si, void *uc)
             tls_tid = (uint32_t)syscall(SYS_gettid);
         }
         sl->s.tid = tls_tid;
+        {
+            /* vDSO clock_gettime: async-signal-safe; places the sample on a trace. */
+            struct timespec now;
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            sl->s.ts = (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
+        }
         atomic_store_explicit(&sl->seq, h + 1, memory_order_release);
     }
 out:

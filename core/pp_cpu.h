@@ -25,6 +25,7 @@ typedef struct {
     uint32_t tid;
     uint32_t flags;
     uint32_t weight;            /* periods this sample stands for: 1 + the timer's overruns */
+    uint64_t ts;                /* CLOCK_MONOTONIC ns when the signal came */
     uint64_t pcs[PP_CPU_MAX_DEPTH];     /* pcs[0] is the exact interrupted PC */
 } pp_cpu_sample;
 

@@ -4,6 +4,7 @@
 #include "pprof_handler.h"
 #include "pprof_ipc.h"
 #include "pprof_shared.h"
+#include "pprof_trace.h"
 
 #include "http_connection.h"
 #include "http_core.h"
@@ -140,6 +141,7 @@ static int post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp, s
                          APR_INT64_T_FMT " bytes; %d allocator entries hooked",
                          conf->mem_rate, n);
         }
+        pprof_trace_post_config(s);
         if (pp_tcreate_start() < 0) {
             ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, "PP0022: cannot hook pthread_create");
         }
@@ -202,6 +204,7 @@ static void register_hooks(apr_pool_t *p)
     /* First of all handlers: label the thread with the request it now serves. */
     ap_hook_handler(tag_request, NULL, NULL, APR_HOOK_REALLY_FIRST);
     ap_hook_handler(pprof_handler, NULL, NULL, APR_HOOK_MIDDLE);
+    pprof_trace_register_hooks(p);
 }
 
 static const command_rec cmds[] = {

@@ -2,6 +2,7 @@
 #include "pprof_agent.h"
 #include "pprof_ipc.h"
 #include "pprof_shared.h"
+#include "pprof_trace.h"
 
 #include "http_log.h"
 #include "apr_allocator.h"
@@ -18,6 +19,7 @@
 #include "pp_threads.h"
 #include "pp_maps.h"
 #include "pp_stacktab.h"
+#include "pp_tbuf.h"
 
 #include <errno.h>
 #include <malloc.h>
@@ -55,6 +57,15 @@ typedef struct {
     apr_time_t cpu_started, cpu_stopped;
     pp_stacktab *cpu_tab;
     apr_uint64_t cpu_leaf_only, cpu_dropped;
+    int sampler_mine;           /* pp_cpu was started here (for the profile or the trace) */
+
+    /* Trace: the generation traced (0: none), its deadline, and its CPU samples since the
+     * last read: [u64 ts][u32 tid][u32 npcs][npcs x u64 pc] records. */
+    apr_uint32_t trace_gen;
+    apr_time_t trace_deadline;
+    unsigned char *trace_smp;
+    apr_size_t trace_smp_len, trace_smp_cap;
+    apr_uint64_t trace_dropped;
 
     /* Request tags: "handler\tvhost" -> id, shared with request threads. */
     apr_thread_mutex_t *tag_mutex;
@@ -67,6 +78,7 @@ typedef struct {
     int threaded;               /* 0 (prefork): the main thread is worker slot 0 */
     int nworkers;
     char (*worker_handler)[32]; /* by thread_num: the last request's handler */
+    apr_uint32_t *worker_tid;   /* by thread_num: the kernel's id of the thread, once seen */
     apr_uint32_t agent_tid;
 } agent_t;
 
@@ -108,18 +120,17 @@ static int find_child_num(agent_t *a)
  * with the pthread that fills it), where the thread dump finds its last handler. */
 static __thread int tls_thread_num = -2;
 
-static void note_worker(request_rec *r)
+int pprof_agent_slot(void)
 {
     agent_t *a = agent;
     int i;
 
-    if (!a || find_child_num(a) < 0) {
-        return;
+    if (tls_thread_num != -2 || !a || find_child_num(a) < 0) {
+        return tls_thread_num >= 0 ? tls_thread_num : -1;
     }
-    if (tls_thread_num == -2 && !a->threaded) {
+    if (!a->threaded) {
         tls_thread_num = 0;
-    }
-    if (tls_thread_num == -2) {
+    } else {
         pthread_t me = pthread_self();
         tls_thread_num = -1;
         for (i = 0; i < a->nworkers; i++) {
@@ -130,8 +141,25 @@ static void note_worker(request_rec *r)
             }
         }
     }
-    if (tls_thread_num >= 0 && r->handler) {
-        apr_cpystrn(a->worker_handler[tls_thread_num], r->handler, 32);
+    if (tls_thread_num >= 0) {
+        a->worker_tid[tls_thread_num] = (apr_uint32_t)syscall(SYS_gettid);
+    }
+    return tls_thread_num;
+}
+
+apr_uint32_t pprof_agent_slot_tid(int slot)
+{
+    agent_t *a = agent;
+    return a && slot >= 0 && slot < a->nworkers ? a->worker_tid[slot] : 0;
+}
+
+static void note_worker(request_rec *r)
+{
+    agent_t *a = agent;
+    int slot = pprof_agent_slot();
+
+    if (a && slot >= 0 && r->handler) {
+        apr_cpystrn(a->worker_handler[slot], r->handler, 32);
     }
 }
 
@@ -173,10 +201,39 @@ void pprof_agent_tag_request(request_rec *r)
     }
 }
 
+static void trace_sample(agent_t *a, const pp_cpu_sample *smp)
+{
+    apr_size_t need = 16 + (apr_size_t)smp->npcs * 8;
+    apr_uint32_t w[2];
+
+    if (a->trace_smp_len + need > a->trace_smp_cap) {
+        apr_size_t cap = a->trace_smp_cap ? a->trace_smp_cap * 2 : 65536;
+        unsigned char *nb;
+        if (cap > 64 * 1024 * 1024 || !(nb = realloc(a->trace_smp, cap))) {
+            a->trace_dropped++;
+            return;
+        }
+        a->trace_smp = nb;
+        a->trace_smp_cap = cap;
+    }
+    memcpy(a->trace_smp + a->trace_smp_len, &smp->ts, 8);
+    w[0] = smp->tid;
+    w[1] = smp->npcs;
+    memcpy(a->trace_smp + a->trace_smp_len + 8, w, 8);
+    memcpy(a->trace_smp + a->trace_smp_len + 16, smp->pcs, (apr_size_t)smp->npcs * 8);
+    a->trace_smp_len += need;
+}
+
 static void add_sample(void *baton, const pp_cpu_sample *smp)
 {
     agent_t *a = baton;
 
+    if (a->trace_gen) {
+        trace_sample(a, smp);
+    }
+    if (!a->cpu_gen) {
+        return;
+    }
     if (smp->flags & PP_CPU_LEAF_ONLY) {
         a->cpu_leaf_only++;
     }
@@ -186,16 +243,43 @@ static void add_sample(void *baton, const pp_cpu_sample *smp)
     }
 }
 
+/* The sampler serves the CPU profile and the trace: it runs while either needs it. */
+static void sampler_release(agent_t *a)
+{
+    if (a->cpu_gen || a->trace_gen || !a->sampler_mine) {
+        pp_cpu_drain(add_sample, a);
+        return;
+    }
+    a->cpu_on = 0;
+    pp_cpu_stop(add_sample, a);
+    a->sampler_mine = 0;
+}
+
+static int sampler_acquire(agent_t *a, int hz)
+{
+    int rc;
+
+    if (a->sampler_mine) {
+        return 0;
+    }
+    rc = pp_cpu_start(hz, RING_SLOTS);
+    if (rc == 0) {
+        a->sampler_mine = 1;
+        a->cpu_on = 1;
+    }
+    return rc;
+}
+
 static void cpu_stop(agent_t *a)
 {
     if (!a->cpu_gen) {
         return;
     }
-    a->cpu_on = 0;
-    pp_cpu_stop(add_sample, a);
+    pp_cpu_drain(add_sample, a);
     a->cpu_dropped += pp_cpu_dropped() + pp_stacktab_overflow(a->cpu_tab);
     a->cpu_stopped = apr_time_now();
     a->cpu_gen = 0;
+    sampler_release(a);
 }
 
 /* Start sampling for window gen; NULL or the reason it cannot. */
@@ -216,14 +300,13 @@ static const char *cpu_start(agent_t *a, apr_uint32_t gen, int hz, apr_time_t de
     a->cpu_deadline = deadline;
     a->cpu_started = apr_time_now();
     a->cpu_stopped = 0;
-    rc = pp_cpu_start(hz, RING_SLOTS);
+    rc = sampler_acquire(a, hz);
     if (rc != 0) {
         a->cpu_data_gen = 0;
         return rc == -1 ? "a SIGPROF handler of another profiler is installed"
                         : "cpu profiling already in use";
     }
     a->cpu_gen = gen;
-    a->cpu_on = 1;
     return NULL;
 }
 
@@ -432,6 +515,87 @@ static void send_tcreate(int fd, apr_time_t deadline)
     free(maps);
 }
 
+/* --- trace ---------------------------------------------------------------------------- */
+
+static void trace_stop(agent_t *a)
+{
+    if (!a->trace_gen) {
+        return;
+    }
+    pprof_trace_child_stop(a->trace_gen);
+    pp_cpu_drain(add_sample, a);
+    a->trace_gen = 0;
+    sampler_release(a);
+}
+
+/* Switch this child's hooks to trace gen and sample its threads' CPU for it. The threads
+ * as they are now: "slot\ttid\tbusy" lines (into *threads), for the trace's first state. */
+static const char *trace_start(agent_t *a, apr_uint32_t gen, int hz, apr_time_t deadline,
+                               apr_pool_t *p, const char **threads)
+{
+    const char *err;
+    char *list = "";
+    int j;
+
+    if (a->trace_gen != gen) {
+        trace_stop(a);
+    }
+    find_child_num(a);
+    for (j = 0; j < a->nworkers && a->child_num >= 0; j++) {
+        worker_score *ws = ap_get_scoreboard_worker_from_indexes(a->child_num, j);
+        if (!ws || ws->status == SERVER_DEAD || (a->threaded && !ws->tid)) {
+            continue;
+        }
+        list = apr_psprintf(p, "%s%d\t%lu\t%d\n", list, j, (unsigned long)a->worker_tid[j],
+                            ws->status != SERVER_READY && ws->status != SERVER_BUSY_KEEPALIVE &&
+                            ws->status != SERVER_STARTING);
+    }
+    *threads = list;
+    if ((err = pprof_trace_child_start(p, gen, a->nworkers)) != NULL) {
+        return err;
+    }
+    a->trace_gen = gen;
+    a->trace_deadline = deadline;
+    a->trace_smp_len = 0;
+    /* Without the sampler (another profiler owns SIGPROF) the trace has no CPU samples. */
+    sampler_acquire(a, hz);
+    return NULL;
+}
+
+/* Hand over the records and CPU samples since the last read; stop first if asked. */
+static void trace_send(agent_t *a, int fd, apr_uint32_t gen, int stop, apr_time_t deadline)
+{
+    unsigned char *recs = NULL;
+    apr_size_t reclen;
+    char *maps = NULL, head[128];
+    apr_size_t mapslen = 0;
+
+    if (!gen || a->trace_gen != gen) {
+        pprof_ipc_write_all(fd, "NONE\n", 5, deadline);
+        return;
+    }
+    pp_cpu_drain(add_sample, a);
+    if (stop) {
+        trace_stop(a);
+    }
+    reclen = pprof_trace_child_drain(gen, &recs, &a->trace_dropped);
+    if (a->trace_smp_len && pp_maps_read_text(NULL, &maps, &mapslen) != 0) {
+        maps = NULL;
+        mapslen = 0;
+    }
+    apr_snprintf(head, sizeof(head), "TRACE %ld %" APR_UINT64_T_FMT, (long)getpid(),
+                 a->trace_dropped);
+    {
+        const void *blobs[3] = { recs, a->trace_smp, maps };
+        apr_size_t lens[3] = { reclen, a->trace_smp_len, mapslen };
+        pprof_ipc_reply(fd, head, 3, blobs, lens, deadline);
+    }
+    a->trace_dropped = 0;
+    a->trace_smp_len = 0;
+    free(recs);
+    free(maps);
+}
+
 static void serve_one(agent_t *a, int fd)
 {
     apr_time_t deadline = apr_time_now() + CMD_TIMEOUT;
@@ -447,6 +611,28 @@ static void serve_one(agent_t *a, int fd)
         err = cpu_start(a, (apr_uint32_t)gen, (int)hz, (apr_time_t)dl);
         apr_snprintf(reply, sizeof(reply), err ? "ERR %s\n" : "OK\n", err);
         pprof_ipc_write_all(fd, reply, strlen(reply), deadline);
+    } else if (sscanf(line, "TRACE-START %lu %lld", &gen, &dl) == 2 && gen) {
+        pprof_shared *sh = pprof_shared_get();
+        const char *threads = "";
+        apr_pool_t *p;
+        apr_pool_create(&p, a->pool);
+        err = trace_start(a, (apr_uint32_t)gen, sh ? (int)pprof_atomic_load32(&sh->trace.hz)
+                                                   : 100, (apr_time_t)dl, p, &threads);
+        if (err) {
+            apr_snprintf(reply, sizeof(reply), "ERR %s\n", err);
+            pprof_ipc_write_all(fd, reply, strlen(reply), deadline);
+        } else {
+            const void *blobs[1] = { threads };
+            apr_size_t lens[1] = { strlen(threads) };
+            apr_snprintf(reply, sizeof(reply), "TRACE %ld", (long)getpid());
+            pprof_ipc_reply(fd, reply, 1, blobs, lens, deadline);
+        }
+        apr_pool_destroy(p);
+    } else if (sscanf(line, "TRACE-READ %lu", &gen) == 1) {
+        trace_send(a, fd, (apr_uint32_t)gen, 0, deadline);
+    } else if (sscanf(line, "TRACE-STOP %lu", &gen) == 1 ||
+               sscanf(line, "TRACE-QUIT %lu", &gen) == 1) {
+        trace_send(a, fd, (apr_uint32_t)gen, 1, deadline);
     } else if (strcmp(line, "THREADS") == 0) {
         send_threads(a, fd, deadline);
     } else if (strcmp(line, "TCREATE") == 0) {
@@ -469,14 +655,18 @@ static void tick(agent_t *a)
 {
     pprof_shared *sh = pprof_shared_get();
 
-    if (!a->cpu_gen) {
+    if (!a->cpu_gen && !a->trace_gen) {
         return;
     }
     pp_cpu_drain(add_sample, a);
     pp_cpu_refresh_threads();
-    if (apr_time_now() > a->cpu_deadline ||
-        (sh && pprof_atomic_load32(&sh->cpu.active) != a->cpu_gen)) {
+    if (a->cpu_gen && (apr_time_now() > a->cpu_deadline ||
+                       (sh && pprof_atomic_load32(&sh->cpu.active) != a->cpu_gen))) {
         cpu_stop(a);
+    }
+    if (a->trace_gen && (apr_time_now() > a->trace_deadline ||
+                         (sh && pprof_atomic_load32(&sh->trace.active) != a->trace_gen))) {
+        trace_stop(a);
     }
 }
 
@@ -486,6 +676,14 @@ static void join_open_windows(agent_t *a)
     pprof_shared *sh = pprof_shared_get();
     apr_uint32_t gen, only;
 
+    if (sh && (gen = pprof_atomic_load32(&sh->trace.active)) != 0) {
+        const char *threads;
+        apr_pool_t *p;
+        apr_pool_create(&p, a->pool);
+        trace_start(a, gen, (int)pprof_atomic_load32(&sh->trace.hz),
+                    __atomic_load_n(&sh->trace.deadline, __ATOMIC_ACQUIRE), p, &threads);
+        apr_pool_destroy(p);
+    }
     if (!sh || !(gen = pprof_atomic_load32(&sh->cpu.active))) {
         return;
     }
@@ -514,7 +712,7 @@ static void *APR_THREAD_FUNC agent_main(apr_thread_t *t, void *data)
         pfd[0].events = POLLIN;
         pfd[1].fd = a->wake[0];
         pfd[1].events = POLLIN;
-        rc = poll(pfd, 2, a->cpu_gen ? DRAIN_MS : -1);
+        rc = poll(pfd, 2, a->cpu_gen || a->trace_gen ? DRAIN_MS : -1);
         if (a->stopping) {
             break;
         }
@@ -528,6 +726,7 @@ static void *APR_THREAD_FUNC agent_main(apr_thread_t *t, void *data)
         }
     }
     cpu_stop(a);
+    trace_stop(a);
     return NULL;
 }
 
@@ -549,6 +748,7 @@ static apr_status_t agent_cleanup(void *data)
     agent = NULL;
     unlink(pprof_ipc_socket_path(a->pool, getpid()));
     pp_stacktab_free(a->cpu_tab);
+    free(a->trace_smp);
     apr_pool_destroy(a->tag_pool);
     apr_pool_destroy(a->pool);
     return APR_SUCCESS;
@@ -593,6 +793,7 @@ void pprof_agent_child_init(apr_pool_t *pchild, server_rec *s)
         find_child_num(a);
         a->nworkers = threads > 0 ? threads : 1;
         a->worker_handler = apr_pcalloc(pchild, a->nworkers * sizeof(*a->worker_handler));
+        a->worker_tid = apr_pcalloc(pchild, a->nworkers * sizeof(*a->worker_tid));
     }
     if (apr_thread_mutex_create(&a->tag_mutex, APR_THREAD_MUTEX_DEFAULT, pchild) != APR_SUCCESS ||
         pipe2(a->wake, O_CLOEXEC | O_NONBLOCK) != 0) {

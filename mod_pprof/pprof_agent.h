@@ -15,4 +15,11 @@ void pprof_agent_child_init(apr_pool_t *pchild, server_rec *s);
 void pprof_agent_thread_warm(void);
 void pprof_agent_tag_request(request_rec *r);
 
+/* The calling thread's worker slot in this child's scoreboard row (found once per
+ * thread), or -1 for a thread that is no worker. */
+int pprof_agent_slot(void);
+
+/* The kernel's thread id of the worker in slot, 0 until that thread was seen. */
+apr_uint32_t pprof_agent_slot_tid(int slot);
+
 #endif

@@ -5,6 +5,7 @@
 #include "pprof_heap.h"
 #include "pprof_threads.h"
 #include "pprof_handler.h"
+#include "pprof_trace.h"
 
 #include "http_core.h"
 #include "http_log.h"
@@ -59,6 +60,11 @@ static const endpoint endpoints[] = {
     { "symbol", serve_symbol, NULL, 0, NULL },
     { "threadcreate", pprof_serve_threadcreate, pprof_threads_count, 1,
       "Stack traces that led to the creation of the live threads of every child" },
+    { "trace", pprof_serve_trace, NULL, 1,
+      "A trace of execution of the whole server: every worker thread of every child, each "
+      "request as a task with its phases as regions. You can specify the duration in the "
+      "seconds GET parameter. After you get the trace file, use the go tool trace command "
+      "to investigate the trace." },
 };
 
 int pprof_serve_error(request_rec *r, int status, const char *txt)

@@ -19,6 +19,7 @@ typedef struct {
 
 typedef struct {
     pprof_window cpu;
+    pprof_window trace;
 } pprof_shared;
 
 /* Create the shared segment for this generation (parent, post_config). */

@@ -1,0 +1,716 @@
+#include "mod_pprof.h"
+#include "pprof_agent.h"
+#include "pprof_collect.h"
+#include "pprof_handler.h"
+#include "pprof_ipc.h"
+#include "pprof_shared.h"
+#include "pprof_trace.h"
+
+#include "ap_mpm.h"
+#include "http_connection.h"
+#include "http_core.h"
+#include "http_log.h"
+#include "http_protocol.h"
+#include "http_request.h"
+#include "apr_strings.h"
+
+#include "pp_lockwait.h"
+#include "pp_maps.h"
+#include "pp_symbolize.h"
+#include "pp_tbuf.h"
+#include "pp_trace.h"
+
+#include <stdlib.h>
+#include <unistd.h>
+
+APLOG_USE_MODULE(pprof);
+
+#define RING_BYTES (256 * 1024)         /* per worker thread, mapped on first trace */
+#define POLL_MS 250                     /* the collector's round: how fast the file grows */
+#define START_TIMEOUT apr_time_from_sec(5)
+#define CALL_TIMEOUT apr_time_from_sec(10)
+/* Children stop by themselves this long after the trace's planned end. */
+#define GRACE apr_time_from_sec(10)
+#define MAX_FRAMES 64
+
+/* === The child: hooks that write the records ========================================== */
+
+static apr_uint32_t trace_gen;          /* 0: off. Read by every hook. */
+static pp_tbuf **rings;                 /* by scoreboard thread slot */
+static int nrings;
+static int async_mpm;
+static ap_filter_rec_t *out_filter;
+
+typedef struct {
+    apr_uint32_t gen;
+    pp_tbuf *ring;
+    apr_uint64_t task;          /* the request this thread serves, 0 when none */
+    apr_uint32_t count;         /* requests begun by this thread */
+    int slot;
+    int in_output;
+} tstate;
+
+static __thread tstate tls;
+
+/* Per request: which task it is (any thread may end it: event's write completion). */
+typedef struct {
+    apr_uint32_t gen;
+    apr_uint64_t task;          /* 0 until the request line has arrived */
+    apr_uint64_t t_begin;       /* when reading it began */
+    int ka_wait;                /* began waiting for the request on a kept-alive conn */
+} rstate;
+
+/* The one test each hook makes while no trace runs. */
+static tstate *tracing(void)
+{
+    apr_uint32_t gen = __atomic_load_n(&trace_gen, __ATOMIC_ACQUIRE);
+
+    if (__builtin_expect(gen == 0, 1)) {
+        return NULL;
+    }
+    if (tls.gen != gen) {
+        int slot = pprof_agent_slot();
+        if (slot < 0 || slot >= nrings || !rings[slot]) {
+            return NULL;
+        }
+        tls.gen = gen;
+        tls.ring = rings[slot];
+        tls.slot = slot;
+        tls.task = 0;
+        tls.in_output = 0;
+        pp_tbuf_publish(tls.ring);
+    }
+    return &tls;
+}
+
+static void put(tstate *s, int kind, apr_uint64_t a, const char *text)
+{
+    pp_tbuf_put(s->ring, s->gen, kind, pp_tbuf_now(), a, 0, text, text ? strlen(text) : 0);
+}
+
+static void put_log(tstate *s, apr_uint64_t task, const char *key, const char *value)
+{
+    char buf[PP_TB_STR_MAX];
+    size_t k = strlen(key), v = strlen(value);
+
+    if (k + 1 + v + 1 > sizeof(buf)) {
+        v = sizeof(buf) - k - 2;
+    }
+    memcpy(buf, key, k + 1);
+    memcpy(buf + k + 1, value, v);
+    buf[k + 1 + v] = '\0';
+    pp_tbuf_put(s->ring, s->gen, PP_TB_LOG, pp_tbuf_now(), task, 0, buf, k + 1 + v);
+}
+
+static rstate *req_state(request_rec *r, tstate *s)
+{
+    rstate *rs = r->main || r->prev ? NULL
+                                    : ap_get_module_config(r->request_config, &pprof_module);
+    return rs && rs->gen == s->gen && rs->task ? rs : NULL;
+}
+
+static void lock_wait(int phase, const void *mutex)
+{
+    tstate *s = tracing();
+
+    (void)mutex;
+    if (s && s->task) {
+        if (phase) {
+            pp_tbuf_put(s->ring, s->gen, PP_TB_BLOCK, pp_tbuf_now(), PP_TB_BLOCK_SYNC, 0,
+                        "pthread_mutex_lock", 18);
+        } else {
+            put(s, PP_TB_UNBLOCK, 0, NULL);
+        }
+    }
+}
+
+static int trace_pre_connection(conn_rec *c, void *csd)
+{
+    tstate *s = tracing();
+
+    if (s) {
+        put(s, PP_TB_WAKE, 0, NULL);
+        ap_add_output_filter_handle(out_filter, NULL, NULL, c);
+        ap_set_module_config(c->conn_config, &pprof_module, out_filter);
+    }
+    return OK;
+}
+
+static apr_status_t request_done(void *data)
+{
+    rstate *rs = data;
+    tstate *s = tracing();
+
+    if (!s || rs->gen != s->gen) {
+        return APR_SUCCESS;
+    }
+    if (!rs->task) {
+        /* No request came (the client closed, or a keep-alive wait timed out). */
+        if (!s->task && !s->in_output) {
+            put(s, PP_TB_IDLE, 0, NULL);
+        }
+        return APR_SUCCESS;
+    }
+    if (s->task == rs->task) {
+        /* Never reached a handler: the held start goes out with no type. */
+        pp_tbuf_task_type(s->ring, "(none)");
+    }
+    put(s, PP_TB_TASK_END, rs->task, NULL);
+    if (s->task == rs->task) {
+        s->task = 0;
+        if (!s->in_output) {
+            put(s, PP_TB_IDLE, 0, NULL);
+        }
+    }
+    return APR_SUCCESS;
+}
+
+static int trace_create_request(request_rec *r)
+{
+    tstate *s = tracing();
+    rstate *rs;
+
+    if (!s || r->main || r->prev || s->task) {
+        return OK;              /* off, or a subrequest or redirect of the running one */
+    }
+    if (!ap_get_module_config(r->connection->conn_config, &pprof_module)) {
+        /* A connection accepted before the trace started. */
+        ap_add_output_filter_handle(out_filter, NULL, NULL, r->connection);
+        ap_set_module_config(r->connection->conn_config, &pprof_module, out_filter);
+    }
+    rs = apr_pcalloc(r->pool, sizeof(*rs));
+    rs->gen = s->gen;
+    ap_set_module_config(r->request_config, &pprof_module, rs);
+    apr_pool_cleanup_register(r->pool, rs, request_done, apr_pool_cleanup_null);
+    if (!async_mpm && r->connection->keepalives > 0) {
+        /* Prefork and worker wait for a kept-alive connection's next request in here:
+         * that is waiting on the network; the request begins once it has arrived. */
+        pp_tbuf_put(s->ring, s->gen, PP_TB_BLOCK, pp_tbuf_now(), PP_TB_BLOCK_NET, 0,
+                    "httpd.keepalive_wait", 20);
+        rs->ka_wait = 1;
+        return OK;
+    }
+    put(s, PP_TB_WAKE, 0, NULL);
+    /* The task is written once a request line has arrived (a connection the client
+     * closed makes no task), with the time reading began. */
+    rs->t_begin = pp_tbuf_now();
+    return OK;
+}
+
+static int trace_post_read_request(request_rec *r)
+{
+    tstate *s = tracing();
+    rstate *rs = s && !r->main && !r->prev
+                 ? ap_get_module_config(r->request_config, &pprof_module) : NULL;
+
+    if (!rs || rs->gen != s->gen || rs->task || s->task) {
+        return DECLINED;
+    }
+    rs->task = ((apr_uint64_t)(s->slot + 1) << 32) | ++s->count;
+    s->task = rs->task;
+    if (rs->ka_wait) {
+        rs->ka_wait = 0;
+        put(s, PP_TB_UNBLOCK, 0, NULL);
+        pp_tbuf_put_task(s->ring, s->gen, pp_tbuf_now(), rs->task);
+    } else {
+        pp_tbuf_put_task(s->ring, s->gen, rs->t_begin, rs->task);
+        pp_tbuf_put(s->ring, s->gen, PP_TB_REGION_BEGIN, rs->t_begin + 1, rs->task, 0,
+                    "read_request", 12);
+        put(s, PP_TB_REGION_END, rs->task, "read_request");
+    }
+    put_log(s, rs->task, "method", r->method ? r->method : "");
+    put_log(s, rs->task, "uri", r->uri ? r->uri : "");
+    put_log(s, rs->task, "vhost", r->server->server_hostname ? r->server->server_hostname : "");
+    put(s, PP_TB_REGION_BEGIN, rs->task, "access_auth");
+    return DECLINED;
+}
+
+static int trace_fixups(request_rec *r)
+{
+    tstate *s = tracing();
+    rstate *rs = s ? req_state(r, s) : NULL;
+
+    if (rs) {
+        put(s, PP_TB_REGION_END, rs->task, "access_auth");
+    }
+    return DECLINED;
+}
+
+static int trace_handler(request_rec *r)
+{
+    tstate *s = tracing();
+    rstate *rs = s ? req_state(r, s) : NULL;
+
+    if (rs) {
+        if (s->task == rs->task) {
+            pp_tbuf_task_type(s->ring, r->handler ? r->handler : "(none)");
+        }
+        put(s, PP_TB_REGION_BEGIN, rs->task, "handler");
+    }
+    return DECLINED;
+}
+
+static int trace_log_first(request_rec *r)
+{
+    tstate *s = tracing();
+    rstate *rs = s ? req_state(r, s) : NULL;
+
+    if (rs) {
+        put(s, PP_TB_REGION_END, rs->task, "handler");
+        put(s, PP_TB_REGION_BEGIN, rs->task, "log");
+    }
+    return DECLINED;
+}
+
+static int trace_log_last(request_rec *r)
+{
+    tstate *s = tracing();
+    rstate *rs = s ? req_state(r, s) : NULL;
+
+    if (rs) {
+        char num[32];
+        apr_snprintf(num, sizeof(num), "%d", r->status);
+        put_log(s, rs->task, "status", num);
+        apr_snprintf(num, sizeof(num), "%" APR_OFF_T_FMT, r->bytes_sent);
+        put_log(s, rs->task, "bytes", num);
+        put(s, PP_TB_REGION_END, rs->task, "log");
+    }
+    return DECLINED;
+}
+
+/* Just above the core's network filter: time spent handing the response to the network.
+ * The pass that carries a request's end (EOR) also ends its handler region, logs it and
+ * frees it; the thread is idle after it. */
+static apr_status_t trace_output(ap_filter_t *f, apr_bucket_brigade *bb)
+{
+    tstate *s = tracing();
+    apr_uint64_t task = s ? s->task : 0;
+    apr_bucket *e;
+    apr_status_t rv;
+    int eor = 0;
+
+    if (!task) {
+        return ap_pass_brigade(f->next, bb);
+    }
+    for (e = APR_BRIGADE_FIRST(bb); e != APR_BRIGADE_SENTINEL(bb); e = APR_BUCKET_NEXT(e)) {
+        if (AP_BUCKET_IS_EOR(e)) {
+            eor = 1;
+        }
+    }
+    if (eor) {
+        put(s, PP_TB_REGION_END, task, "handler");
+    }
+    put(s, PP_TB_REGION_BEGIN, task, "output");
+    s->in_output++;
+    rv = ap_pass_brigade(f->next, bb);
+    s->in_output--;
+    put(s, PP_TB_REGION_END, task, "output");
+    if (s->task != task && !s->in_output) {
+        put(s, PP_TB_IDLE, 0, NULL);    /* the request ended in there */
+    }
+    return rv;
+}
+
+void pprof_trace_register_hooks(apr_pool_t *p)
+{
+    ap_hook_pre_connection(trace_pre_connection, NULL, NULL, APR_HOOK_REALLY_FIRST);
+    ap_hook_create_request(trace_create_request, NULL, NULL, APR_HOOK_REALLY_FIRST);
+    ap_hook_post_read_request(trace_post_read_request, NULL, NULL, APR_HOOK_REALLY_FIRST);
+    ap_hook_fixups(trace_fixups, NULL, NULL, APR_HOOK_REALLY_LAST);
+    ap_hook_handler(trace_handler, NULL, NULL, APR_HOOK_REALLY_FIRST);
+    ap_hook_log_transaction(trace_log_first, NULL, NULL, APR_HOOK_REALLY_FIRST);
+    ap_hook_log_transaction(trace_log_last, NULL, NULL, APR_HOOK_REALLY_LAST);
+    out_filter = ap_register_output_filter("PPROF_TRACE_OUTPUT", trace_output, NULL,
+                                           (ap_filter_type)(AP_FTYPE_NETWORK - 1));
+}
+
+void pprof_trace_post_config(server_rec *s)
+{
+    if (pp_lockwait_install() < 0) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
+                     "PP0400: cannot hook pthread_mutex_lock: traces show no lock waits");
+    }
+}
+
+const char *pprof_trace_child_start(apr_pool_t *p, apr_uint32_t gen, int nslots)
+{
+    int i, async = 0;
+
+    if (!rings) {
+        rings = calloc((size_t)nslots, sizeof(*rings));
+        if (!rings) {
+            return "out of memory";
+        }
+        nrings = nslots;
+        ap_mpm_query(AP_MPMQ_IS_ASYNC, &async);
+        async_mpm = async;
+    }
+    for (i = 0; i < nrings; i++) {
+        if (!rings[i] && !(rings[i] = pp_tbuf_new(RING_BYTES))) {
+            return "out of memory";
+        }
+    }
+    pp_lockwait_observe(lock_wait);
+    __atomic_store_n(&trace_gen, gen, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+void pprof_trace_child_stop(apr_uint32_t gen)
+{
+    if (__atomic_compare_exchange_n(&trace_gen, &gen, 0, 0, __ATOMIC_ACQ_REL,
+                                    __ATOMIC_ACQUIRE)) {
+        pp_lockwait_observe(NULL);
+    }
+}
+
+apr_uint32_t pprof_trace_child_gen(void)
+{
+    return __atomic_load_n(&trace_gen, __ATOMIC_ACQUIRE);
+}
+
+apr_size_t pprof_trace_child_drain(apr_uint32_t gen, unsigned char **out,
+                                   apr_uint64_t *dropped)
+{
+    static apr_uint64_t last_dropped;
+    unsigned char *buf = NULL;
+    apr_size_t len = 0, cap = 0;
+    apr_uint64_t lost = 0;
+    int i, more;
+
+    for (i = 0; i < nrings; i++) {
+        if (!rings[i]) {
+            continue;
+        }
+        lost += pp_tbuf_dropped(rings[i]);
+        do {
+            apr_uint32_t hdr[4];
+            size_t n;
+            if (cap - len < RING_BYTES + sizeof(hdr)) {
+                unsigned char *nb = realloc(buf, cap + RING_BYTES + sizeof(hdr) + 65536);
+                if (!nb) {
+                    break;
+                }
+                buf = nb;
+                cap += RING_BYTES + sizeof(hdr) + 65536;
+            }
+            n = pp_tbuf_read(rings[i], gen, buf + len + sizeof(hdr), RING_BYTES, &more);
+            if (n == 0) {
+                break;
+            }
+            hdr[0] = (apr_uint32_t)i;
+            hdr[1] = pprof_agent_slot_tid(i);
+            hdr[2] = (apr_uint32_t)n;
+            hdr[3] = 0;
+            memcpy(buf + len, hdr, sizeof(hdr));
+            len += sizeof(hdr) + n;
+        } while (more);
+    }
+    *dropped += lost - last_dropped;
+    last_dropped = lost;
+    *out = buf;
+    return len;
+}
+
+/* === The collector ====================================================================== */
+
+typedef struct {
+    request_rec *r;
+    pp_trace *tr;
+    apr_uint32_t gen;
+    apr_array_header_t *pids;   /* children seen */
+    apr_uint64_t dropped;
+    int failed;
+} collector;
+
+static const struct {
+    const char *name, *function, *file;
+} frames[] = {
+    { "read_request", "ap_read_request", "server/protocol.c" },
+    { "access_auth", "ap_process_request_internal", "server/request.c" },
+    { "handler", "ap_invoke_handler", "server/config.c" },
+    { "output", "ap_pass_brigade", "server/util_filter.c" },
+    { "log", "ap_run_log_transaction", "server/protocol.c" },
+    { "task", "ap_process_request", "modules/http/http_request.c" },
+    { "idle", "httpd.wait_for_work", NULL },
+};
+
+static int seen_pid(collector *c, pid_t pid)
+{
+    int i;
+
+    for (i = 0; i < c->pids->nelts; i++) {
+        if (APR_ARRAY_IDX(c->pids, i, pid_t) == pid) {
+            return 1;
+        }
+    }
+    APR_ARRAY_PUSH(c->pids, pid_t) = pid;
+    return 0;
+}
+
+/* The threads a child had when tracing started: "slot\ttid\tbusy" lines. */
+static void add_threads(collector *c, pid_t pid, char *text)
+{
+    char *line, *last;
+
+    for (line = apr_strtok(text, "\n", &last); line; line = apr_strtok(NULL, "\n", &last)) {
+        unsigned long slot, tid;
+        int busy;
+        if (sscanf(line, "%lu\t%lu\t%d", &slot, &tid, &busy) == 3) {
+            pp_trace_thread(c->tr, (apr_uint32_t)pid, (apr_uint32_t)slot, (apr_uint32_t)tid,
+                            busy ? PP_TRACE_RUNNING : PP_TRACE_WAITING);
+        }
+    }
+}
+
+static void add_samples(collector *c, pid_t pid, const char *maps_text, apr_size_t mapslen,
+                        const unsigned char *buf, apr_size_t len)
+{
+    pp_maps *maps;
+    pp_symbolizer *sym;
+    apr_size_t off = 0;
+
+    if (!len || !(maps = pp_maps_parse(maps_text, mapslen))) {
+        return;
+    }
+    if (!(sym = pprof_symbolizer_lock())) {
+        pp_maps_free(maps);
+        return;
+    }
+    while (len - off >= 16) {
+        apr_uint64_t ts, pc;
+        apr_uint32_t tid, npcs, i;
+        pp_trace_frame fr[MAX_FRAMES];
+        char names[MAX_FRAMES][24];
+        int n = 0;
+
+        memcpy(&ts, buf + off, 8);
+        memcpy(&tid, buf + off + 8, 4);
+        memcpy(&npcs, buf + off + 12, 4);
+        off += 16;
+        if (npcs > 1024 || (apr_size_t)npcs * 8 > len - off) {
+            break;
+        }
+        for (i = 0; i < npcs && n < MAX_FRAMES; i++) {
+            const pp_map_entry *m;
+            pp_frame sf[8];
+            int k, ns = 0;
+            memcpy(&pc, buf + off + 8 * i, 8);
+            /* Return addresses point after the call: look up the call itself. */
+            m = pp_maps_find(maps, i ? pc - 1 : pc);
+            if (m) {
+                ns = pp_symbolize(sym, m->path, (i ? pc - 1 : pc) - m->start + m->offset, sf, 8);
+            }
+            for (k = 0; k < ns && n < MAX_FRAMES; k++) {
+                fr[n].function = sf[k].function ? sf[k].function : "?";
+                fr[n].file = sf[k].file ? sf[k].file : m->path;
+                fr[n].line = sf[k].line;
+                n++;
+            }
+            if (ns == 0) {
+                apr_snprintf(names[n], sizeof(names[n]), "0x%" APR_UINT64_T_HEX_FMT, pc);
+                fr[n].function = names[n];
+                fr[n].file = m ? m->path : NULL;
+                fr[n].line = 0;
+                n++;
+            }
+        }
+        off += (apr_size_t)npcs * 8;
+        pp_trace_cpu_sample(c->tr, ts, pp_trace_find_tid(c->tr, (apr_uint32_t)pid, tid), fr, n);
+    }
+    pprof_symbolizer_unlock();
+    pp_maps_free(maps);
+}
+
+/* One child's records (and CPU samples) since the last call. */
+static void take(collector *c, pid_t pid, const char *cmd)
+{
+    pprof_reply rep;
+    apr_pool_t *p;
+    long cpid;
+    apr_uint64_t dropped;
+    apr_size_t off = 0;
+
+    apr_pool_create(&p, c->r->pool);
+    if (pprof_ipc_call(p, pid, apr_psprintf(p, "%s %lu", cmd, (unsigned long)c->gen), 3, &rep,
+                       apr_time_now() + CALL_TIMEOUT) != 0 ||
+        sscanf(rep.line, "TRACE %ld %" APR_UINT64_T_FMT, &cpid, &dropped) != 2) {
+        apr_pool_destroy(p);
+        return;
+    }
+    c->dropped += dropped;
+    while (rep.len[0] - off >= 16) {
+        apr_uint32_t hdr[4];
+        int th;
+        memcpy(hdr, rep.blob[0] + off, sizeof(hdr));
+        off += sizeof(hdr);
+        if (hdr[2] > rep.len[0] - off) {
+            c->failed = 1;
+            break;
+        }
+        th = pp_trace_thread(c->tr, (apr_uint32_t)cpid, hdr[0], hdr[1], PP_TRACE_NEW);
+        if (th < 0 || pp_trace_records(c->tr, th, rep.blob[0] + off, hdr[2]) != 0) {
+            c->failed = 1;
+        }
+        off += hdr[2];
+    }
+    add_samples(c, (pid_t)cpid, rep.blob[2], rep.len[2], (unsigned char *)rep.blob[1],
+                rep.len[1]);
+    apr_pool_destroy(p);
+}
+
+/* Start a child; NULL, or why not. */
+static const char *start_child(collector *c, pid_t pid, apr_time_t child_deadline)
+{
+    pprof_reply rep;
+    int rc = pprof_ipc_call(c->r->pool, pid,
+                            apr_psprintf(c->r->pool, "TRACE-START %lu %" APR_TIME_T_FMT,
+                                         (unsigned long)c->gen, child_deadline),
+                            1, &rep, apr_time_now() + START_TIMEOUT);
+    long cpid;
+
+    if (rc != 0) {
+        return "no answer";
+    }
+    if (strncmp(rep.line, "ERR ", 4) == 0) {
+        return apr_pstrdup(c->r->pool, rep.line + 4);
+    }
+    if (sscanf(rep.line, "TRACE %ld", &cpid) != 1) {
+        return "a broken answer";
+    }
+    add_threads(c, (pid_t)cpid, rep.blob[0]);
+    return NULL;
+}
+
+static int send_data(collector *c)
+{
+    size_t len;
+    const unsigned char *data = pp_trace_data(c->tr, &len);
+    int rc = 0;
+
+    if (len) {
+        rc = ap_rwrite(data, (int)len, c->r) < 0 || ap_rflush(c->r) < 0;
+    }
+    pp_trace_consume(c->tr);
+    return rc;
+}
+
+static void stop_children(collector *c, int collect)
+{
+    apr_array_header_t *now = pprof_children(c->r, 0);
+    int i;
+
+    for (i = 0; i < now->nelts; i++) {
+        seen_pid(c, APR_ARRAY_IDX(now, i, pid_t));
+    }
+    for (i = 0; i < c->pids->nelts; i++) {
+        take(c, APR_ARRAY_IDX(c->pids, i, pid_t), collect ? "TRACE-STOP" : "TRACE-QUIT");
+    }
+}
+
+int pprof_serve_trace(request_rec *r, apr_table_t *args)
+{
+    pprof_server_conf *conf = ap_get_module_config(r->server->module_config, &pprof_module);
+    pprof_shared *sh = pprof_shared_get();
+    double sec = pprof_seconds_or(args, 1, 0);
+    apr_uint32_t self = (apr_uint32_t)getpid();
+    apr_time_t t0, end, child_deadline;
+    apr_array_header_t *children;
+    const char *err = NULL, *mpm = ap_show_mpm();
+    collector c;
+    pp_trace_stats st;
+    int i, nstarted = 0, gone = 0;
+    size_t k;
+
+    if (pprof_exceeds_timeout(r, sec)) {
+        return pprof_serve_error(r, HTTP_BAD_REQUEST,
+                                 "profile duration exceeds server's WriteTimeout");
+    }
+    if (!sh) {
+        return pprof_serve_error(r, HTTP_INTERNAL_SERVER_ERROR,
+                                 "Could not enable tracing: mod_pprof is not initialized");
+    }
+    if (!pprof_window_claim(&sh->trace, self)) {
+        return pprof_serve_error(r, HTTP_INTERNAL_SERVER_ERROR,
+                                 "Could not enable tracing: tracing is already enabled");
+    }
+    memset(&c, 0, sizeof(c));
+    c.r = r;
+    c.pids = apr_array_make(r->pool, 16, sizeof(pid_t));
+    t0 = apr_time_now();
+    end = t0 + (apr_time_t)(sec * APR_USEC_PER_SEC);
+    child_deadline = end + GRACE;
+    c.tr = pp_trace_new(pp_tbuf_now());
+    if (!c.tr) {
+        pprof_window_release(&sh->trace, self);
+        return pprof_serve_error(r, HTTP_INTERNAL_SERVER_ERROR,
+                                 "Could not enable tracing: out of memory");
+    }
+    pp_trace_set_thread_frame(c.tr, "httpd.worker_thread",
+                              apr_psprintf(r->pool, "server/mpm/%s/%s.c", mpm, mpm));
+    for (k = 0; k < sizeof(frames) / sizeof(frames[0]); k++) {
+        pp_trace_set_frame(c.tr, frames[k].name, frames[k].function, frames[k].file);
+    }
+    c.gen = pprof_window_open(&sh->trace, (apr_uint32_t)conf->cpu_hz, 0, child_deadline);
+    children = pprof_children(r, 0);
+    for (i = 0; i < children->nelts; i++) {
+        pid_t pid = APR_ARRAY_IDX(children, i, pid_t);
+        const char *e = start_child(&c, pid, child_deadline);
+        seen_pid(&c, pid);
+        if (e) {
+            err = e;
+        } else {
+            nstarted++;
+        }
+    }
+    if (nstarted == 0) {
+        pprof_window_close(&sh->trace);
+        stop_children(&c, 0);
+        pprof_window_release(&sh->trace, self);
+        pp_trace_free(c.tr);
+        return pprof_serve_error(r, HTTP_INTERNAL_SERVER_ERROR, apr_pstrcat(r->pool,
+                                 "Could not enable tracing: ", err ? err : "no child", NULL));
+    }
+    ap_set_content_type(r, "application/octet-stream");
+    apr_table_setn(r->headers_out, "Content-Disposition", "attachment; filename=\"trace\"");
+    /* The file grows while the trace runs: the header goes out now. */
+    gone = send_data(&c);
+    while (!gone && apr_time_now() < end) {
+        apr_time_t next = apr_time_now() + apr_time_from_msec(POLL_MS);
+        if (pprof_sleep_unless_gone(r, next < end ? next : end)) {
+            gone = 1;
+            break;
+        }
+        children = pprof_children(r, 0);
+        for (i = 0; i < children->nelts; i++) {
+            pid_t pid = APR_ARRAY_IDX(children, i, pid_t);
+            if (!seen_pid(&c, pid)) {
+                /* Born during the trace: it joined by itself (child_init). */
+            }
+        }
+        for (i = 0; i < c.pids->nelts; i++) {
+            take(&c, APR_ARRAY_IDX(c.pids, i, pid_t), "TRACE-READ");
+        }
+        gone = send_data(&c);
+    }
+    pprof_window_close(&sh->trace);
+    stop_children(&c, !gone);
+    if (!gone) {
+        pp_trace_finish(c.tr, pp_tbuf_now());
+        send_data(&c);
+    }
+    pp_trace_get_stats(c.tr, &st);
+    ap_log_rerror(APLOG_MARK, gone ? APLOG_INFO : APLOG_DEBUG, 0, r,
+                  "PP0401: trace %s after %.1f s: %d children, %" APR_UINT64_T_FMT
+                  " threads, %" APR_UINT64_T_FMT " tasks, %" APR_UINT64_T_FMT " events, %"
+                  APR_UINT64_T_FMT " CPU samples, %" APR_UINT64_T_FMT " records lost, %"
+                  APR_UINT64_T_FMT " repaired", gone ? "stopped: client went away" : "done",
+                  (double)(apr_time_now() - t0) / APR_USEC_PER_SEC, c.pids->nelts, st.threads,
+                  st.tasks, st.events, st.cpu_samples, c.dropped, st.repaired);
+    if (c.failed) {
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
+                      "PP0402: some trace records of the children could not be read");
+    }
+    pp_trace_free(c.tr);
+    pprof_window_release(&sh->trace, self);
+    return OK;
+}
