@@ -219,7 +219,7 @@ static int trace_post_read_request(request_rec *r)
         put(s, PP_TB_REGION_END, rs->task, "read_request");
     }
     put_log(s, rs->task, "method", r->method ? r->method : "");
-    put_log(s, rs->task, "uri", r->uri ? r->uri : "");
+    put_log(s, rs->task, "uri", r->unparsed_uri ? r->unparsed_uri : "");
     put_log(s, rs->task, "vhost", r->server->server_hostname ? r->server->server_hostname : "");
     put(s, PP_TB_REGION_BEGIN, rs->task, "access_auth");
     return DECLINED;

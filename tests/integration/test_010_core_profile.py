@@ -27,3 +27,34 @@ def test_core_profile_opens_in_go_tool_pprof():
     assert "pid:  1234" in traces, traces
     stack = traces[traces.index("resolve_leaf"):].split()
     assert stack[:3] == ["resolve_leaf", "resolve_middle", "resolve_outer"], traces
+
+
+TRACE_UNIT = os.path.join(BUILDDIR, "tests", "unit", "check_trace")
+SCENARIO = os.path.join(BUILDDIR, "tests", "unit", "out", "scenario.trace")
+
+
+def test_core_trace_writer_scenario_opens_in_go_tool_trace():
+    """The trace writer's unit scenario (two processes, waiting, running and new threads,
+    repaired records, CPU samples) parses in the real go tool trace and avoids every trap
+    of the format (the independent checker)."""
+    import go_trace
+    from test_500_trace import Viewer, go_trace_d, text_of
+
+    if os.path.exists(SCENARIO):
+        os.unlink(SCENARIO)
+    subprocess.run([TRACE_UNIT], check=True, timeout=60, capture_output=True)
+    with open(SCENARIO, "rb") as f:
+        data = f.read()
+    assert go_trace.check(data) == []
+    p = go_trace_d(SCENARIO)
+    assert p.returncode == 0, p.stderr
+    s = go_trace.summary(data)
+    assert {t["name"] for t in s["tasks"].values()} == {"pprof-test", "static"}, s["tasks"]
+    v = Viewer(SCENARIO)
+    try:
+        status, html = v.get("/usertasks")
+        assert status == 200 and "pprof-test" in text_of(html) and "static" in text_of(html)
+        status, html = v.get("/userregions")
+        assert status == 200 and "ap_invoke_handler" in text_of(html), text_of(html)
+    finally:
+        v.close()

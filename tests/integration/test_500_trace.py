@@ -1,0 +1,374 @@
+"""/debug/pprof/trace: the server-wide execution trace, fetched while the test module
+burns CPU, sleeps and contends for a lock, read back by the real `go tool trace` (parser
+and web viewer) and by the independent format checker (go_trace.py), and Go's HTTP
+behaviour (net/http/pprof.Trace): seconds, WriteTimeout, one trace at a time, hang-up.
+"""
+import http.client
+import os
+import re
+import socket
+import subprocess
+import threading
+import time
+import urllib.request
+
+import pytest
+
+import go_trace
+from conftest import _go_env, free_port
+from pprof_http import TOO_LONG, check_error
+
+TRACE = "/debug/pprof/trace"
+SECONDS = 3
+LOAD = ["/pprof-test/burn?ms=30", "/pprof-test/sleep?ms=40", "/pprof-test/lock?ms=30",
+        "/pprof-test/lock?ms=30"]
+MARKS = 5                   # sequential requests made inside the window, each a task
+MARK = "/pprof-test/sleep?ms=60&mark=%d"
+REGIONS = {"read_request", "access_auth", "handler", "output", "log"}
+ALREADY = b"Could not enable tracing: tracing is already enabled\n"
+
+
+class Load:
+    """Threads looping on LOAD paths until stopped (bounded by max_seconds)."""
+
+    def __init__(self, httpd, max_seconds=60):
+        self.httpd = httpd
+        self.stop = threading.Event()
+        self.deadline = time.monotonic() + max_seconds
+        self.errors = []
+        self.threads = [threading.Thread(target=self.run, args=(p,)) for p in LOAD]
+
+    def run(self, path):
+        while not self.stop.is_set() and time.monotonic() < self.deadline:
+            try:
+                r = self.httpd.get(path)
+                if r.status != 200:
+                    self.errors.append((path, r.status))
+            except OSError as e:
+                self.errors.append((path, e))
+
+    def __enter__(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        for t in self.threads:
+            t.join()
+        assert not self.errors, self.errors[:5]
+        return False
+
+
+def stream(httpd, path, timeout=60):
+    """GET path, reading the body as it arrives: (response, [(seconds since the request,
+    bytes so far)], body, seconds to the end)."""
+    conn = http.client.HTTPConnection("127.0.0.1", httpd.port, timeout=timeout)
+    t0 = time.monotonic()
+    conn.request("GET", path)
+    resp = conn.getresponse()
+    arrivals, chunks = [], []
+    while True:
+        piece = resp.read1(65536)
+        if not piece:
+            break
+        chunks.append(piece)
+        arrivals.append((time.monotonic() - t0, sum(len(c) for c in chunks)))
+    took = time.monotonic() - t0
+    conn.close()
+    return resp, arrivals, b"".join(chunks), took
+
+
+def go_trace_d(path):
+    return subprocess.run(["go", "tool", "trace", "-d", path], capture_output=True,
+                          text=True, env=_go_env(), timeout=120)
+
+
+class Viewer:
+    """`go tool trace -http` serving one file."""
+
+    def __init__(self, path):
+        self.port = free_port()
+        self.proc = subprocess.Popen(["go", "tool", "trace", "-http=127.0.0.1:%d" % self.port,
+                                      path], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     env=_go_env())
+        until = time.monotonic() + 60
+        while time.monotonic() < until:
+            if self.proc.poll() is not None:
+                raise AssertionError("go tool trace exited: %s" % self.proc.stdout.read())
+            try:
+                self.get("/")
+                return
+            except OSError:
+                time.sleep(0.2)
+        raise AssertionError("go tool trace did not start serving")
+
+    def get(self, path):
+        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (self.port, path),
+                                    timeout=60) as r:
+            return r.status, r.read().decode("utf-8", "replace")
+
+    def close(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
+def trace_threads(data):
+    """The kernel thread ids the trace's Ps were started on (EvProcStart)."""
+    return {ev.args[0] for ev in go_trace.parse(data).events if ev.name == "ProcStart"}
+
+
+def cpu_functions(data):
+    """Every function named in a CPU sample's stack."""
+    tr = go_trace.parse(data)
+    names = set()
+    for ev in tr.events:
+        if ev.name == "CPUSample" and ev.stk in tr.stacks:
+            names.update(f.fn for f in tr.stacks[ev.stk].frames)
+    return names
+
+
+def text_of(html):
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]*>", " ", html))
+
+
+# --- one trace under load ------------------------------------------------------------------
+
+class Traced:
+    pass
+
+
+@pytest.fixture(scope="module")
+def traced(httpd, tmp_path_factory):
+    out = Traced()
+    marks = []
+
+    def mark_requests():
+        time.sleep(0.8)
+        for i in range(MARKS):
+            r = httpd.get(MARK % i)
+            marks.append(r.status)
+
+    with Load(httpd):
+        time.sleep(0.5)
+        before = set(httpd.child_pids())
+        marker = threading.Thread(target=mark_requests)
+        marker.start()
+        out.t_start = time.time()
+        out.resp, out.arrivals, out.body, out.took = stream(
+            httpd, TRACE + "?seconds=%d" % SECONDS)
+        marker.join()
+        out.children = before & set(httpd.child_pids())
+    assert marks == [200] * MARKS, marks
+    out.path = str(tmp_path_factory.mktemp("trace") / "trace.out")
+    with open(out.path, "wb") as f:
+        f.write(out.body)
+    out.summary = go_trace.summary(out.body)
+    return out
+
+
+def test_answer_is_an_attached_go_119_trace(traced):
+    r = traced.resp
+    assert r.status == 200
+    assert r.getheader("Content-Type") == "application/octet-stream"
+    assert r.getheader("Content-Disposition") == 'attachment; filename="trace"'
+    assert r.getheader("X-Content-Type-Options") == "nosniff"
+    assert r.getheader("X-Go-Pprof") is None
+    assert traced.body[:16] == b"go 1.19 trace\0\0\0"
+
+
+def test_streams_while_tracing(traced):
+    """The response starts within a second and grows while the trace runs."""
+    first_t, first_n = traced.arrivals[0]
+    assert first_t < 1.0, traced.arrivals[:3]
+    assert first_n >= 16
+    mid = [n for t, n in traced.arrivals if t < SECONDS - 0.5]
+    assert len(set(mid)) >= 3 and max(mid) > 1000, traced.arrivals
+    assert SECONDS <= traced.took < SECONDS + 5, traced.took
+
+
+def test_go_tool_trace_parses(traced):
+    p = go_trace_d(traced.path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    for ev in ("ProcStart", "GoCreate", "Gomaxprocs", "GoStart", "UserTaskCreate",
+               "UserRegion", "UserLog", "UserTaskEnd", "CPUSample", "ProcStop"):
+        assert re.search(r"^\d+ %s " % ev, p.stdout, re.M), ev
+
+
+def test_avoids_every_trap_of_the_format(traced):
+    """The independent checker: every rule of FORMAT.md sections 2-9, 11 and 12.3."""
+    assert go_trace.check(traced.body) == []
+
+
+def test_each_request_in_the_window_is_one_task(traced):
+    """The marked requests: one complete task each, typed by the handler, with method,
+    URI, status and bytes logged, lasting at least the handler's sleep."""
+    s = traced.summary
+    logs = {}
+    for task, key, value in s["logs"]:
+        logs.setdefault(task, {})[key] = value
+    for i in range(MARKS):
+        uri = MARK % i
+        tasks = [t for t, kv in logs.items() if kv.get("uri") == uri]
+        assert len(tasks) == 1, (uri, tasks)
+        kv = logs[tasks[0]]
+        assert kv.get("method") == "GET" and kv.get("status") == "200", kv
+        assert int(kv.get("bytes", "0")) > 0, kv
+        task = s["tasks"][tasks[0]]
+        assert task["name"] == "pprof-test", task
+        assert task["end"] is not None, task
+        assert task["end"] - task["start"] >= 60e6 * 0.9, task
+    # Every task of the load has the handler as its type; none is left unnamed.
+    names = {t["name"] for t in s["tasks"].values()}
+    assert "pprof-test" in names and "(none)" not in names, names
+
+
+def test_phases_are_nested_regions(traced):
+    regions = traced.summary["regions"]
+    assert REGIONS <= set(regions), regions
+    assert regions["handler"] >= MARKS, regions
+
+
+def test_every_child_and_its_cpu_samples(traced, httpd):
+    """Threads of every child that served requests are goroutines (ProcStart carries
+    their kernel thread id), and CPU samples of the burn handler are in the trace."""
+    s = traced.summary
+    tids = trace_threads(traced.body)
+    served = {int(m) for m in re.findall(r"pid=(\d+)", httpd.access_log())}
+    for pid in traced.children & served:
+        try:
+            mine = {int(t) for t in os.listdir("/proc/%d/task" % pid)}
+        except FileNotFoundError:
+            continue
+        assert mine & tids, (pid, sorted(mine), sorted(tids))
+    assert s["cpu_samples"] > 0, s["cpu_samples"]
+    starts = set(s["goroutine_start_functions"].values())
+    assert starts == {"httpd.worker_thread"}, starts
+    funcs = cpu_functions(traced.body)
+    assert any(f.startswith("pprof_test_hot") for f in funcs), sorted(funcs)
+
+
+def test_lock_waits_are_blocks(traced, mpm):
+    """Requests waiting for the test module's mutex block (GoBlockSync) and wake."""
+    if mpm == "prefork":
+        pytest.skip("prefork: one request per process; a process-local mutex never waits")
+    p = go_trace_d(traced.path)
+    assert len(re.findall(r"^\d+ GoBlockSync ", p.stdout, re.M)) >= 2, p.stdout[-2000:]
+
+
+def test_viewer_serves_the_pages(traced):
+    v = Viewer(traced.path)
+    try:
+        status, html = v.get("/usertasks")
+        assert status == 200 and "pprof-test" in text_of(html), text_of(html)[:2000]
+        status, html = v.get("/userregions")
+        assert status == 200
+        for name in REGIONS:
+            assert name in text_of(html), (name, text_of(html)[:3000])
+        status, html = v.get("/goroutines")
+        assert status == 200 and "httpd.worker_thread" in html, html[:2000]
+        gid = re.search(r'href="/goroutine\?id=(\d+)"', html)
+        if gid:
+            assert v.get("/goroutine?id=" + gid.group(1))[0] == 200
+        status, html = v.get("/usertask?id=1")
+        assert status == 200
+        status, html = v.get("/userregion?type=handler")
+        assert status == 200
+        status, body = v.get("/jsontrace")
+        assert status == 200 and '"traceEvents"' in body
+        assert v.get("/jsontrace?taskid=1")[0] == 200
+        assert v.get("/mmu")[0] == 200
+        status, html = v.get("/")
+        assert status == 200
+    finally:
+        v.close()
+
+
+# --- Go's HTTP behaviour ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("query,expect", [("", 1.0), ("?seconds=abc", 1.0),
+                                          ("?seconds=-2", 1.0), ("?seconds=0", 1.0),
+                                          ("?seconds=0.5", 0.5)])
+def test_seconds_is_a_float_defaulting_to_1(httpd, query, expect):
+    t0 = time.monotonic()
+    r = httpd.get(TRACE + query, timeout=30)
+    took = time.monotonic() - t0
+    assert r.status == 200, r
+    assert expect <= took < expect + 2.5, took
+    assert go_trace.check(r.body) == []
+
+
+@pytest.mark.parametrize("seconds", ["60", "1e9", "+Inf"])
+def test_not_shorter_than_timeout_is_400(httpd, seconds):
+    """The test server's Timeout is 60: Go refuses a duration not below WriteTimeout."""
+    check_error(httpd.get(TRACE + "?seconds=" + seconds), 400, TOO_LONG)
+
+
+def test_one_trace_at_a_time(httpd):
+    first = {}
+
+    def run():
+        first["r"] = httpd.get(TRACE + "?seconds=2", timeout=30)
+
+    t = threading.Thread(target=run)
+    t.start()
+    time.sleep(0.5)
+    check_error(httpd.get(TRACE + "?seconds=1"), 500, ALREADY)
+    t.join()
+    assert first["r"].status == 200
+    assert go_trace.check(first["r"].body) == []
+    # Free again afterwards.
+    assert httpd.get(TRACE + "?seconds=0.2").status == 200
+
+
+def test_runs_beside_a_cpu_profile(httpd):
+    """As in Go, a trace and a CPU profile may run at once (they share the sampler)."""
+    got = {}
+
+    def prof():
+        got["p"] = httpd.get("/debug/pprof/profile?seconds=2", timeout=30)
+
+    with Load(httpd, max_seconds=20):
+        t = threading.Thread(target=prof)
+        t.start()
+        time.sleep(0.3)
+        tr = httpd.get(TRACE + "?seconds=1", timeout=30)
+        t.join()
+    assert tr.status == 200 and got["p"].status == 200, (tr, got["p"])
+    assert go_trace.check(tr.body) == []
+    assert go_trace.summary(tr.body)["cpu_samples"] > 0
+    assert got["p"].body[:2] == b"\x1f\x8b"
+
+
+def test_client_hangup_ends_tracing_within_a_second(httpd):
+    s = socket.create_connection(("127.0.0.1", httpd.port), timeout=10)
+    s.sendall(b"GET " + TRACE.encode() + b"?seconds=30 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    assert s.recv(4096).startswith(b"HTTP/1.1 200")
+    time.sleep(0.5)
+    s.close()
+    closed = time.monotonic()
+    while True:
+        asked = time.monotonic()
+        r = httpd.get(TRACE + "?seconds=0.1", timeout=10)
+        if r.status == 200:
+            break
+        check_error(r, 500, ALREADY)
+        assert asked - closed < 5, "tracing still on 5 s after the hang-up"
+        time.sleep(0.05)
+    # The first trace that could start again was asked for this long after the hang-up.
+    assert asked - closed < 1.0, asked - closed
+    until = time.monotonic() + 5
+    while "client went away" not in httpd.error_log() and time.monotonic() < until:
+        time.sleep(0.1)
+    assert "PP0401: trace stopped: client went away" in httpd.error_log()
+
+
+def test_curl_then_go_tool_trace(httpd, tmp_path):
+    """The README's way: curl -o trace.out URL, then go tool trace."""
+    out = str(tmp_path / "trace.out")
+    subprocess.run(["curl", "-sSf", "-o", out, httpd.url(TRACE + "?seconds=1")], check=True,
+                   timeout=60)
+    p = go_trace_d(out)
+    assert p.returncode == 0, p.stderr[-2000:]
+    with open(out, "rb") as f:
+        assert go_trace.check(f.read()) == []
