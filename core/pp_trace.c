@@ -40,6 +40,7 @@ typedef struct {
     uint32_t pid, slot, tid;
     int state;                  /* 0: not created yet */
     int started;                /* ProcStart written */
+    uint64_t created;           /* when its goroutine was created (0: not yet) */
     uint64_t seq;
     uint64_t last_ts;           /* of its P */
     int nregions;
@@ -426,6 +427,7 @@ static void create(pp_trace *t, thread *th, uint64_t ts)
     a[1] = t->thread_stack;
     a[2] = 0;
     ev_thread(t, th, ts, EV_GO_CREATE, a, 3);
+    th->created = th->last_ts;
     th->state = G_RUNNABLE;
     th->seq = 0;
 }
@@ -786,9 +788,11 @@ int pp_trace_cpu_sample(pp_trace *t, uint64_t ts, int thread_ix, const pp_trace_
     a[0] = ts > t->t0 ? ts : t->t0;
     if (thread_ix >= 0 && (size_t)thread_ix < t->nthreads) {
         const thread *th = &t->threads[thread_ix];
-        /* Only Ps that have chunks: the viewers draw one row per P. */
-        a[1] = th->state ? p_of(t, th) : UINT64_MAX;
-        a[2] = th->state ? g_of(t, th) : 0;
+        /* Only a goroutine (and P) that exists at the sample's time: a sample naming a
+         * goroutine before its creation makes the reader create it twice. */
+        int exists = th->state && th->created && a[0] > th->created;
+        a[1] = exists ? p_of(t, th) : UINT64_MAX;
+        a[2] = exists ? g_of(t, th) : 0;
     } else {
         a[1] = UINT64_MAX;      /* no P: a thread that is no goroutine */
         a[2] = 0;

@@ -158,9 +158,11 @@ static apr_status_t request_done(void *data)
     put(s, PP_TB_TASK_END, rs->task, NULL);
     if (s->task == rs->task) {
         s->task = 0;
-        if (!s->in_output) {
-            put(s, PP_TB_IDLE, 0, NULL);
-        }
+    }
+    /* Idle again, unless the thread serves another request (or is in the output filter,
+     * which says so itself). Event's write completion ends requests on other threads. */
+    if (!s->task && !s->in_output) {
+        put(s, PP_TB_IDLE, 0, NULL);
     }
     return APR_SUCCESS;
 }
@@ -171,7 +173,7 @@ static int trace_create_request(request_rec *r)
     rstate *rs;
 
     if (!s || r->main || r->prev || s->task) {
-        return OK;              /* off, or a subrequest or redirect of the running one */
+        return OK;  /* off, a subrequest or redirect, or mod_proxy's backend request */
     }
     if (!ap_get_module_config(r->connection->conn_config, &pprof_module)) {
         /* A connection accepted before the trace started. */
@@ -305,8 +307,15 @@ static apr_status_t trace_output(ap_filter_t *f, apr_bucket_brigade *bb)
     rv = ap_pass_brigade(f->next, bb);
     s->in_output--;
     put(s, PP_TB_REGION_END, task, "output");
-    if (s->task != task && !s->in_output) {
-        put(s, PP_TB_IDLE, 0, NULL);    /* the request ended in there */
+    if (eor && !s->in_output) {
+        /* The request is handed over: it ended in there, or event's write completion
+         * ends it on another thread. Either way this thread is done with it. */
+        if (s->task == task) {
+            s->task = 0;
+        }
+        if (!s->task) {
+            put(s, PP_TB_IDLE, 0, NULL);
+        }
     }
     return rv;
 }

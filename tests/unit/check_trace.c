@@ -217,6 +217,9 @@ static pp_trace *scenario(void)
     ck_assert_int_eq(pp_trace_cpu_sample(t, t0 + 320, d, f, 3), 0);
     ck_assert_int_eq(pp_trace_cpu_sample(t, t0 + 330, -1, f + 1, 2), 0);
     ck_assert_int_eq(pp_trace_cpu_sample(t, t0 + 340, c, f, 1), 0);
+    /* Before e's goroutine was created: it must not be named (the reader would create
+     * it twice). */
+    ck_assert_int_eq(pp_trace_cpu_sample(t, t0 + 350, e, f, 1), 0);
     ck_assert_int_eq(pp_trace_finish(t, t0 + 1000), 0);
     ck_assert_int_eq(pp_trace_finish(t, t0 + 1000), -1);
     pp_tbuf_free(ring);
@@ -238,7 +241,7 @@ START_TEST(scenario_writes_a_go_119_trace)
     pp_trace_get_stats(t, &st);
     ck_assert_uint_eq(st.tasks, 3);
     ck_assert_uint_eq(st.threads, 5);
-    ck_assert_uint_eq(st.cpu_samples, 4);
+    ck_assert_uint_eq(st.cpu_samples, 5);
     ck_assert_uint_eq(st.regions, 7);
     /* The unmatched end, the region open at idle, and the one open at a task's end. */
     ck_assert_uint_ge(st.repaired, 2);
