@@ -62,6 +62,7 @@ typedef struct {
     /* Trace: the generation traced (0: none), its deadline, and its CPU samples since the
      * last read: [u64 ts][u32 tid][u32 npcs][npcs x u64 pc] records. */
     apr_uint32_t trace_gen;
+    apr_uint32_t exit_trace_gen;
     apr_time_t trace_deadline;
     unsigned char *trace_smp;
     apr_size_t trace_smp_len, trace_smp_cap;
@@ -703,7 +704,6 @@ static void *APR_THREAD_FUNC agent_main(apr_thread_t *t, void *data)
     pp_cpu_thread_warm();
     /* The agent is the profiler: what it allocates is never in the heap profile. */
     pp_heap_guard_enter();
-    join_open_windows(a);
     while (!a->stopping) {
         struct pollfd pfd[2];
         int rc;
@@ -726,6 +726,7 @@ static void *APR_THREAD_FUNC agent_main(apr_thread_t *t, void *data)
         }
     }
     cpu_stop(a);
+    a->exit_trace_gen = a->trace_gen;   /* its last records go to the collector by file */
     trace_stop(a);
     return NULL;
 }
@@ -742,6 +743,7 @@ static apr_status_t agent_cleanup(void *data)
     if (a->thread) {
         apr_thread_join(&rv, a->thread);
     }
+    pprof_trace_child_exit(a->pool, a->exit_trace_gen);
     close(a->listen_fd);
     close(a->wake[0]);
     close(a->wake[1]);
@@ -807,6 +809,9 @@ void pprof_agent_child_init(apr_pool_t *pchild, server_rec *s)
         close(a->wake[1]);
         return;
     }
+    /* Join open windows before any worker runs (the agent thread may start late): a
+     * request served right after the fork is in the trace too. */
+    join_open_windows(a);
     /* The MPM's signals must keep going to its own threads, never to ours. */
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old);

@@ -13,6 +13,7 @@
 #include "http_protocol.h"
 #include "http_request.h"
 #include "apr_strings.h"
+#include "apr_file_info.h"
 
 #include "pp_lockwait.h"
 #include "pp_maps.h"
@@ -20,6 +21,8 @@
 #include "pp_tbuf.h"
 #include "pp_trace.h"
 
+#include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -420,6 +423,40 @@ apr_size_t pprof_trace_child_drain(apr_uint32_t gen, unsigned char **out,
     return len;
 }
 
+/* A child that ends while a trace runs leaves what its threads wrote since the last read
+ * in "<pid>.trace" next to its socket, for the collector: nothing is lost to an exit. */
+static const char *leftover_path(apr_pool_t *p, pid_t pid)
+{
+    const char *sock = pprof_ipc_socket_path(p, pid);
+    return sock ? apr_pstrcat(p, apr_pstrndup(p, sock, strlen(sock) - 5), ".trace", NULL)
+                : NULL;
+}
+
+void pprof_trace_child_exit(apr_pool_t *p, apr_uint32_t gen)
+{
+    apr_uint64_t dropped = 0;
+    unsigned char *buf = NULL;
+    apr_size_t len;
+    const char *path, *tmp;
+    FILE *f;
+
+    if (!gen || !(path = leftover_path(p, getpid()))) {
+        return;
+    }
+    len = pprof_trace_child_drain(gen, &buf, &dropped);
+    tmp = apr_pstrcat(p, path, ".tmp", NULL);
+    if (len && (f = fopen(tmp, "wb")) != NULL) {
+        apr_uint32_t head[2] = { gen, 0 };
+        int ok = fwrite(head, sizeof(head), 1, f) == 1 && fwrite(buf, 1, len, f) == len;
+        if (fclose(f) == 0 && ok) {
+            rename(tmp, path);
+        } else {
+            unlink(tmp);
+        }
+    }
+    free(buf);
+}
+
 /* === The collector ====================================================================== */
 
 typedef struct {
@@ -531,37 +568,97 @@ static void add_samples(collector *c, pid_t pid, const char *maps_text, apr_size
 }
 
 /* One child's records (and CPU samples) since the last call. */
+static void feed_sections(collector *c, pid_t pid, const char *buf, apr_size_t len)
+{
+    apr_size_t off = 0;
+
+    while (len - off >= 16) {
+        apr_uint32_t hdr[4];
+        int th;
+        memcpy(hdr, buf + off, sizeof(hdr));
+        off += sizeof(hdr);
+        if (hdr[2] > len - off) {
+            c->failed = 1;
+            break;
+        }
+        th = pp_trace_thread(c->tr, (apr_uint32_t)pid, hdr[0], hdr[1], PP_TRACE_NEW);
+        if (th < 0 || pp_trace_records(c->tr, th, buf + off, hdr[2]) != 0) {
+            c->failed = 1;
+        }
+        off += hdr[2];
+    }
+}
+
+/* The last records of a child that has ended (pprof_trace_child_exit). */
+static void adopt_leftovers(collector *c, pid_t pid)
+{
+    const char *path = leftover_path(c->r->pool, pid);
+    apr_file_t *f;
+    apr_finfo_t fi;
+    char *buf;
+    apr_size_t n;
+
+    if (!path || apr_file_open(&f, path, APR_FOPEN_READ | APR_FOPEN_BINARY, 0,
+                               c->r->pool) != APR_SUCCESS) {
+        return;
+    }
+    if (apr_file_info_get(&fi, APR_FINFO_SIZE, f) == APR_SUCCESS && fi.size >= 8 &&
+        fi.size < 256 * 1024 * 1024) {
+        n = (apr_size_t)fi.size;
+        buf = malloc(n);
+        if (buf && apr_file_read_full(f, buf, n, &n) == APR_SUCCESS) {
+            apr_uint32_t gen;
+            memcpy(&gen, buf, 4);
+            if (gen == c->gen) {
+                feed_sections(c, pid, buf + 8, n - 8);
+            }
+        }
+        free(buf);
+    }
+    apr_file_close(f);
+    apr_file_remove(path, c->r->pool);
+}
+
+/* Leftovers of children that were born and ended between two rounds. */
+static void adopt_orphans(collector *c)
+{
+    const char *sock = pprof_ipc_socket_path(c->r->pool, 0), *slash;
+    apr_dir_t *dir;
+    apr_finfo_t fi;
+
+    if (!sock || !(slash = strrchr(sock, '/')) ||
+        apr_dir_open(&dir, apr_pstrndup(c->r->pool, sock, (apr_size_t)(slash - sock)),
+                     c->r->pool) != APR_SUCCESS) {
+        return;
+    }
+    while (apr_dir_read(&fi, APR_FINFO_NAME, dir) == APR_SUCCESS) {
+        char *end;
+        long pid = strtol(fi.name, &end, 10);
+        if (pid > 0 && strcmp(end, ".trace") == 0 && kill((pid_t)pid, 0) != 0) {
+            seen_pid(c, (pid_t)pid);
+            adopt_leftovers(c, (pid_t)pid);
+        }
+    }
+    apr_dir_close(dir);
+}
+
 static void take(collector *c, pid_t pid, const char *cmd)
 {
     pprof_reply rep;
     apr_pool_t *p;
     long cpid;
     apr_uint64_t dropped;
-    apr_size_t off = 0;
 
     apr_pool_create(&p, c->r->pool);
     if (pprof_ipc_call(p, pid, apr_psprintf(p, "%s %lu", cmd, (unsigned long)c->gen), 3, &rep,
                        apr_time_now() + CALL_TIMEOUT) != 0 ||
         sscanf(rep.line, "TRACE %ld %" APR_UINT64_T_FMT, &cpid, &dropped) != 2) {
         apr_pool_destroy(p);
+        adopt_leftovers(c, pid);
         return;
     }
     c->dropped += dropped;
-    while (rep.len[0] - off >= 16) {
-        apr_uint32_t hdr[4];
-        int th;
-        memcpy(hdr, rep.blob[0] + off, sizeof(hdr));
-        off += sizeof(hdr);
-        if (hdr[2] > rep.len[0] - off) {
-            c->failed = 1;
-            break;
-        }
-        th = pp_trace_thread(c->tr, (apr_uint32_t)cpid, hdr[0], hdr[1], PP_TRACE_NEW);
-        if (th < 0 || pp_trace_records(c->tr, th, rep.blob[0] + off, hdr[2]) != 0) {
-            c->failed = 1;
-        }
-        off += hdr[2];
-    }
+    feed_sections(c, (pid_t)cpid, rep.blob[0], rep.len[0]);
     add_samples(c, (pid_t)cpid, rep.blob[2], rep.len[2], (unsigned char *)rep.blob[1],
                 rep.len[1]);
     apr_pool_destroy(p);
@@ -699,10 +796,12 @@ int pprof_serve_trace(request_rec *r, apr_table_t *args)
         for (i = 0; i < c.pids->nelts; i++) {
             take(&c, APR_ARRAY_IDX(c.pids, i, pid_t), "TRACE-READ");
         }
+        adopt_orphans(&c);
         gone = send_data(&c);
     }
     pprof_window_close(&sh->trace);
     stop_children(&c, !gone);
+    adopt_orphans(&c);
     if (!gone) {
         pp_trace_finish(c.tr, pp_tbuf_now());
         send_data(&c);

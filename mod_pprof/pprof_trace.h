@@ -38,4 +38,8 @@ apr_uint32_t pprof_trace_child_gen(void);
 apr_size_t pprof_trace_child_drain(apr_uint32_t gen, unsigned char **out,
                                    apr_uint64_t *dropped);
 
+/* The child ends (after its threads): leave what they wrote for trace gen (the one
+ * that was on, or 0) to the collector. */
+void pprof_trace_child_exit(apr_pool_t *p, apr_uint32_t gen);
+
 #endif

@@ -372,3 +372,31 @@ def test_curl_then_go_tool_trace(httpd, tmp_path):
     assert p.returncode == 0, p.stderr[-2000:]
     with open(out, "rb") as f:
         assert go_trace.check(f.read()) == []
+
+
+def test_requests_of_children_that_exit_are_kept(make_httpd):
+    """Children that end during the trace (MaxConnectionsPerChild) leave their last
+    records behind for the collector: every request made in the window is a task."""
+    srv = make_httpd(extra_conf="MaxConnectionsPerChild 4")
+    n = 24
+    got = {}
+
+    def run():
+        got["r"] = srv.get(TRACE + "?seconds=4", timeout=60)
+
+    t = threading.Thread(target=run)
+    t.start()
+    time.sleep(0.5)
+    pids = set()
+    for i in range(n):
+        r = srv.get("/pprof-test/pid?mark=%d" % i)
+        assert r.status == 200, r
+        pids.add(r.text.strip())
+    t.join()
+    r = got["r"]
+    assert r.status == 200, r
+    assert go_trace.check(r.body) == []
+    uris = [v for _, k, v in go_trace.summary(r.body)["logs"] if k == "uri"]
+    for i in range(n):
+        assert uris.count("/pprof-test/pid?mark=%d" % i) == 1, (i, uris)
+    assert len(pids) >= 3, pids     # children did end and new ones served
