@@ -382,7 +382,8 @@ def test_requests_of_children_that_exit_are_kept(make_httpd):
     got = {}
 
     def run():
-        got["r"] = srv.get(TRACE + "?seconds=4", timeout=60)
+        got["r"] = srv.get(TRACE + "?seconds=6", timeout=60)
+        got["end"] = time.monotonic()
 
     t = threading.Thread(target=run)
     t.start()
@@ -392,7 +393,10 @@ def test_requests_of_children_that_exit_are_kept(make_httpd):
         r = srv.get("/pprof-test/pid?mark=%d" % i)
         assert r.status == 200, r
         pids.add(r.text.strip())
+    last = time.monotonic()
     t.join()
+    # Every mark was made well inside the window (else the test cannot judge).
+    assert got["end"] - last > 1.0, got["end"] - last
     r = got["r"]
     assert r.status == 200, r
     assert go_trace.check(r.body) == []
