@@ -94,6 +94,7 @@ mod_pprof demo: Apache (event MPM) on 127.0.0.1:$port with a demo workload runni
   heap:        go tool pprof -sample_index=inuse_space -top $url/heap
   allocs:      go tool pprof -top $url/allocs
   threads:     curl -s $url/goroutine?debug=2
+  trace:       curl -o trace.out $url/trace?seconds=5 && go tool trace -http=127.0.0.1:8082 trace.out
   symbol:      curl -s -d 0xADDR $url/symbol
   error_log:   $demo/error_log
   stop:        $top/scripts/demo.sh stop
