@@ -45,7 +45,7 @@ def test_core_trace_writer_scenario_opens_in_go_tool_trace():
     subprocess.run([TRACE_UNIT], check=True, timeout=60, capture_output=True)
     with open(SCENARIO, "rb") as f:
         data = f.read()
-    assert go_trace.check(data) == []
+    assert go_trace.check(data, strict_ts=True) == []
     p = go_trace_d(SCENARIO)
     assert p.returncode == 0, p.stderr
     s = go_trace.summary(data)
