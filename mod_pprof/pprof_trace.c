@@ -112,6 +112,15 @@ static rstate *req_state(request_rec *r, tstate *s)
     return rs && rs->gen == s->gen && rs->task ? rs : NULL;
 }
 
+/* The traced main request r and this thread's state, or NULL. */
+static rstate *traced(request_rec *r, tstate **sp)
+{
+    tstate *s = tracing();
+
+    *sp = s;
+    return s ? req_state(r, s) : NULL;
+}
+
 static void lock_wait(int phase, const void *mutex)
 {
     tstate *s = tracing();
@@ -232,8 +241,8 @@ static int trace_post_read_request(request_rec *r)
 
 static int trace_fixups(request_rec *r)
 {
-    tstate *s = tracing();
-    rstate *rs = s ? req_state(r, s) : NULL;
+    tstate *s;
+    rstate *rs = traced(r, &s);
 
     if (rs) {
         put(s, PP_TB_REGION_END, rs->task, "access_auth");
@@ -243,8 +252,8 @@ static int trace_fixups(request_rec *r)
 
 static int trace_handler(request_rec *r)
 {
-    tstate *s = tracing();
-    rstate *rs = s ? req_state(r, s) : NULL;
+    tstate *s;
+    rstate *rs = traced(r, &s);
 
     if (rs) {
         if (s->task == rs->task) {
@@ -257,8 +266,8 @@ static int trace_handler(request_rec *r)
 
 static int trace_log_first(request_rec *r)
 {
-    tstate *s = tracing();
-    rstate *rs = s ? req_state(r, s) : NULL;
+    tstate *s;
+    rstate *rs = traced(r, &s);
 
     if (rs) {
         put(s, PP_TB_REGION_END, rs->task, "handler");
@@ -269,8 +278,8 @@ static int trace_log_first(request_rec *r)
 
 static int trace_log_last(request_rec *r)
 {
-    tstate *s = tracing();
-    rstate *rs = s ? req_state(r, s) : NULL;
+    tstate *s;
+    rstate *rs = traced(r, &s);
 
     if (rs) {
         char num[32];
