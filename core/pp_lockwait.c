@@ -1,16 +1,44 @@
 #include "pp_lockwait.h"
 #include "pp_got.h"
 
+#define UNW_LOCAL_ONLY
+#include <libunwind.h>
+
 #include <errno.h>
 #include <pthread.h>
 
 static pp_lockwait_fn observer;
+static uintptr_t self_lo, self_hi;
 
 static int (*const real_lock)(pthread_mutex_t *) = pthread_mutex_lock;
+
+/* Where the caller waits: return addresses without our own frames. */
+static int waiting_stack(uint64_t *pcs)
+{
+    unw_context_t uc;
+    unw_cursor_t cur;
+    int n = 0;
+
+    if (unw_getcontext(&uc) != 0 || unw_init_local(&cur, &uc) != 0) {
+        return 0;
+    }
+    while (n < PP_LOCKWAIT_DEPTH && unw_step(&cur) > 0) {
+        unw_word_t ip;
+        if (unw_get_reg(&cur, UNW_REG_IP, &ip) != 0 || ip == 0) {
+            break;
+        }
+        if (n == 0 && ip >= self_lo && ip < self_hi) {
+            continue;
+        }
+        pcs[n++] = ip;
+    }
+    return n;
+}
 
 static int hook_lock(pthread_mutex_t *m)
 {
     pp_lockwait_fn fn = __atomic_load_n(&observer, __ATOMIC_ACQUIRE);
+    uint64_t pcs[PP_LOCKWAIT_DEPTH];
     int rc;
 
     if (__builtin_expect(fn == NULL, 1)) {
@@ -22,9 +50,9 @@ static int hook_lock(pthread_mutex_t *m)
          * for an error-checking mutex held by this thread, EOWNERDEAD...). */
         return rc == 0 || rc == EOWNERDEAD ? rc : real_lock(m);
     }
-    fn(1, m);
+    fn(1, pcs, waiting_stack(pcs));
     rc = real_lock(m);
-    fn(0, m);
+    fn(0, NULL, 0);
     return rc;
 }
 
@@ -34,6 +62,7 @@ static const pp_got_hook hooks[] = {
 
 int pp_lockwait_install(void)
 {
+    pp_got_code_range((const void *)&hook_lock, &self_lo, &self_hi);
     return pp_got_patch(hooks, sizeof(hooks) / sizeof(hooks[0]));
 }
 

@@ -73,6 +73,8 @@ struct pp_trace {
     thread *threads;
     size_t nthreads, cap_threads;
     map64 by_slot, by_tid, tasks;
+    pp_trace_resolve_fn resolve;
+    void *resolve_baton;
     uint64_t next_task;
     pp_trace_stats stats;
 };
@@ -632,6 +634,37 @@ int pp_trace_find_tid(const pp_trace *t, uint32_t pid, uint32_t tid)
     return map_get(&t->by_tid, key2(pid, tid), &idx) ? (int)idx : -1;
 }
 
+void pp_trace_set_resolver(pp_trace *t, pp_trace_resolve_fn fn, void *baton)
+{
+    t->resolve = fn;
+    t->resolve_baton = baton;
+}
+
+/* The stack of a wait recorded as "function 0xPC 0xPC ...". */
+static uint64_t wait_stack(pp_trace *t, const thread *th, const char *text)
+{
+    pp_trace_frame fr[MAX_FRAMES];
+    char fn[128];
+    const char *p = text;
+    size_t n = strcspn(p, " ");
+    int nf = 1;
+
+    snprintf(fn, sizeof(fn), "%.*s", (int)(n ? n : 4), n ? p : "wait");
+    fr[0].function = fn;
+    fr[0].file = NULL;
+    fr[0].line = 0;
+    for (p += n; *p == ' ' && nf < MAX_FRAMES; p += strcspn(p, " ")) {
+        char *end;
+        uint64_t pc = strtoull(p + 1, &end, 16);
+        p = end;
+        if (pc && t->resolve) {
+            int k = t->resolve(t->resolve_baton, th->pid, pc, fr + nf, MAX_FRAMES - nf);
+            nf += k > 0 ? k : 0;
+        }
+    }
+    return stack_id(t, fr, nf);
+}
+
 typedef struct {
     pp_trace *t;
     thread *th;
@@ -668,9 +701,8 @@ static int one_record(void *baton, const pp_tb_record *r, const char *text)
         break;
     case PP_TB_BLOCK:
         if (th->state == G_RUNNING || !th->state || th->state == G_RUNNABLE) {
-            pp_trace_frame f = { text[0] ? text : "wait", NULL, 0 };
             block(t, th, ts, r->a == PP_TB_BLOCK_SYNC ? EV_GO_BLOCK_SYNC : EV_GO_BLOCK_NET,
-                  stack_id(t, &f, 1));
+                  wait_stack(t, th, text));
         }
         break;
     case PP_TB_TASK_BEGIN: {

@@ -54,6 +54,14 @@ int pp_trace_set_thread_frame(pp_trace *t, const char *function, const char *fil
 int pp_trace_set_frame(pp_trace *t, const char *name, const char *function,
                        const char *file);
 
+/* How PCs in records become frames: fn fills up to max frames (innermost first) for the
+ * return address pc in process pid and returns how many (0: unknown). Used for waits
+ * recorded as "function 0xPC 0xPC ..." (the waiting function, then where it was called
+ * from). Without a resolver only the function is shown. */
+typedef int (*pp_trace_resolve_fn)(void *baton, uint32_t pid, uint64_t pc,
+                                   pp_trace_frame *out, int max);
+void pp_trace_set_resolver(pp_trace *t, pp_trace_resolve_fn fn, void *baton);
+
 /* The thread (pid, slot) of some process: its index, adding it if new. tid is the
  * kernel's thread id (shown as the M), state what it was doing when the trace started
  * (PP_TRACE_WAITING or _RUNNING; those threads are part of the initial dump) or

@@ -580,7 +580,8 @@ static void trace_send(agent_t *a, int fd, apr_uint32_t gen, int stop, apr_time_
         trace_stop(a);
     }
     reclen = pprof_trace_child_drain(gen, &recs, &a->trace_dropped);
-    if (a->trace_smp_len && pp_maps_read_text(NULL, &maps, &mapslen) != 0) {
+    /* The maps name the PCs of CPU samples and of lock waits' callers. */
+    if ((a->trace_smp_len || reclen) && pp_maps_read_text(NULL, &maps, &mapslen) != 0) {
         maps = NULL;
         mapslen = 0;
     }

@@ -121,15 +121,23 @@ static rstate *traced(request_rec *r, tstate **sp)
     return s ? req_state(r, s) : NULL;
 }
 
-static void lock_wait(int phase, const void *mutex)
+static void lock_wait(int phase, const uint64_t *pcs, int npcs)
 {
     tstate *s = tracing();
 
-    (void)mutex;
     if (s && s->task) {
         if (phase) {
+            /* "pthread_mutex_lock 0xPC ...": the collector names the callers. */
+            char text[PP_TB_STR_MAX];
+            size_t n = 18;
+            int i;
+            memcpy(text, "pthread_mutex_lock", n);
+            for (i = 0; i < npcs && n + 20 < sizeof(text); i++) {
+                n += (size_t)apr_snprintf(text + n, sizeof(text) - n, " 0x%" APR_UINT64_T_HEX_FMT,
+                                          pcs[i]);
+            }
             pp_tbuf_put(s->ring, s->gen, PP_TB_BLOCK, pp_tbuf_now(), PP_TB_BLOCK_SYNC, 0,
-                        "pthread_mutex_lock", 18);
+                        text, n);
         } else {
             put(s, PP_TB_UNBLOCK, 0, NULL);
         }
@@ -475,6 +483,12 @@ typedef struct {
     apr_array_header_t *pids;   /* children seen */
     apr_uint64_t dropped;
     int failed;
+    /* While one child's answer is read: its maps, and the symbolizer (locked). */
+    pid_t maps_pid;
+    pp_maps *maps;
+    pp_symbolizer *sym;
+    char names[2 * MAX_FRAMES][24];
+    unsigned nnames;
 } collector;
 
 static const struct {
@@ -517,25 +531,50 @@ static void add_threads(collector *c, pid_t pid, char *text)
     }
 }
 
-static void add_samples(collector *c, pid_t pid, const char *maps_text, apr_size_t mapslen,
-                        const unsigned char *buf, apr_size_t len)
+/* The frames of pc in the child being read (c->maps), innermost first. */
+static int resolve_pc(collector *c, apr_uint64_t pc, int leaf, pp_trace_frame *out, int max)
 {
-    pp_maps *maps;
-    pp_symbolizer *sym;
+    apr_uint64_t addr = leaf ? pc : pc - 1;     /* a return address: the call is before */
+    const pp_map_entry *m;
+    pp_frame sf[8];
+    int k, ns = 0;
+
+    if (!c->maps || !c->sym || max <= 0) {
+        return 0;
+    }
+    if ((m = pp_maps_find(c->maps, addr)) != NULL) {
+        ns = pp_symbolize(c->sym, m->path, addr - m->start + m->offset, sf, 8);
+    }
+    for (k = 0; k < ns && k < max; k++) {
+        out[k].function = sf[k].function ? sf[k].function : "?";
+        out[k].file = sf[k].file ? sf[k].file : m->path;
+        out[k].line = sf[k].line;
+    }
+    if (ns == 0) {
+        char *name = c->names[c->nnames++ % (sizeof(c->names) / sizeof(c->names[0]))];
+        apr_snprintf(name, sizeof(c->names[0]), "0x%" APR_UINT64_T_HEX_FMT, pc);
+        out[0].function = name;
+        out[0].file = m ? m->path : NULL;
+        out[0].line = 0;
+        k = 1;
+    }
+    return k;
+}
+
+static int resolver(void *baton, uint32_t pid, uint64_t pc, pp_trace_frame *out, int max)
+{
+    collector *c = baton;
+    return (pid_t)pid == c->maps_pid ? resolve_pc(c, pc, 0, out, max) : 0;
+}
+
+static void add_samples(collector *c, const unsigned char *buf, apr_size_t len)
+{
     apr_size_t off = 0;
 
-    if (!len || !(maps = pp_maps_parse(maps_text, mapslen))) {
-        return;
-    }
-    if (!(sym = pprof_symbolizer_lock())) {
-        pp_maps_free(maps);
-        return;
-    }
     while (len - off >= 16) {
         apr_uint64_t ts, pc;
         apr_uint32_t tid, npcs, i;
         pp_trace_frame fr[MAX_FRAMES];
-        char names[MAX_FRAMES][24];
         int n = 0;
 
         memcpy(&ts, buf + off, 8);
@@ -546,34 +585,13 @@ static void add_samples(collector *c, pid_t pid, const char *maps_text, apr_size
             break;
         }
         for (i = 0; i < npcs && n < MAX_FRAMES; i++) {
-            const pp_map_entry *m;
-            pp_frame sf[8];
-            int k, ns = 0;
             memcpy(&pc, buf + off + 8 * i, 8);
-            /* Return addresses point after the call: look up the call itself. */
-            m = pp_maps_find(maps, i ? pc - 1 : pc);
-            if (m) {
-                ns = pp_symbolize(sym, m->path, (i ? pc - 1 : pc) - m->start + m->offset, sf, 8);
-            }
-            for (k = 0; k < ns && n < MAX_FRAMES; k++) {
-                fr[n].function = sf[k].function ? sf[k].function : "?";
-                fr[n].file = sf[k].file ? sf[k].file : m->path;
-                fr[n].line = sf[k].line;
-                n++;
-            }
-            if (ns == 0) {
-                apr_snprintf(names[n], sizeof(names[n]), "0x%" APR_UINT64_T_HEX_FMT, pc);
-                fr[n].function = names[n];
-                fr[n].file = m ? m->path : NULL;
-                fr[n].line = 0;
-                n++;
-            }
+            n += resolve_pc(c, pc, i == 0, fr + n, MAX_FRAMES - n);
         }
         off += (apr_size_t)npcs * 8;
-        pp_trace_cpu_sample(c->tr, ts, pp_trace_find_tid(c->tr, (apr_uint32_t)pid, tid), fr, n);
+        pp_trace_cpu_sample(c->tr, ts, pp_trace_find_tid(c->tr, (apr_uint32_t)c->maps_pid, tid),
+                            fr, n);
     }
-    pprof_symbolizer_unlock();
-    pp_maps_free(maps);
 }
 
 /* One child's records (and CPU samples) since the last call. */
@@ -667,9 +685,18 @@ static void take(collector *c, pid_t pid, const char *cmd)
         return;
     }
     c->dropped += dropped;
+    /* Names for the children's PCs: CPU samples and the callers of lock waits. */
+    c->maps_pid = (pid_t)cpid;
+    c->maps = rep.len[2] ? pp_maps_parse(rep.blob[2], rep.len[2]) : NULL;
+    c->sym = c->maps ? pprof_symbolizer_lock() : NULL;
     feed_sections(c, (pid_t)cpid, rep.blob[0], rep.len[0]);
-    add_samples(c, (pid_t)cpid, rep.blob[2], rep.len[2], (unsigned char *)rep.blob[1],
-                rep.len[1]);
+    add_samples(c, (unsigned char *)rep.blob[1], rep.len[1]);
+    if (c->sym) {
+        pprof_symbolizer_unlock();
+    }
+    pp_maps_free(c->maps);
+    c->maps = NULL;
+    c->sym = NULL;
     apr_pool_destroy(p);
 }
 
@@ -762,6 +789,7 @@ int pprof_serve_trace(request_rec *r, apr_table_t *args)
     }
     pp_trace_set_thread_frame(c.tr, "httpd.worker_thread",
                               apr_psprintf(r->pool, "server/mpm/%s/%s.c", mpm, mpm));
+    pp_trace_set_resolver(c.tr, resolver, &c);
     for (k = 0; k < sizeof(frames) / sizeof(frames[0]); k++) {
         pp_trace_set_frame(c.tr, frames[k].name, frames[k].function, frames[k].file);
     }

@@ -15,7 +15,7 @@ import urllib.request
 import pytest
 
 import go_trace
-from conftest import _go_env, free_port
+from conftest import _go_env, free_port, go_pprof
 from pprof_http import TOO_LONG, check_error
 
 TRACE = "/debug/pprof/trace"
@@ -257,6 +257,14 @@ def test_lock_waits_are_blocks(traced, mpm):
         pytest.skip("prefork: one request per process; a process-local mutex never waits")
     p = go_trace_d(traced.path)
     assert len(re.findall(r"^\d+ GoBlockSync ", p.stdout, re.M)) >= 2, p.stdout[-2000:]
+    # go tool trace's synchronization-blocking profile names where the wait was.
+    sync = traced.path + ".sync.pb"
+    with open(sync, "wb") as f:
+        q = subprocess.run(["go", "tool", "trace", "-pprof=sync", traced.path], stdout=f,
+                           stderr=subprocess.PIPE, env=_go_env(), timeout=120)
+    assert q.returncode == 0, q.stderr
+    top = go_pprof("-top", sync).stdout
+    assert "pthread_mutex_lock" in top and "pprof_test_lock_hold" in top, top
 
 
 def test_viewer_serves_the_pages(traced):
