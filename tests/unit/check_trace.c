@@ -158,9 +158,23 @@ static void request(uint64_t ts, uint64_t task, const char *type)
     rec(ts + 3, PP_TB_REGION_END, task, "read_request", 12);
     rec(ts + 4, PP_TB_REGION_BEGIN, task, "handler", 7);
     pp_tbuf_task_type(ring, type);
-    rec(ts + 5, PP_TB_BLOCK, PP_TB_BLOCK_SYNC, "pthread_mutex_lock", 18);
+    rec(ts + 5, PP_TB_BLOCK, PP_TB_BLOCK_SYNC, "pthread_mutex_lock 0x1234 0x99", 31);
     rec(ts + 50, PP_TB_UNBLOCK, 0, NULL, 0);
     rec(ts + 60, PP_TB_LOG, task, "status\0" "200", 10);
+}
+
+/* The waits' callers: 0x1234 is lock_caller, 0x99 unknown. */
+static int fake_resolve(void *baton, uint32_t pid, uint64_t pc, pp_trace_frame *out, int max)
+{
+    (void)baton;
+    (void)pid;
+    if (pc != 0x1234 || max < 1) {
+        return 0;
+    }
+    out[0].function = "lock_caller";
+    out[0].file = "mod_x.c";
+    out[0].line = 7;
+    return 1;
 }
 
 /* Two processes, five threads: waiting, running and new ones; requests with nested
@@ -177,6 +191,7 @@ static pp_trace *scenario(void)
     ck_assert_ptr_nonnull(t);
     ck_assert_int_eq(pp_trace_set_thread_frame(t, "httpd.worker_thread", "event.c"), 0);
     ck_assert_int_eq(pp_trace_set_frame(t, "handler", "ap_invoke_handler", "config.c"), 0);
+    pp_trace_set_resolver(t, fake_resolve, NULL);
     ck_assert_int_eq(pp_trace_set_frame(t, "idle", "ap_queue_pop", "fdqueue.c"), 0);
     a = pp_trace_thread(t, 100, 0, 1001, PP_TRACE_WAITING);
     b = pp_trace_thread(t, 100, 1, 1002, PP_TRACE_RUNNING);
