@@ -204,6 +204,11 @@ size_t pp_tbuf_read(pp_tbuf *b, uint32_t gen, void *out, size_t cap, int *more)
     return n;
 }
 
+size_t pp_tbuf_pending(const pp_tbuf *b)
+{
+    return (size_t)(__atomic_load_n(&b->head, __ATOMIC_ACQUIRE) - b->tail);
+}
+
 uint64_t pp_tbuf_dropped(const pp_tbuf *b)
 {
     return __atomic_load_n(&b->dropped, __ATOMIC_RELAXED);

@@ -74,6 +74,9 @@ void pp_tbuf_publish(pp_tbuf *b);
  * skipped. Returns the bytes copied; *more is set when records remain. */
 size_t pp_tbuf_read(pp_tbuf *b, uint32_t gen, void *out, size_t cap, int *more);
 
+/* Bytes published and not yet read (of any generation). */
+size_t pp_tbuf_pending(const pp_tbuf *b);
+
 /* Records dropped because the ring was full, since the ring was made. */
 uint64_t pp_tbuf_dropped(const pp_tbuf *b);
 

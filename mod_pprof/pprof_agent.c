@@ -67,6 +67,8 @@ typedef struct {
     unsigned char *trace_smp;
     apr_size_t trace_smp_len, trace_smp_cap;
     apr_uint64_t trace_dropped;
+    unsigned char *trace_recs;  /* the rings' records, taken every DRAIN_MS */
+    apr_size_t trace_recs_len, trace_recs_cap;
 
     /* Request tags: "handler\tvhost" -> id, shared with request threads. */
     apr_thread_mutex_t *tag_mutex;
@@ -558,6 +560,7 @@ static const char *trace_start(agent_t *a, apr_uint32_t gen, int hz, apr_time_t 
     a->trace_gen = gen;
     a->trace_deadline = deadline;
     a->trace_smp_len = 0;
+    a->trace_recs_len = 0;
     /* Without the sampler (another profiler owns SIGPROF) the trace has no CPU samples. */
     sampler_acquire(a, hz);
     return NULL;
@@ -566,8 +569,6 @@ static const char *trace_start(agent_t *a, apr_uint32_t gen, int hz, apr_time_t 
 /* Hand over the records and CPU samples since the last read; stop first if asked. */
 static void trace_send(agent_t *a, int fd, apr_uint32_t gen, int stop, apr_time_t deadline)
 {
-    unsigned char *recs = NULL;
-    apr_size_t reclen;
     char *maps = NULL, head[128];
     apr_size_t mapslen = 0;
 
@@ -579,22 +580,31 @@ static void trace_send(agent_t *a, int fd, apr_uint32_t gen, int stop, apr_time_
     if (stop) {
         trace_stop(a);
     }
-    reclen = pprof_trace_child_drain(gen, &recs, &a->trace_dropped);
+    pprof_trace_child_drain(gen, &a->trace_recs, &a->trace_recs_len, &a->trace_recs_cap,
+                            &a->trace_dropped);
     /* The maps name the PCs of CPU samples and of lock waits' callers. */
-    if ((a->trace_smp_len || reclen) && pp_maps_read_text(NULL, &maps, &mapslen) != 0) {
+    if ((a->trace_smp_len || a->trace_recs_len) &&
+        pp_maps_read_text(NULL, &maps, &mapslen) != 0) {
         maps = NULL;
         mapslen = 0;
     }
     apr_snprintf(head, sizeof(head), "TRACE %ld %" APR_UINT64_T_FMT, (long)getpid(),
                  a->trace_dropped);
     {
-        const void *blobs[3] = { recs, a->trace_smp, maps };
-        apr_size_t lens[3] = { reclen, a->trace_smp_len, mapslen };
+        const void *blobs[3] = { a->trace_recs, a->trace_smp, maps };
+        apr_size_t lens[3] = { a->trace_recs_len, a->trace_smp_len, mapslen };
         pprof_ipc_reply(fd, head, 3, blobs, lens, deadline);
     }
     a->trace_dropped = 0;
     a->trace_smp_len = 0;
-    free(recs);
+    a->trace_recs_len = 0;
+    if (stop) {
+        /* A busy server's buffers grow to megabytes: not kept between traces. */
+        free(a->trace_recs);
+        free(a->trace_smp);
+        a->trace_recs = a->trace_smp = NULL;
+        a->trace_recs_cap = a->trace_smp_cap = 0;
+    }
     free(maps);
 }
 
@@ -665,6 +675,11 @@ static void tick(agent_t *a)
     if (a->cpu_gen && (apr_time_now() > a->cpu_deadline ||
                        (sh && pprof_atomic_load32(&sh->cpu.active) != a->cpu_gen))) {
         cpu_stop(a);
+    }
+    if (a->trace_gen) {
+        /* Rings are emptied here, between the collector's reads: they never wait on it. */
+        pprof_trace_child_drain(a->trace_gen, &a->trace_recs, &a->trace_recs_len,
+                                &a->trace_recs_cap, &a->trace_dropped);
     }
     if (a->trace_gen && (apr_time_now() > a->trace_deadline ||
                          (sh && pprof_atomic_load32(&sh->trace.active) != a->trace_gen))) {
@@ -744,7 +759,8 @@ static apr_status_t agent_cleanup(void *data)
     if (a->thread) {
         apr_thread_join(&rv, a->thread);
     }
-    pprof_trace_child_exit(a->pool, a->exit_trace_gen);
+    pprof_trace_child_exit(a->pool, a->exit_trace_gen, a->trace_recs, a->trace_recs_len);
+    free(a->trace_recs);
     close(a->listen_fd);
     close(a->wake[0]);
     close(a->wake[1]);

@@ -15,6 +15,7 @@
 #include "apr_strings.h"
 #include "apr_file_info.h"
 
+#include "pp_hash.h"
 #include "pp_lockwait.h"
 #include "pp_maps.h"
 #include "pp_symbolize.h"
@@ -51,16 +52,19 @@ typedef struct {
     apr_uint32_t count;         /* requests begun by this thread */
     int slot;
     int in_output;
+    apr_uint64_t out_task;      /* the task whose output region is open, 0 when none */
+    struct rstate *rs;          /* the request of `task` (valid while task is set) */
 } tstate;
 
 static __thread tstate tls;
 
 /* Per request: which task it is (any thread may end it: event's write completion). */
-typedef struct {
+typedef struct rstate {
     apr_uint32_t gen;
     apr_uint64_t task;          /* 0 until the request line has arrived */
     apr_uint64_t t_begin;       /* when reading it began */
     int ka_wait;                /* began waiting for the request on a kept-alive conn */
+    int in_handler;             /* its handler region is open */
 } rstate;
 
 /* The one test each hook makes while no trace runs. */
@@ -81,6 +85,7 @@ static tstate *tracing(void)
         tls.slot = slot;
         tls.task = 0;
         tls.in_output = 0;
+        tls.out_task = 0;
         pp_tbuf_publish(tls.ring);
     }
     return &tls;
@@ -175,6 +180,11 @@ static apr_status_t request_done(void *data)
         /* Never reached a handler: the held start goes out with no type. */
         pp_tbuf_task_type(s->ring, "(none)");
     }
+    if (s->out_task == rs->task) {
+        /* Freed from within the output filter (the end of the request was written). */
+        put(s, PP_TB_REGION_END, rs->task, "output");
+        s->out_task = 0;
+    }
     put(s, PP_TB_TASK_END, rs->task, NULL);
     if (s->task == rs->task) {
         s->task = 0;
@@ -230,6 +240,7 @@ static int trace_post_read_request(request_rec *r)
     }
     rs->task = ((apr_uint64_t)(s->slot + 1) << 32) | ++s->count;
     s->task = rs->task;
+    s->rs = rs;
     if (rs->ka_wait) {
         rs->ka_wait = 0;
         put(s, PP_TB_UNBLOCK, 0, NULL);
@@ -268,6 +279,7 @@ static int trace_handler(request_rec *r)
             pp_tbuf_task_type(s->ring, r->handler ? r->handler : "(none)");
         }
         put(s, PP_TB_REGION_BEGIN, rs->task, "handler");
+        rs->in_handler = 1;
     }
     return DECLINED;
 }
@@ -278,7 +290,11 @@ static int trace_log_first(request_rec *r)
     rstate *rs = traced(r, &s);
 
     if (rs) {
-        put(s, PP_TB_REGION_END, rs->task, "handler");
+        if (rs->in_handler) {
+            /* A connection without our output filter: the handler ends here. */
+            put(s, PP_TB_REGION_END, rs->task, "handler");
+            rs->in_handler = 0;
+        }
         put(s, PP_TB_REGION_BEGIN, rs->task, "log");
     }
     return DECLINED;
@@ -307,9 +323,10 @@ static apr_status_t trace_output(ap_filter_t *f, apr_bucket_brigade *bb)
 {
     tstate *s = tracing();
     apr_uint64_t task = s ? s->task : 0;
+    rstate *rs = task ? s->rs : NULL;
     apr_bucket *e;
     apr_status_t rv;
-    int eor = 0;
+    int eor = 0, outer;
 
     if (!task) {
         return ap_pass_brigade(f->next, bb);
@@ -319,14 +336,21 @@ static apr_status_t trace_output(ap_filter_t *f, apr_bucket_brigade *bb)
             eor = 1;
         }
     }
-    if (eor) {
+    if (eor && rs && rs->task == task && rs->in_handler) {
         put(s, PP_TB_REGION_END, task, "handler");
+        rs->in_handler = 0;
     }
-    put(s, PP_TB_REGION_BEGIN, task, "output");
-    s->in_output++;
+    outer = s->in_output++ == 0;
+    if (outer) {
+        put(s, PP_TB_REGION_BEGIN, task, "output");
+        s->out_task = task;
+    }
     rv = ap_pass_brigade(f->next, bb);
     s->in_output--;
-    put(s, PP_TB_REGION_END, task, "output");
+    if (outer && s->out_task == task) {
+        put(s, PP_TB_REGION_END, task, "output");
+        s->out_task = 0;
+    }
     if (eor && !s->in_output) {
         /* The request is handed over: it ended in there, or event's write completion
          * ends it on another thread. Either way this thread is done with it. */
@@ -397,47 +421,50 @@ apr_uint32_t pprof_trace_child_gen(void)
     return __atomic_load_n(&trace_gen, __ATOMIC_ACQUIRE);
 }
 
-apr_size_t pprof_trace_child_drain(apr_uint32_t gen, unsigned char **out,
-                                   apr_uint64_t *dropped)
+int pprof_trace_child_drain(apr_uint32_t gen, unsigned char **buf, apr_size_t *len,
+                            apr_size_t *cap, apr_uint64_t *dropped)
 {
     static apr_uint64_t last_dropped;
-    unsigned char *buf = NULL;
-    apr_size_t len = 0, cap = 0;
     apr_uint64_t lost = 0;
-    int i, more;
+    int i, more, rc = 0;
 
     for (i = 0; i < nrings; i++) {
         if (!rings[i]) {
             continue;
         }
         lost += pp_tbuf_dropped(rings[i]);
-        do {
+        for (more = 1; more && pp_tbuf_pending(rings[i]) > 0;) {
             apr_uint32_t hdr[4];
-            size_t n;
-            if (cap - len < RING_BYTES + sizeof(hdr)) {
-                unsigned char *nb = realloc(buf, cap + RING_BYTES + sizeof(hdr) + 65536);
-                if (!nb) {
+            apr_size_t want = pp_tbuf_pending(rings[i]) + sizeof(hdr), n;
+            if (*cap - *len < want) {
+                apr_size_t ncap = *cap ? *cap : 65536;
+                unsigned char *nb;
+                while (ncap - *len < want) {
+                    ncap *= 2;
+                }
+                if (ncap > PPROF_MAX_BLOB || !(nb = realloc(*buf, ncap))) {
+                    rc = -1;
                     break;
                 }
-                buf = nb;
-                cap += RING_BYTES + sizeof(hdr) + 65536;
+                *buf = nb;
+                *cap = ncap;
             }
-            n = pp_tbuf_read(rings[i], gen, buf + len + sizeof(hdr), RING_BYTES, &more);
+            n = pp_tbuf_read(rings[i], gen, *buf + *len + sizeof(hdr),
+                             *cap - *len - sizeof(hdr), &more);
             if (n == 0) {
-                break;
+                continue;       /* only records of other generations: consumed */
             }
             hdr[0] = (apr_uint32_t)i;
             hdr[1] = pprof_agent_slot_tid(i);
             hdr[2] = (apr_uint32_t)n;
             hdr[3] = 0;
-            memcpy(buf + len, hdr, sizeof(hdr));
-            len += sizeof(hdr) + n;
-        } while (more);
+            memcpy(*buf + *len, hdr, sizeof(hdr));
+            *len += sizeof(hdr) + n;
+        }
     }
     *dropped += lost - last_dropped;
     last_dropped = lost;
-    *out = buf;
-    return len;
+    return rc;
 }
 
 /* A child that ends while a trace runs leaves what its threads wrote since the last read
@@ -449,22 +476,25 @@ static const char *leftover_path(apr_pool_t *p, pid_t pid)
                 : NULL;
 }
 
-void pprof_trace_child_exit(apr_pool_t *p, apr_uint32_t gen)
+void pprof_trace_child_exit(apr_pool_t *p, apr_uint32_t gen, const unsigned char *held,
+                            apr_size_t held_len)
 {
     apr_uint64_t dropped = 0;
     unsigned char *buf = NULL;
-    apr_size_t len;
+    apr_size_t len = 0, cap = 0;
     const char *path, *tmp;
     FILE *f;
 
     if (!gen || !(path = leftover_path(p, getpid()))) {
         return;
     }
-    len = pprof_trace_child_drain(gen, &buf, &dropped);
+    pprof_trace_child_drain(gen, &buf, &len, &cap, &dropped);
     tmp = apr_pstrcat(p, path, ".tmp", NULL);
-    if (len && (f = fopen(tmp, "wb")) != NULL) {
+    if ((len || held_len) && (f = fopen(tmp, "wb")) != NULL) {
         apr_uint32_t head[2] = { gen, 0 };
-        int ok = fwrite(head, sizeof(head), 1, f) == 1 && fwrite(buf, 1, len, f) == len;
+        int ok = fwrite(head, sizeof(head), 1, f) == 1 &&
+                 (!held_len || fwrite(held, 1, held_len, f) == held_len) &&
+                 (!len || fwrite(buf, 1, len, f) == len);
         if (fclose(f) == 0 && ok) {
             rename(tmp, path);
         } else {
@@ -489,6 +519,14 @@ typedef struct {
     pp_symbolizer *sym;
     char names[2 * MAX_FRAMES][24];
     unsigned nnames;
+    /* What the symbolizer said of each (object, offset) seen: a busy server's samples
+     * repeat the same few thousand PCs, and a DWARF lookup costs tens of microseconds. */
+    pp_hash *known;
+    struct known_pc {
+        int n;
+        pp_frame f[8];
+    } *kpc;
+    apr_size_t nkpc, capkpc;
 } collector;
 
 static const struct {
@@ -543,8 +581,34 @@ static int resolve_pc(collector *c, apr_uint64_t pc, int leaf, pp_trace_frame *o
         return 0;
     }
     if ((m = pp_maps_find(c->maps, addr)) != NULL) {
-        ns = pp_symbolize(c->sym, m->path, addr - m->start + m->offset, sf, 8);
+        char key[4096];
+        apr_uint64_t off = addr - m->start + m->offset, ix = c->nkpc;
+        int klen = apr_snprintf(key, sizeof(key), "%s\n%" APR_UINT64_T_HEX_FMT, m->path, off);
+        int rc = c->known ? pp_hash_intern(c->known, key, (size_t)klen, &ix) : -1;
+        if (rc == 1) {
+            ns = c->kpc[ix].n;
+            memcpy(sf, c->kpc[ix].f, sizeof(sf));
+        } else {
+            ns = pp_symbolize(c->sym, m->path, off, sf, 8);
+            if (rc == 0) {
+                if (c->nkpc == c->capkpc) {
+                    apr_size_t cap = c->capkpc ? c->capkpc * 2 : 1024;
+                    struct known_pc *nk = realloc(c->kpc, cap * sizeof(*nk));
+                    if (!nk) {
+                        pp_hash_free(c->known);     /* no more caching; still correct */
+                        c->known = NULL;
+                        goto frames;
+                    }
+                    c->kpc = nk;
+                    c->capkpc = cap;
+                }
+                c->kpc[c->nkpc].n = ns;
+                memcpy(c->kpc[c->nkpc].f, sf, sizeof(sf));
+                c->nkpc++;
+            }
+        }
     }
+frames:
     for (k = 0; k < ns && k < max; k++) {
         out[k].function = sf[k].function ? sf[k].function : "?";
         out[k].file = sf[k].file ? sf[k].file : m->path;
@@ -790,6 +854,7 @@ int pprof_serve_trace(request_rec *r, apr_table_t *args)
     pp_trace_set_thread_frame(c.tr, "httpd.worker_thread",
                               apr_psprintf(r->pool, "server/mpm/%s/%s.c", mpm, mpm));
     pp_trace_set_resolver(c.tr, resolver, &c);
+    c.known = pp_hash_new();
     for (k = 0; k < sizeof(frames) / sizeof(frames[0]); k++) {
         pp_trace_set_frame(c.tr, frames[k].name, frames[k].function, frames[k].file);
     }
@@ -810,6 +875,7 @@ int pprof_serve_trace(request_rec *r, apr_table_t *args)
         stop_children(&c, 0);
         pprof_window_release(&sh->trace, self);
         pp_trace_free(c.tr);
+        pp_hash_free(c.known);
         return pprof_serve_error(r, HTTP_INTERNAL_SERVER_ERROR, apr_pstrcat(r->pool,
                                  "Could not enable tracing: ", err ? err : "no child", NULL));
     }
@@ -856,6 +922,8 @@ int pprof_serve_trace(request_rec *r, apr_table_t *args)
                       "PP0402: some trace records of the children could not be read");
     }
     pp_trace_free(c.tr);
+    pp_hash_free(c.known);
+    free(c.kpc);
     pprof_window_release(&sh->trace, self);
     return OK;
 }

@@ -32,14 +32,15 @@ void pprof_trace_child_stop(apr_uint32_t gen);
 /* The generation this child traces, 0 when none. */
 apr_uint32_t pprof_trace_child_gen(void);
 
-/* Take every ring's published records of gen: "[u32 slot][u32 tid][u64 len] records"
- * sections (malloc'ed into *out); returns the bytes, and adds records lost to full
- * rings since the last call to *dropped. */
-apr_size_t pprof_trace_child_drain(apr_uint32_t gen, unsigned char **out,
-                                   apr_uint64_t *dropped);
+/* Append every ring's published records of gen to *buf (malloc'ed, *len used of *cap):
+ * "[u32 slot][u32 tid][u32 len][u32 0] records" sections. Adds the records lost to full
+ * rings since the last call to *dropped. -1 on out of memory (what fitted is kept). */
+int pprof_trace_child_drain(apr_uint32_t gen, unsigned char **buf, apr_size_t *len,
+                            apr_size_t *cap, apr_uint64_t *dropped);
 
 /* The child ends (after its threads): leave what they wrote for trace gen (the one
- * that was on, or 0) to the collector. */
-void pprof_trace_child_exit(apr_pool_t *p, apr_uint32_t gen);
+ * that was on, or 0), after what the agent holds (buf, len), to the collector. */
+void pprof_trace_child_exit(apr_pool_t *p, apr_uint32_t gen, const unsigned char *buf,
+                            apr_size_t len);
 
 #endif
