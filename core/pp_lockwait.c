@@ -8,6 +8,10 @@
 #include <pthread.h>
 
 static pp_lockwait_fn observer;
+/* Set while this thread reports a wait: the unwinder and the observer may take locks of
+ * their own (libunwind's caches), which must go straight to the real call, else a held
+ * one would recurse without end. */
+static __thread int tls_busy __attribute__((tls_model("initial-exec")));
 static uintptr_t self_lo, self_hi;
 
 static int (*const real_lock)(pthread_mutex_t *) = pthread_mutex_lock;
@@ -41,7 +45,7 @@ static int hook_lock(pthread_mutex_t *m)
     uint64_t pcs[PP_LOCKWAIT_DEPTH];
     int rc;
 
-    if (__builtin_expect(fn == NULL, 1)) {
+    if (__builtin_expect(fn == NULL, 1) || tls_busy) {
         return real_lock(m);
     }
     rc = pthread_mutex_trylock(m);
@@ -50,9 +54,13 @@ static int hook_lock(pthread_mutex_t *m)
          * for an error-checking mutex held by this thread, EOWNERDEAD...). */
         return rc == 0 || rc == EOWNERDEAD ? rc : real_lock(m);
     }
+    tls_busy = 1;
     fn(1, pcs, waiting_stack(pcs));
+    tls_busy = 0;
     rc = real_lock(m);
+    tls_busy = 1;
     fn(0, NULL, 0);
+    tls_busy = 0;
     return rc;
 }
 

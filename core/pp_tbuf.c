@@ -204,6 +204,12 @@ size_t pp_tbuf_read(pp_tbuf *b, uint32_t gen, void *out, size_t cap, int *more)
     return n;
 }
 
+void pp_tbuf_trim(pp_tbuf *b)
+{
+    __atomic_store_n(&b->tail, __atomic_load_n(&b->head, __ATOMIC_ACQUIRE), __ATOMIC_RELEASE);
+    madvise(b->data, b->cap, MADV_DONTNEED);
+}
+
 size_t pp_tbuf_pending(const pp_tbuf *b)
 {
     return (size_t)(__atomic_load_n(&b->head, __ATOMIC_ACQUIRE) - b->tail);

@@ -74,6 +74,11 @@ void pp_tbuf_publish(pp_tbuf *b);
  * skipped. Returns the bytes copied; *more is set when records remain. */
 size_t pp_tbuf_read(pp_tbuf *b, uint32_t gen, void *out, size_t cap, int *more);
 
+/* Give the ring's memory back to the system (its records are lost; a writer still in
+ * flight at worst leaves a torn record, which the reader skips). For the reader, between
+ * traces. */
+void pp_tbuf_trim(pp_tbuf *b);
+
 /* Bytes published and not yet read (of any generation). */
 size_t pp_tbuf_pending(const pp_tbuf *b);
 

@@ -582,6 +582,9 @@ static void trace_send(agent_t *a, int fd, apr_uint32_t gen, int stop, apr_time_
     }
     pprof_trace_child_drain(gen, &a->trace_recs, &a->trace_recs_len, &a->trace_recs_cap,
                             &a->trace_dropped);
+    if (stop) {
+        pprof_trace_child_trim();
+    }
     /* The maps name the PCs of CPU samples and of lock waits' callers. */
     if ((a->trace_smp_len || a->trace_recs_len) &&
         pp_maps_read_text(NULL, &maps, &mapslen) != 0) {
@@ -683,7 +686,10 @@ static void tick(agent_t *a)
     }
     if (a->trace_gen && (apr_time_now() > a->trace_deadline ||
                          (sh && pprof_atomic_load32(&sh->trace.active) != a->trace_gen))) {
+        /* The collector is gone (or never asked): what is left goes unread. */
         trace_stop(a);
+        pprof_trace_child_trim();
+        a->trace_recs_len = a->trace_smp_len = 0;
     }
 }
 

@@ -29,7 +29,9 @@
 
 APLOG_USE_MODULE(pprof);
 
-#define RING_BYTES (256 * 1024)         /* per worker thread, mapped on first trace */
+/* Per worker thread: mapped on the first trace, given back after each. The agent empties
+ * it every 100 ms: room for about 100 requests of one thread in that time. */
+#define RING_BYTES (128 * 1024)
 #define POLL_MS 250                     /* the collector's round: how fast the file grows */
 #define START_TIMEOUT apr_time_from_sec(5)
 #define CALL_TIMEOUT apr_time_from_sec(10)
@@ -413,6 +415,17 @@ void pprof_trace_child_stop(apr_uint32_t gen)
     if (__atomic_compare_exchange_n(&trace_gen, &gen, 0, 0, __ATOMIC_ACQ_REL,
                                     __ATOMIC_ACQUIRE)) {
         pp_lockwait_observe(NULL);
+    }
+}
+
+void pprof_trace_child_trim(void)
+{
+    int i;
+
+    for (i = 0; i < nrings; i++) {
+        if (rings[i]) {
+            pp_tbuf_trim(rings[i]);
+        }
     }
 }
 
@@ -902,8 +915,10 @@ int pprof_serve_trace(request_rec *r, apr_table_t *args)
         adopt_orphans(&c);
         gone = send_data(&c);
     }
-    pprof_window_close(&sh->trace);
+    /* Each child is stopped by its last read; only then is the window closed (a child
+     * that sees it closed first stops by itself and its last records go unread). */
     stop_children(&c, !gone);
+    pprof_window_close(&sh->trace);
     adopt_orphans(&c);
     if (!gone) {
         pp_trace_finish(c.tr, pp_tbuf_now());

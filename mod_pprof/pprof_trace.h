@@ -29,6 +29,9 @@ const char *pprof_trace_child_start(apr_pool_t *p, apr_uint32_t gen, int nslots)
 /* Switch the hooks off (if gen is still on). */
 void pprof_trace_child_stop(apr_uint32_t gen);
 
+/* After the last read of a trace: the rings' memory goes back to the system. */
+void pprof_trace_child_trim(void);
+
 /* The generation this child traces, 0 when none. */
 apr_uint32_t pprof_trace_child_gen(void);
 
