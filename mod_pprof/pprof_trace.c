@@ -16,7 +16,7 @@
 #include "apr_file_info.h"
 
 #include "pp_hash.h"
-#include "pp_lockwait.h"
+#include "pp_wait.h"
 #include "pp_maps.h"
 #include "pp_symbolize.h"
 #include "pp_tbuf.h"
@@ -128,26 +128,29 @@ static rstate *traced(request_rec *r, tstate **sp)
     return s ? req_state(r, s) : NULL;
 }
 
-static void lock_wait(int phase, const uint64_t *pcs, int npcs)
+/* A lock or network wait inside a request: a block, with where it waits written as
+ * "function 0xPC ..." (the collector names the callers). */
+static void wait_seen(int kind, const uint64_t *pcs, int npcs)
 {
     tstate *s = tracing();
 
-    if (s && s->task) {
-        if (phase) {
-            /* "pthread_mutex_lock 0xPC ...": the collector names the callers. */
-            char text[PP_TB_STR_MAX];
-            size_t n = 18;
-            int i;
-            memcpy(text, "pthread_mutex_lock", n);
-            for (i = 0; i < npcs && n + 20 < sizeof(text); i++) {
-                n += (size_t)apr_snprintf(text + n, sizeof(text) - n, " 0x%" APR_UINT64_T_HEX_FMT,
-                                          pcs[i]);
-            }
-            pp_tbuf_put(s->ring, s->gen, PP_TB_BLOCK, pp_tbuf_now(), PP_TB_BLOCK_SYNC, 0,
-                        text, n);
-        } else {
-            put(s, PP_TB_UNBLOCK, 0, NULL);
+    if (!s || !s->task) {
+        return;
+    }
+    if (kind == PP_WAIT_DONE) {
+        put(s, PP_TB_UNBLOCK, 0, NULL);
+    } else {
+        char text[PP_TB_STR_MAX];
+        const char *fn = kind == PP_WAIT_LOCK ? "pthread_mutex_lock" : "poll";
+        size_t n = strlen(fn);
+        int i;
+        memcpy(text, fn, n);
+        for (i = 0; i < npcs && n + 20 < sizeof(text); i++) {
+            n += (size_t)apr_snprintf(text + n, sizeof(text) - n, " 0x%" APR_UINT64_T_HEX_FMT,
+                                      pcs[i]);
         }
+        pp_tbuf_put(s->ring, s->gen, PP_TB_BLOCK, pp_tbuf_now(),
+                    kind == PP_WAIT_LOCK ? PP_TB_BLOCK_SYNC : PP_TB_BLOCK_NET, 0, text, n);
     }
 }
 
@@ -381,9 +384,9 @@ void pprof_trace_register_hooks(apr_pool_t *p)
 
 void pprof_trace_post_config(server_rec *s)
 {
-    if (pp_lockwait_install() < 0) {
+    if (pp_wait_install() < 0) {
         ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
-                     "PP0400: cannot hook pthread_mutex_lock: traces show no lock waits");
+                     "PP0400: cannot hook pthread_mutex_lock and poll: traces show no waits");
     }
 }
 
@@ -405,7 +408,7 @@ const char *pprof_trace_child_start(apr_pool_t *p, apr_uint32_t gen, int nslots)
             return "out of memory";
         }
     }
-    pp_lockwait_observe(lock_wait);
+    pp_wait_observe(wait_seen);
     __atomic_store_n(&trace_gen, gen, __ATOMIC_RELEASE);
     return NULL;
 }
@@ -414,7 +417,7 @@ void pprof_trace_child_stop(apr_uint32_t gen)
 {
     if (__atomic_compare_exchange_n(&trace_gen, &gen, 0, 0, __ATOMIC_ACQ_REL,
                                     __ATOMIC_ACQUIRE)) {
-        pp_lockwait_observe(NULL);
+        pp_wait_observe(NULL);
     }
 }
 

@@ -21,7 +21,7 @@ from pprof_http import TOO_LONG, check_error
 TRACE = "/debug/pprof/trace"
 SECONDS = 3
 LOAD = ["/pprof-test/burn?ms=30", "/pprof-test/sleep?ms=40", "/pprof-test/lock?ms=30",
-        "/pprof-test/lock?ms=30"]
+        "/pprof-test/lock?ms=30", "/pprof-test/backend?ms=25"]
 MARKS = 5                   # sequential requests made inside the window, each a task
 MARK = "/pprof-test/sleep?ms=60&mark=%d"
 REGIONS = {"read_request", "access_auth", "handler", "output", "log"}
@@ -258,13 +258,27 @@ def test_lock_waits_are_blocks(traced, mpm):
     p = go_trace_d(traced.path)
     assert len(re.findall(r"^\d+ GoBlockSync ", p.stdout, re.M)) >= 2, p.stdout[-2000:]
     # go tool trace's synchronization-blocking profile names where the wait was.
-    sync = traced.path + ".sync.pb"
-    with open(sync, "wb") as f:
-        q = subprocess.run(["go", "tool", "trace", "-pprof=sync", traced.path], stdout=f,
+    top = blocking_profile(traced.path, "sync")
+    assert "pthread_mutex_lock" in top and "pprof_test_lock_hold" in top, top
+
+
+def blocking_profile(path, kind):
+    """go tool trace -pprof=KIND, read by go tool pprof -top."""
+    out = path + "." + kind + ".pb"
+    with open(out, "wb") as f:
+        q = subprocess.run(["go", "tool", "trace", "-pprof=" + kind, path], stdout=f,
                            stderr=subprocess.PIPE, env=_go_env(), timeout=120)
     assert q.returncode == 0, q.stderr
-    top = go_pprof("-top", sync).stdout
-    assert "pthread_mutex_lock" in top and "pprof_test_lock_hold" in top, top
+    return go_pprof("-top", out).stdout
+
+
+def test_backend_waits_are_network_blocks(traced):
+    """A request waiting in poll() (the test module's slow backend) blocks on the network,
+    and go tool trace's network-blocking profile names where."""
+    p = go_trace_d(traced.path)
+    assert re.search(r"^\d+ GoBlockNet ", p.stdout, re.M), p.stdout[-2000:]
+    top = blocking_profile(traced.path, "net")
+    assert "pprof_test_backend_wait" in top, top
 
 
 def test_viewer_serves_the_pages(traced):

@@ -6,6 +6,8 @@
  *   retain?bytes=N allocates and keeps N bytes from pprof_test_retain (per child)
  *   churn?bytes=N  allocates and frees N bytes in pprof_test_churn
  *   lock?ms=N      holds a process-wide mutex for N ms in pprof_test_lock_hold
+ *   backend?ms=N   waits N ms in poll() for a peer that does not answer, in
+ *                  pprof_test_backend_wait (a slow backend)
  *   thread?ms=N    starts a thread (pprof_test_thread_main) that lives N ms
  *   dlopen?lib=PATH&bytes=N  dlopens PATH at run time and calls its ppt_retain_named(N)
  *                  (tests/unit/pp_alloc_testlib.c): an object loaded after start-up
@@ -20,6 +22,7 @@
 #include "apr_strings.h"
 
 #include <dlfcn.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +35,7 @@
 void pprof_test_hot_a(int units);
 void pprof_test_hot_b(int units);
 void pprof_test_sleep(long ms);
+void pprof_test_backend_wait(long ms);
 void *pprof_test_retain(size_t bytes);
 void pprof_test_churn(size_t bytes);
 void pprof_test_lock_hold(long ms);
@@ -130,6 +134,18 @@ NOINLINE void pprof_test_churn(size_t bytes)
     }
 }
 
+NOINLINE void pprof_test_backend_wait(long ms)
+{
+    int fds[2];
+
+    if (pipe(fds) == 0) {
+        struct pollfd p = { fds[0], POLLIN, 0 };
+        poll(&p, 1, (int)ms);
+        close(fds[0]);
+        close(fds[1]);
+    }
+}
+
 NOINLINE void pprof_test_lock_hold(long ms)
 {
     pthread_mutex_lock(&test_lock);
@@ -191,6 +207,8 @@ static int test_handler(request_rec *r)
         }
     } else if (strcmp(what, "lock") == 0) {
         pprof_test_lock_hold(arg_long(args, "ms", 100, 60000));
+    } else if (strcmp(what, "backend") == 0) {
+        pprof_test_backend_wait(arg_long(args, "ms", 100, 60000));
     } else if (strcmp(what, "thread") == 0) {
         if (pprof_test_spawn(arg_long(args, "ms", 1000, 600000)) != 0) {
             return HTTP_INTERNAL_SERVER_ERROR;

@@ -1,20 +1,22 @@
-#include "pp_lockwait.h"
+#include "pp_wait.h"
 #include "pp_got.h"
 
 #define UNW_LOCAL_ONLY
 #include <libunwind.h>
 
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 
-static pp_lockwait_fn observer;
+static pp_wait_fn observer;
+static uintptr_t self_lo, self_hi;
 /* Set while this thread reports a wait: the unwinder and the observer may take locks of
  * their own (libunwind's caches), which must go straight to the real call, else a held
  * one would recurse without end. */
 static __thread int tls_busy __attribute__((tls_model("initial-exec")));
-static uintptr_t self_lo, self_hi;
 
 static int (*const real_lock)(pthread_mutex_t *) = pthread_mutex_lock;
+static int (*const real_poll)(struct pollfd *, nfds_t, int) = poll;
 
 /* Where the caller waits: return addresses without our own frames. */
 static int waiting_stack(uint64_t *pcs)
@@ -26,7 +28,7 @@ static int waiting_stack(uint64_t *pcs)
     if (unw_getcontext(&uc) != 0 || unw_init_local(&cur, &uc) != 0) {
         return 0;
     }
-    while (n < PP_LOCKWAIT_DEPTH && unw_step(&cur) > 0) {
+    while (n < PP_WAIT_DEPTH && unw_step(&cur) > 0) {
         unw_word_t ip;
         if (unw_get_reg(&cur, UNW_REG_IP, &ip) != 0 || ip == 0) {
             break;
@@ -39,10 +41,20 @@ static int waiting_stack(uint64_t *pcs)
     return n;
 }
 
+static void report(pp_wait_fn fn, int kind)
+{
+    uint64_t pcs[PP_WAIT_DEPTH];
+    int n;
+
+    tls_busy = 1;
+    n = kind == PP_WAIT_DONE ? 0 : waiting_stack(pcs);
+    fn(kind, n ? pcs : NULL, n);
+    tls_busy = 0;
+}
+
 static int hook_lock(pthread_mutex_t *m)
 {
-    pp_lockwait_fn fn = __atomic_load_n(&observer, __ATOMIC_ACQUIRE);
-    uint64_t pcs[PP_LOCKWAIT_DEPTH];
+    pp_wait_fn fn = __atomic_load_n(&observer, __ATOMIC_ACQUIRE);
     int rc;
 
     if (__builtin_expect(fn == NULL, 1) || tls_busy) {
@@ -54,27 +66,40 @@ static int hook_lock(pthread_mutex_t *m)
          * for an error-checking mutex held by this thread, EOWNERDEAD...). */
         return rc == 0 || rc == EOWNERDEAD ? rc : real_lock(m);
     }
-    tls_busy = 1;
-    fn(1, pcs, waiting_stack(pcs));
-    tls_busy = 0;
+    report(fn, PP_WAIT_LOCK);
     rc = real_lock(m);
-    tls_busy = 1;
-    fn(0, NULL, 0);
-    tls_busy = 0;
+    report(fn, PP_WAIT_DONE);
+    return rc;
+}
+
+static int hook_poll(struct pollfd *fds, nfds_t nfds, int timeout)
+{
+    pp_wait_fn fn = __atomic_load_n(&observer, __ATOMIC_ACQUIRE);
+    int rc, err;
+
+    if (__builtin_expect(fn == NULL, 1) || timeout == 0 || tls_busy) {
+        return real_poll(fds, nfds, timeout);
+    }
+    report(fn, PP_WAIT_NET);
+    rc = real_poll(fds, nfds, timeout);
+    err = errno;
+    report(fn, PP_WAIT_DONE);
+    errno = err;
     return rc;
 }
 
 static const pp_got_hook hooks[] = {
     { "pthread_mutex_lock", (void *)hook_lock },
+    { "poll", (void *)hook_poll },
 };
 
-int pp_lockwait_install(void)
+int pp_wait_install(void)
 {
     pp_got_code_range((const void *)&hook_lock, &self_lo, &self_hi);
     return pp_got_patch(hooks, sizeof(hooks) / sizeof(hooks[0]));
 }
 
-void pp_lockwait_observe(pp_lockwait_fn fn)
+void pp_wait_observe(pp_wait_fn fn)
 {
     __atomic_store_n(&observer, fn, __ATOMIC_RELEASE);
 }

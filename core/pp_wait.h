@@ -1,0 +1,29 @@
+/* Waits as a tracer sees them: pthread_mutex_lock and poll are interposed in every
+ * loaded object (pp_got). While an observer is switched on, a lock that is already held
+ * and a poll that may block (timeout != 0: a socket read or write waiting for its peer,
+ * a backend's answer) are reported before the wait, with the waiting call stack, and
+ * after it. A free lock costs one trylock and is not reported. While the observer is off
+ * each replacement costs one predictable branch before the real call. The observer must
+ * not wait itself. */
+#ifndef PP_WAIT_H
+#define PP_WAIT_H
+
+#include <stdint.h>
+
+#define PP_WAIT_DEPTH 24
+
+enum { PP_WAIT_DONE = 0, PP_WAIT_LOCK = 1, PP_WAIT_NET = 2 };
+
+/* kind PP_WAIT_LOCK or PP_WAIT_NET: about to wait, called from pcs (return addresses,
+ * the caller of pthread_mutex_lock or poll first); PP_WAIT_DONE: the wait is over (pcs
+ * NULL). */
+typedef void (*pp_wait_fn)(int kind, const uint64_t *pcs, int npcs);
+
+/* Interpose (process-wide, once; inherited by forked children). Returns the number of
+ * call sites hooked, or -1. */
+int pp_wait_install(void);
+
+/* Switch the observer on (fn) or off (NULL). */
+void pp_wait_observe(pp_wait_fn fn);
+
+#endif
