@@ -32,6 +32,9 @@ APLOG_USE_MODULE(pprof);
 /* Per worker thread: mapped on the first trace, given back after each. The agent empties
  * it every 100 ms: room for about 100 requests of one thread in that time. */
 #define RING_BYTES (128 * 1024)
+/* What an agent holds for a collector that falls behind: beyond it the rings fill and
+ * their records are counted as lost. */
+#define AGENT_BUF_MAX (16 * 1024 * 1024)
 #define POLL_MS 250                     /* the collector's round: how fast the file grows */
 #define START_TIMEOUT apr_time_from_sec(5)
 #define CALL_TIMEOUT apr_time_from_sec(10)
@@ -458,7 +461,7 @@ int pprof_trace_child_drain(apr_uint32_t gen, unsigned char **buf, apr_size_t *l
                 while (ncap - *len < want) {
                     ncap *= 2;
                 }
-                if (ncap > PPROF_MAX_BLOB || !(nb = realloc(*buf, ncap))) {
+                if (ncap > AGENT_BUF_MAX || !(nb = realloc(*buf, ncap))) {
                     rc = -1;
                     break;
                 }
