@@ -8,7 +8,8 @@
 #   b  idle       mod_pprof loaded, no profile and no trace running
 #   c  tracing    mod_pprof loaded, a server-wide execution trace running for the whole
 #                 measurement: curl -o FILE .../debug/pprof/trace?seconds=DURATION+2,
-#                 started just before the load (CPU samples in it at $HZ Hz)
+#                 started just before the load (no CPU samples: as in Go, a trace has
+#                 them only while a CPU profile runs too; cpu_overhead.sh measures that)
 # in interleaved rounds (a,b,c,a,b,c,...), so that drift (other load on the machine,
 # thermal, caches) hits every configuration alike. Each measurement gets a freshly
 # started server and a short warm-up load first. It reports the median requests/s of
@@ -27,7 +28,7 @@
 #   DURATION  seconds of each measurement (10); the trace lasts DURATION+2
 #   WARMUP    seconds of warm-up load before each measurement (2)
 #   THREADS   wrk threads (2)          CONNS  wrk connections (16)
-#   REPS      rounds of a,b,c (3)      HZ     PprofCPURate: CPU samples in the trace (100)
+#   REPS      rounds of a,b,c (3)      HZ     PprofCPURate (100; no effect on a lone trace)
 #   TARGET    request path (/bench.html)
 #   GO        the go command for the validity check (go; none found: check skipped)
 #   NOBUILD   1: skip make            KEEP_TMP  1: keep the temporary directory
@@ -244,7 +245,7 @@ cat <<EOF
 ---------------------------------------------------------------------------------------
 mod_pprof execution-trace overhead ($(date -u +%Y-%m-%d), $(git -C "$top" rev-parse --short HEAD 2>/dev/null || echo '?'), $(nproc) CPUs, Linux $(uname -r), $($APACHE2 -v | sed -n 's/^Server version: //p'))
 load: wrk -t$THREADS -c$CONNS -d${DURATION}s over loopback, GET $TARGET, $MPM MPM; $REPS interleaved rounds of a,b,c, medians
-trace (c): curl -o FILE /debug/pprof/trace?seconds=$TRACE_SECONDS started just before the load, CPU samples at PprofCPURate $HZ, all children
+trace (c): curl -o FILE /debug/pprof/trace?seconds=$TRACE_SECONDS started just before the load, no CPU profile alongside, all children
 $summary
 go tool trace -d: $gocheck
 targets (the issue, not asserted): tracing >= 97% of baseline; idle within the noise (compare the per-round spread)

@@ -533,7 +533,7 @@ static void trace_stop(agent_t *a)
 
 /* Switch this child's hooks to trace gen and sample its threads' CPU for it. The threads
  * as they are now: "slot\ttid\tbusy" lines (into *threads), for the trace's first state. */
-static const char *trace_start(agent_t *a, apr_uint32_t gen, int hz, apr_time_t deadline,
+static const char *trace_start(agent_t *a, apr_uint32_t gen, apr_time_t deadline,
                                apr_pool_t *p, const char **threads)
 {
     const char *err;
@@ -561,8 +561,8 @@ static const char *trace_start(agent_t *a, apr_uint32_t gen, int hz, apr_time_t 
     a->trace_deadline = deadline;
     a->trace_smp_len = 0;
     a->trace_recs_len = 0;
-    /* Without the sampler (another profiler owns SIGPROF) the trace has no CPU samples. */
-    sampler_acquire(a, hz);
+    /* As in Go, the trace carries the CPU samples of a CPU profile that runs at the same
+     * time (add_sample): tracing alone does not start the sampler. */
     return NULL;
 }
 
@@ -627,12 +627,10 @@ static void serve_one(agent_t *a, int fd)
         apr_snprintf(reply, sizeof(reply), err ? "ERR %s\n" : "OK\n", err);
         pprof_ipc_write_all(fd, reply, strlen(reply), deadline);
     } else if (sscanf(line, "TRACE-START %lu %lld", &gen, &dl) == 2 && gen) {
-        pprof_shared *sh = pprof_shared_get();
         const char *threads = "";
         apr_pool_t *p;
         apr_pool_create(&p, a->pool);
-        err = trace_start(a, (apr_uint32_t)gen, sh ? (int)pprof_atomic_load32(&sh->trace.hz)
-                                                   : 100, (apr_time_t)dl, p, &threads);
+        err = trace_start(a, (apr_uint32_t)gen, (apr_time_t)dl, p, &threads);
         if (err) {
             apr_snprintf(reply, sizeof(reply), "ERR %s\n", err);
             pprof_ipc_write_all(fd, reply, strlen(reply), deadline);
@@ -703,8 +701,8 @@ static void join_open_windows(agent_t *a)
         const char *threads;
         apr_pool_t *p;
         apr_pool_create(&p, a->pool);
-        trace_start(a, gen, (int)pprof_atomic_load32(&sh->trace.hz),
-                    __atomic_load_n(&sh->trace.deadline, __ATOMIC_ACQUIRE), p, &threads);
+        trace_start(a, gen, __atomic_load_n(&sh->trace.deadline, __ATOMIC_ACQUIRE), p,
+                    &threads);
         apr_pool_destroy(p);
     }
     if (!sh || !(gen = pprof_atomic_load32(&sh->cpu.active))) {

@@ -149,17 +149,26 @@ def traced(httpd, tmp_path_factory):
             r = httpd.get(MARK % i)
             marks.append(r.status)
 
+    def cpu_profile():
+        # As with Go, CPU samples are in a trace while a CPU profile runs alongside.
+        out.profile = httpd.get("/debug/pprof/profile?seconds=%d" % (SECONDS + 1), timeout=60)
+
     with Load(httpd):
         time.sleep(0.5)
         before = set(httpd.child_pids())
         marker = threading.Thread(target=mark_requests)
         marker.start()
+        profiler = threading.Thread(target=cpu_profile)
+        profiler.start()
+        time.sleep(0.2)
         out.t_start = time.time()
         out.resp, out.arrivals, out.body, out.took = stream(
             httpd, TRACE + "?seconds=%d" % SECONDS)
         marker.join()
+        profiler.join()
         out.children = before & set(httpd.child_pids())
     assert marks == [200] * MARKS, marks
+    assert out.profile.status == 200, out.profile
     out.path = str(tmp_path_factory.mktemp("trace") / "trace.out")
     with open(out.path, "wb") as f:
         f.write(out.body)
@@ -346,8 +355,17 @@ def test_one_trace_at_a_time(httpd):
     assert httpd.get(TRACE + "?seconds=0.2").status == 200
 
 
+def test_cpu_samples_only_beside_a_cpu_profile(httpd):
+    """As in Go, tracing alone takes no CPU samples (it costs less)."""
+    with Load(httpd, max_seconds=20):
+        tr = httpd.get(TRACE + "?seconds=1", timeout=30)
+    assert tr.status == 200
+    assert go_trace.summary(tr.body)["cpu_samples"] == 0
+
+
 def test_runs_beside_a_cpu_profile(httpd):
-    """As in Go, a trace and a CPU profile may run at once (they share the sampler)."""
+    """As in Go, a trace and a CPU profile may run at once (they share the sampler), and
+    the trace then has the profile's samples."""
     got = {}
 
     def prof():
