@@ -41,15 +41,21 @@ static int waiting_stack(uint64_t *pcs)
     return n;
 }
 
-static void report(pp_wait_fn fn, int kind)
+/* Report a wait (if the observer wants it): 1 if reported. */
+static int report(pp_wait_fn fn, int kind)
 {
     uint64_t pcs[PP_WAIT_DEPTH];
-    int n;
+    int n, wanted = 1;
 
     tls_busy = 1;
+    if (kind != PP_WAIT_DONE && !(wanted = fn(kind | PP_WAIT_ASK, NULL, 0))) {
+        tls_busy = 0;
+        return 0;
+    }
     n = kind == PP_WAIT_DONE ? 0 : waiting_stack(pcs);
     fn(kind, n ? pcs : NULL, n);
     tls_busy = 0;
+    return wanted;
 }
 
 static int hook_lock(pthread_mutex_t *m)
@@ -66,7 +72,9 @@ static int hook_lock(pthread_mutex_t *m)
          * for an error-checking mutex held by this thread, EOWNERDEAD...). */
         return rc == 0 || rc == EOWNERDEAD ? rc : real_lock(m);
     }
-    report(fn, PP_WAIT_LOCK);
+    if (!report(fn, PP_WAIT_LOCK)) {
+        return real_lock(m);
+    }
     rc = real_lock(m);
     report(fn, PP_WAIT_DONE);
     return rc;
@@ -80,7 +88,9 @@ static int hook_poll(struct pollfd *fds, nfds_t nfds, int timeout)
     if (__builtin_expect(fn == NULL, 1) || timeout == 0 || tls_busy) {
         return real_poll(fds, nfds, timeout);
     }
-    report(fn, PP_WAIT_NET);
+    if (!report(fn, PP_WAIT_NET)) {
+        return real_poll(fds, nfds, timeout);
+    }
     rc = real_poll(fds, nfds, timeout);
     err = errno;
     report(fn, PP_WAIT_DONE);

@@ -12,12 +12,14 @@
 
 #define PP_WAIT_DEPTH 24
 
-enum { PP_WAIT_DONE = 0, PP_WAIT_LOCK = 1, PP_WAIT_NET = 2 };
+enum { PP_WAIT_DONE = 0, PP_WAIT_LOCK = 1, PP_WAIT_NET = 2, PP_WAIT_ASK = 4 };
 
-/* kind PP_WAIT_LOCK or PP_WAIT_NET: about to wait, called from pcs (return addresses,
- * the caller of pthread_mutex_lock or poll first); PP_WAIT_DONE: the wait is over (pcs
- * NULL). */
-typedef void (*pp_wait_fn)(int kind, const uint64_t *pcs, int npcs);
+/* Called as fn(kind | PP_WAIT_ASK, NULL, 0) first (kind PP_WAIT_LOCK or PP_WAIT_NET): a
+ * non-zero answer means "report this wait", and only then is the stack unwound and
+ * fn(kind, pcs, npcs) called (return addresses, the caller of pthread_mutex_lock or poll
+ * first), then fn(PP_WAIT_DONE, NULL, 0) when the wait is over. Other answers are
+ * ignored. */
+typedef int (*pp_wait_fn)(int kind, const uint64_t *pcs, int npcs);
 
 /* Interpose (process-wide, once; inherited by forked children). Returns the number of
  * call sites hooked, or -1. */

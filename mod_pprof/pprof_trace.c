@@ -133,12 +133,12 @@ static rstate *traced(request_rec *r, tstate **sp)
 
 /* A lock or network wait inside a request: a block, with where it waits written as
  * "function 0xPC ..." (the collector names the callers). */
-static void wait_seen(int kind, const uint64_t *pcs, int npcs)
+static int wait_seen(int kind, const uint64_t *pcs, int npcs)
 {
     tstate *s = tracing();
 
-    if (!s || !s->task) {
-        return;
+    if (!s || !s->task || (kind & PP_WAIT_ASK)) {
+        return s && s->task;    /* only waits inside a request, and only then unwound */
     }
     if (kind == PP_WAIT_DONE) {
         put(s, PP_TB_UNBLOCK, 0, NULL);
@@ -155,6 +155,7 @@ static void wait_seen(int kind, const uint64_t *pcs, int npcs)
         pp_tbuf_put(s->ring, s->gen, PP_TB_BLOCK, pp_tbuf_now(),
                     kind == PP_WAIT_LOCK ? PP_TB_BLOCK_SYNC : PP_TB_BLOCK_NET, 0, text, n);
     }
+    return 1;
 }
 
 static int trace_pre_connection(conn_rec *c, void *csd)
