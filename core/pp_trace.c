@@ -383,11 +383,7 @@ static uint64_t stamp(thread *th, uint64_t ts)
     return ts;
 }
 
-static uint64_t p_of(const pp_trace *t, const thread *th)
-{
-    return (uint64_t)(th - t->threads) + 1;
-}
-
+/* A thread's goroutine id, which is also its P's id (P 0 is the trace's own). */
 static uint64_t g_of(const pp_trace *t, const thread *th)
 {
     return (uint64_t)(th - t->threads) + 1;
@@ -396,7 +392,7 @@ static uint64_t g_of(const pp_trace *t, const thread *th)
 static void ev_thread(pp_trace *t, thread *th, uint64_t ts, int type, const uint64_t *args,
                       int nargs)
 {
-    event(t, p_of(t, th), stamp(th, ts), type, args, nargs, NULL, 0);
+    event(t, g_of(t, th), stamp(th, ts), type, args, nargs, NULL, 0);
 }
 
 static void gomaxprocs(pp_trace *t)
@@ -700,7 +696,7 @@ static int one_record(void *baton, const pp_tb_record *r, const char *text)
         block(t, th, ts, EV_GO_BLOCK_NET, named_stack(t, "idle"));
         break;
     case PP_TB_BLOCK:
-        if (th->state == G_RUNNING || !th->state || th->state == G_RUNNABLE) {
+        if (th->state != G_WAITING) {
             block(t, th, ts, r->a == PP_TB_BLOCK_SYNC ? EV_GO_BLOCK_SYNC : EV_GO_BLOCK_NET,
                   wait_stack(t, th, text));
         }
@@ -784,7 +780,7 @@ static int one_record(void *baton, const pp_tb_record *r, const char *text)
         a[0] = gid;
         a[1] = string_id(t, text);
         a[2] = named_stack(t, "task");
-        event(t, p_of(t, th), stamp(th, ts), EV_LOG, a, 3, value, strlen(value));
+        event(t, g_of(t, th), stamp(th, ts), EV_LOG, a, 3, value, strlen(value));
         break;
     }
     default:
@@ -823,7 +819,7 @@ int pp_trace_cpu_sample(pp_trace *t, uint64_t ts, int thread_ix, const pp_trace_
         /* Only a goroutine (and P) that exists at the sample's time: a sample naming a
          * goroutine before its creation makes the reader create it twice. */
         int exists = th->state && th->created && a[0] > th->created;
-        a[1] = exists ? p_of(t, th) : UINT64_MAX;
+        a[1] = exists ? g_of(t, th) : UINT64_MAX;
         a[2] = exists ? g_of(t, th) : 0;
     } else {
         a[1] = UINT64_MAX;      /* no P: a thread that is no goroutine */

@@ -57,7 +57,6 @@ typedef struct {
     apr_time_t cpu_started, cpu_stopped;
     pp_stacktab *cpu_tab;
     apr_uint64_t cpu_leaf_only, cpu_dropped;
-    int sampler_mine;           /* pp_cpu was started here (for the profile or the trace) */
 
     /* Trace: the generation traced (0: none), its deadline, and its CPU samples since the
      * last read: [u64 ts][u32 tid][u32 npcs][npcs x u64 pc] records. */
@@ -246,43 +245,17 @@ static void add_sample(void *baton, const pp_cpu_sample *smp)
     }
 }
 
-/* The sampler serves the CPU profile and the trace: it runs while either needs it. */
-static void sampler_release(agent_t *a)
-{
-    if (a->cpu_gen || a->trace_gen || !a->sampler_mine) {
-        pp_cpu_drain(add_sample, a);
-        return;
-    }
-    a->cpu_on = 0;
-    pp_cpu_stop(add_sample, a);
-    a->sampler_mine = 0;
-}
-
-static int sampler_acquire(agent_t *a, int hz)
-{
-    int rc;
-
-    if (a->sampler_mine) {
-        return 0;
-    }
-    rc = pp_cpu_start(hz, RING_SLOTS);
-    if (rc == 0) {
-        a->sampler_mine = 1;
-        a->cpu_on = 1;
-    }
-    return rc;
-}
-
 static void cpu_stop(agent_t *a)
 {
     if (!a->cpu_gen) {
         return;
     }
-    pp_cpu_drain(add_sample, a);
+    a->cpu_on = 0;
+    /* What is left goes to the table and, while a trace runs, to the trace. */
+    pp_cpu_stop(add_sample, a);
     a->cpu_dropped += pp_cpu_dropped() + pp_stacktab_overflow(a->cpu_tab);
     a->cpu_stopped = apr_time_now();
     a->cpu_gen = 0;
-    sampler_release(a);
 }
 
 /* Start sampling for window gen; NULL or the reason it cannot. */
@@ -303,13 +276,14 @@ static const char *cpu_start(agent_t *a, apr_uint32_t gen, int hz, apr_time_t de
     a->cpu_deadline = deadline;
     a->cpu_started = apr_time_now();
     a->cpu_stopped = 0;
-    rc = sampler_acquire(a, hz);
+    rc = pp_cpu_start(hz, RING_SLOTS);
     if (rc != 0) {
         a->cpu_data_gen = 0;
         return rc == -1 ? "a SIGPROF handler of another profiler is installed"
                         : "cpu profiling already in use";
     }
     a->cpu_gen = gen;
+    a->cpu_on = 1;
     return NULL;
 }
 
@@ -526,12 +500,13 @@ static void trace_stop(agent_t *a)
         return;
     }
     pprof_trace_child_stop(a->trace_gen);
-    pp_cpu_drain(add_sample, a);
+    if (a->cpu_gen) {
+        pp_cpu_drain(add_sample, a);    /* a CPU profile's samples up to here */
+    }
     a->trace_gen = 0;
-    sampler_release(a);
 }
 
-/* Switch this child's hooks to trace gen and sample its threads' CPU for it. The threads
+/* Switch this child's hooks to trace gen. The threads
  * as they are now: "slot\ttid\tbusy" lines (into *threads), for the trace's first state. */
 static const char *trace_start(agent_t *a, apr_uint32_t gen, apr_time_t deadline,
                                apr_pool_t *p, const char **threads)
@@ -668,22 +643,22 @@ static void tick(agent_t *a)
 {
     pprof_shared *sh = pprof_shared_get();
 
-    if (!a->cpu_gen && !a->trace_gen) {
+    if (a->cpu_gen) {
+        pp_cpu_drain(add_sample, a);
+        pp_cpu_refresh_threads();
+        if (apr_time_now() > a->cpu_deadline ||
+            (sh && pprof_atomic_load32(&sh->cpu.active) != a->cpu_gen)) {
+            cpu_stop(a);
+        }
+    }
+    if (!a->trace_gen) {
         return;
     }
-    pp_cpu_drain(add_sample, a);
-    pp_cpu_refresh_threads();
-    if (a->cpu_gen && (apr_time_now() > a->cpu_deadline ||
-                       (sh && pprof_atomic_load32(&sh->cpu.active) != a->cpu_gen))) {
-        cpu_stop(a);
-    }
-    if (a->trace_gen) {
-        /* Rings are emptied here, between the collector's reads: they never wait on it. */
-        pprof_trace_child_drain(a->trace_gen, &a->trace_recs, &a->trace_recs_len,
-                                &a->trace_recs_cap, &a->trace_dropped);
-    }
-    if (a->trace_gen && (apr_time_now() > a->trace_deadline ||
-                         (sh && pprof_atomic_load32(&sh->trace.active) != a->trace_gen))) {
+    /* Rings are emptied here, between the collector's reads: they never wait on it. */
+    pprof_trace_child_drain(a->trace_gen, &a->trace_recs, &a->trace_recs_len,
+                            &a->trace_recs_cap, &a->trace_dropped);
+    if (apr_time_now() > a->trace_deadline ||
+        (sh && pprof_atomic_load32(&sh->trace.active) != a->trace_gen)) {
         /* The collector is gone (or never asked): what is left goes unread. */
         trace_stop(a);
         pprof_trace_child_trim();

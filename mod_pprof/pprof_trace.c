@@ -158,14 +158,22 @@ static int wait_seen(int kind, const uint64_t *pcs, int npcs)
     return 1;
 }
 
+/* The output filter on c, once per connection. */
+static void add_output_filter(conn_rec *c)
+{
+    if (!ap_get_module_config(c->conn_config, &pprof_module)) {
+        ap_add_output_filter_handle(out_filter, NULL, NULL, c);
+        ap_set_module_config(c->conn_config, &pprof_module, out_filter);
+    }
+}
+
 static int trace_pre_connection(conn_rec *c, void *csd)
 {
     tstate *s = tracing();
 
     if (s) {
         put(s, PP_TB_WAKE, 0, NULL);
-        ap_add_output_filter_handle(out_filter, NULL, NULL, c);
-        ap_set_module_config(c->conn_config, &pprof_module, out_filter);
+        add_output_filter(c);
     }
     return OK;
 }
@@ -214,11 +222,7 @@ static int trace_create_request(request_rec *r)
     if (!s || r->main || r->prev || s->task) {
         return OK;  /* off, a subrequest or redirect, or mod_proxy's backend request */
     }
-    if (!ap_get_module_config(r->connection->conn_config, &pprof_module)) {
-        /* A connection accepted before the trace started. */
-        ap_add_output_filter_handle(out_filter, NULL, NULL, r->connection);
-        ap_set_module_config(r->connection->conn_config, &pprof_module, out_filter);
-    }
+    add_output_filter(r->connection);   /* accepted before the trace started */
     rs = apr_pcalloc(r->pool, sizeof(*rs));
     rs->gen = s->gen;
     ap_set_module_config(r->request_config, &pprof_module, rs);
@@ -434,11 +438,6 @@ void pprof_trace_child_trim(void)
             pp_tbuf_trim(rings[i]);
         }
     }
-}
-
-apr_uint32_t pprof_trace_child_gen(void)
-{
-    return __atomic_load_n(&trace_gen, __ATOMIC_ACQUIRE);
 }
 
 int pprof_trace_child_drain(apr_uint32_t gen, unsigned char **buf, apr_size_t *len,
@@ -820,7 +819,8 @@ static int send_data(collector *c)
     return rc;
 }
 
-static void stop_children(collector *c, int collect)
+/* Add the children alive now (those born during the trace joined by themselves). */
+static void note_children(collector *c)
 {
     apr_array_header_t *now = pprof_children(c->r, 0);
     int i;
@@ -828,6 +828,13 @@ static void stop_children(collector *c, int collect)
     for (i = 0; i < now->nelts; i++) {
         seen_pid(c, APR_ARRAY_IDX(now, i, pid_t));
     }
+}
+
+static void stop_children(collector *c, int collect)
+{
+    int i;
+
+    note_children(c);
     for (i = 0; i < c->pids->nelts; i++) {
         take(c, APR_ARRAY_IDX(c->pids, i, pid_t), collect ? "TRACE-STOP" : "TRACE-QUIT");
     }
@@ -835,7 +842,6 @@ static void stop_children(collector *c, int collect)
 
 int pprof_serve_trace(request_rec *r, apr_table_t *args)
 {
-    pprof_server_conf *conf = ap_get_module_config(r->server->module_config, &pprof_module);
     pprof_shared *sh = pprof_shared_get();
     double sec = pprof_seconds_or(args, 1, 0);
     apr_uint32_t self = (apr_uint32_t)getpid();
@@ -878,7 +884,7 @@ int pprof_serve_trace(request_rec *r, apr_table_t *args)
     for (k = 0; k < sizeof(frames) / sizeof(frames[0]); k++) {
         pp_trace_set_frame(c.tr, frames[k].name, frames[k].function, frames[k].file);
     }
-    c.gen = pprof_window_open(&sh->trace, (apr_uint32_t)conf->cpu_hz, 0, child_deadline);
+    c.gen = pprof_window_open(&sh->trace, 0, 0, child_deadline);
     children = pprof_children(r, 0);
     for (i = 0; i < children->nelts; i++) {
         pid_t pid = APR_ARRAY_IDX(children, i, pid_t);
@@ -909,13 +915,7 @@ int pprof_serve_trace(request_rec *r, apr_table_t *args)
             gone = 1;
             break;
         }
-        children = pprof_children(r, 0);
-        for (i = 0; i < children->nelts; i++) {
-            pid_t pid = APR_ARRAY_IDX(children, i, pid_t);
-            if (!seen_pid(&c, pid)) {
-                /* Born during the trace: it joined by itself (child_init). */
-            }
-        }
+        note_children(&c);
         for (i = 0; i < c.pids->nelts; i++) {
             take(&c, APR_ARRAY_IDX(c.pids, i, pid_t), "TRACE-READ");
         }

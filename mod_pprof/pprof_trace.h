@@ -32,9 +32,6 @@ void pprof_trace_child_stop(apr_uint32_t gen);
 /* After the last read of a trace: the rings' memory goes back to the system. */
 void pprof_trace_child_trim(void);
 
-/* The generation this child traces, 0 when none. */
-apr_uint32_t pprof_trace_child_gen(void);
-
 /* Append every ring's published records of gen to *buf (malloc'ed, *len used of *cap):
  * "[u32 slot][u32 tid][u32 len][u32 0] records" sections. Adds the records lost to full
  * rings since the last call to *dropped. -1 on out of memory (what fitted is kept). */
