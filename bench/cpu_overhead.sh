@@ -47,7 +47,10 @@ command+=" REPS=$REPS HZ=$HZ TARGET='$TARGET'"
 [[ $BUILDDIR != "$top" ]] && command+=" BUILDDIR=$BUILDDIR"
 command+=" bench/cpu_overhead.sh"
 
-bench_build all check bench
+# One target per make: "all check bench" in one parallel make races on a fresh tree.
+bench_build all
+bench_build check
+bench_build bench
 bench_prepare
 
 # The mod_pprof lines of configurations b and c.

@@ -21,6 +21,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.request
 
 import pytest
 
@@ -492,6 +493,46 @@ def pprof_top(source, timeout=120):
         pytest.fail("go tool pprof -top %s failed (%d):\n%s%s" % (
             source, p.returncode, p.stdout, p.stderr), pytrace=False)
     return p.stdout
+
+
+# --- go tool trace ------------------------------------------------------------------------
+
+def go_trace_d(path):
+    return subprocess.run(["go", "tool", "trace", "-d", path], capture_output=True,
+                          text=True, env=_go_env(), timeout=120)
+
+
+class Viewer:
+    """`go tool trace -http` serving one file."""
+
+    def __init__(self, path):
+        self.port = free_port()
+        self.proc = subprocess.Popen(["go", "tool", "trace", "-http=127.0.0.1:%d" % self.port,
+                                      path], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     env=_go_env())
+        until = time.monotonic() + 60
+        while time.monotonic() < until:
+            if self.proc.poll() is not None:
+                raise AssertionError("go tool trace exited: %s" % self.proc.stdout.read())
+            try:
+                self.get("/")
+                return
+            except OSError:
+                time.sleep(0.2)
+        raise AssertionError("go tool trace did not start serving")
+
+    def get(self, path):
+        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (self.port, path),
+                                    timeout=60) as r:
+            return r.status, r.read().decode("utf-8", "replace")
+
+    def close(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
+def text_of(html):
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]*>", " ", html))
 
 
 def protoc_decode(gz_bytes, timeout=60):

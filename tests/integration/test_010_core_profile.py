@@ -38,7 +38,7 @@ def test_core_trace_writer_scenario_opens_in_go_tool_trace():
     repaired records, CPU samples) parses in the real go tool trace and avoids every trap
     of the format (the independent checker)."""
     import go_trace
-    from test_500_trace import Viewer, go_trace_d, text_of
+    from conftest import Viewer, go_trace_d, text_of
 
     if os.path.exists(SCENARIO):
         os.unlink(SCENARIO)
@@ -63,3 +63,22 @@ def test_core_trace_writer_scenario_opens_in_go_tool_trace():
         assert status == 200 and "ap_invoke_handler" in text_of(html), text_of(html)
     finally:
         v.close()
+
+
+def test_core_trace_streamed_in_pieces_is_the_same_trace():
+    """The writer's output taken piece by piece (as the endpoint streams it) and taken
+    whole hold the same events, strings and stacks (check_trace writes both)."""
+    import go_trace
+
+    subprocess.run([TRACE_UNIT], check=True, timeout=60, capture_output=True)
+    parsed = []
+    for name in ("streamed.trace", "whole.trace"):
+        with open(os.path.join(BUILDDIR, "tests", "unit", "out", name), "rb") as f:
+            data = f.read()
+        assert go_trace.check(data, strict_ts=True) == [], name
+        tr = go_trace.parse(data)
+        parsed.append(([(ev.name, ev.p, ev.ts, tuple(ev.args), ev.stk) for ev in tr.events],
+                       tr.strings, {k: [(fr.pc, fr.fn, fr.file, fr.line) for fr in v.frames]
+                                    for k, v in tr.stacks.items()}))
+    assert parsed[0] == parsed[1]
+    assert len(parsed[0][0]) > 50 * 10

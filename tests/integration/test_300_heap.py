@@ -128,14 +128,6 @@ def run_sequences(httpd, paths, conns):
     return pids
 
 
-def merge(*ledgers):
-    out = {}
-    for led in ledgers:
-        for pid, k in led.items():
-            out[pid] = out.get(pid, 0) + k
-    return out
-
-
 def wait_for(cond, seconds, step=0.05):
     until = time.monotonic() + seconds
     while True:

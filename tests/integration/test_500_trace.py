@@ -10,12 +10,11 @@ import socket
 import subprocess
 import threading
 import time
-import urllib.request
 
 import pytest
 
 import go_trace
-from conftest import _go_env, free_port, go_pprof
+from conftest import Viewer, _go_env, go_trace_d, pprof_top, text_of
 from pprof_http import TOO_LONG, check_error
 
 TRACE = "/debug/pprof/trace"
@@ -44,7 +43,7 @@ class Load:
                 r = self.httpd.get(path)
                 if r.status != 200:
                     self.errors.append((path, r.status))
-            except OSError as e:
+            except Exception as e:     # noqa: BLE001 -- every failure is reported
                 self.errors.append((path, e))
 
     def __enter__(self):
@@ -55,7 +54,7 @@ class Load:
     def __exit__(self, *exc):
         self.stop.set()
         for t in self.threads:
-            t.join()
+            t.join(timeout=120)
         assert not self.errors, self.errors[:5]
         return False
 
@@ -79,40 +78,6 @@ def stream(httpd, path, timeout=60):
     return resp, arrivals, b"".join(chunks), took
 
 
-def go_trace_d(path):
-    return subprocess.run(["go", "tool", "trace", "-d", path], capture_output=True,
-                          text=True, env=_go_env(), timeout=120)
-
-
-class Viewer:
-    """`go tool trace -http` serving one file."""
-
-    def __init__(self, path):
-        self.port = free_port()
-        self.proc = subprocess.Popen(["go", "tool", "trace", "-http=127.0.0.1:%d" % self.port,
-                                      path], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     env=_go_env())
-        until = time.monotonic() + 60
-        while time.monotonic() < until:
-            if self.proc.poll() is not None:
-                raise AssertionError("go tool trace exited: %s" % self.proc.stdout.read())
-            try:
-                self.get("/")
-                return
-            except OSError:
-                time.sleep(0.2)
-        raise AssertionError("go tool trace did not start serving")
-
-    def get(self, path):
-        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (self.port, path),
-                                    timeout=60) as r:
-            return r.status, r.read().decode("utf-8", "replace")
-
-    def close(self):
-        self.proc.kill()
-        self.proc.wait()
-
-
 def trace_threads(data):
     """The kernel thread ids the trace's Ps were started on (EvProcStart)."""
     return {ev.args[0] for ev in go_trace.parse(data).events if ev.name == "ProcStart"}
@@ -126,10 +91,6 @@ def cpu_functions(data):
         if ev.name == "CPUSample" and ev.stk in tr.stacks:
             names.update(f.fn for f in tr.stacks[ev.stk].frames)
     return names
-
-
-def text_of(html):
-    return re.sub(r"\s+", " ", re.sub(r"<[^>]*>", " ", html))
 
 
 # --- one trace under load ------------------------------------------------------------------
@@ -247,12 +208,15 @@ def test_every_child_and_its_cpu_samples(traced, httpd):
     s = traced.summary
     tids = trace_threads(traced.body)
     served = {int(m) for m in re.findall(r"pid=(\d+)", httpd.access_log())}
+    checked = 0
     for pid in traced.children & served:
         try:
             mine = {int(t) for t in os.listdir("/proc/%d/task" % pid)}
         except FileNotFoundError:
             continue
         assert mine & tids, (pid, sorted(mine), sorted(tids))
+        checked += 1
+    assert checked >= 1, (traced.children, served)
     assert s["cpu_samples"] > 0, s["cpu_samples"]
     starts = set(s["goroutine_start_functions"].values())
     assert starts == {"httpd.worker_thread"}, starts
@@ -278,7 +242,7 @@ def blocking_profile(path, kind):
         q = subprocess.run(["go", "tool", "trace", "-pprof=" + kind, path], stdout=f,
                            stderr=subprocess.PIPE, env=_go_env(), timeout=120)
     assert q.returncode == 0, q.stderr
-    return go_pprof("-top", out).stdout
+    return pprof_top(out)
 
 
 def test_backend_waits_are_network_blocks(traced):
@@ -302,8 +266,8 @@ def test_viewer_serves_the_pages(traced):
         status, html = v.get("/goroutines")
         assert status == 200 and "httpd.worker_thread" in html, html[:2000]
         gid = re.search(r'href="/goroutine\?id=(\d+)"', html)
-        if gid:
-            assert v.get("/goroutine?id=" + gid.group(1))[0] == 200
+        assert gid, html[:2000]
+        assert v.get("/goroutine?id=" + gid.group(1))[0] == 200
         status, html = v.get("/usertask?id=1")
         assert status == 200
         status, html = v.get("/userregion?type=handler")
@@ -339,18 +303,15 @@ def test_not_shorter_than_timeout_is_400(httpd, seconds):
 
 
 def test_one_trace_at_a_time(httpd):
-    first = {}
-
-    def run():
-        first["r"] = httpd.get(TRACE + "?seconds=2", timeout=30)
-
-    t = threading.Thread(target=run)
-    t.start()
-    time.sleep(0.5)
+    # The first trace's headers come once every child traces: then it surely runs.
+    conn = http.client.HTTPConnection("127.0.0.1", httpd.port, timeout=30)
+    conn.request("GET", TRACE + "?seconds=2")
+    first = conn.getresponse()
+    assert first.status == 200
     check_error(httpd.get(TRACE + "?seconds=1"), 500, ALREADY)
-    t.join()
-    assert first["r"].status == 200
-    assert go_trace.check(first["r"].body, strict_ts=True) == []
+    body = first.read()
+    conn.close()
+    assert go_trace.check(body, strict_ts=True) == []
     # Free again afterwards.
     assert httpd.get(TRACE + "?seconds=0.2").status == 200
 
@@ -383,7 +344,7 @@ def test_runs_beside_a_cpu_profile(httpd):
     assert got["p"].body[:2] == b"\x1f\x8b"
 
 
-def test_client_hangup_ends_tracing_within_a_second(httpd):
+def test_client_hangup_ends_tracing_at_once(httpd):
     s = socket.create_connection(("127.0.0.1", httpd.port), timeout=10)
     s.sendall(b"GET " + TRACE.encode() + b"?seconds=30 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
     assert s.recv(4096).startswith(b"HTTP/1.1 200")

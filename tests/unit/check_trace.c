@@ -241,13 +241,20 @@ static pp_trace *scenario(void)
     return t;
 }
 
+static void write_file(const char *path, const unsigned char *data, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_eq(fwrite(data, 1, len, f), len);
+    fclose(f);
+}
+
 START_TEST(scenario_writes_a_go_119_trace)
 {
     pp_trace *t = scenario();
     pp_trace_stats st;
     const unsigned char *data;
     size_t len;
-    FILE *f;
 
     data = pp_trace_data(t, &len);
     ck_assert_uint_gt(len, 16);
@@ -261,52 +268,66 @@ START_TEST(scenario_writes_a_go_119_trace)
     /* The unmatched end, the region open at idle, and the one open at a task's end. */
     ck_assert_uint_ge(st.repaired, 2);
     mkdir(TEST_BUILDDIR "/out", 0755);
-    f = fopen(TEST_BUILDDIR "/out/scenario.trace", "wb");
-    ck_assert_ptr_nonnull(f);
-    ck_assert_uint_eq(fwrite(data, 1, len, f), len);
-    fclose(f);
+    write_file(TEST_BUILDDIR "/out/scenario.trace", data, len);
     pp_trace_free(t);
 }
 END_TEST
 
-START_TEST(streaming_pieces_concatenate_to_the_whole)
+/* 50 requests of one thread, fed round by round; each round's output is taken (and
+ * consumed) when take is set. Returns everything the trace wrote, in order. */
+static unsigned char *fifty_rounds(int take, size_t *outlen)
 {
-    pp_trace *whole = scenario(), *t;
+    uint64_t t0 = 5000000000ULL;
+    pp_trace *t = pp_trace_new(t0);
     const unsigned char *data;
     unsigned char *joined = NULL;
-    size_t len, jlen = 0, wlen;
-    uint64_t t0 = 5000000000ULL;
-    int a;
+    size_t len, jlen = 0;
+    int a = pp_trace_thread(t, 1, 0, 11, PP_TRACE_WAITING);
 
-    /* The same start, taken piece by piece: consume() drops only what was taken. */
-    t = pp_trace_new(t0);
-    a = pp_trace_thread(t, 1, 0, 11, PP_TRACE_WAITING);
     ring = pp_tbuf_new(65536);
     for (int i = 0; i < 50; i++) {
         rec(t0 + 100 * (uint64_t)i + 1, PP_TB_WAKE, 0, NULL, 0);
         request(t0 + 100 * (uint64_t)i + 2, (uint64_t)i + 1, "h");
         rec(t0 + 100 * (uint64_t)i + 90, PP_TB_IDLE, 0, NULL, 0);
         feed(t, a);
-        data = pp_trace_data(t, &len);
-        joined = realloc(joined, jlen + len);
-        memcpy(joined + jlen, data, len);
-        jlen += len;
-        pp_trace_consume(t);
+        if (take) {
+            data = pp_trace_data(t, &len);
+            joined = realloc(joined, jlen + len);
+            memcpy(joined + jlen, data, len);
+            jlen += len;
+            pp_trace_consume(t);
+        }
     }
-    pp_trace_finish(t, t0 + 100000);
+    ck_assert_int_eq(pp_trace_finish(t, t0 + 100000), 0);
     data = pp_trace_data(t, &len);
     joined = realloc(joined, jlen + len);
     memcpy(joined + jlen, data, len);
     jlen += len;
-    ck_assert_int_eq(memcmp(joined, "go 1.19 trace\0\0\0", 16), 0);
-    /* The final piece holds the EvFrequency: 02 80 94 eb dc 03. */
-    ck_assert_int_eq(memcmp(joined + jlen - 6, "\x02\x80\x94\xeb\xdc\x03", 6), 0);
-    pp_trace_data(whole, &wlen);
-    ck_assert_uint_gt(wlen, 0);
-    free(joined);
     pp_tbuf_free(ring);
     pp_trace_free(t);
-    pp_trace_free(whole);
+    *outlen = jlen;
+    return joined;
+}
+
+START_TEST(streaming_pieces_concatenate_to_the_whole)
+{
+    size_t slen, wlen;
+    unsigned char *streamed = fifty_rounds(1, &slen), *whole = fifty_rounds(0, &wlen);
+
+    /* Taking the output in pieces changes only when dictionary records go out (before
+     * the next piece instead of at the end): same length, same header, same end. */
+    ck_assert_uint_eq(slen, wlen);
+    ck_assert_int_eq(memcmp(streamed, "go 1.19 trace\0\0\0", 16), 0);
+    ck_assert_int_eq(memcmp(whole, "go 1.19 trace\0\0\0", 16), 0);
+    /* The final piece holds the EvFrequency: 02 80 94 eb dc 03. */
+    ck_assert_int_eq(memcmp(streamed + slen - 6, "\x02\x80\x94\xeb\xdc\x03", 6), 0);
+    ck_assert_int_eq(memcmp(whole + wlen - 6, "\x02\x80\x94\xeb\xdc\x03", 6), 0);
+    /* Written out for the integration tests: both must parse to the same events. */
+    mkdir(TEST_BUILDDIR "/out", 0755);
+    write_file(TEST_BUILDDIR "/out/streamed.trace", streamed, slen);
+    write_file(TEST_BUILDDIR "/out/whole.trace", whole, wlen);
+    free(streamed);
+    free(whole);
 }
 END_TEST
 
