@@ -174,6 +174,9 @@ static __attribute__((noinline)) void *sample(void *p, size_t size)
     long b;
 
     if (tls_guard) {
+        /* Not sampled (the profiler's own), but counted down again: a guarded thread
+         * must not come back here on every allocation. */
+        tls_until = next_sample(r);
         return p;
     }
     tls_guard++;

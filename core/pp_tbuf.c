@@ -176,6 +176,12 @@ void pp_tbuf_publish(pp_tbuf *b)
     publish(b);
 }
 
+void pp_tbuf_discard_held(pp_tbuf *b)
+{
+    b->held = 0;
+    b->wpos = __atomic_load_n(&b->head, __ATOMIC_RELAXED);
+}
+
 size_t pp_tbuf_read(pp_tbuf *b, uint32_t gen, void *out, size_t cap, int *more)
 {
     uint64_t head = __atomic_load_n(&b->head, __ATOMIC_ACQUIRE);

@@ -69,6 +69,9 @@ void pp_tbuf_task_type(pp_tbuf *b, const char *type);
 /* Writer side: publish everything written (a held task keeps the type it has). */
 void pp_tbuf_publish(pp_tbuf *b);
 
+/* Writer side: drop what is written but unpublished (a held task and what follows it). */
+void pp_tbuf_discard_held(pp_tbuf *b);
+
 /* Reader side (one thread). Copy whole published records of generation gen into out
  * (capacity cap) and consume them; records of other generations are consumed and
  * skipped. Returns the bytes copied; *more is set when records remain. */

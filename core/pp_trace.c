@@ -18,6 +18,9 @@ enum {
 #define MAX_REGIONS 32          /* open regions per goroutine */
 #define MAX_FRAMES 100          /* frames of a stack: stays well below 2048 bytes */
 #define STACK_LIMIT 2048        /* newer readers refuse longer argument blocks */
+/* A frame is four varints of at most 5 bytes each (PCs, string ids and lines stay below
+ * 2^35); the id and the count take 11 more: a stack's record always fits. */
+_Static_assert(MAX_FRAMES * 20 + 11 <= STACK_LIMIT, "stack records must fit in 2048 bytes");
 #define DUMP_BEFORE 1000000u    /* the initial dump is timed this many ns before t0 */
 #define NO_P UINT64_MAX
 
@@ -37,7 +40,7 @@ typedef struct {
 } open_region;
 
 typedef struct {
-    uint32_t pid, slot, tid;
+    uint32_t pid, tid;
     int state;                  /* 0: not created yet */
     int started;                /* ProcStart written */
     uint64_t created;           /* when its goroutine was created (0: not yet) */
@@ -205,9 +208,11 @@ static void map_del(map64 *m, uint64_t key)
     }
 }
 
-static uint64_t key2(uint32_t hi, uint64_t lo)
+/* (pid, id) as one key, one-to-one: pids stay below 2^23 (Linux's limit is 2^22) and ids
+ * (slots, thread ids, a process's task ids) below 2^40; never 0. */
+static uint64_t key2(uint32_t pid, uint64_t id)
 {
-    return (((uint64_t)hi << 40) ^ lo ^ ((uint64_t)hi >> 24)) | (1ULL << 63);
+    return ((uint64_t)(pid & 0x7fffff) << 40) | (id & 0xffffffffffULL) | (1ULL << 63);
 }
 
 /* --- dictionaries ------------------------------------------------------------------- */
@@ -289,21 +294,13 @@ static uint64_t stack_id(pp_trace *t, const pp_trace_frame *frames, int n)
         return id;
     }
     t->next_stack++;
-    /* Outer frames go first if the record would exceed what newer readers take. */
-    for (;;) {
-        blen = varint(body, id);
-        blen += varint(body + blen, (uint64_t)n);
-        for (i = 0; i < n && blen < STACK_LIMIT; i++) {
-            blen += varint(body + blen, pcs[i]);
-            blen += varint(body + blen, string_id(t, frames[i].function ? frames[i].function
-                                                                        : "?"));
-            blen += varint(body + blen, string_id(t, frames[i].file));
-            blen += varint(body + blen, (uint64_t)(frames[i].line > 0 ? frames[i].line : 0));
-        }
-        if (blen <= STACK_LIMIT || n == 1) {
-            break;
-        }
-        n--;
+    blen = varint(body, id);
+    blen += varint(body + blen, (uint64_t)n);
+    for (i = 0; i < n; i++) {
+        blen += varint(body + blen, pcs[i]);
+        blen += varint(body + blen, string_id(t, frames[i].function ? frames[i].function : "?"));
+        blen += varint(body + blen, string_id(t, frames[i].file));
+        blen += varint(body + blen, (uint64_t)(frames[i].line > 0 ? frames[i].line : 0));
     }
     tmp[0] = EV_STACK | 3 << 6;
     put_bytes(t, &t->dict, tmp, 1);
@@ -603,7 +600,6 @@ int pp_trace_thread(pp_trace *t, uint32_t pid, uint32_t slot, uint32_t tid, int 
     th = &t->threads[idx];
     memset(th, 0, sizeof(*th));
     th->pid = pid;
-    th->slot = slot;
     th->tid = tid;
     t->stats.threads++;
     if (state != PP_TRACE_NEW && !t->gomaxprocs_done) {

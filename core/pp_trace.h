@@ -72,7 +72,7 @@ int pp_trace_thread(pp_trace *t, uint32_t pid, uint32_t slot, uint32_t tid, int 
 int pp_trace_find_tid(const pp_trace *t, uint32_t pid, uint32_t tid);
 
 /* The records of one thread (from pp_tbuf_read), in order. Task ids are the process's
- * own: they are made unique here with the pid. -1 on malformed input or out of memory. */
+ * own, below 2^40: they are made unique here with the pid. -1 on malformed input or out of memory. */
 int pp_trace_records(pp_trace *t, int thread, const void *recs, size_t len);
 
 /* One CPU sample at ts on thread (or -1: a thread that is no goroutine), frames leaf

@@ -68,8 +68,9 @@ static int hook_lock(pthread_mutex_t *m)
     }
     rc = pthread_mutex_trylock(m);
     if (rc != EBUSY) {
-        /* Taken, or an error the real call would report the same way (EINVAL, EDEADLK
-         * for an error-checking mutex held by this thread, EOWNERDEAD...). */
+        /* Taken (0, or EOWNERDEAD for a robust mutex), or an error the real call reports
+         * the same way (EINVAL). An error-checking mutex this thread already holds gives
+         * EBUSY here: it is reported as a wait, and the real call then fails at once. */
         return rc == 0 || rc == EOWNERDEAD ? rc : real_lock(m);
     }
     if (!report(fn, PP_WAIT_LOCK)) {

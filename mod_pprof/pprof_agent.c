@@ -506,36 +506,53 @@ static void trace_stop(agent_t *a)
     a->trace_gen = 0;
 }
 
+/* After the last read (or with nobody left to read): the rings' memory goes back and
+ * the buffers are freed (a busy server's grow to megabytes). */
+static void trace_end(agent_t *a)
+{
+    trace_stop(a);
+    pprof_trace_child_trim();
+    free(a->trace_recs);
+    free(a->trace_smp);
+    a->trace_recs = a->trace_smp = NULL;
+    a->trace_recs_len = a->trace_smp_len = 0;
+    a->trace_recs_cap = a->trace_smp_cap = 0;
+    a->trace_dropped = 0;
+}
+
 /* Switch this child's hooks to trace gen. The threads
  * as they are now: "slot\ttid\tbusy" lines (into *threads), for the trace's first state. */
 static const char *trace_start(agent_t *a, apr_uint32_t gen, apr_time_t deadline,
                                apr_pool_t *p, const char **threads)
 {
     const char *err;
-    char *list = "";
+    apr_array_header_t *lines;
     int j;
 
-    if (a->trace_gen != gen) {
-        trace_stop(a);
-    }
-    find_child_num(a);
-    for (j = 0; j < a->nworkers && a->child_num >= 0; j++) {
-        worker_score *ws = ap_get_scoreboard_worker_from_indexes(a->child_num, j);
-        if (!ws || ws->status == SERVER_DEAD || (a->threaded && !ws->tid)) {
-            continue;
+    if (threads) {
+        lines = apr_array_make(p, a->nworkers, sizeof(char *));
+        find_child_num(a);
+        for (j = 0; j < a->nworkers && a->child_num >= 0; j++) {
+            worker_score *ws = ap_get_scoreboard_worker_from_indexes(a->child_num, j);
+            if (!ws || ws->status == SERVER_DEAD || (a->threaded && !ws->tid)) {
+                continue;
+            }
+            APR_ARRAY_PUSH(lines, char *) = apr_psprintf(
+                p, "%d\t%lu\t%d\n", j, (unsigned long)a->worker_tid[j],
+                ws->status != SERVER_READY && ws->status != SERVER_BUSY_KEEPALIVE &&
+                ws->status != SERVER_STARTING);
         }
-        list = apr_psprintf(p, "%s%d\t%lu\t%d\n", list, j, (unsigned long)a->worker_tid[j],
-                            ws->status != SERVER_READY && ws->status != SERVER_BUSY_KEEPALIVE &&
-                            ws->status != SERVER_STARTING);
+        *threads = apr_array_pstrcat(p, lines, 0);
     }
-    *threads = list;
-    if ((err = pprof_trace_child_start(p, gen, a->nworkers)) != NULL) {
+    if (a->trace_gen == gen) {
+        return NULL;            /* joined from child_init already: keep what it has */
+    }
+    trace_end(a);
+    if ((err = pprof_trace_child_start(gen, a->nworkers)) != NULL) {
         return err;
     }
     a->trace_gen = gen;
     a->trace_deadline = deadline;
-    a->trace_smp_len = 0;
-    a->trace_recs_len = 0;
     /* As in Go, the trace carries the CPU samples of a CPU profile that runs at the same
      * time (add_sample): tracing alone does not start the sampler. */
     return NULL;
@@ -557,9 +574,6 @@ static void trace_send(agent_t *a, int fd, apr_uint32_t gen, int stop, apr_time_
     }
     pprof_trace_child_drain(gen, &a->trace_recs, &a->trace_recs_len, &a->trace_recs_cap,
                             &a->trace_dropped);
-    if (stop) {
-        pprof_trace_child_trim();
-    }
     /* The maps name the PCs of CPU samples and of lock waits' callers. */
     if ((a->trace_smp_len || a->trace_recs_len) &&
         pp_maps_read_text(NULL, &maps, &mapslen) != 0) {
@@ -577,11 +591,7 @@ static void trace_send(agent_t *a, int fd, apr_uint32_t gen, int stop, apr_time_
     a->trace_smp_len = 0;
     a->trace_recs_len = 0;
     if (stop) {
-        /* A busy server's buffers grow to megabytes: not kept between traces. */
-        free(a->trace_recs);
-        free(a->trace_smp);
-        a->trace_recs = a->trace_smp = NULL;
-        a->trace_recs_cap = a->trace_smp_cap = 0;
+        trace_end(a);
     }
     free(maps);
 }
@@ -618,9 +628,14 @@ static void serve_one(agent_t *a, int fd)
         apr_pool_destroy(p);
     } else if (sscanf(line, "TRACE-READ %lu", &gen) == 1) {
         trace_send(a, fd, (apr_uint32_t)gen, 0, deadline);
-    } else if (sscanf(line, "TRACE-STOP %lu", &gen) == 1 ||
-               sscanf(line, "TRACE-QUIT %lu", &gen) == 1) {
+    } else if (sscanf(line, "TRACE-STOP %lu", &gen) == 1) {
         trace_send(a, fd, (apr_uint32_t)gen, 1, deadline);
+    } else if (sscanf(line, "TRACE-QUIT %lu", &gen) == 1) {
+        /* The client is gone: stop, and nothing to hand over. */
+        if (gen && a->trace_gen == gen) {
+            trace_end(a);
+        }
+        pprof_ipc_write_all(fd, "NONE\n", 5, deadline);
     } else if (strcmp(line, "THREADS") == 0) {
         send_threads(a, fd, deadline);
     } else if (strcmp(line, "TCREATE") == 0) {
@@ -660,9 +675,7 @@ static void tick(agent_t *a)
     if (apr_time_now() > a->trace_deadline ||
         (sh && pprof_atomic_load32(&sh->trace.active) != a->trace_gen)) {
         /* The collector is gone (or never asked): what is left goes unread. */
-        trace_stop(a);
-        pprof_trace_child_trim();
-        a->trace_recs_len = a->trace_smp_len = 0;
+        trace_end(a);
     }
 }
 
@@ -673,12 +686,8 @@ static void join_open_windows(agent_t *a)
     apr_uint32_t gen, only;
 
     if (sh && (gen = pprof_atomic_load32(&sh->trace.active)) != 0) {
-        const char *threads;
-        apr_pool_t *p;
-        apr_pool_create(&p, a->pool);
-        trace_start(a, gen, __atomic_load_n(&sh->trace.deadline, __ATOMIC_ACQUIRE), p,
-                    &threads);
-        apr_pool_destroy(p);
+        trace_start(a, gen, __atomic_load_n(&sh->trace.deadline, __ATOMIC_ACQUIRE), a->pool,
+                    NULL);
     }
     if (!sh || !(gen = pprof_atomic_load32(&sh->cpu.active))) {
         return;

@@ -91,7 +91,9 @@ static tstate *tracing(void)
         tls.task = 0;
         tls.in_output = 0;
         tls.out_task = 0;
-        pp_tbuf_publish(tls.ring);
+        /* A task start held back in an earlier trace is dropped, never published: the
+         * ring may have been trimmed under it. */
+        pp_tbuf_discard_held(tls.ring);
     }
     return &tls;
 }
@@ -251,7 +253,9 @@ static int trace_post_read_request(request_rec *r)
     if (!rs || rs->gen != s->gen || rs->task || s->task) {
         return DECLINED;
     }
-    rs->task = ((apr_uint64_t)(s->slot + 1) << 32) | ++s->count;
+    /* Unique in this child (the trace wants them below 2^40): slot, then a count that
+     * may wrap only after 16M requests of one thread. */
+    rs->task = ((apr_uint64_t)(s->slot + 1) << 24) | (++s->count & 0xffffff);
     s->task = rs->task;
     s->rs = rs;
     if (rs->ka_wait) {
@@ -398,7 +402,7 @@ void pprof_trace_post_config(server_rec *s)
     }
 }
 
-const char *pprof_trace_child_start(apr_pool_t *p, apr_uint32_t gen, int nslots)
+const char *pprof_trace_child_start(apr_uint32_t gen, int nslots)
 {
     int i, async = 0;
 
@@ -729,6 +733,19 @@ static void adopt_leftovers(collector *c, pid_t pid)
     apr_file_remove(path, c->r->pool);
 }
 
+static void forget_pid(collector *c, pid_t pid)
+{
+    int i;
+
+    for (i = 0; i < c->pids->nelts; i++) {
+        if (APR_ARRAY_IDX(c->pids, i, pid_t) == pid) {
+            APR_ARRAY_IDX(c->pids, i, pid_t) = APR_ARRAY_IDX(c->pids, c->pids->nelts - 1, pid_t);
+            c->pids->nelts--;
+            return;
+        }
+    }
+}
+
 /* Leftovers of children that were born and ended between two rounds. */
 static void adopt_orphans(collector *c)
 {
@@ -745,7 +762,6 @@ static void adopt_orphans(collector *c)
         char *end;
         long pid = strtol(fi.name, &end, 10);
         if (pid > 0 && strcmp(end, ".trace") == 0 && kill((pid_t)pid, 0) != 0) {
-            seen_pid(c, (pid_t)pid);
             adopt_leftovers(c, (pid_t)pid);
         }
     }
@@ -765,6 +781,9 @@ static void take(collector *c, pid_t pid, const char *cmd)
         sscanf(rep.line, "TRACE %ld %" APR_UINT64_T_FMT, &cpid, &dropped) != 2) {
         apr_pool_destroy(p);
         adopt_leftovers(c, pid);
+        if (kill(pid, 0) != 0) {
+            forget_pid(c, pid);     /* ended: its last records were just adopted */
+        }
         return;
     }
     c->dropped += dropped;
@@ -835,7 +854,7 @@ static void stop_children(collector *c, int collect)
     int i;
 
     note_children(c);
-    for (i = 0; i < c->pids->nelts; i++) {
+    for (i = c->pids->nelts - 1; i >= 0; i--) {     /* take() may forget pid i */
         take(c, APR_ARRAY_IDX(c->pids, i, pid_t), collect ? "TRACE-STOP" : "TRACE-QUIT");
     }
 }
@@ -916,7 +935,7 @@ int pprof_serve_trace(request_rec *r, apr_table_t *args)
             break;
         }
         note_children(&c);
-        for (i = 0; i < c.pids->nelts; i++) {
+        for (i = c.pids->nelts - 1; i >= 0; i--) {  /* take() may forget pid i */
             take(&c, APR_ARRAY_IDX(c.pids, i, pid_t), "TRACE-READ");
         }
         adopt_orphans(&c);

@@ -24,7 +24,7 @@ int pprof_serve_trace(request_rec *r, apr_table_t *args);
 
 /* Make the rings (once per child; they stay) and switch this child's hooks to gen.
  * NULL, or why not. */
-const char *pprof_trace_child_start(apr_pool_t *p, apr_uint32_t gen, int nslots);
+const char *pprof_trace_child_start(apr_uint32_t gen, int nslots);
 
 /* Switch the hooks off (if gen is still on). */
 void pprof_trace_child_stop(apr_uint32_t gen);
