@@ -45,7 +45,8 @@ static __thread uint64_t tls_epoch IE;
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pp_stacktab *buckets;            /* under lock */
-static live_entry *live;                /* mmap'ed on first sample */
+static live_entry *_Atomic live;        /* mmap'ed on first sample */
+static live_entry *spare;               /* the other table, for rebuilds; under lock */
 static _Atomic size_t live_used;        /* entries holding a pointer */
 static size_t live_deleted;             /* under lock */
 static _Atomic uint64_t dropped;
@@ -112,32 +113,70 @@ static size_t live_slot(uintptr_t p)
     return (size_t)(((uint64_t)p >> 4) * 0x9e3779b97f4a7c15ULL >> 47) & (LIVE_CAP - 1);
 }
 
+static live_entry *new_table(void)
+{
+    void *m = mmap(NULL, LIVE_CAP * sizeof(live_entry), PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return m == MAP_FAILED ? NULL : m;
+}
+
+/* Under lock: copy the live entries into the other table, without the deleted ones, and
+ * make it the table. Frees of a long-lived process leave deleted slots behind; without
+ * this they would fill the table and every later sample would be dropped. A reader still
+ * probing the old table is harmless: untrack confirms under lock in the current one. */
+static int live_rebuild(void)
+{
+    live_entry *old = live, *t = spare ? spare : new_table();
+    size_t i;
+
+    if (!t) {
+        return -1;
+    }
+    if (spare) {
+        memset(t, 0, LIVE_CAP * sizeof(live_entry));
+    }
+    for (i = 0; i < LIVE_CAP; i++) {
+        uintptr_t p = atomic_load_explicit(&old[i].ptr, memory_order_relaxed);
+        if (p > 1) {
+            size_t j = live_slot(p);
+            while (atomic_load_explicit(&t[j].ptr, memory_order_relaxed)) {
+                j = (j + 1) & (LIVE_CAP - 1);
+            }
+            t[j].bucket = old[i].bucket;
+            t[j].size = old[i].size;
+            atomic_store_explicit(&t[j].ptr, p, memory_order_relaxed);
+        }
+    }
+    atomic_store_explicit(&live, t, memory_order_release);
+    spare = old;
+    live_deleted = 0;
+    return 0;
+}
+
 /* Under lock. */
 static int live_insert(uintptr_t p, uint32_t bucket, uint64_t size)
 {
     size_t i = live_slot(p), n;
+    live_entry *tab;
 
-    if (!live) {
-        void *m = mmap(NULL, LIVE_CAP * sizeof(live_entry), PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (m == MAP_FAILED) {
-            return -1;
-        }
-        live = m;
-    }
-    /* Keep a quarter empty so probes end quickly. */
-    if (atomic_load(&live_used) + live_deleted >= LIVE_CAP - LIVE_CAP / 4) {
+    if (!live && !(live = new_table())) {
         return -1;
     }
+    /* Keep a quarter empty so probes end quickly; deleted slots are reclaimed first. */
+    if (atomic_load(&live_used) + live_deleted >= LIVE_CAP - LIVE_CAP / 4 &&
+        (live_deleted < LIVE_CAP / 8 || live_rebuild() != 0)) {
+        return -1;
+    }
+    tab = live;
     for (n = 0; n < LIVE_CAP; n++, i = (i + 1) & (LIVE_CAP - 1)) {
-        uintptr_t cur = atomic_load_explicit(&live[i].ptr, memory_order_relaxed);
+        uintptr_t cur = atomic_load_explicit(&tab[i].ptr, memory_order_relaxed);
         if (cur <= 1) {
             if (cur == 1) {
                 live_deleted--;
             }
-            live[i].bucket = bucket;
-            live[i].size = size;
-            atomic_store_explicit(&live[i].ptr, p, memory_order_release);
+            tab[i].bucket = bucket;
+            tab[i].size = size;
+            atomic_store_explicit(&tab[i].ptr, p, memory_order_release);
             atomic_fetch_add(&live_used, 1);
             return 0;
         }
@@ -148,15 +187,16 @@ static int live_insert(uintptr_t p, uint32_t bucket, uint64_t size)
 /* Lock-free probe; the caller confirms under lock. */
 static live_entry *live_find(uintptr_t p)
 {
+    live_entry *tab = atomic_load_explicit(&live, memory_order_acquire);
     size_t i = live_slot(p), n;
 
-    if (!live) {
+    if (!tab) {
         return NULL;
     }
     for (n = 0; n < LIVE_CAP; n++, i = (i + 1) & (LIVE_CAP - 1)) {
-        uintptr_t cur = atomic_load_explicit(&live[i].ptr, memory_order_acquire);
+        uintptr_t cur = atomic_load_explicit(&tab[i].ptr, memory_order_acquire);
         if (cur == p) {
-            return &live[i];
+            return &tab[i];
         }
         if (cur == 0) {
             return NULL;
@@ -244,7 +284,8 @@ static __attribute__((noinline)) void untrack(void *p)
         return;
     }
     pthread_mutex_lock(&lock);
-    if (atomic_load(&e->ptr) == (uintptr_t)p) {
+    e = live_find((uintptr_t)p);        /* again: the table may have been rebuilt */
+    if (e && atomic_load(&e->ptr) == (uintptr_t)p) {
         values[PP_HEAP_FREE_BYTES] = e->size;
         pp_stacktab_add_at(buckets, e->bucket, values);
         atomic_store_explicit(&e->ptr, 1, memory_order_release);

@@ -254,6 +254,42 @@ START_TEST(every_allocation_sampled_at_rate_1_and_frees_matched)
 }
 END_TEST
 
+/* A long-lived process: far more sampled objects freed than the live table holds. Freed
+ * entries must be reclaimed, or every sample after ~98k would be dropped. */
+#define N_FREED 200000          /* more than the 98304 the live table may hold at once */
+START_TEST(freed_samples_never_fill_the_live_table)
+{
+    alloclib l = start(1);
+    const bucket *b;
+    snapshot sn;
+    void *keep;
+    int i;
+
+    /* Each sampled object at a new address: the chunk it leaves is taken at once by an
+     * allocation of this (unhooked) test program, so the next one cannot reuse it. */
+    void **stolen = malloc(N_FREED * sizeof(void *));
+    ck_assert_ptr_nonnull(stolen);
+    for (i = 0; i < N_FREED; i++) {
+        l.free_(l.malloc_(24));
+        stolen[i] = malloc(24);
+    }
+    for (i = 0; i < N_FREED; i++) {
+        free(stolen[i]);
+    }
+    free(stolen);
+    keep = l.retain_named(1000);
+    ck_assert_ptr_nonnull(keep);
+    ck_assert_uint_eq(pp_heap_dropped(), 0);
+    sn = take();
+    b = biggest(&sn, 1000);
+    ck_assert_ptr_nonnull(b);
+    ck_assert_uint_eq(b->v[PP_HEAP_FREE_OBJECTS], 0);
+    free(sn.b);
+    l.free_(keep);
+    finish(&l);
+}
+END_TEST
+
 START_TEST(sampled_stack_names_the_allocating_function)
 {
     alloclib l = start(1);
@@ -523,6 +559,7 @@ int main(void)
 
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, every_allocation_sampled_at_rate_1_and_frees_matched);
+    tcase_add_test(tc, freed_samples_never_fill_the_live_table);
     tcase_add_test(tc, sampled_stack_names_the_allocating_function);
     tcase_add_test(tc, realloc_calloc_and_memalign_are_sampled);
     tcase_add_test(tc, default_rate_samples_as_poisson_and_scales_back);
