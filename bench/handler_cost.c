@@ -1,6 +1,6 @@
 /* bench/handler_cost: what one CPU sample costs the sampled thread.
  *
- * pp_cpu_measure_handler() raises SIGPROF at this thread; its handler runs the real
+ * pp_cpu_measure_handler() raises the sampling signal (SIGRTMIN+6) at this thread; its handler runs the real
  * capture path (unw_backtrace from the signal frame into a sample) and times itself.
  * We call it at the bottom of a recursion of noinline frames, so that the unwinder walks
  * a stack about as deep as a request's in httpd (~30 frames), and with no extra frames
@@ -12,7 +12,7 @@
  * depth: this call's, or the previous call's if the load was hoisted before raise().
  * The batch call is still used for the round trip (raise + kernel signal delivery +
  * handler + sigreturn): the median over ROUNDS batches of a batch's wall time divided by
- * its n. A round trip with an empty SIGPROF handler is printed as the kernel-only floor.
+ * its n. A round trip with an empty handler of the sampling signal is printed as the kernel-only floor.
  * Everything is interleaved round by round, so drift affects every figure alike.
  *
  * Usage: bench/handler_cost [ITERATIONS [DEPTH]]   (defaults 20000 and 30)
@@ -88,7 +88,7 @@ static void on_empty(int sig)
     (void)sig;
 }
 
-/* ns per raise(SIGPROF), over m raises, with a handler that does nothing: the kernel's
+/* ns per raise(pp_cpu_signal()), over m raises, with a handler that does nothing: the kernel's
  * part of a sample. */
 static int64_t empty_batch(int m)
 {
@@ -99,19 +99,19 @@ static int64_t empty_batch(int m)
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_empty;
     sigemptyset(&sa.sa_mask);
-    if (sigaction(SIGPROF, &sa, &old) != 0) {
+    if (sigaction(pp_cpu_signal(), &sa, &old) != 0) {
         return -1;
     }
     t0 = now_ns();
     for (i = 0; i < m; i++) {
-        raise(SIGPROF);
+        raise(pp_cpu_signal());
     }
     t1 = now_ns();
-    sigaction(SIGPROF, &old, NULL);
+    sigaction(pp_cpu_signal(), &old, NULL);
     return (t1 - t0) / m;
 }
 
-/* ns per raise(SIGPROF), over a batch of m, with the real handler at `extra` frames. */
+/* ns per raise(pp_cpu_signal()), over a batch of m, with the real handler at `extra` frames. */
 static int64_t real_batch(int extra, int64_t *scratch, int m)
 {
     int64_t t0 = now_ns();
@@ -192,7 +192,7 @@ int main(int argc, char **argv)
             goto fail;
         }
     }
-    printf("SIGPROF handler cost (unw_backtrace from the signal frame), CLOCK_MONOTONIC\n");
+    printf("Sampling-signal handler cost (unw_backtrace from the signal frame), CLOCK_MONOTONIC\n");
     report(&lv[0], iters);
     report(&lv[1], iters);
     printf("%-8s round trip %lld ns/sample with an empty handler (kernel delivery only)\n",

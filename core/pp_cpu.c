@@ -3,15 +3,18 @@
 #endif
 #include "pp_cpu.h"
 #include "pp_log.h"
+#include "pp_threads.h"
 
 #define UNW_LOCAL_ONLY
 #include <libunwind.h>
 
 #include <dirent.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -49,6 +52,8 @@ static int period_hz;
 static thread_timer *timers;
 static size_t ntimers, captimers;
 static unsigned int rand_state;
+static int sample_signal;        /* 0: the default, SIGRTMIN + 6 */
+static int signal_used;          /* set at the first start: the signal can no longer change */
 
 /* Initial-exec TLS: the handler may read it without __tls_get_addr allocating. */
 static __thread int tls_warm __attribute__((tls_model("initial-exec")));
@@ -56,6 +61,20 @@ static __thread int tls_allowed __attribute__((tls_model("initial-exec")));
 static __thread int tls_in_unwind __attribute__((tls_model("initial-exec")));
 static __thread uint32_t tls_tag __attribute__((tls_model("initial-exec")));
 static __thread uint32_t tls_tid __attribute__((tls_model("initial-exec")));
+
+int pp_cpu_signal(void)
+{
+    return sample_signal ? sample_signal : SIGRTMIN + 6;
+}
+
+int pp_cpu_set_signal(int sig)
+{
+    if (signal_used || sig < SIGRTMIN || sig > SIGRTMAX) {
+        return -1;
+    }
+    sample_signal = sig;
+    return 0;
+}
 
 void pp_cpu_set_tag(uint32_t tag)
 {
@@ -71,7 +90,7 @@ void pp_cpu_thread_allow(void)
     }
     /* Thread pools often block every asynchronous signal (APR's signal thread does). */
     sigemptyset(&prof);
-    sigaddset(&prof, SIGPROF);
+    sigaddset(&prof, pp_cpu_signal());
     pthread_sigmask(SIG_UNBLOCK, &prof, NULL);
     tls_allowed = 1;
 }
@@ -140,7 +159,7 @@ static void capture(pp_cpu_sample *s, const void *uc)
     s->flags = PP_CPU_LEAF_ONLY;
 }
 
-static void on_sigprof(int sig, siginfo_t *si, void *uc)
+static void on_sample(int sig, siginfo_t *si, void *uc)
 {
     int saved_errno = errno;
     slot *r;
@@ -188,26 +207,48 @@ out:
     errno = saved_errno;
 }
 
+void pp_signal_owner(const struct sigaction *sa, char *buf, size_t len)
+{
+    void *fn = (sa->sa_flags & SA_SIGINFO) ? (void *)sa->sa_sigaction : (void *)sa->sa_handler;
+    Dl_info info;
+
+    memset(&info, 0, sizeof(info));
+    if (dladdr(fn, &info) && info.dli_sname) {
+        snprintf(buf, len, "%s in %s", info.dli_sname, info.dli_fname ? info.dli_fname : "?");
+    } else if (info.dli_fname) {
+        snprintf(buf, len, "%p in %s", fn, info.dli_fname);
+    } else {
+        snprintf(buf, len, "%p", fn);
+    }
+}
+
 static int install_handler(void)
 {
     struct sigaction sa;
+    int sig = pp_cpu_signal();
 
-    if (sigaction(SIGPROF, NULL, &old_action) != 0) {
+    signal_used = 1;
+    if (sigaction(sig, NULL, &old_action) != 0) {
         return -1;
     }
-    if ((old_action.sa_flags & SA_SIGINFO) ? old_action.sa_sigaction != on_sigprof
+    if ((old_action.sa_flags & SA_SIGINFO) ? old_action.sa_sigaction != on_sample
                                            : (old_action.sa_handler != SIG_DFL &&
                                               old_action.sa_handler != SIG_IGN)) {
+        char owner[256];
+        pp_signal_owner(&old_action, owner, sizeof(owner));
         pp_log(PP_LOG_ERROR, "PP0301",
-               "a SIGPROF handler is already installed in process %ld (another profiler?): "
-               "CPU profiling refused", (long)getpid());
+               "signal %d (SIGRTMIN+%d), the CPU sampler's, already has a handler in process "
+               "%ld (%s): CPU profiling refused", sig, sig - SIGRTMIN, (long)getpid(), owner);
         return -1;
     }
     memset(&sa, 0, sizeof(sa));
-    sa.sa_sigaction = on_sigprof;
+    sa.sa_sigaction = on_sample;
     sa.sa_flags = SA_SIGINFO | SA_RESTART;
+    /* A sample never nests in a thread dump's unwind on the same thread, nor the reverse
+     * (pp_threads blocks this signal in its handler): one unwinder at a time per thread. */
     sigemptyset(&sa.sa_mask);
-    return sigaction(SIGPROF, &sa, NULL);
+    sigaddset(&sa.sa_mask, pp_threads_signal());
+    return sigaction(sig, &sa, NULL);
 }
 
 static clockid_t thread_cpu_clock(pid_t tid)
@@ -224,7 +265,7 @@ static int arm_thread(pid_t tid, timer_t *out)
 
     memset(&sev, 0, sizeof(sev));
     sev.sigev_notify = SIGEV_THREAD_ID;
-    sev.sigev_signo = SIGPROF;
+    sev.sigev_signo = pp_cpu_signal();
     sev._sigev_un._tid = tid;
     if (timer_create(thread_cpu_clock(tid), &sev, out) != 0) {
         return -1;
@@ -388,17 +429,17 @@ void pp_cpu_stop(void (*fn)(void *baton, const pp_cpu_sample *s), void *baton)
     free(timers);
     timers = NULL;
     ntimers = captimers = 0;
-    /* SIG_IGN discards SIGPROFs already pending in any thread (one with SIGPROF blocked
+    /* SIG_IGN discards samples already pending in any thread (one with the signal blocked
      * would otherwise take the default action, death, once the old disposition is back). */
     memset(&ign, 0, sizeof(ign));
     ign.sa_handler = SIG_IGN;
     sigemptyset(&ign.sa_mask);
-    sigaction(SIGPROF, &ign, NULL);
+    sigaction(pp_cpu_signal(), &ign, NULL);
     while (atomic_load(&inflight) > 0) {
         struct timespec ts = { 0, 100000 };
         nanosleep(&ts, NULL);
     }
-    sigaction(SIGPROF, &old_action, NULL);
+    sigaction(pp_cpu_signal(), &old_action, NULL);
     pp_cpu_drain(fn, baton);
     r = atomic_exchange(&ring, NULL);
     munmap(r, ring_slots * sizeof(slot));
@@ -446,13 +487,14 @@ int pp_cpu_measure_handler(int64_t *out, int n)
     sa.sa_sigaction = on_measure;
     sa.sa_flags = SA_SIGINFO;
     sigemptyset(&sa.sa_mask);
-    if (sigaction(SIGPROF, &sa, &old) != 0) {
+    signal_used = 1;
+    if (sigaction(pp_cpu_signal(), &sa, &old) != 0) {
         return -1;
     }
     for (i = 0; i < n; i++) {
-        raise(SIGPROF);
+        raise(pp_cpu_signal());
         out[i] = measured_ns;
     }
-    sigaction(SIGPROF, &old, NULL);
+    sigaction(pp_cpu_signal(), &old, NULL);
     return measured_depth;
 }

@@ -1,11 +1,16 @@
 /* Per-thread CPU sampling, as Go 1.18+ and gperftools' per-thread mode do it: one POSIX
- * timer per thread on that thread's CPU-time clock, delivering SIGPROF to that thread
+ * timer per thread on that thread's CPU-time clock, delivering a signal to that thread
  * (SIGEV_THREAD_ID), with a random first expiry. A process-wide setitimer would lose
  * samples once more than a few threads are busy (golang/go#35057).
  *
+ * The signal is a real-time signal of our own (SIGRTMIN + 6 by default), never SIGPROF:
+ * SIGPROF belongs to others in a real server (PHP arms ITIMER_PROF for max_execution_time
+ * and takes every SIGPROF as a timeout; gperftools' profiler uses it). Their SIGPROF
+ * keeps working, untouched, while we sample.
+ *
  * The sampler is process-wide (signal dispositions are). All functions here except the
  * ones marked async-signal-safe must be called from one controlling thread at a time
- * (mod_pprof: the child's agent thread). The SIGPROF handler writes into a preallocated
+ * (mod_pprof: the child's agent thread). The signal handler writes into a preallocated
  * lock-free ring; it never allocates, locks or blocks, and drops (and counts) a sample
  * when the ring is full. */
 #ifndef PP_CPU_H
@@ -30,9 +35,19 @@ typedef struct {
 } pp_cpu_sample;
 
 /* Start sampling every thread of the process at hz (1..1000). ring_slots bounds the
- * samples buffered between drains. Refuses (-1, and logs PP0301) when another SIGPROF
- * handler is installed, and when already started (-2). */
+ * samples buffered between drains. Refuses (-1, and logs PP0301 naming the handler) when
+ * another handler owns the sampling signal, and when already started (-2). */
 int pp_cpu_start(int hz, size_t ring_slots);
+
+/* The sampling signal: SIGRTMIN + 6 unless set (a real-time signal) before the first
+ * start. pp_cpu_set_signal returns -1 once the signal was used, or for a non-RT signal. */
+int pp_cpu_signal(void);
+int pp_cpu_set_signal(int sig);
+
+/* Describe the handler of sa ("function in object", or its address) into buf: for the
+ * refusal messages of every signal user of the core. */
+struct sigaction;
+void pp_signal_owner(const struct sigaction *sa, char *buf, size_t len);
 
 /* 1 while started. */
 int pp_cpu_running(void);
@@ -44,7 +59,7 @@ int pp_cpu_refresh_threads(void);
 /* Hand every complete sample in the ring to fn, in order; returns how many. */
 size_t pp_cpu_drain(void (*fn)(void *baton, const pp_cpu_sample *s), void *baton);
 
-/* Stop: delete every timer, discard pending SIGPROFs, wait for handlers in flight,
+/* Stop: delete every timer, discard pending samples, wait for handlers in flight,
  * restore the previous disposition, drain what is left into fn (may be NULL) and free
  * the ring. Safe to call when not started. */
 void pp_cpu_stop(void (*fn)(void *baton, const pp_cpu_sample *s), void *baton);
@@ -55,11 +70,11 @@ uint64_t pp_cpu_dropped(void);
 /* The sampling period in nanoseconds for hz. */
 int64_t pp_cpu_period_ns(int hz);
 
-/* Let this thread be sampled: unblock SIGPROF in it (thread pools often block every
- * asynchronous signal, and a blocked SIGPROF is never delivered). Once per thread; later
- * calls cost a thread-local test. Because it unblocks SIGPROF, a program whose SIGPROF
- * disposition is SIG_DFL should make it SIG_IGN first, so that a stray SIGPROF cannot
- * kill it. Until a thread is also warmed (pp_cpu_thread_warm), its samples carry only the
+/* Let this thread be sampled: unblock the sampling signal in it (thread pools often
+ * block every asynchronous signal, and a blocked signal is never delivered). Once per
+ * thread; later calls cost a thread-local test. Because it unblocks the signal, a program
+ * whose disposition of it is SIG_DFL should make it SIG_IGN first, so that a stray one
+ * cannot kill it. Until a thread is also warmed (pp_cpu_thread_warm), its samples carry only the
  * interrupted PC (PP_CPU_LEAF_ONLY). */
 void pp_cpu_thread_allow(void);
 
@@ -74,7 +89,7 @@ void pp_cpu_thread_warm(void);
 void pp_cpu_set_tag(uint32_t tag);
 
 /* The signal handler's cost, measured: unwinds n times from a signal frame on this
- * thread (raising SIGPROF at itself) and reports each handler's duration in ns into
+ * thread (raising the sampling signal at itself) and reports each handler's duration in ns into
  * out (capacity n). For the benchmark; requires pp_cpu_start not running. */
 int pp_cpu_measure_handler(int64_t *out, int n);
 

@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #endif
 #include "pp_threads.h"
+#include "pp_cpu.h"
 #include "pp_log.h"
 
 #define UNW_LOCAL_ONLY
@@ -122,14 +123,19 @@ static int install(void)
         return -1;
     }
     if ((old.sa_flags & SA_SIGINFO) || (old.sa_handler != SIG_DFL && old.sa_handler != SIG_IGN)) {
-        pp_log(PP_LOG_ERROR, "PP0501", "signal %d already has a handler in process %ld: "
-               "thread stacks cannot be captured", pp_threads_signal(), (long)getpid());
+        char owner[256];
+        pp_signal_owner(&old, owner, sizeof(owner));
+        pp_log(PP_LOG_ERROR, "PP0501", "signal %d (SIGRTMIN+%d) already has a handler in "
+               "process %ld (%s): thread stacks cannot be captured", pp_threads_signal(),
+               pp_threads_signal() - SIGRTMIN, (long)getpid(), owner);
         return -1;
     }
     memset(&sa, 0, sizeof(sa));
     sa.sa_sigaction = on_signal;
     sa.sa_flags = SA_SIGINFO | SA_RESTART;
+    /* Never nests with a CPU sample's unwind on the same thread (see pp_cpu). */
     sigemptyset(&sa.sa_mask);
+    sigaddset(&sa.sa_mask, pp_cpu_signal());
     if (sigaction(pp_threads_signal(), &sa, NULL) != 0) {
         return -1;
     }

@@ -21,6 +21,7 @@
 #include "pp_heap.h"
 #include "pp_log.h"
 #include "pp_tcreate.h"
+#include "pp_cpu.h"
 #include "pp_threads.h"
 
 static server_rec *log_server;
@@ -176,10 +177,12 @@ static void child_init(apr_pool_t *pchild, server_rec *s)
     log_server = s;
     apr_thread_mutex_create(&sym_mutex, APR_THREAD_MUTEX_DEFAULT, pchild);
     apr_pool_cleanup_register(pchild, NULL, symbolizer_cleanup, apr_pool_cleanup_null);
-    /* Threads get SIGPROF and the thread-dump signal unblocked (pp_cpu_thread_allow,
-     * pp_threads_allow): a stray one must be ignored, not kill the child. */
+    /* Threads get the sampling and thread-dump signals (real-time signals of our own;
+     * SIGPROF is left to its owners, e.g. PHP's max_execution_time) unblocked
+     * (pp_cpu_thread_allow, pp_threads_allow): a stray one must be ignored, not kill the
+     * child. */
     {
-        int sigs[2] = { SIGPROF, pp_threads_signal() }, i;
+        int sigs[2] = { pp_cpu_signal(), pp_threads_signal() }, i;
         for (i = 0; i < 2; i++) {
             struct sigaction sa;
             if (sigaction(sigs[i], NULL, &sa) == 0 && !(sa.sa_flags & SA_SIGINFO) &&

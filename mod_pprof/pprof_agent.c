@@ -279,7 +279,7 @@ static const char *cpu_start(agent_t *a, apr_uint32_t gen, int hz, apr_time_t de
     rc = pp_cpu_start(hz, RING_SLOTS);
     if (rc != 0) {
         a->cpu_data_gen = 0;
-        return rc == -1 ? "a SIGPROF handler of another profiler is installed"
+        return rc == -1 ? "another handler owns the CPU sampling signal (see PP0301 in error_log)"
                         : "cpu profiling already in use";
     }
     a->cpu_gen = gen;

@@ -5,15 +5,14 @@
 #include "http_core.h"
 #include "scoreboard.h"
 #include "apr_strings.h"
+#include "util_filter.h"
 
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 apr_array_header_t *pprof_children(request_rec *r, pid_t only)
@@ -80,31 +79,37 @@ int pprof_call_child(request_rec *r, pid_t pid, const char *cmd, int nblobs,
 
 int pprof_client_gone(request_rec *r)
 {
-    apr_socket_t *sock = ap_get_conn_socket(r->connection);
-    apr_os_sock_t fd;
-    struct pollfd p;
+    conn_rec *c = r->connection;
+    apr_bucket_brigade *bb;
+    apr_status_t rv;
+    int gone;
 
-    if (r->connection->aborted) {
+    /* httpd's own word: a failed write (any protocol), or mod_http2 marking the stream's
+     * connection aborted when the client resets the stream or closes the connection. */
+    if (c->aborted || (c->master && c->master->aborted)) {
         return 1;
     }
-    if (!sock || apr_os_sock_get(&fd, sock) != APR_SUCCESS) {
+    if (c->master) {
+        /* An HTTP/2 stream owns no socket: its reset reaches us through aborted. */
         return 0;
     }
-    p.fd = fd;
-    p.events = POLLIN | POLLRDHUP;
-    p.revents = 0;
-    if (poll(&p, 1, 0) <= 0) {
-        return 0;
+    /* HTTP/1.x, plain or TLS: ask the connection's input filters (mod_ssl included) for
+     * one byte, without waiting and without consuming it. End of stream or an error means
+     * the client closed; nothing yet, or pipelined bytes, mean it is still there. */
+    bb = apr_brigade_create(r->pool, c->bucket_alloc);
+    rv = ap_get_brigade(c->input_filters, bb, AP_MODE_SPECULATIVE, APR_NONBLOCK_READ, 1);
+    if (APR_STATUS_IS_EAGAIN(rv)) {
+        gone = 0;
+    } else if (rv != APR_SUCCESS) {
+        gone = 1;
+    } else {
+        gone = !APR_BRIGADE_EMPTY(bb) && APR_BUCKET_IS_EOS(APR_BRIGADE_FIRST(bb));
     }
-    if (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) {
-        return 1;
+    apr_brigade_destroy(bb);
+    if (gone) {
+        c->aborted = 1;
     }
-    if (p.revents & POLLIN) {
-        char c;
-        /* Readable with nothing to read: the client closed. Pipelined bytes stay. */
-        return recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
-    }
-    return 0;
+    return gone;
 }
 
 int pprof_sleep_unless_gone(request_rec *r, apr_time_t until)

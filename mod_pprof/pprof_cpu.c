@@ -19,6 +19,7 @@
 #include "pp_stacktab.h"
 
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 APLOG_USE_MODULE(pprof);
@@ -90,8 +91,8 @@ static void parse_tags(merge_ctx *m, char *text)
     }
 }
 
-/* Ask one child for its window's data and merge it. */
-static void gather_child(request_rec *r, pid_t pid, apr_uint32_t gen, pp_profile *prof,
+/* Ask one child for its window's data and merge it: NULL, or why it is missing. */
+static const char *gather_child(request_rec *r, pid_t pid, apr_uint32_t gen, pp_profile *prof,
                          pp_resolver *res, int64_t period, apr_uint64_t *total)
 {
     apr_time_t deadline = apr_time_now() + GATHER_TIMEOUT;
@@ -102,6 +103,7 @@ static void gather_child(request_rec *r, pid_t pid, apr_uint32_t gen, pp_profile
     merge_ctx *m;
     pp_maps *maps = NULL;
     apr_pool_t *p;
+    const char *why = NULL;
     int rc;
 
     apr_pool_create(&p, r->pool);
@@ -115,6 +117,7 @@ static void gather_child(request_rec *r, pid_t pid, apr_uint32_t gen, pp_profile
                           &leaf_only, &started, &stopped) != 5) {
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
                       "PP0102: child %ld did not hand over its CPU samples", (long)pid);
+        why = "did not hand over its samples";
         goto done;
     }
     maps = pp_maps_parse(rep.blob[0], rep.len[0]);
@@ -129,6 +132,7 @@ static void gather_child(request_rec *r, pid_t pid, apr_uint32_t gen, pp_profile
         m->failed) {
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
                       "PP0104: could not merge the CPU data of child %ld", (long)pid);
+        why = "its samples could not be merged";
     }
     if (dropped > 0) {
         /* As Go does for samples its buffer could not take: a synthetic frame. */
@@ -147,6 +151,17 @@ static void gather_child(request_rec *r, pid_t pid, apr_uint32_t gen, pp_profile
 done:
     pp_maps_free(maps);
     apr_pool_destroy(p);
+    return why;
+}
+
+/* A child that could not be sampled is never silently missing from a 200 profile: the
+ * profile says so in a comment (`go tool pprof -comments`), and error_log in a warning. */
+static void note_absent(request_rec *r, apr_array_header_t *absent, pid_t pid, const char *why)
+{
+    ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
+                  "PP0103: child %ld is absent from the CPU profile: %s", (long)pid, why);
+    APR_ARRAY_PUSH(absent, const char *) =
+        apr_psprintf(r->pool, "mod_pprof: pid %ld absent: %s", (long)pid, why);
 }
 
 /* Send "CPU-START" to one child: NULL on success, else its reason. */
@@ -159,6 +174,7 @@ static const char *start_child(request_rec *r, pid_t pid, apr_uint32_t gen, int 
     const char *err = "no answer";
 
     if (fd < 0) {
+        /* Not yet listening (it joins the window from child_init) or already gone. */
         return "not listening";
     }
     apr_snprintf(line, sizeof(line), "CPU-START %lu %d %" APR_TIME_T_FMT "\n",
@@ -180,7 +196,7 @@ int pprof_serve_profile(request_rec *r, apr_table_t *args)
     const char *err = NULL;
     pid_t only = 0;
     apr_uint32_t self = (apr_uint32_t)getpid(), gen;
-    apr_array_header_t *started, *now;
+    apr_array_header_t *started, *now, *absent = apr_array_make(r->pool, 4, sizeof(char *));
     apr_time_t t0, t1;
     pp_profile *prof = NULL;
     pp_resolver *res = NULL;
@@ -214,6 +230,9 @@ int pprof_serve_profile(request_rec *r, apr_table_t *args)
                                     t0 + apr_time_from_sec((apr_time_t)sec) + GRACE);
         if (e) {
             err = e;
+            if (strcmp(e, "not listening") != 0) {
+                note_absent(r, absent, APR_ARRAY_IDX(started, i, pid_t), e);
+            }
         } else {
             nstarted++;
         }
@@ -271,7 +290,21 @@ int pprof_serve_profile(request_rec *r, apr_table_t *args)
     pp_profile_set_time(prof, (int64_t)t0 * 1000, (int64_t)(t1 - t0) * 1000);
     pp_resolver_add_mappings(res, own);
     for (i = 0; i < now->nelts; i++) {
-        gather_child(r, APR_ARRAY_IDX(now, i, pid_t), gen, prof, res, period, &total);
+        pid_t pid = APR_ARRAY_IDX(now, i, pid_t);
+        const char *why = gather_child(r, pid, gen, prof, res, period, &total);
+        for (j = 0; why && j < absent->nelts; j++) {
+            /* A child that never started says so already. */
+            if (strstr(APR_ARRAY_IDX(absent, j, const char *),
+                       apr_psprintf(r->pool, " pid %ld ", (long)pid))) {
+                why = NULL;
+            }
+        }
+        if (why) {
+            note_absent(r, absent, pid, why);
+        }
+    }
+    for (i = 0; i < absent->nelts; i++) {
+        pp_profile_add_comment(prof, APR_ARRAY_IDX(absent, i, const char *));
     }
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
                   "PP0100: CPU profile: %d children, %" APR_UINT64_T_FMT " samples in %.1f s",

@@ -11,6 +11,7 @@ PACKAGES=(
     check protobuf-compiler golang-go
     python3 python3-pytest python3-protobuf
     curl wrk apache2-utils
+    libapache2-mod-php8.2 openssl
 )
 
 missing=()

@@ -143,7 +143,7 @@ class Response:
 class Httpd:
     """An Apache httpd instance: writes its httpd.conf and controls it."""
 
-    def __init__(self, mpm, tmpdir, extra_conf="", timeout=60):
+    def __init__(self, mpm, tmpdir, extra_conf="", timeout=60, env=None):
         _check_modules()
         if mpm not in MPM_TUNING:
             raise ValueError("unknown MPM %r" % mpm)
@@ -154,6 +154,8 @@ class Httpd:
         self.port = free_port()
         self.timeout = timeout
         self.extra_conf = extra_conf
+        # Extra process environment for apache2 (e.g. USE_ZEND_ALLOC=0 for PHP).
+        self.env = dict(os.environ, **(env or {}))
         self.conf = os.path.join(self.dir, "httpd.conf")
         self.pidfile = os.path.join(self.dir, "httpd.pid")
         self.error_log_path = os.path.join(self.dir, "error_log")
@@ -218,7 +220,7 @@ CustomLog "{access_log}" pprof_it
     def _apachectl(self, action):
         return subprocess.run([APACHE2, "-f", self.conf, "-k", action],
                               stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                              timeout=CMD_TIMEOUT)
+                              timeout=CMD_TIMEOUT, env=self.env)
 
     def _fail(self, msg):
         pytest.fail("%s [%s, %s]\n--- error_log ---\n%s" % (msg, self.mpm, self.dir,
@@ -242,11 +244,11 @@ CustomLog "{access_log}" pprof_it
     def start(self):
         # Check the configuration first: its errors are clearer than a failed start.
         p = subprocess.run([APACHE2, "-f", self.conf, "-t"], stdin=subprocess.DEVNULL,
-                           capture_output=True, text=True, timeout=CMD_TIMEOUT)
+                           capture_output=True, text=True, timeout=CMD_TIMEOUT, env=self.env)
         if p.returncode != 0:
             self._fail("apache2 -t failed (%d): %s%s" % (p.returncode, p.stdout, p.stderr))
         p = subprocess.run(self.argv, stdin=subprocess.DEVNULL, capture_output=True,
-                           text=True, timeout=CMD_TIMEOUT)
+                           text=True, timeout=CMD_TIMEOUT, env=self.env)
         if p.returncode != 0:
             self._fail("apache2 -k start failed (%d): %s%s" % (p.returncode, p.stdout,
                                                                p.stderr))

@@ -8,6 +8,7 @@ pprof_test_hot_a and pprof_test_hot_b at a 3:1 ratio of work. Every loop is boun
 import http.client
 import os
 import re
+import signal
 import socket
 import threading
 import time
@@ -163,13 +164,17 @@ class Profile(DecodedProfile):
                 for loc in self.m.get("location", [])}
 
 
+SAMPLER_SIGNAL = signal.SIGRTMIN + 6
+
+
 def sampling_children(httpd):
-    """Children of the server that have a SIGPROF (27) POSIX timer armed right now."""
+    """Children of the server that have a POSIX timer of the sampler's signal
+    (SIGRTMIN + 6, never SIGPROF) armed right now."""
     out = set()
     for pid in httpd.child_pids():
         try:
             with open("/proc/%d/timers" % pid) as f:
-                if re.search(r"^signal: 27/", f.read(), re.M):
+                if re.search(r"^signal: %d/" % SAMPLER_SIGNAL, f.read(), re.M):
                     out.add(pid)
         except OSError:
             pass

@@ -1,4 +1,4 @@
-/* The CPU sampler on this process: real timers, real SIGPROFs, real unwinds. Each test
+/* The CPU sampler on this process: real timers, real signals (the sampler's real-time one), real unwinds. Each test
  * starts and stops the sampler itself (Check forks a process per test). Work is measured
  * in thread CPU time, never wall time, and bounds are loose: the machine may be loaded,
  * and CPU-clock timers only fire on scheduler ticks (250 Hz on a Debian kernel), so
@@ -7,6 +7,7 @@
 #define _GNU_SOURCE /* syscall(SYS_gettid) */
 #endif
 #include "pp_cpu.h"
+#include <sys/time.h>
 #include "pp_log.h"
 #include "pp_maps.h"
 #include "pp_stacktab.h"
@@ -301,7 +302,7 @@ static void on_count_info(int sig, siginfo_t *si, void *uc)
     sigprof_count++;
 }
 
-static void set_sigprof(void (*handler)(int), int flags)
+static void set_disposition(int sig, void (*handler)(int), int flags)
 {
     struct sigaction sa;
 
@@ -309,7 +310,13 @@ static void set_sigprof(void (*handler)(int), int flags)
     sa.sa_handler = handler;
     sa.sa_flags = flags;
     sigemptyset(&sa.sa_mask);
-    ck_assert_int_eq(sigaction(SIGPROF, &sa, NULL), 0);
+    ck_assert_int_eq(sigaction(sig, &sa, NULL), 0);
+}
+
+/* The sampler's own signal (a real-time one, never SIGPROF). */
+static void set_sampler_signal(void (*handler)(int), int flags)
+{
+    set_disposition(pp_cpu_signal(), handler, flags);
 }
 
 /* glibc's sigaction() always adds SA_RESTORER (and its own restorer) on the way to the
@@ -695,16 +702,16 @@ START_TEST(stop_restores_the_disposition_and_leaves_no_timer)
             sigemptyset(&mine.sa_mask);
             sigaddset(&mine.sa_mask, SIGUSR1);
             sigaddset(&mine.sa_mask, SIGRTMIN + 3);
-            ck_assert_int_eq(sigaction(SIGPROF, &mine, NULL), 0);
+            ck_assert_int_eq(sigaction(pp_cpu_signal(), &mine, NULL), 0);
         } else if (round == 2) {
-            set_sigprof(SIG_DFL, SA_RESTART);
+            set_sampler_signal(SIG_DFL, SA_RESTART);
         }
         /* round 0: whatever this process inherited (the default). */
-        ck_assert_int_eq(sigaction(SIGPROF, NULL, &before), 0);
+        ck_assert_int_eq(sigaction(pp_cpu_signal(), NULL, &before), 0);
         ck_assert_int_eq(pp_cpu_start(1000, 4096), 0);
         sink = burn_cpu(hot_a, 50 * MS, counted_enough, &c);
         pp_cpu_stop(count_only, &c.n);
-        ck_assert_int_eq(sigaction(SIGPROF, NULL, &after), 0);
+        ck_assert_int_eq(sigaction(pp_cpu_signal(), NULL, &after), 0);
         assert_same_action(&before, &after);
         ck_assert_uint_ge(c.n, 1);
         assert_timers(0);
@@ -712,15 +719,15 @@ START_TEST(stop_restores_the_disposition_and_leaves_no_timer)
 
     /* No timer fires any more: a handler of our own sees nothing. */
     sigprof_count = 0;
-    set_sigprof(on_count, SA_RESTART);
+    set_sampler_signal(on_count, SA_RESTART);
     sink = burn_cpu(hot_a, 100 * MS, NULL, NULL);
     ck_assert_int_eq(sigprof_count, 0);
-    ck_assert_int_eq(sigaction(SIGPROF, &before, NULL), 0);
+    ck_assert_int_eq(sigaction(pp_cpu_signal(), &before, NULL), 0);
 
     /* Stopping again, or when never started, is harmless. */
     pp_cpu_stop(NULL, NULL);
     pp_cpu_stop(NULL, NULL);
-    ck_assert_int_eq(sigaction(SIGPROF, NULL, &after), 0);
+    ck_assert_int_eq(sigaction(pp_cpu_signal(), NULL, &after), 0);
     assert_same_action(&before, &after);
 }
 END_TEST
@@ -743,11 +750,11 @@ START_TEST(start_refuses_a_foreign_handler_and_a_second_start)
     pp_log_set(on_log, NULL);
 
     /* A plain handler. */
-    set_sigprof(on_count, 0);
+    set_sampler_signal(on_count, 0);
     ck_assert_int_eq(pp_cpu_start(100, 64), -1);
     ck_assert_int_eq(pp_cpu_running(), 0);
     ck_assert_int_eq(atomic_load(&refusals_logged), 1);
-    ck_assert_int_eq(sigaction(SIGPROF, NULL, &now), 0);
+    ck_assert_int_eq(sigaction(pp_cpu_signal(), NULL, &now), 0);
     ck_assert_ptr_eq((void *)now.sa_handler, (void *)on_count);
     assert_timers(0);
 
@@ -756,16 +763,16 @@ START_TEST(start_refuses_a_foreign_handler_and_a_second_start)
     sa.sa_sigaction = on_count_info;
     sa.sa_flags = SA_SIGINFO | SA_RESTART;
     sigemptyset(&sa.sa_mask);
-    ck_assert_int_eq(sigaction(SIGPROF, &sa, NULL), 0);
+    ck_assert_int_eq(sigaction(pp_cpu_signal(), &sa, NULL), 0);
     ck_assert_int_eq(pp_cpu_start(100, 64), -1);
     ck_assert_int_eq(pp_cpu_running(), 0);
     ck_assert_int_eq(atomic_load(&refusals_logged), 2);
-    ck_assert_int_eq(sigaction(SIGPROF, NULL, &now), 0);
+    ck_assert_int_eq(sigaction(pp_cpu_signal(), NULL, &now), 0);
     ck_assert_ptr_eq((void *)now.sa_sigaction, (void *)on_count_info);
     assert_timers(0);
 
     /* Ignored is not a handler: that start succeeds, once. */
-    set_sigprof(SIG_IGN, 0);
+    set_sampler_signal(SIG_IGN, 0);
     ck_assert_int_eq(pp_cpu_start(100, 64), 0);
     ck_assert_int_eq(pp_cpu_start(100, 64), -2);
     ck_assert_int_eq(pp_cpu_start(1000, 4096), -2);
@@ -774,16 +781,58 @@ START_TEST(start_refuses_a_foreign_handler_and_a_second_start)
     ck_assert_int_eq(pp_cpu_running(), 0);
 
     /* And the default, of course; and again after a stop. */
-    set_sigprof(SIG_DFL, 0);
+    set_sampler_signal(SIG_DFL, 0);
     ck_assert_int_eq(pp_cpu_start(100, 64), 0);
     pp_cpu_stop(NULL, NULL);
     ck_assert_int_eq(pp_cpu_start(100, 64), 0);
     ck_assert_int_eq(pp_cpu_start(100, 64), -2);
     pp_cpu_stop(NULL, NULL);
     ck_assert_int_eq(atomic_load(&refusals_logged), 2);
-    ck_assert_int_eq(sigaction(SIGPROF, NULL, &now), 0);
+    ck_assert_int_eq(sigaction(pp_cpu_signal(), NULL, &now), 0);
     ck_assert_ptr_eq((void *)now.sa_handler, (void *)SIG_DFL);
     pp_log_set(NULL, NULL);
+}
+END_TEST
+
+/* PHP's max_execution_time, gperftools: a process-wide ITIMER_PROF whose SIGPROFs are
+ * another's. While we sample, they keep coming to that handler, as many as without us,
+ * and SIGPROF's disposition is never touched. */
+static void burn_with_itimer_prof(long ms, int *signals)
+{
+    struct itimerval it = { { 0, 10000 }, { 0, 10000 } }, off = { { 0, 0 }, { 0, 0 } };
+
+    sigprof_count = 0;
+    ck_assert_int_eq(setitimer(ITIMER_PROF, &it, NULL), 0);
+    sink = burn_cpu(hot_a, ms * MS, NULL, NULL);
+    ck_assert_int_eq(setitimer(ITIMER_PROF, &off, NULL), 0);
+    *signals = sigprof_count;
+}
+
+START_TEST(sigprof_stays_with_its_owner_while_sampling)
+{
+    struct sigaction before, during;
+    int alone, beside;
+    counter c = { 0, 1000000 };
+
+    ck_assert_int_ne(pp_cpu_signal(), SIGPROF);
+    ck_assert_int_ge(pp_cpu_signal(), SIGRTMIN);
+    set_disposition(SIGPROF, on_count, SA_RESTART);
+    ck_assert_int_eq(sigaction(SIGPROF, NULL, &before), 0);
+    burn_with_itimer_prof(200, &alone);
+
+    ck_assert_int_eq(pp_cpu_start(1000, 4096), 0);
+    ck_assert_int_eq(sigaction(SIGPROF, NULL, &during), 0);
+    assert_same_action(&before, &during);
+    burn_with_itimer_prof(200, &beside);
+    pp_cpu_stop(count_only, &c.n);
+
+    /* ~20 SIGPROFs in 200 ms of CPU at 100 Hz, with or without the sampler beside. */
+    ck_assert_int_ge(alone, 10);
+    ck_assert_int_ge(beside, alone / 2);
+    ck_assert_uint_ge(c.n, 20);
+    ck_assert_int_eq(sigaction(SIGPROF, NULL, &during), 0);
+    assert_same_action(&before, &during);
+    set_disposition(SIGPROF, SIG_DFL, 0);
 }
 END_TEST
 
@@ -817,14 +866,14 @@ START_TEST(the_handler_can_be_measured)
     for (i = 0; i < 200; i++) {
         out[i] = -1;
     }
-    ck_assert_int_eq(sigaction(SIGPROF, NULL, &before), 0);
+    ck_assert_int_eq(sigaction(pp_cpu_signal(), NULL, &before), 0);
     depth = pp_cpu_measure_handler(out, 200);
     ck_assert_int_gt(depth, 0);
     ck_assert_int_le(depth, PP_CPU_MAX_DEPTH);
     for (i = 0; i < 200; i++) {
         ck_assert_msg(out[i] > 0, "out[%d] = %lld", i, (long long)out[i]);
     }
-    ck_assert_int_eq(sigaction(SIGPROF, NULL, &after), 0);
+    ck_assert_int_eq(sigaction(pp_cpu_signal(), NULL, &after), 0);
     ck_assert_ptr_eq((void *)after.sa_handler, (void *)before.sa_handler);
 
     /* Not while the sampler runs. */
@@ -856,22 +905,22 @@ START_TEST(invalid_arguments_leave_nothing_installed)
     ck_assert_uint_eq(pp_cpu_drain(NULL, NULL), 0);
     pp_cpu_stop(NULL, NULL);
 
-    ck_assert_int_eq(sigaction(SIGPROF, NULL, &before), 0);
+    ck_assert_int_eq(sigaction(pp_cpu_signal(), NULL, &before), 0);
     for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         ck_assert_msg(pp_cpu_start(bad[i].hz, bad[i].slots) == -1, "start(%d, %zu) accepted",
                       bad[i].hz, bad[i].slots);
         ck_assert_int_eq(pp_cpu_running(), 0);
-        ck_assert_int_eq(sigaction(SIGPROF, NULL, &now), 0);
+        ck_assert_int_eq(sigaction(pp_cpu_signal(), NULL, &now), 0);
         assert_same_action(&before, &now);
         ck_assert_uint_eq(pp_cpu_drain(NULL, NULL), 0);
         assert_timers(0);
     }
     /* No timer was armed: with a handler of our own, CPU use raises nothing. */
     sigprof_count = 0;
-    set_sigprof(on_count, SA_RESTART);
+    set_sampler_signal(on_count, SA_RESTART);
     sink = burn_cpu(hot_a, 50 * MS, NULL, NULL);
     ck_assert_int_eq(sigprof_count, 0);
-    ck_assert_int_eq(sigaction(SIGPROF, &before, NULL), 0);
+    ck_assert_int_eq(sigaction(pp_cpu_signal(), &before, NULL), 0);
 
     /* The edges are valid, and start/stop cycles leave nothing behind. */
     ck_assert_int_eq(pp_cpu_start(1, 16), 0);
@@ -882,7 +931,7 @@ START_TEST(invalid_arguments_leave_nothing_installed)
         pp_cpu_stop(NULL, NULL);
         assert_timers(0);
     }
-    ck_assert_int_eq(sigaction(SIGPROF, NULL, &now), 0);
+    ck_assert_int_eq(sigaction(pp_cpu_signal(), NULL, &now), 0);
     assert_same_action(&before, &now);
 }
 END_TEST
@@ -901,6 +950,7 @@ int main(void)
     tcase_add_test(tc, samples_carry_their_threads_tag);
     tcase_add_test(tc, stop_restores_the_disposition_and_leaves_no_timer);
     tcase_add_test(tc, start_refuses_a_foreign_handler_and_a_second_start);
+    tcase_add_test(tc, sigprof_stays_with_its_owner_while_sampling);
     tcase_add_test(tc, a_full_ring_drops_and_counts);
     tcase_add_test(tc, the_handler_can_be_measured);
     tcase_add_test(tc, invalid_arguments_leave_nothing_installed);
