@@ -236,7 +236,7 @@ static int install_handler(void)
                                               old_action.sa_handler != SIG_IGN)) {
         char owner[256];
         pp_signal_owner(&old_action, owner, sizeof(owner));
-        pp_log(PP_LOG_ERROR, "PP0301",
+        pp_log(PP_LOG_WARN, "PP0301",
                "signal %d (SIGRTMIN+%d), the CPU sampler's, already has a handler in process "
                "%ld (%s): CPU profiling refused", sig, sig - SIGRTMIN, (long)getpid(), owner);
         return -1;

@@ -452,3 +452,26 @@ def test_pid_restriction(httpd, mpm):
     p = go_pprof("-tags", f)
     assert p.returncode == 0, p.stderr
     assert set(parse_tags(p.stdout).get("pid", {})) == {str(pid)}, p.stdout
+
+
+def test_child_whose_signal_is_taken_is_named_absent(make_httpd, mpm):
+    """Another module's handler on our sampling signal: that child refuses cleanly
+    (PP0301 names the handler), the others are sampled, and the 200 profile says which
+    pid is absent (a comment, as `go tool pprof -comments` shows) instead of hiding it."""
+    httpd = make_httpd()
+    httpd.allowed_warnings += ["PP0301", "PP0103"]
+    r = httpd.get("/pprof-test/claim-signal?rtmin_plus=6")
+    assert r.status == 200, r
+    claimed = int(re.search(rb"pid=(\d+)", r.body).group(1))
+    r = httpd.get(profile_url(1), timeout=60)
+    check_profile_response(r, "profile")
+    f = os.path.join(httpd.dir, "absent.pb.gz")
+    with open(f, "wb") as out:
+        out.write(r.body)
+    p = go_pprof("-comments", f)
+    assert p.returncode == 0, p.stderr
+    assert "mod_pprof: pid %d absent:" % claimed in p.stdout, p.stdout
+    log = httpd.error_log()
+    assert re.search(r"PP0301: signal %d \(SIGRTMIN\+6\).*pprof_test_foreign_handler in "
+                     r"\S*mod_pprof_test\.so.*CPU profiling refused" % SAMPLER_SIGNAL, log), log
+    assert "PP0103: child %d is absent" % claimed in log, log

@@ -24,6 +24,7 @@
 #include <dlfcn.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -169,6 +170,13 @@ NOINLINE int pprof_test_spawn(long ms)
     return rc;
 }
 
+/* Another module's handler of a signal (claim-signal): mod_pprof must refuse, not steal. */
+void pprof_test_foreign_handler(int sig);
+NOINLINE void pprof_test_foreign_handler(int sig)
+{
+    (void)sig;
+}
+
 static long arg_long(apr_table_t *args, const char *name, long dflt, long max)
 {
     const char *v = args ? apr_table_get(args, name) : NULL;
@@ -228,6 +236,14 @@ static int test_handler(request_rec *r)
                    (apr_uint64_t)(uintptr_t)pprof_test_hot_a,
                    (apr_uint64_t)(uintptr_t)pprof_test_hot_b);
         return OK;
+    } else if (strcmp(what, "claim-signal") == 0) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof(sa));
+        sa.sa_handler = pprof_test_foreign_handler;
+        sigemptyset(&sa.sa_mask);
+        if (sigaction(SIGRTMIN + (int)arg_long(args, "rtmin_plus", 6, 20), &sa, NULL) != 0) {
+            return HTTP_INTERNAL_SERVER_ERROR;
+        }
     } else if (strcmp(what, "pid") == 0) {
         ap_rprintf(r, "%ld\n", (long)getpid());
         return OK;

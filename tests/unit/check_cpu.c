@@ -737,8 +737,7 @@ static _Atomic int refusals_logged;
 static void on_log(void *baton, pp_log_level level, const char *tag, const char *msg)
 {
     (void)baton;
-    (void)msg;
-    if (level == PP_LOG_ERROR && strcmp(tag, "PP0301") == 0) {
+    if (level == PP_LOG_WARN && strcmp(tag, "PP0301") == 0 && strstr(msg, "CPU profiling refused")) {
         atomic_fetch_add(&refusals_logged, 1);
     }
 }
