@@ -340,7 +340,7 @@ int pp_got_patch(const pp_got_hook *h, size_t n)
     dl_iterate_phdr(patch_object, &count);
     sweep_unloaded();
     pthread_mutex_unlock(&lock);
-    pp_log(PP_LOG_DEBUG, "PP0401", "patched %d GOT slots in %zu objects", count, nobjects);
+    pp_log(PP_LOG_DEBUG, "PP0023", "patched %d GOT slots in %zu objects", count, nobjects);
     return count;
 }
 

@@ -124,7 +124,7 @@ static void open_object(pp_symbolizer *s, object *o, const char *path)
     o->mod = dwfl_report_offline(o->dwfl, path, path, -1);
     dwfl_report_end(o->dwfl, NULL, NULL);
     if (!o->mod) {
-        pp_log(PP_LOG_DEBUG, "PP0201", "cannot read %s: %s", path, dwfl_errmsg(-1));
+        pp_log(PP_LOG_DEBUG, "PP0030", "cannot read %s: %s", path, dwfl_errmsg(-1));
         dwfl_end(o->dwfl);
         o->dwfl = NULL;
         return;

@@ -125,7 +125,7 @@ static int install(void)
     if ((old.sa_flags & SA_SIGINFO) || (old.sa_handler != SIG_DFL && old.sa_handler != SIG_IGN)) {
         char owner[256];
         pp_signal_owner(&old, owner, sizeof(owner));
-        pp_log(PP_LOG_ERROR, "PP0501", "signal %d (SIGRTMIN+%d) already has a handler in "
+        pp_log(PP_LOG_WARN, "PP0501", "signal %d (SIGRTMIN+%d) already has a handler in "
                "process %ld (%s): thread stacks cannot be captured", pp_threads_signal(),
                pp_threads_signal() - SIGRTMIN, (long)getpid(), owner);
         return -1;
