@@ -225,6 +225,17 @@ static uintptr_t dyn_addr(const struct dl_phdr_info *info, uintptr_t v)
     return v < info->dlpi_addr ? v + info->dlpi_addr : v;
 }
 
+/* Whether the object holds one of the addresses of a NULL-terminated list. */
+static int holds_any(const struct dl_phdr_info *info, const void *const *addrs)
+{
+    for (; addrs && *addrs; addrs++) {
+        if (object_contains(info, (uintptr_t)*addrs)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 static void patch_relocs(const struct dl_phdr_info *info, const ElfW(Rela) *rel, size_t n,
                          const ElfW(Sym) *symtab, const char *strtab, uintptr_t ro_start,
                          uintptr_t ro_end, int *count)
@@ -240,7 +251,7 @@ static void patch_relocs(const struct dl_phdr_info *info, const ElfW(Rela) *rel,
             continue;
         }
         h = hook_for(strtab + symtab[ELF64_R_SYM(rel[i].r_info)].st_name);
-        if (!h) {
+        if (!h || holds_any(info, h->keep_in)) {
             continue;
         }
         slot = (void **)(info->dlpi_addr + rel[i].r_offset);

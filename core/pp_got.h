@@ -17,6 +17,9 @@
 typedef struct {
     const char *name;           /* symbol name, e.g. "malloc" */
     void *replacement;
+    /* NULL, or a NULL-terminated list of addresses: an object that holds one of them
+     * keeps its original for this symbol (e.g. the allocator's own calls to mmap). */
+    const void *const *keep_in;
 } pp_got_hook;
 
 /* Add a set of hooks (an array that must stay valid until pp_got_unpatch; up to 8 sets

@@ -10,10 +10,12 @@
 #include <libunwind.h>
 
 #include <dlfcn.h>
+#include <errno.h>
 #include <link.h>
 #include <math.h>
 #include <malloc.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +26,7 @@
 
 #define MAX_BUCKETS 65536
 #define LIVE_CAP (1u << 17)     /* live sampled objects tracked; a power of two */
+#define MAPPED_CAP 16384        /* pieces of sampled mappings tracked */
 #define DEPTH 64
 #define SKIP 4                  /* at most: our frames above the allocating caller */
 
@@ -38,6 +41,7 @@ typedef struct {
 static __thread int64_t tls_until IE;   /* bytes left before this thread's next sample */
 static __thread uint64_t tls_rng IE;
 static __thread int tls_guard IE;       /* >0: never sample (profiler code, re-entry) */
+static __thread int tls_locked IE;      /* this thread holds lock */
 
 static _Atomic size_t rate = PP_HEAP_DEFAULT_RATE;
 static _Atomic uint64_t rate_epoch = 1; /* bumped by set_rate: threads redraw */
@@ -52,6 +56,22 @@ static size_t live_deleted;             /* under lock */
 static _Atomic uint64_t dropped;
 static int hooked;
 static uintptr_t self_lo, self_hi;      /* this object's code: frames to skip */
+static uintptr_t page_mask;             /* page size - 1 */
+
+/* The still-mapped pieces of sampled anonymous mappings, sorted by lo and disjoint, all
+ * under lock. A mapping is one piece until a munmap punches a hole in it; its pieces
+ * share its id. */
+typedef struct {
+    uintptr_t lo, hi;
+    uint64_t id;
+    uint32_t bucket;
+    uint32_t split;             /* another piece of the same mapping may be tracked */
+} mapped_piece;
+
+static mapped_piece *mapped;            /* mmap'ed on first sampled mapping */
+static size_t nmapped;
+static uint64_t mapped_ids;
+static _Atomic size_t mapped_live;      /* nmapped, for the hooks' lock-free look */
 
 /* The originals: this object's own GOT is never patched, so these are libc's. */
 static void *(*const real_malloc)(size_t) = malloc;
@@ -64,6 +84,9 @@ static void *(*const real_memalign)(size_t, size_t) = memalign;
 static void *(*const real_valloc)(size_t) = valloc;
 static void *(*const real_reallocarray)(void *, size_t, size_t) = reallocarray;
 static void *(*const real_dlopen)(const char *, int) = dlopen;
+static void *(*const real_mmap)(void *, size_t, int, int, int, off_t) = mmap;
+static int (*const real_munmap)(void *, size_t) = munmap;
+static void *(*const real_mremap)(void *, size_t, size_t, int, ...) = mremap;
 
 void pp_heap_guard_enter(void)
 {
@@ -72,6 +95,26 @@ void pp_heap_guard_enter(void)
 
 void pp_heap_guard_leave(void)
 {
+    tls_guard--;
+}
+
+/* The lock, unless this thread holds it already: a signal handler that maps or frees
+ * while its thread was inside would wait for itself. Inside, nothing is sampled. */
+static int heap_lock(void)
+{
+    if (tls_locked) {
+        return -1;
+    }
+    tls_guard++;
+    pthread_mutex_lock(&lock);
+    tls_locked = 1;
+    return 0;
+}
+
+static void heap_unlock(void)
+{
+    tls_locked = 0;
+    pthread_mutex_unlock(&lock);
     tls_guard--;
 }
 
@@ -205,18 +248,140 @@ static live_entry *live_find(uintptr_t p)
     return NULL;
 }
 
-static __attribute__((noinline)) void *sample(void *p, size_t size)
+/* Mappings. [lo, hi) are page-aligned: what the kernel maps and unmaps. */
+
+static uintptr_t page_end(uintptr_t lo, size_t len)
+{
+    return len > UINTPTR_MAX - lo - page_mask ? UINTPTR_MAX & ~page_mask
+                                              : (lo + len + page_mask) & ~page_mask;
+}
+
+/* Under lock: the first piece that ends after a. */
+static size_t mapped_search(uintptr_t a)
+{
+    size_t lo = 0, hi = nmapped;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (mapped[mid].hi <= a) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo;
+}
+
+/* Under lock: a tracked piece of mapping id other than piece except? */
+static int mapped_has_piece(uint64_t id, size_t except)
+{
+    size_t i;
+
+    for (i = 0; i < nmapped; i++) {
+        if (i != except && mapped[i].id == id) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Under lock: [lo, hi) is no longer mapped. Its bytes of sampled mappings count as
+ * freed; a mapping counts as a freed object when its last piece goes. A hole in a piece
+ * splits it; when the table is full the far side of the hole counts as freed too. */
+static void mapped_remove(uintptr_t lo, uintptr_t hi)
+{
+    size_t i = mapped_search(lo);
+
+    while (i < nmapped && mapped[i].lo < hi) {
+        mapped_piece *e = &mapped[i];
+        uintptr_t a = e->lo > lo ? e->lo : lo, b = e->hi < hi ? e->hi : hi;
+        uint64_t values[PP_HEAP_NVALUES] = { 0, 0, 0, b - a };
+
+        if (a == e->lo && b == e->hi) {
+            if (!e->split || !mapped_has_piece(e->id, i)) {
+                values[PP_HEAP_FREE_OBJECTS] = 1;
+            }
+            pp_stacktab_add_at(buckets, e->bucket, values);
+            memmove(e, e + 1, (nmapped - i - 1) * sizeof(*e));
+            nmapped--;
+            continue;
+        }
+        if (a == e->lo) {
+            e->lo = b;
+        } else if (b == e->hi) {
+            e->hi = a;
+        } else if (nmapped < MAPPED_CAP) {
+            memmove(e + 2, e + 1, (nmapped - i - 1) * sizeof(*e));
+            e[1] = *e;
+            e[1].lo = b;
+            e->hi = a;
+            e->split = e[1].split = 1;
+            nmapped++;
+            i++;
+        } else {
+            values[PP_HEAP_FREE_BYTES] += e->hi - b;
+            e->hi = a;
+            atomic_fetch_add(&dropped, 1);
+        }
+        pp_stacktab_add_at(buckets, e->bucket, values);
+        i++;
+    }
+    atomic_store_explicit(&mapped_live, nmapped, memory_order_relaxed);
+}
+
+/* Under lock: room for a new mapping at [lo, hi). Pieces still tracked there were
+ * unmapped behind our back (by an object we do not hook, or a raw system call). */
+static int mapped_reserve(uintptr_t lo, uintptr_t hi)
+{
+    if (!mapped) {
+        void *m = mmap(NULL, MAPPED_CAP * sizeof(mapped_piece), PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (m == MAP_FAILED) {
+            return -1;
+        }
+        mapped = m;
+    }
+    mapped_remove(lo, hi);
+    return nmapped < MAPPED_CAP ? 0 : -1;
+}
+
+/* Under lock, after mapped_reserve. */
+static void mapped_insert(uintptr_t lo, uintptr_t hi, uint32_t bucket)
+{
+    size_t i = mapped_search(lo);
+
+    memmove(&mapped[i + 1], &mapped[i], (nmapped - i) * sizeof(mapped[0]));
+    mapped[i].lo = lo;
+    mapped[i].hi = hi;
+    mapped[i].id = ++mapped_ids;
+    mapped[i].bucket = bucket;
+    mapped[i].split = 0;
+    nmapped++;
+    atomic_store_explicit(&mapped_live, nmapped, memory_order_relaxed);
+}
+
+/* Under lock: does [lo, hi) hold a piece of a sampled mapping? */
+static int mapped_overlaps(uintptr_t lo, uintptr_t hi)
+{
+    size_t i = mapped_search(lo);
+
+    return i < nmapped && mapped[i].lo < hi;
+}
+
+/* p: the allocation, or for a mapping its start (size is then its page-rounded length). */
+static __attribute__((noinline)) void *sample(void *p, size_t size, int mapping)
 {
     size_t r = atomic_load_explicit(&rate, memory_order_relaxed);
     void *raw[DEPTH + SKIP];
     uint64_t pcs[DEPTH], values[PP_HEAP_NVALUES] = { 1, size, 0, 0 };
-    int n, i;
+    int n, i, saved_errno = errno;
     long b;
 
     if (tls_guard) {
         /* Not sampled (the profiler's own), but counted down again: a guarded thread
          * must not come back here on every allocation. */
         tls_until = next_sample(r);
+        errno = saved_errno;
         return p;
     }
     tls_guard++;
@@ -227,12 +392,14 @@ static __attribute__((noinline)) void *sample(void *p, size_t size)
         tls_until = next_sample(r) - (int64_t)size;
         if (tls_until > 0) {
             tls_guard--;
+            errno = saved_errno;
             return p;
         }
     }
     tls_until = next_sample(r);
     if (r == 0) {
         tls_guard--;
+        errno = saved_errno;
         return p;
     }
     /* unw_step, not unw_backtrace: the latter's fast path keeps a 257 KiB cache in
@@ -262,16 +429,30 @@ static __attribute__((noinline)) void *sample(void *p, size_t size)
         pcs[i] = (uint64_t)(uintptr_t)raw[i];
     }
     n = i;
-    pthread_mutex_lock(&lock);
+    heap_lock();                        /* not held: tls_guard was 0 */
     if (!buckets) {
         buckets = pp_stacktab_new_values(MAX_BUCKETS, PP_HEAP_NVALUES);
     }
-    b = buckets ? pp_stacktab_addv(buckets, size, pcs, (uint32_t)n, values) : -1;
-    if (b < 0 || live_insert((uintptr_t)p, (uint32_t)b, size) != 0) {
-        atomic_fetch_add(&dropped, 1);
+    if (mapping) {
+        /* A mapping the table has no room for is not recorded at all: never followed,
+         * it would stay in use forever. */
+        uintptr_t lo = (uintptr_t)p;
+        b = buckets && mapped_reserve(lo, lo + size) == 0
+                ? pp_stacktab_addv(buckets, size, pcs, (uint32_t)n, values) : -1;
+        if (b >= 0) {
+            mapped_insert(lo, lo + size, (uint32_t)b);
+        } else {
+            atomic_fetch_add(&dropped, 1);
+        }
+    } else {
+        b = buckets ? pp_stacktab_addv(buckets, size, pcs, (uint32_t)n, values) : -1;
+        if (b < 0 || live_insert((uintptr_t)p, (uint32_t)b, size) != 0) {
+            atomic_fetch_add(&dropped, 1);
+        }
     }
-    pthread_mutex_unlock(&lock);
+    heap_unlock();
     tls_guard--;
+    errno = saved_errno;
     return p;
 }
 
@@ -280,10 +461,9 @@ static __attribute__((noinline)) void untrack(void *p)
     live_entry *e = live_find((uintptr_t)p);
     uint64_t values[PP_HEAP_NVALUES] = { 0, 0, 1, 0 };
 
-    if (!e) {
+    if (!e || heap_lock() != 0) {
         return;
     }
-    pthread_mutex_lock(&lock);
     e = live_find((uintptr_t)p);        /* again: the table may have been rebuilt */
     if (e && atomic_load(&e->ptr) == (uintptr_t)p) {
         values[PP_HEAP_FREE_BYTES] = e->size;
@@ -292,14 +472,14 @@ static __attribute__((noinline)) void untrack(void *p)
         atomic_fetch_sub(&live_used, 1);
         live_deleted++;
     }
-    pthread_mutex_unlock(&lock);
+    heap_unlock();
 }
 
 /* The fast path: one subtraction on a thread-local counter. */
 #define AFTER_ALLOC(p, size)                                                        \
     do {                                                                            \
         if (__builtin_expect((tls_until -= (int64_t)(size)) <= 0, 0) && (p)) {      \
-            return sample((p), (size));                                             \
+            return sample((p), (size), 0);                                          \
         }                                                                           \
         return (p);                                                                 \
     } while (0)
@@ -352,7 +532,7 @@ static int hook_posix_memalign(void **out, size_t align, size_t size)
     int rc = real_posix_memalign(out, align, size);
 
     if (rc == 0 && (tls_until -= (int64_t)size) <= 0) {
-        sample(*out, size);
+        sample(*out, size, 0);
     }
     return rc;
 }
@@ -375,6 +555,113 @@ static void *hook_valloc(size_t size)
     AFTER_ALLOC(p, size);
 }
 
+/* Anonymous mappings. Only private, readable or writable ones that are not stacks are
+ * memory a program allocates; shared ones, files, stacks and PROT_NONE reservations are
+ * not sampled (mprotect of a reservation later is not followed). */
+static int allocates(int prot, int flags)
+{
+    return (flags & (MAP_TYPE | MAP_ANONYMOUS | MAP_STACK | MAP_GROWSDOWN)) ==
+               (MAP_PRIVATE | MAP_ANONYMOUS) && prot != PROT_NONE;
+}
+
+/* [p, p+len) was unmapped, or is about to be. */
+static __attribute__((noinline)) void unmapped(void *p, size_t len)
+{
+    int saved_errno = errno;
+
+    if (heap_lock() == 0) {
+        mapped_remove((uintptr_t)p, page_end((uintptr_t)p, len));
+        heap_unlock();
+    }
+    errno = saved_errno;
+}
+
+/* The unsampled path: the mapping's result, one test of the flags and the subtraction
+ * malloc makes. */
+static void *hook_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+    void *p = real_mmap(addr, len, prot, flags, fd, off);
+
+    if (__builtin_expect(p == MAP_FAILED, 0)) {
+        return p;
+    }
+    if ((flags & MAP_FIXED) && atomic_load_explicit(&mapped_live, memory_order_relaxed)) {
+        unmapped(p, len);               /* what was there is gone */
+    }
+    if (allocates(prot, flags) &&
+        __builtin_expect((tls_until -= (int64_t)(page_end((uintptr_t)p, len) - (uintptr_t)p))
+                             <= 0, 0)) {
+        sample(p, page_end((uintptr_t)p, len) - (uintptr_t)p, 1);
+    }
+    return p;
+}
+
+/* Accounted before the call, as free is: once the range is unmapped another thread's
+ * mapping may take it. Arguments munmap rejects (an unaligned start, a zero length) are
+ * never accounted; its one other failure, ENOMEM when a hole would pass the process's
+ * limit of mappings, leaves those bytes counted as freed. */
+static int hook_munmap(void *p, size_t len)
+{
+    if (atomic_load_explicit(&mapped_live, memory_order_relaxed) && len &&
+        !((uintptr_t)p & page_mask)) {
+        unmapped(p, len);
+    }
+    return real_munmap(p, len);
+}
+
+/* mremap of a sampled mapping is a realloc: the old range counts as unmapped, the result
+ * as a new mapping of new_len at the caller, sampled as any other (it is anonymous: the
+ * old one was). Under the lock across the call, so that no other thread's new mapping in
+ * the range it gives up is taken for part of the old one. A range we never sampled is
+ * not followed: it may be a file's, which mremap does not tell. */
+static __attribute__((noinline)) void *remap_sampled(void *old, size_t old_len, size_t new_len,
+                                                     int flags, void *to)
+{
+    uintptr_t lo = (uintptr_t)old, hi = page_end(lo, old_len);
+    void *p;
+    int saved_errno;
+
+    if (heap_lock() != 0) {
+        return real_mremap(old, old_len, new_len, flags, to);
+    }
+    if (!mapped_overlaps(lo, hi)) {
+        heap_unlock();
+        return real_mremap(old, old_len, new_len, flags, to);
+    }
+    p = real_mremap(old, old_len, new_len, flags, to);
+    saved_errno = errno;
+    if (p != MAP_FAILED) {
+        mapped_remove(lo, hi);
+        if (p != old) {
+            mapped_remove((uintptr_t)p, page_end((uintptr_t)p, new_len));
+        }
+    }
+    heap_unlock();
+    if (p != MAP_FAILED &&
+        (tls_until -= (int64_t)(page_end((uintptr_t)p, new_len) - (uintptr_t)p)) <= 0) {
+        sample(p, page_end((uintptr_t)p, new_len) - (uintptr_t)p, 1);
+    }
+    errno = saved_errno;
+    return p;
+}
+
+static void *hook_mremap(void *old, size_t old_len, size_t new_len, int flags, ...)
+{
+    void *to = NULL;
+
+    if (flags & MREMAP_FIXED) {
+        va_list ap;
+        va_start(ap, flags);
+        to = va_arg(ap, void *);
+        va_end(ap);
+    }
+    if (__builtin_expect(atomic_load_explicit(&mapped_live, memory_order_relaxed) != 0, 0) &&
+        old_len && !((uintptr_t)old & page_mask)) {
+        return remap_sampled(old, old_len, new_len, flags, to);
+    }
+    return real_mremap(old, old_len, new_len, flags, to);
+}
+
 /* A library loaded at run time gets the hooks before its code can allocate much. */
 static void *hook_dlopen(const char *file, int mode)
 {
@@ -388,8 +675,19 @@ static void *hook_dlopen(const char *file, int mode)
     return h;
 }
 
+/* The objects whose mapping calls stay unhooked: the malloc in use (glibc's calls its
+ * mmap inside libc, which imports none, but an allocator linked or preloaded in its place
+ * maps what its malloc hands out: counted twice) and the unwinder (its pools grow with
+ * mmap under its own lock, and sampling unwinds). */
+static const void *const mapping_keep_in[] = { (const void *)malloc, (const void *)unw_step,
+                                               NULL };
+
 static const pp_got_hook hooks[] = {
     { "dlopen", (void *)hook_dlopen },
+    { "mmap", (void *)hook_mmap, mapping_keep_in },
+    { "mmap64", (void *)hook_mmap, mapping_keep_in },
+    { "munmap", (void *)hook_munmap, mapping_keep_in },
+    { "mremap", (void *)hook_mremap, mapping_keep_in },
     { "malloc", (void *)hook_malloc },
     { "calloc", (void *)hook_calloc },
     { "realloc", (void *)hook_realloc },
@@ -406,6 +704,7 @@ int pp_heap_start(size_t r)
     int n;
 
     pp_got_code_range((const void *)&sample, &self_lo, &self_hi);
+    page_mask = (uintptr_t)sysconf(_SC_PAGESIZE) - 1;
     pp_heap_set_rate(r);
     n = pp_got_patch(hooks, sizeof(hooks) / sizeof(hooks[0]));
     if (n < 0) {
@@ -447,7 +746,9 @@ void pp_heap_stop(void)
 
 void pp_heap_reset(void)
 {
-    pthread_mutex_lock(&lock);
+    if (heap_lock() != 0) {
+        return;
+    }
     pp_stacktab_free(buckets);
     buckets = NULL;
     if (live) {
@@ -455,16 +756,19 @@ void pp_heap_reset(void)
     }
     atomic_store(&live_used, 0);
     live_deleted = 0;
+    nmapped = 0;
+    atomic_store(&mapped_live, 0);
     atomic_store(&dropped, 0);
-    pthread_mutex_unlock(&lock);
+    heap_unlock();
 }
 
 int pp_heap_serialize(unsigned char **out, size_t *outlen)
 {
     int rc = 0;
 
-    tls_guard++;
-    pthread_mutex_lock(&lock);
+    if (heap_lock() != 0) {
+        return -1;
+    }
     if (buckets) {
         rc = pp_stacktab_serialize(buckets, out, outlen);
     } else if ((*out = malloc(1))) {
@@ -472,8 +776,7 @@ int pp_heap_serialize(unsigned char **out, size_t *outlen)
     } else {
         rc = -1;
     }
-    pthread_mutex_unlock(&lock);
-    tls_guard--;
+    heap_unlock();
     return rc;
 }
 

@@ -6,6 +6,16 @@
  * allocated and freed objects and bytes; a bounded table of live sampled pointers
  * matches frees to buckets.
  *
+ * Anonymous private mappings count as allocations too (mmap, mmap64; munmap and mremap
+ * follow them), so that arena allocators that take their memory from the kernel in
+ * chunks (PHP's Zend MM, APR's allocator on Debian) show at their chunk level: same
+ * countdown, sized by the page-rounded length. Not sampled: file-backed, shared, stack
+ * (MAP_STACK, MAP_GROWSDOWN) and PROT_NONE mappings, calls made inside the malloc in use
+ * and the unwinder, and the profiler's own. A munmap frees the bytes of sampled mappings
+ * it covers; a mapping counts as a freed object when its last byte is unmapped, so a
+ * partly unmapped one is in use with fewer bytes than its size. mremap of a sampled
+ * mapping is a realloc: the old range freed, the result a new allocation.
+ *
  * The unsampled path of malloc+free is a thread-local subtraction and, while sampled
  * objects are live, one probe of the live table. Allocations made by the profiler itself
  * (between pp_heap_guard_enter and _leave, and by the sampler's own work) are never

@@ -5,6 +5,10 @@
  *   sleep?ms=N     sleeps in pprof_test_sleep
  *   retain?bytes=N allocates and keeps N bytes from pprof_test_retain (per child)
  *   churn?bytes=N  allocates and frees N bytes in pprof_test_churn
+ *   mmap?mib=N&keep=1  maps N MiB in 2 MiB anonymous private chunks (as PHP's Zend MM
+ *                  takes its memory) from pprof_test_mmap_chunk; keep=1 (default) keeps
+ *                  them (per child), keep=0 unmaps each at once
+ *   munmap         unmaps every chunk this child kept
  *   lock?ms=N      holds a process-wide mutex for N ms in pprof_test_lock_hold
  *   backend?ms=N   waits N ms in poll() for a peer that does not answer, in
  *                  pprof_test_backend_wait (a slow backend)
@@ -27,6 +31,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -39,6 +44,8 @@ void pprof_test_sleep(long ms);
 void pprof_test_backend_wait(long ms);
 void *pprof_test_retain(size_t bytes);
 void pprof_test_churn(size_t bytes);
+int pprof_test_mmap_chunk(int keep);
+void pprof_test_munmap_all(void);
 void pprof_test_lock_hold(long ms);
 int pprof_test_spawn(long ms);
 
@@ -47,6 +54,9 @@ static pthread_mutex_t test_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t retain_lock = PTHREAD_MUTEX_INITIALIZER;
 static void **retained;
 static size_t nretained, capretained;
+#define CHUNK (2u << 20)
+static void **chunks;                   /* under retain_lock */
+static size_t nchunks, capchunks;
 
 static double now_ms(void)
 {
@@ -135,6 +145,43 @@ NOINLINE void pprof_test_churn(size_t bytes)
     }
 }
 
+NOINLINE int pprof_test_mmap_chunk(int keep)
+{
+    void *p = mmap(NULL, CHUNK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+    if (p == MAP_FAILED) {
+        return -1;
+    }
+    ((char *)p)[0] = 1;                 /* one page in use: the test looks at no RSS */
+    if (!keep) {
+        return munmap(p, CHUNK);
+    }
+    pthread_mutex_lock(&retain_lock);
+    if (nchunks == capchunks) {
+        size_t ncap = capchunks ? capchunks * 2 : 64;
+        void **n = realloc(chunks, ncap * sizeof(void *));
+        if (!n) {
+            pthread_mutex_unlock(&retain_lock);
+            munmap(p, CHUNK);
+            return -1;
+        }
+        chunks = n;
+        capchunks = ncap;
+    }
+    chunks[nchunks++] = p;
+    pthread_mutex_unlock(&retain_lock);
+    return 0;
+}
+
+NOINLINE void pprof_test_munmap_all(void)
+{
+    pthread_mutex_lock(&retain_lock);
+    while (nchunks > 0) {
+        munmap(chunks[--nchunks], CHUNK);
+    }
+    pthread_mutex_unlock(&retain_lock);
+}
+
 NOINLINE void pprof_test_backend_wait(long ms)
 {
     int fds[2];
@@ -213,6 +260,16 @@ static int test_handler(request_rec *r)
         for (i = 0; i < n; i++) {
             pprof_test_churn(bytes);
         }
+    } else if (strcmp(what, "mmap") == 0) {
+        long n = arg_long(args, "mib", 2, 4096) / 2, i;
+        int keep = (int)arg_long(args, "keep", 1, 1);
+        for (i = 0; i < n; i++) {
+            if (pprof_test_mmap_chunk(keep) != 0) {
+                return HTTP_INTERNAL_SERVER_ERROR;
+            }
+        }
+    } else if (strcmp(what, "munmap") == 0) {
+        pprof_test_munmap_all();
     } else if (strcmp(what, "lock") == 0) {
         pprof_test_lock_hold(arg_long(args, "ms", 100, 60000));
     } else if (strcmp(what, "backend") == 0) {

@@ -380,6 +380,32 @@ START_TEST(hook_nobody_imports_patches_nothing)
 }
 END_TEST
 
+/* keep_in: an object holding a listed address keeps its original; the others are
+ * patched as before. */
+START_TEST(keep_in_leaves_the_holding_object_alone)
+{
+    alloclib l = load_alloclib();
+    const void *keep[2] = { NULL, NULL };
+    pp_got_hook h[1];
+    size_t all, kept;
+
+    ck_assert_int_gt(pp_got_patch(malloc_hook, 1), 0);
+    all = pp_got_patched_slots();
+    ck_assert_uint_eq(hooked_calls(&l, 3), 3);
+    pp_got_unpatch();
+
+    keep[0] = (const void *)l.ppt_malloc;
+    h[0] = malloc_hook[0];
+    h[0].keep_in = keep;
+    ck_assert_int_gt(pp_got_patch(h, 1), 0);      /* libc's own slots still */
+    kept = pp_got_patched_slots();
+    ck_assert_uint_lt(kept, all);
+    ck_assert_uint_eq(hooked_calls(&l, 3), 0);
+    pp_got_unpatch();
+    dlclose(l.handle);
+}
+END_TEST
+
 START_TEST(reloaded_library_is_patched_again_by_refresh)
 {
     alloclib l = load_alloclib();
@@ -437,6 +463,7 @@ int main(void)
     tcase_add_test(tc, library_loaded_later_is_hooked_by_refresh);
     tcase_add_test(tc, refresh_without_new_objects_returns_zero);
     tcase_add_test(tc, hook_nobody_imports_patches_nothing);
+    tcase_add_test(tc, keep_in_leaves_the_holding_object_alone);
     tcase_add_test(tc, reloaded_library_is_patched_again_by_refresh);
     tcase_add_test(tc, refresh_between_unload_and_reload);
     suite_add_tcase(s, tc);

@@ -8,12 +8,16 @@
 
 #include <check.h>
 #include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 /* The core is linked statically into this executable, whose own calls are never hooked;
  * allocations are made through TEST_ALLOCLIB, a shared library calling libc through its
@@ -31,6 +35,11 @@ typedef struct {
     int (*posix_memalign_)(void **, size_t, size_t);
     void *(*retain_named)(size_t);
     int (*thread_create)(pthread_t *, void *(*)(void *), void *);
+    void *(*mmap_)(void *, size_t, int, int, int, off_t);
+    void *(*mmap_named)(size_t);
+    void *(*mmap64_named)(size_t);
+    int (*munmap_)(void *, size_t);
+    void *(*mremap_)(void *, size_t, size_t, int, void *);
 } alloclib;
 
 static void *sym(void *handle, const char *name)
@@ -55,6 +64,11 @@ static alloclib load_alloclib(void)
     *(void **)&l.posix_memalign_ = sym(l.handle, "ppt_posix_memalign");
     *(void **)&l.retain_named = sym(l.handle, "ppt_retain_named");
     *(void **)&l.thread_create = sym(l.handle, "ppt_thread_create");
+    *(void **)&l.mmap_ = sym(l.handle, "ppt_mmap");
+    *(void **)&l.mmap_named = sym(l.handle, "ppt_mmap_named");
+    *(void **)&l.mmap64_named = sym(l.handle, "ppt_mmap64_named");
+    *(void **)&l.munmap_ = sym(l.handle, "ppt_munmap");
+    *(void **)&l.mremap_ = sym(l.handle, "ppt_mremap");
     return l;
 }
 
@@ -550,6 +564,382 @@ START_TEST(other_threads_are_sampled)
 }
 END_TEST
 
+/* Anonymous mappings. Sizes are odd numbers of pages, so that no malloc of the process
+ * (libc's own calls are hooked too) shares their bucket key. */
+
+static size_t pg(void)
+{
+    return (size_t)sysconf(_SC_PAGESIZE);
+}
+
+static void assert_values(const snapshot *sn, uint64_t key, uint64_t ao, uint64_t ab,
+                          uint64_t fo, uint64_t fb)
+{
+    uint64_t v[PP_HEAP_NVALUES];
+
+    sum_key(sn, key, v);
+    ck_assert_msg(v[PP_HEAP_ALLOC_OBJECTS] == ao && v[PP_HEAP_ALLOC_BYTES] == ab &&
+                  v[PP_HEAP_FREE_OBJECTS] == fo && v[PP_HEAP_FREE_BYTES] == fb,
+                  "size %llu: alloc %llu/%llu free %llu/%llu, expected alloc %llu/%llu free "
+                  "%llu/%llu", (unsigned long long)key,
+                  (unsigned long long)v[PP_HEAP_ALLOC_OBJECTS],
+                  (unsigned long long)v[PP_HEAP_ALLOC_BYTES],
+                  (unsigned long long)v[PP_HEAP_FREE_OBJECTS],
+                  (unsigned long long)v[PP_HEAP_FREE_BYTES], (unsigned long long)ao,
+                  (unsigned long long)ab, (unsigned long long)fo, (unsigned long long)fb);
+}
+
+/* One snapshot, one check. */
+#define CHECK_VALUES(key, ao, ab, fo, fb)                                                   \
+    do {                                                                                    \
+        snapshot sn_ = take();                                                              \
+        assert_values(&sn_, (key), (ao), (ab), (fo), (fb));                                 \
+        free(sn_.b);                                                                        \
+    } while (0)
+
+#define RW (PROT_READ | PROT_WRITE)
+#define ANON (MAP_PRIVATE | MAP_ANONYMOUS)
+
+START_TEST(anonymous_mapping_sampled_with_its_stack_and_freed_by_munmap)
+{
+    alloclib l = start(1);
+    size_t P = pg(), size = 37 * P, len = size - 100;   /* a length takes whole pages */
+    char names[512], names64[512];
+    int named, named64;
+    void *p, *q;
+    snapshot sn;
+
+    p = l.mmap_named(len);
+    ck_assert_ptr_ne(p, MAP_FAILED);
+    memset(p, 1, len);
+    q = l.mmap64_named(39 * P);
+    ck_assert_ptr_ne(q, MAP_FAILED);
+    sn = take();
+    assert_values(&sn, size, 1, size, 0, 0);
+    assert_values(&sn, 39 * P, 1, 39 * P, 0, 0);
+    named = stack_has(biggest(&sn, size), "ppt_mmap_named", names, sizeof(names));
+    named64 = stack_has(biggest(&sn, 39 * P), "ppt_mmap64_named", names64, sizeof(names64));
+    ck_assert_msg(named && named64, "mapping function missing: mmap stack [%s], mmap64 stack "
+                  "[%s]", names, names64);
+    free(sn.b);
+
+    ck_assert_int_eq(l.munmap_(p, len), 0);
+    ck_assert_int_eq(l.munmap_(q, 39 * P), 0);
+    sn = take();
+    assert_values(&sn, size, 1, size, 1, size);
+    assert_values(&sn, 39 * P, 1, 39 * P, 1, 39 * P);
+    free(sn.b);
+    ck_assert_uint_eq(pp_heap_dropped(), 0);
+    finish(&l);
+}
+END_TEST
+
+START_TEST(only_anonymous_private_mappings_are_sampled)
+{
+    alloclib l = start(1);
+    size_t P = pg();
+    char path[] = "/tmp/check_heap_mapXXXXXX";
+    int fd = mkstemp(path);
+    void *file, *shared, *stack, *none, *anon;
+    snapshot sn;
+
+    ck_assert_int_ge(fd, 0);
+    unlink(path);
+    ck_assert_int_eq(ftruncate(fd, (off_t)(41 * P)), 0);
+    file = l.mmap_(NULL, 41 * P, RW, MAP_PRIVATE, fd, 0);
+    shared = l.mmap_(NULL, 43 * P, RW, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    stack = l.mmap_(NULL, 47 * P, RW, ANON | MAP_STACK, -1, 0);
+    none = l.mmap_(NULL, 53 * P, PROT_NONE, ANON, -1, 0);  /* a reservation */
+    anon = l.mmap_(NULL, 59 * P, RW, ANON, -1, 0);
+    ck_assert(file != MAP_FAILED && shared != MAP_FAILED && stack != MAP_FAILED &&
+              none != MAP_FAILED && anon != MAP_FAILED);
+    sn = take();
+    assert_values(&sn, 41 * P, 0, 0, 0, 0);
+    assert_values(&sn, 43 * P, 0, 0, 0, 0);
+    assert_values(&sn, 47 * P, 0, 0, 0, 0);
+    assert_values(&sn, 53 * P, 0, 0, 0, 0);
+    assert_values(&sn, 59 * P, 1, 59 * P, 0, 0);
+    free(sn.b);
+    ck_assert_int_eq(l.munmap_(file, 41 * P), 0);
+    ck_assert_int_eq(l.munmap_(shared, 43 * P), 0);
+    ck_assert_int_eq(l.munmap_(stack, 47 * P), 0);
+    ck_assert_int_eq(l.munmap_(none, 53 * P), 0);
+    ck_assert_int_eq(l.munmap_(anon, 59 * P), 0);
+    close(fd);
+    sn = take();
+    assert_values(&sn, 41 * P, 0, 0, 0, 0);
+    assert_values(&sn, 59 * P, 1, 59 * P, 1, 59 * P);
+    free(sn.b);
+    finish(&l);
+}
+END_TEST
+
+/* glibc's malloc maps a large block itself, inside libc (which imports no mmap): the
+ * block is one sample, of malloc's size, not a second one of the mapping's. */
+START_TEST(large_malloc_is_counted_once)
+{
+    alloclib l = start(1);
+    size_t big = (8u << 20) + 17;
+    uint64_t objects = 0;
+    void *p = l.malloc_(big);
+    snapshot sn;
+    size_t i;
+
+    ck_assert_ptr_nonnull(p);
+    sn = take();
+    for (i = 0; i < sn.n; i++) {
+        if (sn.b[i].key >= big) {
+            objects += sn.b[i].v[PP_HEAP_ALLOC_OBJECTS];
+        }
+    }
+    assert_values(&sn, big, 1, big, 0, 0);
+    ck_assert_uint_eq(objects, 1);
+    free(sn.b);
+    l.free_(p);
+    CHECK_VALUES(big, 1, big, 1, big);
+    finish(&l);
+}
+END_TEST
+
+/* A munmap frees the bytes it covers; the mapping counts as a freed object with its last
+ * byte. Zend MM maps more than a chunk and gives back the head and tail around the
+ * aligned chunk: the chunk stays in use. */
+START_TEST(partial_munmap_frees_bytes_and_the_last_piece_the_object)
+{
+    alloclib l = start(1);
+    size_t P = pg(), size = 16 * P;
+    char *p = l.mmap_named(size), *r, *a, *b;
+
+    ck_assert_ptr_ne(p, MAP_FAILED);
+    ck_assert_int_eq(l.munmap_(p, 3 * P), 0);                 /* head */
+    ck_assert_int_eq(l.munmap_(p + 11 * P, 5 * P), 0);        /* tail */
+    CHECK_VALUES(size, 1, size, 0, 8 * P);
+    ck_assert_int_eq(l.munmap_(p + 5 * P, 2 * P), 0);         /* a hole: two pieces */
+    CHECK_VALUES(size, 1, size, 0, 10 * P);
+    ck_assert_int_eq(l.munmap_(p + 3 * P, 2 * P), 0);         /* the first piece */
+    CHECK_VALUES(size, 1, size, 0, 12 * P);
+    ck_assert_int_eq(l.munmap_(p + 6 * P, 5 * P), 0);         /* the last (and a gap) */
+    CHECK_VALUES(size, 1, size, 1, size);
+
+    /* One munmap over two sampled mappings placed in an unsampled reservation. */
+    r = l.mmap_(NULL, 20 * P, PROT_NONE, ANON, -1, 0);
+    ck_assert_ptr_ne(r, MAP_FAILED);
+    a = l.mmap_(r, 7 * P, RW, ANON | MAP_FIXED, -1, 0);
+    b = l.mmap_(r + 9 * P, 9 * P, RW, ANON | MAP_FIXED, -1, 0);
+    ck_assert(a == r && b == r + 9 * P);
+    CHECK_VALUES(7 * P, 1, 7 * P, 0, 0);
+    ck_assert_int_eq(l.munmap_(r, 20 * P), 0);
+    {
+        snapshot sn = take();
+        assert_values(&sn, 7 * P, 1, 7 * P, 1, 7 * P);
+        assert_values(&sn, 9 * P, 1, 9 * P, 1, 9 * P);
+        assert_values(&sn, 20 * P, 0, 0, 0, 0);
+        free(sn.b);
+    }
+    ck_assert_uint_eq(pp_heap_dropped(), 0);
+    finish(&l);
+}
+END_TEST
+
+/* MAP_FIXED replaces what was mapped there: those bytes are freed. */
+START_TEST(map_fixed_over_a_sampled_mapping_frees_what_it_replaces)
+{
+    alloclib l = start(1);
+    size_t P = pg(), size = 27 * P;
+    char *p = l.mmap_named(size), *q;
+
+    ck_assert_ptr_ne(p, MAP_FAILED);
+    q = l.mmap_(p + 2 * P, 3 * P, RW, MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+    ck_assert_ptr_eq(q, p + 2 * P);
+    CHECK_VALUES(size, 1, size, 0, 3 * P);
+    ck_assert_int_eq(l.munmap_(p, size), 0);
+    CHECK_VALUES(size, 1, size, 1, size);
+    finish(&l);
+}
+END_TEST
+
+/* mremap of a sampled mapping is a realloc: the old range freed, the result sampled as
+ * a new mapping. A failed mremap changes nothing. A mapping never sampled is not
+ * followed. */
+START_TEST(mremap_of_a_sampled_mapping_is_a_realloc)
+{
+    alloclib l = start(1);
+    size_t P = pg();
+    char *r, *a, *q, *s2, *m;
+    char names[512];
+    snapshot sn;
+
+    /* Room to grow in place only into a reservation: it must fail without MAYMOVE. */
+    r = l.mmap_(NULL, 31 * P, PROT_NONE, ANON, -1, 0);
+    ck_assert_ptr_ne(r, MAP_FAILED);
+    a = l.mmap_(r, 23 * P, RW, ANON | MAP_FIXED, -1, 0);
+    ck_assert_ptr_eq(a, r);
+    a[0] = 1;
+    errno = 0;
+    ck_assert_ptr_eq(l.mremap_(a, 23 * P, 25 * P, 0, NULL), MAP_FAILED);
+    ck_assert_int_eq(errno, ENOMEM);
+    CHECK_VALUES(23 * P, 1, 23 * P, 0, 0);
+
+    q = l.mremap_(a, 23 * P, 29 * P, MREMAP_MAYMOVE, NULL);
+    ck_assert_ptr_ne(q, MAP_FAILED);
+    ck_assert_int_eq(q[0], 1);
+    sn = take();
+    assert_values(&sn, 23 * P, 1, 23 * P, 1, 23 * P);
+    assert_values(&sn, 29 * P, 1, 29 * P, 0, 0);
+    ck_assert_msg(stack_has(biggest(&sn, 29 * P), "ppt_mremap", names, sizeof(names)),
+                  "stack [%s] lacks ppt_mremap", names);
+    free(sn.b);
+
+    s2 = l.mremap_(q, 29 * P, 13 * P, 0, NULL);              /* shrinks in place */
+    ck_assert_ptr_eq(s2, q);
+    sn = take();
+    assert_values(&sn, 29 * P, 1, 29 * P, 1, 29 * P);
+    assert_values(&sn, 13 * P, 1, 13 * P, 0, 0);
+    free(sn.b);
+    ck_assert_int_eq(l.munmap_(s2, 13 * P), 0);
+    CHECK_VALUES(13 * P, 1, 13 * P, 1, 13 * P);
+    ck_assert_int_eq(l.munmap_(r + 23 * P, 8 * P), 0);
+
+    pp_heap_guard_enter();
+    m = l.mmap_named(19 * P);
+    pp_heap_guard_leave();
+    ck_assert_ptr_ne(m, MAP_FAILED);
+    m = l.mremap_(m, 19 * P, 21 * P, MREMAP_MAYMOVE, NULL);
+    ck_assert_ptr_ne(m, MAP_FAILED);
+    ck_assert_int_eq(l.munmap_(m, 21 * P), 0);
+    sn = take();
+    assert_values(&sn, 19 * P, 0, 0, 0, 0);
+    assert_values(&sn, 21 * P, 0, 0, 0, 0);
+    free(sn.b);
+    ck_assert_uint_eq(pp_heap_dropped(), 0);
+    finish(&l);
+}
+END_TEST
+
+/* The hooks never change a result or errno: failures keep the kernel's errno, and a
+ * sampled call (which unwinds, locks and may map tables) leaves errno as it found it. */
+START_TEST(mapping_hooks_keep_errno)
+{
+    alloclib l = start(1);
+    size_t P = pg();
+    char *keep = l.mmap_named(17 * P), *p;
+    int rc;
+
+    ck_assert_ptr_ne(keep, MAP_FAILED);                        /* something is tracked */
+    errno = 0;
+    ck_assert_ptr_eq(l.mmap_(NULL, 0, RW, ANON, -1, 0), MAP_FAILED);
+    ck_assert_int_eq(errno, EINVAL);
+    errno = 0;
+    ck_assert_ptr_eq(l.mmap_(NULL, (size_t)1 << 62, RW, ANON, -1, 0), MAP_FAILED);
+    ck_assert_int_eq(errno, ENOMEM);
+    errno = 0;
+    ck_assert_int_eq(l.munmap_(keep + 1, P), -1);              /* unaligned */
+    ck_assert_int_eq(errno, EINVAL);
+    errno = 0;
+    ck_assert_ptr_eq(l.mremap_(keep + 1, P, 2 * P, MREMAP_MAYMOVE, NULL), MAP_FAILED);
+    ck_assert_int_eq(errno, EINVAL);
+    CHECK_VALUES(17 * P, 1, 17 * P, 0, 0);
+
+    errno = 4242;
+    p = l.mmap_named(71 * P);                                  /* sampled: rate 1 */
+    ck_assert_int_eq(errno, 4242);
+    ck_assert_ptr_ne(p, MAP_FAILED);
+    errno = 4343;
+    p = l.mremap_(p, 71 * P, 73 * P, MREMAP_MAYMOVE, NULL);
+    ck_assert_int_eq(errno, 4343);
+    ck_assert_ptr_ne(p, MAP_FAILED);
+    errno = 4444;
+    rc = l.munmap_(p, 73 * P);
+    ck_assert_int_eq(errno, 4444);
+    ck_assert_int_eq(rc, 0);
+    CHECK_VALUES(73 * P, 1, 73 * P, 1, 73 * P);
+    ck_assert_int_eq(l.munmap_(keep, 17 * P), 0);
+    finish(&l);
+}
+END_TEST
+
+START_TEST(guarded_mappings_are_not_sampled)
+{
+    alloclib l = start(1);
+    size_t P = pg();
+    void *p;
+
+    pp_heap_guard_enter();
+    p = l.mmap_named(67 * P);
+    pp_heap_guard_leave();
+    ck_assert_ptr_ne(p, MAP_FAILED);
+    ck_assert_int_eq(l.munmap_(p, 67 * P), 0);
+    CHECK_VALUES(67 * P, 0, 0, 0, 0);
+    finish(&l);
+}
+END_TEST
+
+#define CHUNK (2u << 20)        /* Zend MM's chunk */
+#define NCHUNKS 32
+#define SMALL_PAGES 7
+#define NSMALL 2048
+
+START_TEST(default_rate_samples_mappings_like_allocations)
+{
+    alloclib l = start(PP_HEAP_DEFAULT_RATE);
+    size_t P = pg();
+    void *chunk[NCHUNKS];
+    uint64_t v[PP_HEAP_NVALUES];
+    int64_t count, bytes;
+    snapshot sn;
+    int i;
+
+    for (i = 0; i < NCHUNKS; i++) {
+        chunk[i] = l.mmap_named(CHUNK);
+        ck_assert_ptr_ne(chunk[i], MAP_FAILED);
+        ((char *)chunk[i])[0] = 1;
+    }
+    sn = take();
+    sum_key(&sn, CHUNK, v);
+    free(sn.b);
+    /* Each chunk is sampled with p = 1-exp(-4) = 0.98: 32 chunks estimate 64 MiB within
+     * a few percent (-15% needs 6 chunks missed: p ~ 5e-5). */
+    ck_assert_uint_eq(v[PP_HEAP_FREE_OBJECTS], 0);
+    pp_heap_scale(v[PP_HEAP_ALLOC_OBJECTS], v[PP_HEAP_ALLOC_BYTES], PP_HEAP_DEFAULT_RATE, &count,
+                  &bytes);
+    ck_assert_msg(fabs((double)bytes - (double)NCHUNKS * CHUNK) < 0.15 * NCHUNKS * CHUNK,
+                  "%llu chunks sampled scale to %lld bytes, not ~%u",
+                  (unsigned long long)v[PP_HEAP_ALLOC_OBJECTS], (long long)bytes,
+                  NCHUNKS * CHUNK);
+    for (i = 0; i < NCHUNKS; i++) {
+        ck_assert_int_eq(l.munmap_(chunk[i], CHUNK), 0);
+    }
+    sn = take();
+    sum_key(&sn, CHUNK, v);
+    free(sn.b);
+    ck_assert_uint_eq(v[PP_HEAP_FREE_OBJECTS], v[PP_HEAP_ALLOC_OBJECTS]);
+    ck_assert_uint_eq(v[PP_HEAP_FREE_BYTES], v[PP_HEAP_ALLOC_BYTES]);
+
+    /* Small mappings count down as small allocations do: 56 MiB in 28 KiB mappings,
+     * about 112 samples (sd ~10). */
+    for (i = 0; i < NSMALL; i++) {
+        void *p = l.mmap_named(SMALL_PAGES * P);
+        ck_assert_ptr_ne(p, MAP_FAILED);
+        ck_assert_int_eq(l.munmap_(p, SMALL_PAGES * P), 0);
+    }
+    sn = take();
+    sum_key(&sn, SMALL_PAGES * P, v);
+    free(sn.b);
+    ck_assert_uint_ge(v[PP_HEAP_ALLOC_OBJECTS], 60);
+    ck_assert_uint_le(v[PP_HEAP_ALLOC_OBJECTS], 180);
+    ck_assert_uint_eq(v[PP_HEAP_FREE_OBJECTS], v[PP_HEAP_ALLOC_OBJECTS]);
+    pp_heap_scale(v[PP_HEAP_ALLOC_OBJECTS], v[PP_HEAP_ALLOC_BYTES], PP_HEAP_DEFAULT_RATE, &count,
+                  &bytes);
+    ck_assert_msg(fabs((double)bytes - (double)NSMALL * SMALL_PAGES * P) <
+                      0.4 * NSMALL * SMALL_PAGES * P,
+                  "%llu samples scale to %lld bytes, not ~%zu",
+                  (unsigned long long)v[PP_HEAP_ALLOC_OBJECTS], (long long)bytes,
+                  NSMALL * SMALL_PAGES * P);
+    ck_assert_uint_eq(pp_heap_dropped(), 0);
+    finish(&l);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("pp_heap");
@@ -567,6 +957,18 @@ int main(void)
     tcase_add_test(tc, guarded_allocations_are_not_sampled);
     tcase_add_test(tc, scale_unsamples_like_go);
     tcase_add_test(tc, other_threads_are_sampled);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("mappings");
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, anonymous_mapping_sampled_with_its_stack_and_freed_by_munmap);
+    tcase_add_test(tc, only_anonymous_private_mappings_are_sampled);
+    tcase_add_test(tc, large_malloc_is_counted_once);
+    tcase_add_test(tc, partial_munmap_frees_bytes_and_the_last_piece_the_object);
+    tcase_add_test(tc, map_fixed_over_a_sampled_mapping_frees_what_it_replaces);
+    tcase_add_test(tc, mremap_of_a_sampled_mapping_is_a_realloc);
+    tcase_add_test(tc, mapping_hooks_keep_errno);
+    tcase_add_test(tc, guarded_mappings_are_not_sampled);
+    tcase_add_test(tc, default_rate_samples_mappings_like_allocations);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
