@@ -179,3 +179,51 @@ def test_max_execution_time_still_stops_a_script(php, profiling):
     assert php.error_log().count("Maximum execution time of 1 second exceeded") == before + 1
     if profiling:
         check_profile_response(result["r"], "profile")
+
+
+def held_heap(server, mib=32, requests=2):
+    """inuse_space -top rows (MiB) of a heap profile taken while `requests` scripts each
+    hold `mib` MiB of PHP strings."""
+    threads = [threading.Thread(target=lambda: server.get("/hold.php?mib=%d&ms=4000" % mib))
+               for _ in range(requests)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(2)
+        r = server.get("/debug/pprof/heap", timeout=60)
+    finally:
+        for t in threads:
+            t.join(60)
+    check_profile_response(r, "heap")
+    f = save(server, "php-heap.pb.gz", r.body)
+    p = go_pprof("-sample_index=inuse_space", "-unit=MB", "-top", "-nodecount=10000", f)
+    assert p.returncode == 0, p.stderr
+    # pprof's "MB" is 2^20 bytes.
+    return parse_top(p.stdout, quantity=lambda v: float(v.rstrip("MB") or 0))
+
+
+def test_heap_sees_zend_mm_chunks(php):
+    """Zend MM maps its memory in 2 MiB chunks that never reach malloc: the heap profile
+    samples those anonymous mappings, so what PHP scripts hold is there, under
+    php_execute_script (at chunk level: each ~1 MiB string takes a chunk of its own)."""
+    top = held_heap(php)
+    under = top.get("php_execute_script", (0, 0))[1]
+    print("held by 2 scripts of 32 MiB (Zend MM): %.0f MiB under php_execute_script" % under)
+    assert under >= 0.8 * 64, top
+
+
+def test_heap_with_use_zend_alloc_0_names_php_allocations():
+    """USE_ZEND_ALLOC=0 in Apache's environment: PHP allocates through malloc, and the
+    heap shows its allocations one by one (__zend_malloc) with the script's share."""
+    s, d = php_server(env={"USE_ZEND_ALLOC": "0"})
+    try:
+        s.start()
+        top = held_heap(s)
+    finally:
+        _finish([s], [d])
+    under = top.get("php_execute_script", (0, 0))[1]
+    flat = top.get("__zend_malloc", (0, 0))[0]
+    print("held by 2 scripts of 32 MiB (malloc): %.0f MiB under php_execute_script, "
+          "%.0f MiB in __zend_malloc" % (under, flat))
+    assert under >= 0.8 * 64, top
+    assert flat >= 0.8 * 64, top
