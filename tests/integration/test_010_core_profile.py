@@ -50,11 +50,13 @@ def test_core_trace_writer_scenario_opens_in_go_tool_trace():
     assert p.returncode == 0, p.stderr
     s = go_trace.summary(data)
     assert {t["name"] for t in s["tasks"].values()} == {"pprof-test", "static"}, s["tasks"]
-    # A lock wait's stack: the waiting function, then its caller as the resolver named it.
+    # A lock wait's stack: the waiting function, then its caller as the resolver named it,
+    # then the thread's start function (the end of every stack of a state change).
     tr = go_trace.parse(data)
     waits = [[f.fn for f in tr.stacks[ev.stk].frames] for ev in tr.events
              if ev.name == "GoBlockSync"]
-    assert waits and all(w == ["pthread_mutex_lock", "lock_caller"] for w in waits), waits
+    assert waits and all(w == ["pthread_mutex_lock", "lock_caller", "httpd.worker_thread"]
+                         for w in waits), waits
     v = Viewer(SCENARIO)
     try:
         status, html = v.get("/usertasks")
