@@ -24,6 +24,7 @@ LOAD = ["/pprof-test/burn?ms=30", "/pprof-test/sleep?ms=40", "/pprof-test/lock?m
 MARKS = 5                   # sequential requests made inside the window, each a task
 MARK = "/pprof-test/sleep?ms=60&mark=%d"
 REGIONS = {"read_request", "access_auth", "handler", "output", "log"}
+THREADS_PER_CHILD = 8       # conftest's worker and event tuning
 ALREADY = b"Could not enable tracing: tracing is already enabled\n"
 
 
@@ -202,20 +203,24 @@ def test_phases_are_nested_regions(traced):
     assert regions["handler"] >= MARKS, regions
 
 
-def test_every_child_and_its_cpu_samples(traced, httpd):
+def test_every_child_and_its_cpu_samples(traced, httpd, mpm):
     """Threads of every child that served requests are goroutines (ProcStart carries
-    their kernel thread id), and CPU samples of the burn handler are in the trace."""
+    their kernel thread id), and CPU samples of the burn handler are in the trace.
+    Every worker thread of every child has its own kernel id, also those that had not
+    served a request yet when the trace started (never thread 0)."""
     s = traced.summary
     tids = trace_threads(traced.body)
+    assert 0 not in tids, sorted(tids)
     served = {int(m) for m in re.findall(r"pid=(\d+)", httpd.access_log())}
+    workers = 1 if mpm == "prefork" else THREADS_PER_CHILD
     checked = 0
-    for pid in traced.children & served:
+    for pid in traced.children:
         try:
             mine = {int(t) for t in os.listdir("/proc/%d/task" % pid)}
         except FileNotFoundError:
             continue
-        assert mine & tids, (pid, sorted(mine), sorted(tids))
-        checked += 1
+        assert len(mine & tids) == workers, (pid, sorted(mine), sorted(tids))
+        checked += pid in served
     assert checked >= 1, (traced.children, served)
     assert s["cpu_samples"] > 0, s["cpu_samples"]
     starts = set(s["goroutine_start_functions"].values())
