@@ -21,6 +21,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -35,7 +36,8 @@ MOD_PPROF_TEST = os.path.join(BUILDDIR, "tests", "module", ".libs", "mod_pprof_t
 
 APACHE2 = "/usr/sbin/apache2"
 MODULES_DIR = "/usr/lib/apache2/modules"
-GO = "/usr/bin/go"
+GO = "/usr/bin/go"                      # Debian 12's golang-go: Go 1.19
+GO123 = "/usr/lib/go-1.23/bin/go"       # golang-1.23-go from bookworm-backports
 PROTOC = "/usr/bin/protoc"
 
 MPMS = ["event", "worker", "prefork"]
@@ -497,38 +499,106 @@ def pprof_top(source, timeout=120):
 
 # --- go tool trace ------------------------------------------------------------------------
 
-def go_trace_d(path):
-    return subprocess.run(["go", "tool", "trace", "-d", path], capture_output=True,
+def go_trace_d(path, go=GO):
+    """`go tool trace -d` (1.19; -d=1 from 1.23 on, where -d takes a level): only parses."""
+    flag = "-d=1" if go == GO123 else "-d"
+    return subprocess.run([go, "tool", "trace", flag, path], capture_output=True,
                           text=True, env=_go_env(), timeout=120)
 
 
-class Viewer:
-    """`go tool trace -http` serving one file."""
+def require_go(go):
+    if not os.path.exists(go):
+        pytest.fail("%s is not installed (scripts/setup.sh installs golang-1.23-go from "
+                    "bookworm-backports)" % go, pytrace=False)
 
-    def __init__(self, path):
+
+def group_pids(pgid):
+    """Pids of the live (not zombie) processes in process group pgid."""
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                text = f.read()
+        except OSError:
+            continue
+        rest = text[text.rindex(")") + 2:].split()
+        if rest[0] != "Z" and int(rest[2]) == pgid:
+            out.append(int(d))
+    return out
+
+
+class ViewerExited(AssertionError):
+    """The viewer ended before it served (a panic while preparing the trace)."""
+
+    def __init__(self, output):
+        super().__init__("go tool trace exited: %s" % output)
+        self.output = output
+
+
+class Viewer:
+    """`go tool trace -http` of one Go toolchain (GO or GO123) serving one file. Use it as
+    a context manager: `go tool trace` execs a child (`trace -http`) that outlives a killed
+    `go`, so the viewer runs in a process group of its own, which close() kills whole."""
+
+    def __init__(self, path, go=GO):
+        require_go(go)
+        self.go = go
         self.port = free_port()
-        self.proc = subprocess.Popen(["go", "tool", "trace", "-http=127.0.0.1:%d" % self.port,
-                                      path], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     env=_go_env())
+        self.proc = subprocess.Popen([go, "tool", "trace", "-http=127.0.0.1:%d" % self.port,
+                                      path], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, env=_go_env(),
+                                     start_new_session=True)
+        try:
+            self._wait_serving()
+        except BaseException:
+            self.close()
+            raise
+
+    def _wait_serving(self):
         until = time.monotonic() + 60
         while time.monotonic() < until:
             if self.proc.poll() is not None:
-                raise AssertionError("go tool trace exited: %s" % self.proc.stdout.read())
+                raise ViewerExited(self.proc.stdout.read().decode("utf-8", "replace"))
             try:
                 self.get("/")
                 return
             except OSError:
                 time.sleep(0.2)
-        raise AssertionError("go tool trace did not start serving")
+        raise AssertionError("go tool trace (%s) did not start serving" % self.go)
 
     def get(self, path):
-        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (self.port, path),
-                                    timeout=60) as r:
-            return r.status, r.read().decode("utf-8", "replace")
+        """(status, body text) of path; never raises on an HTTP error status."""
+        try:
+            with urllib.request.urlopen("http://127.0.0.1:%d%s" % (self.port, path),
+                                        timeout=60) as r:
+                return r.status, r.read().decode("utf-8", "replace")
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode("utf-8", "replace")
 
     def close(self):
-        self.proc.kill()
+        """Kill the whole group (also when `go` itself is gone) and wait until it is."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         self.proc.wait()
+        self.proc.stdout.close()
+        until = time.monotonic() + 10
+        while self.processes() and time.monotonic() < until:
+            time.sleep(0.02)            # the orphaned `trace` is reaped by init
+
+    def processes(self):
+        """Pids of the live processes of the viewer's group."""
+        return group_pids(self.proc.pid)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
 
 
 def text_of(html):

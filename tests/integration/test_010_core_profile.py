@@ -57,14 +57,11 @@ def test_core_trace_writer_scenario_opens_in_go_tool_trace():
              if ev.name == "GoBlockSync"]
     assert waits and all(w == ["pthread_mutex_lock", "lock_caller", "httpd.worker_thread"]
                          for w in waits), waits
-    v = Viewer(SCENARIO)
-    try:
+    with Viewer(SCENARIO) as v:
         status, html = v.get("/usertasks")
         assert status == 200 and "pprof-test" in text_of(html) and "static" in text_of(html)
         status, html = v.get("/userregions")
         assert status == 200 and "ap_invoke_handler" in text_of(html), text_of(html)
-    finally:
-        v.close()
 
 
 def test_core_trace_streamed_in_pieces_is_the_same_trace():

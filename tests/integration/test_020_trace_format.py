@@ -21,6 +21,7 @@ import sys
 import pytest
 
 import go_trace
+from conftest import GO123, Viewer, ViewerExited
 from go_trace import TraceError, check, parse, summary
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -258,6 +259,39 @@ def test_go_tool_trace_agrees(name, go_env, variant_files):
             assert check(f.read(), producer_rules=False)
     else:
         assert rc == 0, out[-2000:]
+
+
+def _processes_with_arg(arg):
+    out = []
+    for d in os.listdir("/proc"):
+        try:
+            with open("/proc/%s/cmdline" % d, "rb") as f:
+                if arg.encode() in f.read().split(b"\0"):
+                    out.append(int(d))
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+@pytest.mark.parametrize("go", [GO, GO123], ids=["go1.19", "go1.23"])
+def test_viewer_leaves_no_process(go, tmp_path, variant_files):
+    """`go tool trace` execs `trace -http`, which outlives a killed `go`: a Viewer runs in
+    a process group of its own and closing it (also after a failed start) ends them all."""
+    good = str(tmp_path / "good.trace")
+    with open(good, "wb") as f:
+        f.write(read("sample.trace"))
+    with Viewer(good, go=go) as v:
+        assert v.get("/")[0] == 200
+        assert len(v.processes()) >= 2, v.processes()      # go and its `trace` child
+        assert set(v.processes()) <= set(_processes_with_arg(good))
+    assert v.processes() == [] and _processes_with_arg(good) == []
+    bad = str(tmp_path / "bad.trace")
+    with open(variant_files["no-frequency"], "rb") as f, open(bad, "wb") as g:
+        g.write(f.read())
+    with pytest.raises(ViewerExited) as e:
+        Viewer(bad, go=go)
+    assert "EvFrequency" in e.value.output, e.value.output
+    assert _processes_with_arg(bad) == []
 
 
 def test_go_tool_accepts_hand_built_trace(go_env, tmp_path):

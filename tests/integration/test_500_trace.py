@@ -260,8 +260,7 @@ def test_backend_waits_are_network_blocks(traced):
 
 
 def test_viewer_serves_the_pages(traced):
-    v = Viewer(traced.path)
-    try:
+    with Viewer(traced.path) as v:
         status, html = v.get("/usertasks")
         assert status == 200 and "pprof-test" in text_of(html), text_of(html)[:2000]
         status, html = v.get("/userregions")
@@ -283,8 +282,6 @@ def test_viewer_serves_the_pages(traced):
         assert v.get("/mmu")[0] == 200
         status, html = v.get("/")
         assert status == 200
-    finally:
-        v.close()
 
 
 # --- Go's HTTP behaviour ---------------------------------------------------------------------
