@@ -12,6 +12,7 @@ Environment:
   PPROF_KEEP_TMP   set to 1 to keep the servers' temporary directories
 """
 import gzip
+import html
 import http.client
 import os
 import re
@@ -22,6 +23,7 @@ import subprocess
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import pytest
@@ -599,6 +601,88 @@ class Viewer:
     def __exit__(self, *exc):
         self.close()
         return False
+
+
+# Pages that shell out to `go tool pprof -svg`: without Graphviz (`dot`) they answer 500,
+# on real Go traces too (FORMAT.md section 9).
+GRAPHVIZ_PAGES = {"/io", "/block", "/sched", "/syscall", "/regionio", "/regionblock",
+                  "/regionsched", "/regionsyscall"}
+_LINK_RE = re.compile(r"""(?:href|src)\s*=\s*"([^"]*)"|url = '(/jsontrace\?[^']*)'""")
+
+
+def page_kind(url):
+    """The kind of a viewer URL: its path and query keys (with the values of `view` and
+    `raw`), e.g. "/jsontrace?goid", "/jsontrace?view=thread", "/io?raw=1"."""
+    path, _, query = url.partition("?")
+    q = urllib.parse.parse_qs(query, keep_blank_values=True)
+    keys = ["%s=%s" % (k, q[k][0]) if k in ("view", "raw") else k for k in sorted(q)]
+    return path + ("?" + "&".join(keys) if keys else "")
+
+
+def _links(body):
+    for m in _LINK_RE.finditer(body):
+        url = html.unescape(m.group(1) or m.group(2)).partition("#")[0]
+        if url.startswith("/") and not url.startswith("//") and not url.startswith("/static/"):
+            yield url
+
+
+def crawl(viewer, per_kind=3):
+    """Every page of the viewer reachable by links from /, at most per_kind URLs of each
+    kind (page_kind): `/trace?Q` pages with the `/jsontrace?Q` data they load, goroutine,
+    task and region pages with the goid/taskid/focustask views they link to. Every page
+    must answer 200, but the Graphviz ones 200 or 500. Returns {url: (status, body)}."""
+    pages, seen, queue = {}, {}, ["/"]
+    while queue:
+        url = queue.pop(0)
+        kind = page_kind(url)
+        if url in pages or seen.get(kind, 0) >= per_kind:
+            continue
+        seen[kind] = seen.get(kind, 0) + 1
+        status, body = viewer.get(url)
+        pages[url] = (status, body)
+        if status == 200 and not kind.startswith("/jsontrace") and "raw=1" not in kind:
+            queue.extend(u for u in _links(body) if u not in pages)
+    bad = ["%s: %d %s" % (u, st, body[:300]) for u, (st, body) in sorted(pages.items())
+           if st != 200 and not (st == 500 and u.partition("?")[0] in GRAPHVIZ_PAGES)]
+    assert not bad, "go tool trace (%s) pages failed:\n%s" % (viewer.go, "\n".join(bad))
+    return pages
+
+
+def crawled_kinds(pages):
+    return {page_kind(u) for u in pages}
+
+
+def view_trace(path, go, per_kind=3):
+    """Open the trace file path in go's viewer and crawl it (crawl: every page 200 but the
+    Graphviz ones), checking that every kind of page the trace calls for was reached: the
+    index, goroutines (a group and a goroutine's view), tasks and regions (a type, a
+    task's and a focused task's view) when it has some, MMU, the proc view, and in 1.23+
+    the thread view. Returns {url: (status, body)}."""
+    import go_trace
+
+    with open(path, "rb") as f:
+        s = go_trace.summary(f.read())
+    with Viewer(path, go=go) as v:
+        pages = crawl(v, per_kind)
+    kinds = crawled_kinds(pages)
+    special = ("goid", "taskid", "focustask", "view=thread")
+    want = {
+        "index, goroutines, tasks, regions, MMU": {"/", "/goroutines", "/usertasks",
+                                                   "/userregions", "/mmu"} <= kinds,
+        "proc view": any(k.startswith("/jsontrace") and not any(x in k for x in special)
+                         for k in kinds),
+        "goroutine group": not s["goroutines"] or any(k.startswith("/goroutine?")
+                                                     for k in kinds),
+        "goroutine view": not s["goroutines"] or "/jsontrace?goid" in kinds,
+        "thread view": go != GO123 or "/jsontrace?view=thread" in kinds,
+        "task pages": not s["tasks"] or {"/usertask?type", "/jsontrace?taskid",
+                                         "/jsontrace?focustask"} <= kinds,
+        "region type": not s["regions"] or "/userregion?pc&type" in kinds,
+    }
+    missing = [k for k, ok in want.items() if not ok]
+    assert not missing, "%s: %s not reached in the %s viewer (crawled: %s)" % (
+        path, missing, go, sorted(kinds))
+    return pages
 
 
 def text_of(html):
