@@ -362,6 +362,31 @@ def test_go_tool_accepts_hand_built_trace(go_env, tmp_path):
     assert "UserRegion" in out and "CPUSample" in out
 
 
+def test_httpd_trace_from_before_the_go123_rules(tmp_path):
+    """A trace mod_pprof served (event MPM, 2 children of 8 threads, light load) before
+    its writer kept 12.3 items 9-11: ProcStart first in the dump, threads that had served
+    nothing on thread 0, idle stacks ending in httpd.wait_for_work. Go 1.19 opens it,
+    every page; Go 1.23's viewer panics; check() names each of those traps."""
+    path = os.path.join(_fixtures_dir(), "httpd-event-before-go123-rules.trace")
+    with open(path, "rb") as f:
+        data = f.read()
+    msgs = check(data, strict_ts=True, strict_start=True)
+    assert re.match(r"12 ProcStart events on thread 0", msgs[0]), msgs
+    running = [m for m in msgs if re.match(r"g \d+ is running in the initial dump .* keep, "
+                                           r"ProcStart \(P 1, .* time 0", m)]
+    assert len(running) == 3, msgs
+    assert sum(m.startswith("1 events not 1 ns after the dump's earliest GoCreate") for m in
+               msgs) == 1, msgs
+    names = [m for m in msgs if re.match(r"g \d+: Go 1.23\+ name it 'httpd.wait_for_work' .* "
+                                         r"Go 1.19 'httpd.worker_thread'", m)]
+    assert len(names) == 15 and len(msgs) == 1 + 3 + 1 + 15, msgs
+    assert check(data, producer_rules=False) == running
+    view_trace(path, GO)
+    with pytest.raises(ViewerExited) as e:
+        Viewer(path, go=GO123)
+    assert "startRunningTime != 0" in e.value.output, e.value.output[-2000:]
+
+
 # --- parse() and summary() -------------------------------------------------------------
 
 def test_parse_minimal_matches_listing():
