@@ -685,6 +685,35 @@ def view_trace(path, go, per_kind=3):
     return pages
 
 
+def goroutine_groups(pages):
+    """{name: count} of the groups on a Go 1.23+ /goroutines page; "" is the group of
+    goroutines named by no stack, '(Inactive, no stack trace sampled)'."""
+    rows = re.findall(r'<a href="/goroutine\?name=([^"]*)">.*?</a></code></td>\s*<td>(\d+)</td>',
+                      pages["/goroutines"][1], re.S)
+    return {urllib.parse.unquote(html.unescape(n)): int(c) for n, c in rows}
+
+
+def view_in_both(path, thread_name="httpd.worker_thread", per_kind=3):
+    """Go 1.19's and Go 1.23's viewer on the trace file path, every page of every kind
+    (view_trace). Both name the goroutines thread_name: 1.19 by their creation, 1.23 by
+    the stacks of their state changes, so there every goroutine that ran is in that group
+    and only those that never ran (no state change) are '(Inactive, ...)'. Returns
+    {go: pages}."""
+    import go_trace
+
+    out = {go: view_trace(path, go, per_kind) for go in (GO, GO123)}
+    assert thread_name in text_of(out[GO]["/goroutines"][1])
+    with open(path, "rb") as f:
+        tr = go_trace.parse(f.read())
+    created = {ev.args[0] for ev in tr.events if ev.name == "GoCreate"}
+    ran = {ev.g for ev in tr.events if ev.name in go_trace.STARTS}
+    want = {thread_name: len(ran)}
+    if created - ran:
+        want[""] = len(created - ran)
+    assert goroutine_groups(out[GO123]) == want, (goroutine_groups(out[GO123]), want)
+    return out
+
+
 def text_of(html):
     return re.sub(r"\s+", " ", re.sub(r"<[^>]*>", " ", html))
 
