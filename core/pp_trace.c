@@ -46,6 +46,7 @@ typedef struct {
     int state;                  /* 0: not created yet */
     int started;                /* ProcStart written */
     uint64_t created;           /* when its goroutine was created (0: not yet) */
+    uint64_t wait_stk;          /* the stack of the wait it is in, while waiting */
     uint64_t seq;
     uint64_t last_ts;           /* of its P */
     int nregions;
@@ -531,10 +532,12 @@ static void run(pp_trace *t, thread *th, uint64_t ts)
     }
     start_proc(t, th, ts);      /* its id may have become known since */
     if (th->state == G_WAITING) {
-        /* A thread only ever wakes itself: from G 0 on its own P. */
+        /* A thread only ever wakes itself: from G 0 on its own P, where it waited. A
+         * stack of its own: Go 1.23+'s blocking profiles end a wait only at a state
+         * change that has one (else the wait lasts to the thread's next stop). */
         a[0] = g_of(t, th);
         a[1] = ++th->seq;
-        a[2] = 0;
+        a[2] = th->wait_stk;
         ev_thread(t, th, ts, EV_GO_UNBLOCK, a, 3);
         th->state = G_RUNNABLE;
     }
@@ -554,6 +557,7 @@ static void block(pp_trace *t, thread *th, uint64_t ts, int type, uint64_t stk)
     if (th->state == G_RUNNING) {
         ev_thread(t, th, ts, type, &stk, 1);
         th->state = G_WAITING;
+        th->wait_stk = stk;
     }
 }
 
@@ -716,6 +720,7 @@ int pp_trace_thread(pp_trace *t, uint32_t pid, uint32_t slot, uint32_t tid, int 
             ev_thread(t, th, t->dump_ts, EV_GO_WAITING, a, 1);
             th->seq++;
             th->state = G_WAITING;
+            th->wait_stk = named_wait_stack(t, "idle");     /* waiting for work */
         } else {
             run(t, th, t->dump_ts);
         }
