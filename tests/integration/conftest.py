@@ -483,16 +483,16 @@ def _go_env():
     return env
 
 
-def go_pprof(*args, timeout=120):
+def go_pprof(*args, timeout=120, go=GO):
     """Run `go tool pprof ARGS` (HOME and PPROF_TMPDIR in a temp dir); CompletedProcess."""
-    return subprocess.run([GO, "tool", "pprof"] + [str(a) for a in args],
+    return subprocess.run([go, "tool", "pprof"] + [str(a) for a in args],
                           stdin=subprocess.DEVNULL, capture_output=True, text=True,
                           env=_go_env(), timeout=timeout)
 
 
-def pprof_top(source, timeout=120):
+def pprof_top(source, timeout=120, go=GO):
     """stdout of `go tool pprof -top -nodecount=1000 SOURCE`; fails on a non-zero exit."""
-    p = go_pprof("-top", "-nodecount=1000", source, timeout=timeout)
+    p = go_pprof("-top", "-nodecount=1000", source, timeout=timeout, go=go)
     if p.returncode != 0:
         pytest.fail("go tool pprof -top %s failed (%d):\n%s%s" % (
             source, p.returncode, p.stdout, p.stderr), pytrace=False)

@@ -262,14 +262,23 @@ def test_lock_waits_are_blocks(traced, mpm):
     assert "pthread_mutex_lock" in top and "pprof_test_lock_hold" in top, top
 
 
-def blocking_profile(path, kind):
-    """go tool trace -pprof=KIND, read by go tool pprof -top."""
-    out = path + "." + kind + ".pb"
+def blocking_profile(path, kind, go=GO):
+    """go tool trace -pprof=KIND, read by go tool pprof -top (of the same toolchain)."""
+    out = "%s.%s.%s.pb" % (path, kind, os.path.basename(os.path.dirname(os.path.dirname(go))))
     with open(out, "wb") as f:
-        q = subprocess.run(["go", "tool", "trace", "-pprof=" + kind, path], stdout=f,
+        q = subprocess.run([go, "tool", "trace", "-pprof=" + kind, path], stdout=f,
                            stderr=subprocess.PIPE, env=_go_env(), timeout=120)
     assert q.returncode == 0, q.stderr
-    return pprof_top(out)
+    return pprof_top(out, go=go)
+
+
+def test_blocking_profiles_in_go123(traced, mpm):
+    """Go 1.23's go tool trace -pprof and go tool pprof name the same waits."""
+    top = blocking_profile(traced.path, "net", GO123)
+    assert "pprof_test_backend_wait" in top, top
+    if mpm != "prefork":    # a process-local mutex never waits there
+        top = blocking_profile(traced.path, "sync", GO123)
+        assert "pthread_mutex_lock" in top and "pprof_test_lock_hold" in top, top
 
 
 def test_backend_waits_are_network_blocks(traced):
