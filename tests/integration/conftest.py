@@ -539,6 +539,18 @@ class ViewerExited(AssertionError):
         self.output = output
 
 
+def viewer_exit_output(path, go=GO):
+    """What a viewer that must end before it serves (a panic while preparing the trace)
+    printed. One that serves is closed and fails the test."""
+    try:
+        v = Viewer(path, go=go)
+    except ViewerExited as e:
+        return e.output
+    v.close()
+    pytest.fail("go tool trace (%s) serves %s: it was expected to exit" % (go, path),
+                pytrace=False)
+
+
 class Viewer:
     """`go tool trace -http` of one Go toolchain (GO or GO123) serving one file. Use it as
     a context manager: `go tool trace` execs a child (`trace -http`) that outlives a killed

@@ -22,7 +22,7 @@ import sys
 import pytest
 
 import go_trace
-from conftest import GO123, Viewer, ViewerExited, view_trace
+from conftest import GO123, Viewer, view_trace, viewer_exit_output
 from conftest import go_trace_d as go_trace_d_conftest
 from go_trace import TraceError, check, parse, summary
 
@@ -313,9 +313,8 @@ def test_go123_viewer_agrees_on_rd_variants(name, go_env, variant_files):
     p = go_trace_d_conftest(path, GO123)
     assert p.returncode == 0, p.stdout + p.stderr
     if name in RD_PANICS:
-        with pytest.raises(ViewerExited) as e:
-            Viewer(path, go=GO123)
-        assert "startRunningTime != 0" in e.value.output, e.value.output[-2000:]
+        out = viewer_exit_output(path, GO123)
+        assert "startRunningTime != 0" in out, out[-2000:]
     else:
         for go in (GO, GO123):
             view_trace(path, go)
@@ -348,9 +347,8 @@ def test_viewer_leaves_no_process(go, tmp_path, variant_files):
     bad = str(tmp_path / "bad.trace")
     with open(variant_files["no-frequency"], "rb") as f, open(bad, "wb") as g:
         g.write(f.read())
-    with pytest.raises(ViewerExited) as e:
-        Viewer(bad, go=go)
-    assert "EvFrequency" in e.value.output, e.value.output
+    out = viewer_exit_output(bad, go)
+    assert "EvFrequency" in out, out[-2000:]
     assert _processes_with_arg(bad) == []
 
 
@@ -382,9 +380,8 @@ def test_httpd_trace_from_before_the_go123_rules(tmp_path):
     assert len(names) == 15 and len(msgs) == 1 + 3 + 1 + 15, msgs
     assert check(data, producer_rules=False) == running
     view_trace(path, GO)
-    with pytest.raises(ViewerExited) as e:
-        Viewer(path, go=GO123)
-    assert "startRunningTime != 0" in e.value.output, e.value.output[-2000:]
+    out = viewer_exit_output(path, GO123)
+    assert "startRunningTime != 0" in out, out[-2000:]
 
 
 # --- parse() and summary() -------------------------------------------------------------
@@ -875,9 +872,8 @@ def test_start_time_rules(case, pattern, tmp_path):
             assert v.get("/goroutines")[0] == 200
     else:
         only(data, r"^g 1 is running in the initial dump \(GoStart g=1 seq=1 .*" + pattern)
-        with pytest.raises(ViewerExited) as e:
-            Viewer(path, go=GO123)
-        assert "startRunningTime != 0" in e.value.output, e.value.output[-2000:]
+        out = viewer_exit_output(path, GO123)
+        assert "startRunningTime != 0" in out, out[-2000:]
     if case == "keep":
         assert check(data, strict_ts=True, strict_start=True) == []
     else:

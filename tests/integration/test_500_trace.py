@@ -264,7 +264,7 @@ def test_lock_waits_are_blocks(traced, mpm):
 
 def blocking_profile(path, kind, go=GO):
     """go tool trace -pprof=KIND, read by go tool pprof -top (of the same toolchain)."""
-    out = "%s.%s.%s.pb" % (path, kind, os.path.basename(os.path.dirname(os.path.dirname(go))))
+    out = "%s.%s.%s.pb" % (path, kind, "go123" if go == GO123 else "go119")
     with open(out, "wb") as f:
         q = subprocess.run([go, "tool", "trace", "-pprof=" + kind, path], stdout=f,
                            stderr=subprocess.PIPE, env=_go_env(), timeout=120)
