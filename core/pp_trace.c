@@ -530,7 +530,9 @@ static void run(pp_trace *t, thread *th, uint64_t ts)
     if (!th->state) {
         create(t, th, ts);
     }
-    start_proc(t, th, ts);      /* its id may have become known since */
+    if (th->state != G_RUNNING) {
+        start_proc(t, th, ts);  /* its id may have become known since; not under it */
+    }
     if (th->state == G_WAITING) {
         /* A thread only ever wakes itself: from G 0 on its own P, where it waited. A
          * stack of its own: Go 1.23+'s blocking profiles end a wait only at a state

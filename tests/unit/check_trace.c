@@ -500,35 +500,48 @@ START_TEST(proc_starts_only_on_a_known_thread_id)
     static r_trace tr;
     const unsigned char *data;
     size_t len;
-    int a, b, i, starts = 0, stops = 0, started_a = 0;
+    int a, b, c, i, starts = 0, stops = 0, started_a = 0;
 
     a = pp_trace_thread(t, 7, 0, 0, PP_TRACE_WAITING);     /* its id learnt later */
     b = pp_trace_thread(t, 7, 1, 0, PP_TRACE_WAITING);     /* never learnt: no ProcStart */
+    c = pp_trace_thread(t, 7, 2, 0, PP_TRACE_RUNNING);     /* learnt while it runs */
     ck_assert_int_eq(b, a + 1);
+    ck_assert_int_eq(c, a + 2);
     ring = pp_tbuf_new(65536);
     ck_assert_int_eq(pp_trace_thread(t, 7, 0, 77, PP_TRACE_NEW), a);
     rec(t0 + 10, PP_TB_WAKE, 0, NULL, 0);
     request(t0 + 20, 1, "h");
     rec(t0 + 90, PP_TB_IDLE, 0, NULL, 0);
     feed(t, a);
+    ck_assert_int_eq(pp_trace_thread(t, 7, 2, 88, PP_TRACE_NEW), c);
+    rec(t0 + 90, PP_TB_LOG, 0, "k\0v", 3);     /* while it runs */
+    rec(t0 + 100, PP_TB_IDLE, 0, NULL, 0);
+    rec(t0 + 110, PP_TB_WAKE, 0, NULL, 0);
+    rec(t0 + 120, PP_TB_IDLE, 0, NULL, 0);
+    feed(t, c);
     ck_assert_int_eq(pp_trace_finish(t, t0 + 1000), 0);
     data = pp_trace_data(t, &len);
     r_parse(data, len, &tr);
     for (i = 0; i < tr.nev; i++) {
         const r_event *e = &tr.ev[i];
-        if (e->type == EV_PSTART) {
+        if (e->type == EV_PSTART && e->p == (uint64_t)a + 1) {
             ck_assert_uint_eq(e->args[0], 77);
-            ck_assert_uint_eq(e->p, (uint64_t)a + 1);
             starts++;
             started_a = 1;
+        } else if (e->type == EV_PSTART) {
+            /* c's P starts once it has stopped running (at the idle), before it wakes */
+            ck_assert_uint_eq(e->p, (uint64_t)c + 1);
+            ck_assert_uint_eq(e->args[0], 88);
+            ck_assert_uint_eq(e->ts, t0 + 110);
+            starts++;
         } else if (e->type == EV_PSTOP) {
             stops++;
         } else if (e->type == EV_GSTART && e->p == (uint64_t)a + 1) {
             ck_assert(started_a);       /* its P started before it runs there */
         }
     }
-    ck_assert_int_eq(starts, 1);
-    ck_assert_int_eq(stops, 1);
+    ck_assert_int_eq(starts, 2);
+    ck_assert_int_eq(stops, 2);
     pp_tbuf_free(ring);
     pp_trace_free(t);
 }
