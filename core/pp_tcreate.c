@@ -20,6 +20,7 @@
 
 typedef struct known {
     struct known *next;
+    uint64_t pthread;           /* the thread's pthread_self() */
     pp_tcreate_record rec;
 } known;
 
@@ -62,6 +63,7 @@ static void *trampoline(void *arg)
     sa.arg = in->arg;
     sa.k = in->k;
     sa.k->rec.tid = (uint32_t)syscall(SYS_gettid);
+    sa.k->pthread = (uint64_t)pthread_self();
     pthread_mutex_lock(&lock);
     sa.k->next = live;
     live = sa.k;
@@ -139,6 +141,22 @@ int pp_tcreate_start(void)
 uint64_t pp_tcreate_total(void)
 {
     return atomic_load(&total);
+}
+
+uint32_t pp_tcreate_tid(uint64_t pthread)
+{
+    uint32_t tid = 0;
+    known *k;
+
+    pthread_mutex_lock(&lock);
+    for (k = live; k; k = k->next) {
+        if (k->pthread == pthread) {
+            tid = k->rec.tid;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&lock);
+    return tid;
 }
 
 int pp_tcreate_snapshot(pp_tcreate_record **out, size_t *outn)

@@ -23,6 +23,10 @@ int pp_tcreate_start(void);
  * /proc/self/task). *out is malloc'ed. */
 int pp_tcreate_snapshot(pp_tcreate_record **out, size_t *n);
 
+/* The kernel id of the live thread whose pthread_self() is pthread, if it was created
+ * through the hook; 0 otherwise. */
+uint32_t pp_tcreate_tid(uint64_t pthread);
+
 /* Threads created through the hook since the process started (a cumulative count). */
 uint64_t pp_tcreate_total(void);
 

@@ -22,6 +22,8 @@ enum {
  * 2^35); the id and the count take 11 more: a stack's record always fits. */
 _Static_assert(MAX_FRAMES * 20 + 11 <= STACK_LIMIT, "stack records must fit in 2048 bytes");
 #define DUMP_BEFORE 1000000u    /* the initial dump is timed this many ns before t0 */
+#define NAME_MAX_LEN 128
+#define FILE_MAX_LEN 256
 #define NO_P UINT64_MAX
 
 enum { G_RUNNABLE = 1, G_RUNNING, G_WAITING };
@@ -40,10 +42,11 @@ typedef struct {
 } open_region;
 
 typedef struct {
-    uint32_t pid, tid;
+    uint32_t pid, tid;          /* tid 0: not known (yet) */
     int state;                  /* 0: not created yet */
     int started;                /* ProcStart written */
     uint64_t created;           /* when its goroutine was created (0: not yet) */
+    uint64_t wait_stk;          /* the stack of the wait it is in, while waiting */
     uint64_t seq;
     uint64_t last_ts;           /* of its P */
     int nregions;
@@ -55,10 +58,18 @@ typedef struct {
     size_t len, cap;
 } bytes;
 
+/* A frame set by name (pp_trace_set_frame, or "region.<name>" by default). */
+typedef struct {
+    char function[NAME_MAX_LEN], file[FILE_MAX_LEN];
+    uint64_t stack;             /* the frame alone: regions, tasks, logs */
+    uint64_t wait;              /* then the thread's frame: a goroutine's state change */
+} named_frame;
+
 struct pp_trace {
     bytes out, dict;
     int oom;
     uint64_t t0;
+    uint64_t dump_ts;           /* the initial dump's GoCreates: the trace's earliest tick */
     uint64_t cur_p;             /* P of the chunk being written, NO_P before any */
     uint64_t cur_ts;
     uint64_t p0_last;
@@ -70,8 +81,11 @@ struct pp_trace {
     uint64_t next_pc;
     pp_hash *stacks;            /* pcs -> id */
     uint64_t next_stack;
-    pp_hash *named;             /* name -> one-frame stack id */
-    uint64_t thread_stack;
+    pp_hash *named;             /* name -> index in names */
+    named_frame *names;
+    size_t nnames, cap_names;
+    char thread_fn[NAME_MAX_LEN], thread_file[FILE_MAX_LEN];
+    uint64_t thread_stack;      /* the thread's start function alone */
 
     thread *threads;
     size_t nthreads, cap_threads;
@@ -309,24 +323,101 @@ static uint64_t stack_id(pp_trace *t, const pp_trace_frame *frames, int n)
     return id;
 }
 
+static void copy_str(char *dst, size_t cap, const char *src)
+{
+    snprintf(dst, cap, "%s", src ? src : "");
+}
+
+/* The entry of a name, adding it (frame function, or "region.<name>") if new. NULL only
+ * when out of memory. */
+static named_frame *named_entry(pp_trace *t, const char *name, const char *function,
+                                const char *file)
+{
+    uint64_t ix = t->nnames;
+    named_frame *nf;
+    int rc = pp_hash_intern(t->named, name, strlen(name), &ix);
+
+    if (rc < 0) {
+        t->oom = 1;
+        return NULL;
+    }
+    if (rc == 1) {
+        /* The first definition of a name stays. (An index never filled: out of memory.) */
+        return ix < t->nnames ? &t->names[ix] : NULL;
+    }
+    if (t->nnames == t->cap_names) {
+        size_t cap = t->cap_names ? t->cap_names * 2 : 16;
+        named_frame *nn = realloc(t->names, cap * sizeof(*nn));
+        if (!nn) {
+            t->oom = 1;         /* the name stays interned: its index is never read */
+            return NULL;
+        }
+        t->names = nn;
+        t->cap_names = cap;
+    }
+    nf = &t->names[t->nnames++];
+    memset(nf, 0, sizeof(*nf));
+    if (function) {
+        copy_str(nf->function, sizeof(nf->function), function);
+    } else {
+        snprintf(nf->function, sizeof(nf->function), "region.%s", name);
+    }
+    copy_str(nf->file, sizeof(nf->file), file);
+    return nf;
+}
+
+/* The thread's start function, outermost in every stack of a goroutine's state change
+ * (as a Go stack ends in its goroutine's function): Go 1.23+ name a goroutine that
+ * existed before the trace by the outermost frame of its first such stack. */
+static uint64_t transition_stack(pp_trace *t, const pp_trace_frame *frames, int n)
+{
+    pp_trace_frame fr[MAX_FRAMES];
+
+    if (n > MAX_FRAMES - 1) {
+        n = MAX_FRAMES - 1;
+    }
+    if (n > 0) {
+        memcpy(fr, frames, (size_t)n * sizeof(fr[0]));
+    }
+    fr[n].function = t->thread_fn;
+    fr[n].file = t->thread_file[0] ? t->thread_file : NULL;
+    fr[n].line = 0;
+    return stack_id(t, fr, n + 1);
+}
+
 static uint64_t named_stack(pp_trace *t, const char *name)
 {
-    uint64_t id = 0;
+    named_frame *nf = named_entry(t, name, NULL, NULL);
     pp_trace_frame f;
-    char fn[160];
 
-    if (pp_hash_find(t->named, name, strlen(name), &id)) {
-        return id;
+    if (!nf) {
+        return 0;
     }
-    snprintf(fn, sizeof(fn), "region.%s", name);
-    f.function = fn;
-    f.file = NULL;
-    f.line = 0;
-    id = stack_id(t, &f, 1);
-    if (pp_hash_intern(t->named, name, strlen(name), &id) < 0) {
-        t->oom = 1;
+    if (!nf->stack) {
+        f.function = nf->function;
+        f.file = nf->file[0] ? nf->file : NULL;
+        f.line = 0;
+        nf->stack = stack_id(t, &f, 1);
     }
-    return id;
+    return nf->stack;
+}
+
+/* A named frame as the stack of a goroutine's state change. */
+static uint64_t named_wait_stack(pp_trace *t, const char *name)
+{
+    named_frame *nf = named_entry(t, name, NULL, NULL);
+    pp_trace_frame f;
+
+    if (!nf) {
+        return 0;
+    }
+    if (!nf->wait) {
+        f.function = nf->function;
+        f.file = nf->file[0] ? nf->file : NULL;
+        f.line = 0;
+        nf->wait = transition_stack(t, &f, 1);
+    }
+    return nf->wait;
 }
 
 /* --- events ------------------------------------------------------------------------- */
@@ -402,22 +493,27 @@ static void gomaxprocs(pp_trace *t)
     t->gomaxprocs_done = 1;
     args[0] = t->nthreads + 1;
     args[1] = 0;
-    if (t->p0_last < t->t0) {
-        t->p0_last = t->t0;
-    }
     event(t, 0, t->p0_last, EV_GOMAXPROCS, args, 2, NULL, 0);
 }
 
-/* Create th's goroutine (and start its P) at ts. */
+/* Start th's P, on the thread's kernel id (the M of newer viewers). A thread whose id is
+ * not known (yet) runs on a P that is not started: never on a made-up "thread 0". */
+static void start_proc(pp_trace *t, thread *th, uint64_t ts)
+{
+    uint64_t a = th->tid;
+
+    if (!th->started && th->tid) {
+        ev_thread(t, th, ts, EV_PROC_START, &a, 1);
+        th->started = 1;
+    }
+}
+
+/* Create th's goroutine at ts (a thread seen first during the trace: its P starts first). */
 static void create(pp_trace *t, thread *th, uint64_t ts)
 {
     uint64_t a[3];
 
-    if (!th->started) {
-        a[0] = th->tid;
-        ev_thread(t, th, ts, EV_PROC_START, a, 1);
-        th->started = 1;
-    }
+    start_proc(t, th, ts);
     a[0] = g_of(t, th);
     a[1] = t->thread_stack;
     a[2] = 0;
@@ -434,11 +530,16 @@ static void run(pp_trace *t, thread *th, uint64_t ts)
     if (!th->state) {
         create(t, th, ts);
     }
+    if (th->state != G_RUNNING) {
+        start_proc(t, th, ts);  /* its id may have become known since; not under it */
+    }
     if (th->state == G_WAITING) {
-        /* A thread only ever wakes itself: from G 0 on its own P. */
+        /* A thread only ever wakes itself: from G 0 on its own P, where it waited. A
+         * stack of its own: Go 1.23+'s blocking profiles end a wait only at a state
+         * change that has one (else the wait lasts to the thread's next stop). */
         a[0] = g_of(t, th);
         a[1] = ++th->seq;
-        a[2] = 0;
+        a[2] = th->wait_stk;
         ev_thread(t, th, ts, EV_GO_UNBLOCK, a, 3);
         th->state = G_RUNNABLE;
     }
@@ -458,6 +559,7 @@ static void block(pp_trace *t, thread *th, uint64_t ts, int type, uint64_t stk)
     if (th->state == G_RUNNING) {
         ev_thread(t, th, ts, type, &stk, 1);
         th->state = G_WAITING;
+        th->wait_stk = stk;
     }
 }
 
@@ -487,7 +589,6 @@ pp_trace *pp_trace_new(uint64_t t0)
 {
     static const char header[16] = "go 1.19 trace\0\0\0";
     pp_trace *t = calloc(1, sizeof(*t));
-    pp_trace_frame f = { "thread", NULL, 0 };
 
     if (!t) {
         return NULL;
@@ -501,15 +602,15 @@ pp_trace *pp_trace_new(uint64_t t0)
         return NULL;
     }
     t->t0 = t0 > DUMP_BEFORE * 2 ? t0 : DUMP_BEFORE * 2;
-    t->p0_last = t->t0 - DUMP_BEFORE - 1;
+    t->dump_ts = t->t0 - DUMP_BEFORE;
+    t->p0_last = t->t0;         /* P 0 (EvGomaxprocs, CPU samples) never before t0 */
     t->cur_p = NO_P;
     t->next_string = 1;
     t->next_pc = 0x401000;
     t->next_stack = 1;
     t->next_task = 1;
     put_bytes(t, &t->out, header, sizeof(header));
-    t->thread_stack = stack_id(t, &f, 1);
-    if (t->oom) {
+    if (pp_trace_set_thread_frame(t, "thread", NULL) != 0) {
         pp_trace_free(t);
         return NULL;
     }
@@ -527,6 +628,7 @@ void pp_trace_free(pp_trace *t)
     pp_hash_free(t->frames);
     pp_hash_free(t->stacks);
     pp_hash_free(t->named);
+    free(t->names);
     free(t->threads);
     free(t->by_slot.s);
     free(t->by_tid.s);
@@ -537,28 +639,28 @@ void pp_trace_free(pp_trace *t)
 int pp_trace_set_thread_frame(pp_trace *t, const char *function, const char *file)
 {
     pp_trace_frame f;
+    size_t i;
 
-    f.function = function;
-    f.file = file;
+    if (t->nthreads > 0 || !function || !function[0]) {
+        return -1;              /* goroutines already named by the old one */
+    }
+    copy_str(t->thread_fn, sizeof(t->thread_fn), function);
+    copy_str(t->thread_file, sizeof(t->thread_file), file);
+    f.function = t->thread_fn;
+    f.file = t->thread_file[0] ? t->thread_file : NULL;
     f.line = 0;
     t->thread_stack = stack_id(t, &f, 1);
+    for (i = 0; i < t->nnames; i++) {
+        t->names[i].wait = 0;   /* made again with the new frame when used */
+    }
     return t->oom ? -1 : 0;
 }
 
 int pp_trace_set_frame(pp_trace *t, const char *name, const char *function,
                        const char *file)
 {
-    pp_trace_frame f;
-    uint64_t id;
-
-    f.function = function;
-    f.file = file;
-    f.line = 0;
-    id = stack_id(t, &f, 1);
     /* The first definition of a name stays (names are set once, before use). */
-    if (!t->oom && pp_hash_intern(t->named, name, strlen(name), &id) < 0) {
-        t->oom = 1;
-    }
+    named_entry(t, name, function ? function : "?", file);
     return t->oom ? -1 : 0;
 }
 
@@ -603,17 +705,26 @@ int pp_trace_thread(pp_trace *t, uint32_t pid, uint32_t slot, uint32_t tid, int 
     th->tid = tid;
     t->stats.threads++;
     if (state != PP_TRACE_NEW && !t->gomaxprocs_done) {
-        /* The initial dump: before t0 (and EvGomaxprocs), each thread at its own time. */
-        uint64_t ts = t->t0 - DUMP_BEFORE + 4 * idx % (DUMP_BEFORE - 8);
-        uint64_t a[2];
-        create(t, th, ts);
+        /* The initial dump, before t0 and EvGomaxprocs. Its GoCreates, all on the same
+         * tick, are the trace's earliest events, and they alone: Go 1.23+ drop them and
+         * take the next event's time as the trace's start, to which a goroutine shown
+         * running is back-dated; at 0 their viewer panics (startRunningTime). */
+        uint64_t a[3];
+        a[0] = g_of(t, th);
+        a[1] = t->thread_stack;
+        a[2] = 0;
+        ev_thread(t, th, t->dump_ts, EV_GO_CREATE, a, 3);
+        th->created = th->last_ts;
+        th->state = G_RUNNABLE;
+        start_proc(t, th, t->dump_ts);
         if (state == PP_TRACE_WAITING) {
             a[0] = g_of(t, th);
-            ev_thread(t, th, ts, EV_GO_WAITING, a, 1);
+            ev_thread(t, th, t->dump_ts, EV_GO_WAITING, a, 1);
             th->seq++;
             th->state = G_WAITING;
+            th->wait_stk = named_wait_stack(t, "idle");     /* waiting for work */
         } else {
-            run(t, th, ts);
+            run(t, th, t->dump_ts);
         }
     }
     return t->oom ? -1 : (int)idx;
@@ -635,7 +746,7 @@ void pp_trace_set_resolver(pp_trace *t, pp_trace_resolve_fn fn, void *baton)
 /* The stack of a wait recorded as "function 0xPC 0xPC ...". */
 static uint64_t wait_stack(pp_trace *t, const thread *th, const char *text)
 {
-    pp_trace_frame fr[MAX_FRAMES];
+    pp_trace_frame fr[MAX_FRAMES - 1];
     char fn[128];
     const char *p = text;
     size_t n = strcspn(p, " ");
@@ -645,16 +756,16 @@ static uint64_t wait_stack(pp_trace *t, const thread *th, const char *text)
     fr[0].function = fn;
     fr[0].file = NULL;
     fr[0].line = 0;
-    for (p += n; *p == ' ' && nf < MAX_FRAMES; p += strcspn(p, " ")) {
+    for (p += n; *p == ' ' && nf < MAX_FRAMES - 1; p += strcspn(p, " ")) {
         char *end;
         uint64_t pc = strtoull(p + 1, &end, 16);
         p = end;
         if (pc && t->resolve) {
-            int k = t->resolve(t->resolve_baton, th->pid, pc, fr + nf, MAX_FRAMES - nf);
+            int k = t->resolve(t->resolve_baton, th->pid, pc, fr + nf, MAX_FRAMES - 1 - nf);
             nf += k > 0 ? k : 0;
         }
     }
-    return stack_id(t, fr, nf);
+    return transition_stack(t, fr, nf);
 }
 
 typedef struct {
@@ -689,7 +800,7 @@ static int one_record(void *baton, const pp_tb_record *r, const char *text)
         if (th->state == G_RUNNING) {
             close_regions(t, th, ts, 0);
         }
-        block(t, th, ts, EV_GO_BLOCK_NET, named_stack(t, "idle"));
+        block(t, th, ts, EV_GO_BLOCK_NET, named_wait_stack(t, "idle"));
         break;
     case PP_TB_BLOCK:
         if (th->state != G_WAITING) {
@@ -841,7 +952,7 @@ int pp_trace_finish(pp_trace *t, uint64_t t_end)
     }
     for (i = 0; i < t->nthreads; i++) {
         thread *th = &t->threads[i];
-        uint64_t stk = 0;
+        uint64_t stk = t->thread_stack;
         if (th->state == G_RUNNING) {
             /* Every goroutine still running is stopped, as the runtime does. */
             ev_thread(t, th, t_end, EV_GO_SCHED, &stk, 1);

@@ -11,7 +11,14 @@
  *    tracing started are created, and shown waiting or running, before it in time), and
  *    the CPU samples;
  *  - per-P timestamps strictly increase; the dump is timed just before the start, live
- *    events after it;
+ *    events and CPU samples after it;
+ *  - the dump's GoCreates, all on one tick, are the earliest events and the only ones on
+ *    that tick: Go 1.23+ drop them and back-date goroutines shown running to the next
+ *    event, whose time must not be the trace's 0 (their viewer panics on it);
+ *  - every stack of a goroutine's state change (block, stop) ends with the thread's start
+ *    function, by which Go 1.23+ name a goroutine that existed before the trace;
+ *  - a P starts (EvProcStart) on the thread's kernel id, never on an unknown id 0: a
+ *    thread whose id is not known runs on a P that is not started until it is;
  *  - records that would break the model are repaired: a region or log of a thread that
  *    is not running first wakes it; an end that matches no open region is dropped; a
  *    region left open inside it is closed first; every running goroutine is stopped and
@@ -44,8 +51,9 @@ enum { PP_TRACE_NEW = 0, PP_TRACE_WAITING, PP_TRACE_RUNNING };
 pp_trace *pp_trace_new(uint64_t t0);
 void pp_trace_free(pp_trace *t);
 
-/* The frame that names the goroutines of threads added with this kind (what Go shows as
- * a goroutine's start function), e.g. "httpd.worker_thread". Default "thread". */
+/* The frame that names the goroutines of threads (what Go shows as a goroutine's start
+ * function), e.g. "httpd.worker_thread"; it also ends every stack of their state changes.
+ * Default "thread". Before the first thread is added: -1 afterwards. */
 int pp_trace_set_thread_frame(pp_trace *t, const char *function, const char *file);
 
 /* The frame used as the stack of the regions called name, e.g. handler ->
@@ -63,7 +71,8 @@ typedef int (*pp_trace_resolve_fn)(void *baton, uint32_t pid, uint64_t pc,
 void pp_trace_set_resolver(pp_trace *t, pp_trace_resolve_fn fn, void *baton);
 
 /* The thread (pid, slot) of some process: its index, adding it if new. tid is the
- * kernel's thread id (shown as the M), state what it was doing when the trace started
+ * kernel's thread id (shown as the M; 0 when not known: a later call with the id starts
+ * the thread's P then), state what it was doing when the trace started
  * (PP_TRACE_WAITING or _RUNNING; those threads are part of the initial dump) or
  * PP_TRACE_NEW for a thread that appeared later (it is created when first seen). */
 int pp_trace_thread(pp_trace *t, uint32_t pid, uint32_t slot, uint32_t tid, int state);

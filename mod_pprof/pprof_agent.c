@@ -520,6 +520,21 @@ static void trace_end(agent_t *a)
     a->trace_dropped = 0;
 }
 
+/* The kernel id of the thread in worker slot j. A thread that has served nothing since the
+ * child started has not told it yet: pthread_create's hook knows it by the pthread the
+ * scoreboard holds, and prefork's worker is the child's main thread. 0 if not known. */
+static apr_uint32_t slot_tid(agent_t *a, int j, const worker_score *ws)
+{
+    if (!a->worker_tid[j]) {
+        if (!a->threaded) {
+            a->worker_tid[j] = (apr_uint32_t)getpid();
+        } else if (ws->tid) {
+            a->worker_tid[j] = pp_tcreate_tid((uint64_t)ws->tid);
+        }
+    }
+    return a->worker_tid[j];
+}
+
 /* Switch this child's hooks to trace gen. The threads
  * as they are now: "slot\ttid\tbusy" lines (into *threads), for the trace's first state. */
 static const char *trace_start(agent_t *a, apr_uint32_t gen, apr_time_t deadline,
@@ -538,7 +553,7 @@ static const char *trace_start(agent_t *a, apr_uint32_t gen, apr_time_t deadline
                 continue;
             }
             APR_ARRAY_PUSH(lines, char *) = apr_psprintf(
-                p, "%d\t%lu\t%d\n", j, (unsigned long)a->worker_tid[j],
+                p, "%d\t%lu\t%d\n", j, (unsigned long)slot_tid(a, j, ws),
                 ws->status != SERVER_READY && ws->status != SERVER_BUSY_KEEPALIVE &&
                 ws->status != SERVER_STARTING);
         }

@@ -12,6 +12,7 @@ Environment:
   PPROF_KEEP_TMP   set to 1 to keep the servers' temporary directories
 """
 import gzip
+import html
 import http.client
 import os
 import re
@@ -21,6 +22,8 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 
 import pytest
@@ -35,7 +38,8 @@ MOD_PPROF_TEST = os.path.join(BUILDDIR, "tests", "module", ".libs", "mod_pprof_t
 
 APACHE2 = "/usr/sbin/apache2"
 MODULES_DIR = "/usr/lib/apache2/modules"
-GO = "/usr/bin/go"
+GO = "/usr/bin/go"                      # Debian 12's golang-go: Go 1.19
+GO123 = "/usr/lib/go-1.23/bin/go"       # golang-1.23-go from bookworm-backports
 PROTOC = "/usr/bin/protoc"
 
 MPMS = ["event", "worker", "prefork"]
@@ -481,16 +485,16 @@ def _go_env():
     return env
 
 
-def go_pprof(*args, timeout=120):
+def go_pprof(*args, timeout=120, go=GO):
     """Run `go tool pprof ARGS` (HOME and PPROF_TMPDIR in a temp dir); CompletedProcess."""
-    return subprocess.run([GO, "tool", "pprof"] + [str(a) for a in args],
+    return subprocess.run([go, "tool", "pprof"] + [str(a) for a in args],
                           stdin=subprocess.DEVNULL, capture_output=True, text=True,
                           env=_go_env(), timeout=timeout)
 
 
-def pprof_top(source, timeout=120):
+def pprof_top(source, timeout=120, go=GO):
     """stdout of `go tool pprof -top -nodecount=1000 SOURCE`; fails on a non-zero exit."""
-    p = go_pprof("-top", "-nodecount=1000", source, timeout=timeout)
+    p = go_pprof("-top", "-nodecount=1000", source, timeout=timeout, go=go)
     if p.returncode != 0:
         pytest.fail("go tool pprof -top %s failed (%d):\n%s%s" % (
             source, p.returncode, p.stdout, p.stderr), pytrace=False)
@@ -499,38 +503,229 @@ def pprof_top(source, timeout=120):
 
 # --- go tool trace ------------------------------------------------------------------------
 
-def go_trace_d(path):
-    return subprocess.run(["go", "tool", "trace", "-d", path], capture_output=True,
+def go_trace_d(path, go=GO):
+    """`go tool trace -d` (1.19; -d=1 from 1.23 on, where -d takes a level): only parses."""
+    flag = "-d=1" if go == GO123 else "-d"
+    return subprocess.run([go, "tool", "trace", flag, path], capture_output=True,
                           text=True, env=_go_env(), timeout=120)
 
 
-class Viewer:
-    """`go tool trace -http` serving one file."""
+def require_go(go):
+    if not os.path.exists(go):
+        pytest.fail("%s is not installed (scripts/setup.sh installs golang-1.23-go from "
+                    "bookworm-backports)" % go, pytrace=False)
 
-    def __init__(self, path):
+
+def group_pids(pgid):
+    """Pids of the live (not zombie) processes in process group pgid."""
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                text = f.read()
+        except OSError:
+            continue
+        rest = text[text.rindex(")") + 2:].split()
+        if rest[0] != "Z" and int(rest[2]) == pgid:
+            out.append(int(d))
+    return out
+
+
+class ViewerExited(AssertionError):
+    """The viewer ended before it served (a panic while preparing the trace)."""
+
+    def __init__(self, output):
+        super().__init__("go tool trace exited: %s" % output)
+        self.output = output
+
+
+def viewer_exit_output(path, go=GO):
+    """What a viewer that must end before it serves (a panic while preparing the trace)
+    printed. One that serves is closed and fails the test."""
+    try:
+        v = Viewer(path, go=go)
+    except ViewerExited as e:
+        return e.output
+    v.close()
+    pytest.fail("go tool trace (%s) serves %s: it was expected to exit" % (go, path),
+                pytrace=False)
+
+
+class Viewer:
+    """`go tool trace -http` of one Go toolchain (GO or GO123) serving one file. Use it as
+    a context manager: `go tool trace` execs a child (`trace -http`) that outlives a killed
+    `go`, so the viewer runs in a process group of its own, which close() kills whole."""
+
+    def __init__(self, path, go=GO):
+        require_go(go)
+        self.go = go
         self.port = free_port()
-        self.proc = subprocess.Popen(["go", "tool", "trace", "-http=127.0.0.1:%d" % self.port,
-                                      path], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     env=_go_env())
+        self.proc = subprocess.Popen([go, "tool", "trace", "-http=127.0.0.1:%d" % self.port,
+                                      path], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, env=_go_env(),
+                                     start_new_session=True)
+        try:
+            self._wait_serving()
+        except BaseException:
+            self.close()
+            raise
+
+    def _wait_serving(self):
         until = time.monotonic() + 60
         while time.monotonic() < until:
             if self.proc.poll() is not None:
-                raise AssertionError("go tool trace exited: %s" % self.proc.stdout.read())
+                raise ViewerExited(self.proc.stdout.read().decode("utf-8", "replace"))
             try:
                 self.get("/")
                 return
             except OSError:
                 time.sleep(0.2)
-        raise AssertionError("go tool trace did not start serving")
+        raise AssertionError("go tool trace (%s) did not start serving" % self.go)
 
     def get(self, path):
-        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (self.port, path),
-                                    timeout=60) as r:
-            return r.status, r.read().decode("utf-8", "replace")
+        """(status, body text) of path; never raises on an HTTP error status."""
+        try:
+            with urllib.request.urlopen("http://127.0.0.1:%d%s" % (self.port, path),
+                                        timeout=60) as r:
+                return r.status, r.read().decode("utf-8", "replace")
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode("utf-8", "replace")
 
     def close(self):
-        self.proc.kill()
+        """Kill the whole group (also when `go` itself is gone) and wait until it is."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         self.proc.wait()
+        self.proc.stdout.close()
+        until = time.monotonic() + 10
+        while self.processes() and time.monotonic() < until:
+            time.sleep(0.02)            # the orphaned `trace` is reaped by init
+
+    def processes(self):
+        """Pids of the live processes of the viewer's group."""
+        return group_pids(self.proc.pid)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+
+# Pages that shell out to `go tool pprof -svg`: without Graphviz (`dot`) they answer 500,
+# on real Go traces too (FORMAT.md section 9).
+GRAPHVIZ_PAGES = {"/io", "/block", "/sched", "/syscall", "/regionio", "/regionblock",
+                  "/regionsched", "/regionsyscall"}
+_LINK_RE = re.compile(r"""(?:href|src)\s*=\s*"([^"]*)"|url = '(/jsontrace\?[^']*)'""")
+
+
+def page_kind(url):
+    """The kind of a viewer URL: its path and query keys (with the values of `view` and
+    `raw`), e.g. "/jsontrace?goid", "/jsontrace?view=thread", "/io?raw=1"."""
+    path, _, query = url.partition("?")
+    q = urllib.parse.parse_qs(query, keep_blank_values=True)
+    keys = ["%s=%s" % (k, q[k][0]) if k in ("view", "raw") else k for k in sorted(q)]
+    return path + ("?" + "&".join(keys) if keys else "")
+
+
+def _links(body):
+    for m in _LINK_RE.finditer(body):
+        url = html.unescape(m.group(1) or m.group(2)).partition("#")[0]
+        if url.startswith("/") and not url.startswith("//") and not url.startswith("/static/"):
+            yield url
+
+
+def crawl(viewer, per_kind=3):
+    """Every page of the viewer reachable by links from /, at most per_kind URLs of each
+    kind (page_kind): `/trace?Q` pages with the `/jsontrace?Q` data they load, goroutine,
+    task and region pages with the goid/taskid/focustask views they link to. Every page
+    must answer 200, but the Graphviz ones 200 or 500. Returns {url: (status, body)}."""
+    pages, seen, queue = {}, {}, ["/"]
+    while queue:
+        url = queue.pop(0)
+        kind = page_kind(url)
+        if url in pages or seen.get(kind, 0) >= per_kind:
+            continue
+        seen[kind] = seen.get(kind, 0) + 1
+        status, body = viewer.get(url)
+        pages[url] = (status, body)
+        if status == 200 and not kind.startswith("/jsontrace") and "raw=1" not in kind:
+            queue.extend(u for u in _links(body) if u not in pages)
+    bad = ["%s: %d %s" % (u, st, body[:300]) for u, (st, body) in sorted(pages.items())
+           if st != 200 and not (st == 500 and u.partition("?")[0] in GRAPHVIZ_PAGES)]
+    assert not bad, "go tool trace (%s) pages failed:\n%s" % (viewer.go, "\n".join(bad))
+    return pages
+
+
+def crawled_kinds(pages):
+    return {page_kind(u) for u in pages}
+
+
+def view_trace(path, go, per_kind=3):
+    """Open the trace file path in go's viewer and crawl it (crawl: every page 200 but the
+    Graphviz ones), checking that every kind of page the trace calls for was reached: the
+    index, goroutines (a group and a goroutine's view), tasks and regions (a type, a
+    task's and a focused task's view) when it has some, MMU, the proc view, and in 1.23+
+    the thread view. Returns {url: (status, body)}."""
+    import go_trace
+
+    with open(path, "rb") as f:
+        s = go_trace.summary(f.read())
+    with Viewer(path, go=go) as v:
+        pages = crawl(v, per_kind)
+    kinds = crawled_kinds(pages)
+    special = ("goid", "taskid", "focustask", "view=thread")
+    want = {
+        "index, goroutines, tasks, regions, MMU": {"/", "/goroutines", "/usertasks",
+                                                   "/userregions", "/mmu"} <= kinds,
+        "proc view": any(k.startswith("/jsontrace") and not any(x in k for x in special)
+                         for k in kinds),
+        "goroutine group": not s["goroutines"] or any(k.startswith("/goroutine?")
+                                                     for k in kinds),
+        "goroutine view": not s["goroutines"] or "/jsontrace?goid" in kinds,
+        "thread view": go != GO123 or "/jsontrace?view=thread" in kinds,
+        "task pages": not s["tasks"] or {"/usertask?type", "/jsontrace?taskid",
+                                         "/jsontrace?focustask"} <= kinds,
+        "region type": not s["regions"] or "/userregion?pc&type" in kinds,
+    }
+    missing = [k for k, ok in want.items() if not ok]
+    assert not missing, "%s: %s not reached in the %s viewer (crawled: %s)" % (
+        path, missing, go, sorted(kinds))
+    return pages
+
+
+def goroutine_groups(pages):
+    """{name: count} of the groups on a Go 1.23+ /goroutines page; "" is the group of
+    goroutines named by no stack, '(Inactive, no stack trace sampled)'."""
+    rows = re.findall(r'<a href="/goroutine\?name=([^"]*)">.*?</a></code></td>\s*<td>(\d+)</td>',
+                      pages["/goroutines"][1], re.S)
+    return {urllib.parse.unquote(html.unescape(n)): int(c) for n, c in rows}
+
+
+def view_in_both(path, thread_name="httpd.worker_thread", per_kind=3):
+    """Go 1.19's and Go 1.23's viewer on the trace file path, every page of every kind
+    (view_trace). Both name the goroutines thread_name: 1.19 by their creation, 1.23 by
+    the stacks of their state changes, so there every goroutine that ran is in that group
+    and only those that never ran (no state change) are '(Inactive, ...)'. Returns
+    {go: pages}."""
+    import go_trace
+
+    out = {go: view_trace(path, go, per_kind) for go in (GO, GO123)}
+    assert thread_name in text_of(out[GO]["/goroutines"][1])
+    with open(path, "rb") as f:
+        tr = go_trace.parse(f.read())
+    created = {ev.args[0] for ev in tr.events if ev.name == "GoCreate"}
+    ran = {ev.g for ev in tr.events if ev.name in go_trace.STARTS}
+    want = {thread_name: len(ran)}
+    if created - ran:
+        want[""] = len(created - ran)
+    assert goroutine_groups(out[GO123]) == want, (goroutine_groups(out[GO123]), want)
+    return out
 
 
 def text_of(html):

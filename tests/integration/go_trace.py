@@ -5,7 +5,7 @@ Written from the format notes in shared/docs/go-trace/FORMAT.md (sections 2-9, 1
 pure Python 3 standard library. Public API:
 
     parse(data: bytes) -> Trace          wire-level decoding; raises TraceError
-    check(data: bytes, producer_rules=True, strict_ts=False) -> list[str]
+    check(data: bytes, producer_rules=True, strict_ts=False, strict_start=False) -> list[str]
                                          every rule violation found ([] = no trap hit)
     summary(data: bytes) -> dict         counts for tests (see summary())
     TraceError                           malformed input (header, varint, framing, ...)
@@ -35,6 +35,15 @@ Rule families (one function each, in the order check() runs them):
     _check_gomaxprocs     exactly one EvGomaxprocs (more: producer rule); goroutines of
                           the initial dump get their GoWaiting/GoInSyscall before it
     _check_insyscall      a GoInSyscall's P stops before that goroutine's GoSysExit
+    _check_start_time     12.3 items 9 and 12: with a goroutine running (or in a syscall)
+                          in the initial dump, the first event Go 1.23+ keep is not at the
+                          trace's time 0 (their viewer panics: startRunningTime); with
+                          strict_start=True, nothing but the dump's GoCreates within 1 ns
+                          of the earliest of them (CPU samples by real ticks)
+    _check_names          producer rule, 12.3 item 10: Go 1.23+ name a goroutine as 1.19
+                          does (the outermost frame of its first stacked state change, or
+                          of its creation stack, is its start function)
+    _check_threads        producer rule, 12.3 item 11: no ProcStart on thread 0
 
 "Producer rules" (producer_rules=True, the default) are stricter than what real Go
 traces satisfy: the Go runtime legitimately writes EvGoInSyscall, GC events,
@@ -47,7 +56,14 @@ strict_ts=True also demands strictly increasing per-P timestamps (Go's runtime b
 equal ticks and the 1.23+ converter nudges ties by 1 ns). It is off by default because
 FORMAT.md section 11 lists the equal-timestamp variant `dup-ts` as accepted by every reader.
 
-Usage: python3 go_trace.py [--no-producer-rules] [--strict-ts] [--summary] FILE...
+strict_start=True demands 12.3 item 9 as a writer should keep it, not only where it
+breaks a viewer: the dump's GoCreates alone on the trace's earliest tick, everything else
+at least 1 ns (as Go 1.23+ convert ticks) after them. It is off by
+default because `rd-late-start` (a ProcStart first, no goroutine running in the dump)
+opens in every viewer.
+
+Usage: python3 go_trace.py [--no-producer-rules] [--strict-ts] [--strict-start] [--summary]
+       FILE...
 (exit status 1 if any file has a violation).
 """
 import heapq
@@ -1012,13 +1028,152 @@ def _check_insyscall(merged):
     return v
 
 
+# --- what Go 1.23+ make of the initial dump (section 12.3) -----------------------------
+
+def _dump(merged):
+    """(index of the first EvGomaxprocs in merged, {g: status in the dump}) for the
+    goroutines created before it, as the 1.23+ converter sees them: "running" (GoStart),
+    "waiting" (GoWaiting), "syscall" (GoInSyscall) or "runnable" (no status: declared at
+    EvGomaxprocs). (None, {}) without EvGomaxprocs."""
+    gm = next((i for i, e in enumerate(merged) if e.name == "Gomaxprocs"), None)
+    if gm is None:
+        return None, {}
+    status = {}
+    for ev in merged[:gm]:
+        if ev.name == "GoCreate":
+            status[ev.args[0]] = ("runnable", ev)
+        elif ev.g in status and ev.name in STARTS:
+            status[ev.g] = ("running", ev)
+        elif ev.g in status and ev.name == "GoWaiting":
+            status[ev.g] = ("waiting", ev)
+        elif ev.g in status and ev.name == "GoInSyscall":
+            status[ev.g] = ("syscall", ev)
+    return gm, status
+
+
+def _first_kept(merged, gm, status):
+    """The first event the 1.23+ converter keeps: it drops the dump's GoCreates, the first
+    EvGomaxprocs (unless goroutines without a status are declared runnable at its time)
+    and GoSysBlock. Its time is the start of the trace in their viewer."""
+    no_status = any(st == "runnable" for st, _ in status.values())
+    for i, ev in enumerate(merged):
+        if i < gm and ev.name == "GoCreate":
+            continue
+        if i == gm and not no_status:
+            continue
+        if ev.name == "GoSysBlock":
+            continue
+        return ev
+    return None
+
+
+def _ns_since_start(tr, merged, ev):
+    """ev's time in ns as the 1.23+ old-format parser computes it: ticks since the first
+    merged event, times 1e9/frequency in floating point, truncated to an integer."""
+    freq = 1e9 / float(tr.frequency)
+    return int(float(_merge_time(ev) - _merge_time(merged[0])) * freq)
+
+
+def _check_start_time(tr, merged, strict_start):
+    """12.3 items 9 and 12. Go 1.23+ back-date a goroutine that the dump shows running
+    (or in a syscall on a P) to the start of the trace, the time of the first event they
+    keep; at 0 their viewer panics at its first stop ('silently broken trace or generator
+    invariant (startRunningTime != 0) not held'); -d still parses."""
+    v = []
+    gm, status = _dump(merged)
+    if gm is None or not tr.frequency:
+        return v
+    first = _first_kept(merged, gm, status)
+    if first is not None and _ns_since_start(tr, merged, first) == 0:
+        for g in sorted(status):
+            st, ev = status[g]
+            if st == "running":
+                v.append("g %d is running in the initial dump (%s before EvGomaxprocs) and the "
+                         "first event Go 1.23+ keep, %s, is at the trace's time 0: their "
+                         "viewer panics (startRunningTime != 0); only the dump's GoCreates may "
+                         "be on the earliest tick (12.3.9)" % (g, describe(ev), describe(first)))
+            elif st == "syscall":
+                v.append("g %d is in a syscall in the initial dump (%s) and the first event Go "
+                         "1.23+ keep, %s, is at the trace's time 0: their viewer panics "
+                         "(startRunningTime != 0) even when the P stops before its GoSysExit "
+                         "(12.3.12)" % (g, describe(ev), describe(first)))
+    if strict_start:
+        creates = [e for e in merged[:gm] if e.name == "GoCreate"]
+        if creates:
+            t0 = min(e.ts for e in creates)
+            per_tick = 1e9 / float(tr.frequency)
+            early = [e for e in merged if not (e.name == "GoCreate" and e in creates) and
+                     (_merge_time(e) <= t0 or int((_merge_time(e) - t0) * per_tick) == 0)]
+            if early:
+                v.append("%d events not 1 ns after the dump's earliest GoCreate (ts %d), first "
+                         "%s (time %d): only the dump's GoCreates may be on the trace's "
+                         "earliest tick (12.3.9)" % (len(early), t0, describe(early[0]),
+                                                     _merge_time(early[0])))
+    return v
+
+
+# state changes whose stack names a goroutine of the dump in 1.23+ (GoEnd and GoSysExit
+# carry none, GoSysBlock is dropped, GoUnblock's names the unblocker)
+NAMING = (STOPS - {"GoEnd", "GoSysBlock"}) | {"GoSysCall"}
+
+
+def _outermost(tr, sid):
+    st = tr.stacks.get(sid)
+    return st.frames[-1].fn if st and st.frames else None
+
+
+def _check_names(tr, merged):
+    """12.3 item 10 (producer rule). Go 1.19 names a goroutine by frame 0 of its GoCreate's
+    start stack. Go 1.23+ drop the dump's GoCreates and name such a goroutine by the
+    outermost frame of the first stack of its state changes (one created later: of its
+    start stack). With no stack on any of them they list it as '(Inactive, no stack trace
+    sampled)': not flagged, minimal.trace does that and real Go traces of idle goroutines
+    too."""
+    gm, _ = _dump(merged)
+    if gm is None:
+        return []
+    v = []
+    start_fn, named = {}, {}
+    for i, ev in enumerate(merged):
+        if ev.name == "GoCreate":
+            g = ev.args[0]
+            st = tr.stacks.get(ev.args[1])
+            start_fn[g] = st.frames[0].fn if st and st.frames else None
+            if i > gm:
+                named.setdefault(g, (_outermost(tr, ev.args[1]), ev))
+        elif ev.name in NAMING and ev.g and ev.g not in named and _outermost(tr, ev.stk):
+            named[ev.g] = (_outermost(tr, ev.stk), ev)     # (undefined stacks: reported)
+    for g in sorted(start_fn):
+        if start_fn[g] is None:
+            continue                # no start stack: _check_goroutine_stacks says so
+        if g in named:
+            name, ev = named[g]
+            if name != start_fn[g]:
+                v.append("g %d: Go 1.23+ name it %r (outermost frame of the stack of %s), Go "
+                         "1.19 %r (its start function): end every stack of a state change "
+                         "with the start function (12.3.10)" % (g, name, describe(ev),
+                                                                start_fn[g]))
+    return v
+
+
+def _check_threads(tr):
+    """12.3 item 11 (producer rule): ProcStart's argument is the M (thread) of newer
+    viewers; thread 0 is no thread of a non-Go producer (Ps on it share one row)."""
+    zero = [e for e in tr.events if e.name == "ProcStart" and e.args[0] == 0]
+    if not zero:
+        return []
+    return ["%d ProcStart events on thread 0, first %s: write the real thread id (the M of "
+            "Go 1.23+, 12.3.11)" % (len(zero), describe(zero[0]))]
+
+
 # --- public entry points ---------------------------------------------------------------
 
-def check(data, producer_rules=True, strict_ts=False):
+def check(data, producer_rules=True, strict_ts=False, strict_start=False):
     """Every rule violation found in the trace `data` (bytes), as short messages; [] means
     the trace avoids every known trap. A malformed file gives one message (the TraceError).
     producer_rules=False skips the rules that only a non-Go producer must follow (see the
-    module docstring); strict_ts=True demands strictly increasing per-P timestamps."""
+    module docstring); strict_ts=True demands strictly increasing per-P timestamps;
+    strict_start=True the dump's GoCreates alone on the earliest tick."""
     try:
         tr = parse(data)
     except TraceError as e:
@@ -1033,6 +1188,8 @@ def check(data, producer_rules=True, strict_ts=False):
     v += _check_per_p_time(tr, strict_ts)
     v += _check_sysblock(tr)
     v += _check_cpu_samples(tr, producer_rules)
+    if producer_rules:
+        v += _check_threads(tr)
     if not tr.events:
         return v
     merged, errs = _merge(tr)
@@ -1044,6 +1201,9 @@ def check(data, producer_rules=True, strict_ts=False):
     v += _check_states(tr, merged, producer_rules)
     v += _check_gomaxprocs(merged, producer_rules)
     v += _check_insyscall(merged)
+    v += _check_start_time(tr, merged, strict_start)
+    if producer_rules:
+        v += _check_names(tr, merged)
     return v
 
 
@@ -1097,13 +1257,16 @@ def main(argv=None):
                     help="skip rules only a non-Go producer must follow (for real Go traces)")
     ap.add_argument("--strict-ts", action="store_true",
                     help="require strictly increasing per-P timestamps")
+    ap.add_argument("--strict-start", action="store_true",
+                    help="require the dump's GoCreates alone on the earliest tick")
     ap.add_argument("--summary", action="store_true", help="also print summary()")
     a = ap.parse_args(argv)
     bad = 0
     for path in a.files:
         with open(path, "rb") as f:
             data = f.read()
-        msgs = check(data, producer_rules=not a.no_producer_rules, strict_ts=a.strict_ts)
+        msgs = check(data, producer_rules=not a.no_producer_rules, strict_ts=a.strict_ts,
+                     strict_start=a.strict_start)
         for m in msgs:
             print("%s: %s" % (path, m))
         if not msgs:

@@ -2,8 +2,9 @@
 
 The trace files come from shared/docs/go-trace (FORMAT.md, gen_trace.py): sample.trace,
 minimal.trace, the two real Go 1.19 traces and variants/*.trace (one per trap of
-FORMAT.md section 11). A copy lives in go-trace-fixtures/ next to this file, so a fresh
-clone works without ../shared; it is used by default.
+FORMAT.md section 11, and the rd-* reproducers of section 12.3 item 9, which only Go
+1.23+'s viewer tells apart). A copy lives in go-trace-fixtures/ next to this file, so a
+fresh clone works without ../shared; it is used by default.
 
 Environment:
   GO_TRACE_DOCS   the shared docs directory (default: <repo>/../shared/docs/go-trace).
@@ -21,6 +22,8 @@ import sys
 import pytest
 
 import go_trace
+from conftest import GO123, Viewer, view_trace, viewer_exit_output
+from conftest import go_trace_d as go_trace_d_conftest
 from go_trace import TraceError, check, parse, summary
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -40,9 +43,17 @@ VARIANTS = [
     "sysblock-no-procstop", "insyscall", "no-gomaxprocs", "dup-pc", "gomaxprocs-first",
     "strings-first", "stacks-no-batch", "dup-ts", "no-procstart", "cpu-no-p", "extras",
 ]
+# The variants of FORMAT.md section 12.3 item 9: -d parses all of them in every version;
+# Go 1.23+'s viewer panics on the first four ('startRunningTime != 0'), opens the others.
+RD_VARIANTS = ["rd-break", "rd-tie", "rd-early-cpu", "rd-insyscall-break", "rd-keep",
+               "rd-late-start", "rd-insyscall-keep"]
+RD_PANICS = {"rd-break", "rd-tie", "rd-early-cpu", "rd-insyscall-break"}
 # "OK" in every column of the table: check() must accept them.
 OK_VARIANTS = {"ok", "gomaxprocs-first", "strings-first", "stacks-no-batch", "dup-ts",
-               "no-procstart", "cpu-no-p", "extras"}
+               "no-procstart", "cpu-no-p", "extras", "rd-keep", "rd-late-start"}
+# OK for every reader, but written with EvGoInSyscall, which our writer must not use: only
+# that producer rule fires.
+READER_OK_VARIANTS = {"rd-insyscall-keep"}
 # For each broken variant: a message of check() must match this (it names the trap).
 TRAPS = {
     "no-frequency": r"^no EvFrequency record$",
@@ -68,6 +79,13 @@ TRAPS = {
     "insyscall": r"^GoInSyscall g=4 .*: P 0 does not stop before g4's GoSysExit",
     "no-gomaxprocs": r"^no EvGomaxprocs",
     "dup-pc": r"^PC 0x406000 names two frames: ap_invoke_handler .* ap_process_request_internal",
+    "rd-break": r"^g 1 is running in the initial dump \(GoStart g=1 .* first event Go 1.23\+ "
+                r"keep, ProcStart \(P 0, .*, is at the trace's time 0: their viewer panics",
+    "rd-tie": r"^g 1 is running in the initial dump .* keep, ProcStart \(P 0, .*time 0",
+    "rd-early-cpu": r"^g 1 is running in the initial dump .* keep, CPUSample \(P 0, .*time 0",
+    "rd-insyscall-break": r"^g 1 is in a syscall in the initial dump \(GoInSyscall g=1 .* "
+                          r"keep, ProcStart .*time 0.*even when the P stops before its "
+                          r"GoSysExit",
 }
 # What `go tool trace -d` (Go 1.19) says (section 11, go1.19.8 column); the others parse.
 GO119_FAILS = {
@@ -120,8 +138,8 @@ def _variant_names_on_disk():
                   for p in glob.glob(os.path.join(FIXTURES, "variants", "*.trace")))
 
 
-# Parametrized over the files found in the directory plus the names of the table.
-ALL_VARIANTS = sorted(set(_variant_names_on_disk()) | set(VARIANTS))
+# Parametrized over the files found in the directory plus the names of the tables.
+ALL_VARIANTS = sorted(set(_variant_names_on_disk()) | set(VARIANTS) | set(RD_VARIANTS))
 
 
 @pytest.fixture(scope="session")
@@ -130,7 +148,7 @@ def variant_files(tmp_path_factory):
     gen_trace.py --variant NAME when missing there."""
     d = os.path.join(_fixtures_dir(), "variants")
     files = {n: os.path.join(d, n + ".trace") for n in _variant_names_on_disk()}
-    missing = [n for n in VARIANTS if n not in files]
+    missing = [n for n in VARIANTS + RD_VARIANTS if n not in files]
     if missing:
         gen = os.path.join(DOCS, "gen_trace.py")
         if not os.path.isfile(gen):
@@ -149,11 +167,14 @@ def variant_files(tmp_path_factory):
 
 def test_fixture_directory_holds_every_table_variant(variant_files):
     assert len(VARIANTS) == 31 and len(set(VARIANTS)) == 31
-    missing = sorted(set(VARIANTS) - set(variant_files))
+    assert len(RD_VARIANTS) == 7 and not set(RD_VARIANTS) & set(VARIANTS)
+    missing = sorted(set(VARIANTS + RD_VARIANTS) - set(variant_files))
     assert not missing, "variants of the section 11 table without a file: %s" % missing
-    unknown = sorted(set(_variant_names_on_disk()) - set(VARIANTS))
+    unknown = sorted(set(_variant_names_on_disk()) - set(VARIANTS) - set(RD_VARIANTS))
     assert not unknown, "variant files not in the table (update VARIANTS/TRAPS): %s" % unknown
-    assert set(TRAPS) | OK_VARIANTS == set(VARIANTS)
+    assert set(TRAPS) | OK_VARIANTS | READER_OK_VARIANTS == set(VARIANTS) | set(RD_VARIANTS)
+    assert not set(TRAPS) & (OK_VARIANTS | READER_OK_VARIANTS)
+    assert RD_PANICS == set(RD_VARIANTS) & set(TRAPS)
     assert set(GO119_FAILS) <= set(TRAPS)
 
 
@@ -166,6 +187,18 @@ def test_variant_list_matches_format_md_table():
         if line.startswith("| `"):
             names.update(re.findall(r"`([a-z0-9.-]+)`", line.split("|")[1]))
     assert names == set(VARIANTS)
+
+
+def test_rd_variant_list_matches_format_md():
+    """FORMAT.md 12.3 item 9: 'Variants: `rd-break` ..., `rd-insyscall-break` (panic);
+    `rd-keep`, ... (open ...)': the panicking ones before the semicolon."""
+    with open(os.path.join(_docs_dir(), "FORMAT.md"), encoding="utf-8") as f:
+        text = f.read()
+    item = text[text.index("9. **The earliest timestamp"):text.index("10. **Goroutine names")]
+    listed = item[item.index("Variants:"):]
+    panics, opens = listed.split(";", 1)
+    assert set(re.findall(r"`(rd-[a-z-]+)`", panics)) == RD_PANICS
+    assert set(re.findall(r"`(rd-[a-z-]+)`", opens)) == set(RD_VARIANTS) - RD_PANICS
 
 
 def test_in_repo_fixtures_match_shared_docs():
@@ -196,13 +229,20 @@ def test_real_go_traces_pass_without_producer_rules(name):
     data = read(name)
     assert check(data, producer_rules=False) == []
     # With the producer rules on, only those rules fire: the Go runtime writes
-    # GoStartLocal (and, in one trace, GoInSyscall), which our writer must not.
+    # GoStartLocal (and, in one trace, GoInSyscall), which our writer must not; it runs
+    # Ps on its thread (M) 0 and names goroutines by their function (runtime.main) while
+    # their stacks end in another (main.main), which Go 1.23+ then show.
     msgs = check(data)
     assert msgs
     for m in msgs:
-        assert ("runtime-only event type" in m or "do not write EvGoInSyscall" in m), m
+        assert ("runtime-only event type" in m or "do not write EvGoInSyscall" in m or
+                "ProcStart events on thread 0" in m or "(12.3.10)" in m), m
     if "insyscall" in name:
         assert any(m.startswith("GoInSyscall g=6 ") for m in msgs)
+    assert any(re.match(r"\d+ ProcStart events on thread 0, first ProcStart \(P \d", m)
+               for m in msgs), msgs
+    assert any(m.startswith("g 1: Go 1.23+ name it 'main.main' (outermost frame of the "
+                            "stack of ") and "Go 1.19 'runtime.main'" in m for m in msgs), msgs
 
 
 # --- variants --------------------------------------------------------------------------
@@ -215,6 +255,10 @@ def test_variant(name, variant_files):
     msgs = check(data)
     if name in OK_VARIANTS:
         assert msgs == []
+        return
+    if name in READER_OK_VARIANTS:
+        assert check(data, producer_rules=False) == []
+        assert msgs and all("do not write EvGoInSyscall" in m for m in msgs), msgs
         return
     assert msgs, "check() accepted the broken variant %s" % name
     assert any(re.search(TRAPS[name], m) for m in msgs), \
@@ -260,12 +304,84 @@ def test_go_tool_trace_agrees(name, go_env, variant_files):
         assert rc == 0, out[-2000:]
 
 
+@pytest.mark.parametrize("name", RD_VARIANTS)
+def test_go123_viewer_agrees_on_rd_variants(name, go_env, variant_files):
+    """FORMAT.md 12.3 items 9 and 12: Go 1.23's -d parses every rd-* variant, but its
+    viewer panics on exactly those check() flags ('startRunningTime != 0'); the others
+    open in Go 1.19's and Go 1.23's viewer, every page of every kind."""
+    path = variant_files[name]
+    p = go_trace_d_conftest(path, GO123)
+    assert p.returncode == 0, p.stdout + p.stderr
+    if name in RD_PANICS:
+        out = viewer_exit_output(path, GO123)
+        assert "startRunningTime != 0" in out, out[-2000:]
+    else:
+        for go in (GO, GO123):
+            view_trace(path, go)
+
+
+def _processes_with_arg(arg):
+    out = []
+    for d in os.listdir("/proc"):
+        try:
+            with open("/proc/%s/cmdline" % d, "rb") as f:
+                if arg.encode() in f.read().split(b"\0"):
+                    out.append(int(d))
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+@pytest.mark.parametrize("go", [GO, GO123], ids=["go1.19", "go1.23"])
+def test_viewer_leaves_no_process(go, tmp_path, variant_files):
+    """`go tool trace` execs `trace -http`, which outlives a killed `go`: a Viewer runs in
+    a process group of its own and closing it (also after a failed start) ends them all."""
+    good = str(tmp_path / "good.trace")
+    with open(good, "wb") as f:
+        f.write(read("sample.trace"))
+    with Viewer(good, go=go) as v:
+        assert v.get("/")[0] == 200
+        assert len(v.processes()) >= 2, v.processes()      # go and its `trace` child
+        assert set(v.processes()) <= set(_processes_with_arg(good))
+    assert v.processes() == [] and _processes_with_arg(good) == []
+    bad = str(tmp_path / "bad.trace")
+    with open(variant_files["no-frequency"], "rb") as f, open(bad, "wb") as g:
+        g.write(f.read())
+    out = viewer_exit_output(bad, go)
+    assert "EvFrequency" in out, out[-2000:]
+    assert _processes_with_arg(bad) == []
+
+
 def test_go_tool_accepts_hand_built_trace(go_env, tmp_path):
     path = tmp_path / "built.trace"
     path.write_bytes(build(live=annotations, tail=samples))
     rc, out = go_trace_d(path, go_env)
     assert rc == 0, out[-2000:]
     assert "UserRegion" in out and "CPUSample" in out
+
+
+def test_httpd_trace_from_before_the_go123_rules(tmp_path):
+    """A trace mod_pprof served (event MPM, 2 children of 8 threads, light load) before
+    its writer kept 12.3 items 9-11: ProcStart first in the dump, threads that had served
+    nothing on thread 0, idle stacks ending in httpd.wait_for_work. Go 1.19 opens it,
+    every page; Go 1.23's viewer panics; check() names each of those traps."""
+    path = os.path.join(_fixtures_dir(), "httpd-event-before-go123-rules.trace")
+    with open(path, "rb") as f:
+        data = f.read()
+    msgs = check(data, strict_ts=True, strict_start=True)
+    assert re.match(r"12 ProcStart events on thread 0", msgs[0]), msgs
+    running = [m for m in msgs if re.match(r"g \d+ is running in the initial dump .* keep, "
+                                           r"ProcStart \(P 1, .* time 0", m)]
+    assert len(running) == 3, msgs
+    assert sum(m.startswith("1 events not 1 ns after the dump's earliest GoCreate") for m in
+               msgs) == 1, msgs
+    names = [m for m in msgs if re.match(r"g \d+: Go 1.23\+ name it 'httpd.wait_for_work' .* "
+                                         r"Go 1.19 'httpd.worker_thread'", m)]
+    assert len(names) == 15 and len(msgs) == 1 + 3 + 1 + 15, msgs
+    assert check(data, producer_rules=False) == running
+    view_trace(path, GO)
+    out = viewer_exit_output(path, GO123)
+    assert "startRunningTime != 0" in out, out[-2000:]
 
 
 # --- parse() and summary() -------------------------------------------------------------
@@ -695,10 +811,126 @@ def test_insyscall_rules():
         w.ev(1010, "GoSysExit", 2, 2, 0)
     data = build(dump=dump, live=exit_)
     msgs = check(data)
-    assert len(msgs) == 2
+    assert len(msgs) == 3
     assert re.match(r"GoInSyscall g=2 .*: do not write EvGoInSyscall", msgs[0])
     assert re.match(r"GoInSyscall g=2 .*: P 0 does not stop before g2's GoSysExit", msgs[1])
+    # ... and the ProcStart at 1001 comes before the dump (12.3.12)
+    assert re.match(r"g 2 is in a syscall in the initial dump .* keep, ProcStart \(P 0, "
+                    r"offset 0x14, ts 1001\), is at the trace's time 0", msgs[2])
     assert check(data, producer_rules=False) == msgs[1:]
+
+
+def running_dump(first="GoCreate", tie=False, freq=1000000000, sample_at=None):
+    """1 P; g1 (main.worker) running in the initial dump, then blocked. The dump's
+    GoCreate at 1000 comes first (ProcStart at 1001, or at 1000 with tie), or after a
+    ProcStart at 1000 (first="ProcStart"); sample_at adds a CPU sample (g 0) then."""
+    w = W()
+    w.batch(0, 1000)
+    if first == "GoCreate":
+        w.ev(1000, "GoCreate", 1, 1, 0)
+        w.ev(1000 if tie else 1001, "ProcStart", 7)
+    else:
+        w.ev(1000, "ProcStart", 7)
+        w.ev(1001, "GoCreate", 1, 1, 0)
+    w.ev(1002, "GoStart", 1, 1)
+    w.ev(1003, "Gomaxprocs", 1, 0)
+    w.ev(1010, "GoBlock", 1)
+    w.ev(1011, "ProcStop")
+    if sample_at is not None:
+        w.batch(0, 1020)
+        w.ev(1021, "CPUSample", sample_at, 0, 0, 1)
+    w.raw(rec("Frequency", freq))
+    w.batch(0, 5000)
+    w.raw(STRINGS + STACK)
+    return bytes(w.out)
+
+
+@pytest.mark.parametrize("case, pattern", [
+    ("keep", None),
+    ("procstart-first", r"keep, ProcStart \(P 0, offset 0x14, ts 1000\), is at the trace's "
+                        r"time 0"),
+    ("tie", r"keep, ProcStart \(P 0, offset 0x1a, ts 1000\), is at the trace's time 0"),
+    # 2 ticks per ns: 1 tick after the GoCreate is still 0 ns for Go 1.23+
+    ("fast-clock", r"keep, ProcStart \(P 0, offset 0x1a, ts 1001\), is at the trace's time 0"),
+    ("early-sample", r"keep, CPUSample .* is at the trace's time 0"),
+    ("tied-sample", r"keep, CPUSample .* is at the trace's time 0"),
+])
+def test_start_time_rules(case, pattern, tmp_path):
+    """12.3 item 9, checked against Go 1.23's viewer: with g1 running in the dump, the
+    first event kept after the dropped GoCreates must not be at time 0 (in ns)."""
+    data = {"keep": running_dump(sample_at=1001),
+            "procstart-first": running_dump("ProcStart"), "tie": running_dump(tie=True),
+            "fast-clock": running_dump(freq=2000000000),
+            "early-sample": running_dump(sample_at=999),
+            "tied-sample": running_dump(sample_at=1000)}[case]
+    path = str(tmp_path / (case + ".trace"))
+    with open(path, "wb") as f:
+        f.write(data)
+    if pattern is None:
+        assert check(data) == []
+        with Viewer(path, go=GO123) as v:
+            assert v.get("/goroutines")[0] == 200
+    else:
+        only(data, r"^g 1 is running in the initial dump \(GoStart g=1 seq=1 .*" + pattern)
+        out = viewer_exit_output(path, GO123)
+        assert "startRunningTime != 0" in out, out[-2000:]
+    if case == "keep":
+        assert check(data, strict_ts=True, strict_start=True) == []
+    else:
+        # What a writer keeps by construction: nothing but the dump's GoCreates on or
+        # within 1 ns of the earliest of them (CPU samples by their real time).
+        assert any(m.startswith("1 events not 1 ns after the dump's earliest GoCreate")
+                   for m in check(data, strict_start=True))
+
+
+def test_strict_start_without_a_running_goroutine():
+    """rd-late-start's shape: a ProcStart first, no goroutine running in the dump: every
+    viewer opens it, but a writer keeping 12.3 item 9 would not write it."""
+    data = build()
+    assert check(data) == []
+    only(data, r"^1 events not 1 ns after the dump's earliest GoCreate \(ts 1002\), first "
+               r"ProcStart \(P 0, offset 0x14, ts 1001\)", strict_start=True)
+    # no dump at all: nothing to keep first
+    assert check(build(dump=None).replace(rec("GoCreate", 1, 1, 1, 0), b"", 1)
+                 .replace(rec("GoStart", 1, 1, 1), b"", 1)
+                 .replace(rec("GoBlock", 96, 1), b"", 1), strict_start=True) == []
+
+
+def test_goroutine_name_rules():
+    """12.3 item 10 (producer rule): Go 1.23+ name g1 (created in the dump) by the
+    outermost frame of its first stacked state change, Go 1.19 by its start function."""
+    other = rec("Stack", 2, 2, 0x2000, 3, 2, 5, 0x3000, 4, 2, 6)      # task <- region
+    ending = rec("Stack", 3, 2, 0x2000, 3, 2, 5, 0x1000, 1, 2, 10)    # task <- main.worker
+
+    def sched(stk):
+        return lambda w: (w.ev(1010, "GoSched", stk), w.ev(1011, "GoStart", 1, 2))
+    data = build(live=sched(2), stacks=STACK + other)
+    only(data, r"^g 1: Go 1.23\+ name it 'region' \(outermost frame of the stack of GoSched "
+               r"\(g 1\) .*\), Go 1.19 'main.worker' \(its start function\)")
+    assert check(data, producer_rules=False) == []
+    assert check(build(live=sched(3), stacks=STACK + ending)) == []
+    # only the first stacked change names it; a stack 0 names nothing
+    assert check(build(live=lambda w: (w.ev(1005, "GoSched", 0), w.ev(1006, "GoStart", 1, 2),
+                                       w.ev(1010, "GoSched", 3), w.ev(1011, "GoStart", 1, 3),
+                                       w.ev(1020, "GoSched", 2), w.ev(1021, "GoStart", 1, 4)),
+                       stacks=STACK + other + ending)) == []
+    # created after EvGomaxprocs: named by the outermost frame of its start stack
+    two = build(live=lambda w: (w.ev(1010, "GoCreate", 2, 2, 1), w.ev(1020, "GoEnd"),
+                                w.ev(1030, "GoStart", 2, 1), w.ev(1040, "GoEnd"),
+                                w.ev(1050, "GoCreate", 3, 1, 0), w.ev(1060, "GoStart", 3, 1),
+                                w.ev(1070, "GoSched", 1), w.ev(1080, "GoStart", 3, 2)),
+                stacks=STACK + other)
+    msgs = check(two)
+    assert any(re.match(r"g 2: Go 1.23\+ name it 'region' \(outermost frame of the stack of "
+                        r"GoCreate g=2 .*Go 1.19 'task'", m) for m in msgs), msgs
+
+
+def test_thread_rules():
+    """12.3 item 11 (producer rule): ProcStart's argument is the M of Go 1.23+."""
+    data = build().replace(rec("ProcStart", 1, 7), rec("ProcStart", 1, 0), 1)
+    only(data, r"^1 ProcStart events on thread 0, first ProcStart \(P 0, offset 0x14, ts "
+               r"1001\): write the real thread id")
+    assert check(data, producer_rules=False) == []
 
 
 def test_runtime_only_events():

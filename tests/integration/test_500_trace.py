@@ -2,6 +2,8 @@
 burns CPU, sleeps and contends for a lock, read back by the real `go tool trace` (parser
 and web viewer) and by the independent format checker (go_trace.py), and Go's HTTP
 behaviour (net/http/pprof.Trace): seconds, WriteTimeout, one trace at a time, hang-up.
+Every trace served here is checked in full (served()): the checker's every rule, then Go
+1.19's and Go 1.23's viewer, every page of every kind.
 """
 import http.client
 import os
@@ -14,7 +16,7 @@ import time
 import pytest
 
 import go_trace
-from conftest import Viewer, _go_env, go_trace_d, pprof_top, text_of
+from conftest import GO, GO123, Viewer, _go_env, go_trace_d, pprof_top, text_of, view_in_both
 from pprof_http import TOO_LONG, check_error
 
 TRACE = "/debug/pprof/trace"
@@ -24,6 +26,7 @@ LOAD = ["/pprof-test/burn?ms=30", "/pprof-test/sleep?ms=40", "/pprof-test/lock?m
 MARKS = 5                   # sequential requests made inside the window, each a task
 MARK = "/pprof-test/sleep?ms=60&mark=%d"
 REGIONS = {"read_request", "access_auth", "handler", "output", "log"}
+THREADS_PER_CHILD = 8       # conftest's worker and event tuning
 ALREADY = b"Could not enable tracing: tracing is already enabled\n"
 
 
@@ -76,6 +79,25 @@ def stream(httpd, path, timeout=60):
     took = time.monotonic() - t0
     conn.close()
     return resp, arrivals, b"".join(chunks), took
+
+
+def served(body, directory, name="trace.out"):
+    """Check a served trace in full: every rule of the format (go_trace.py, with strictly
+    increasing timestamps and the dump's GoCreates alone first), then Go 1.19's and Go
+    1.23's viewer, every page of every kind, the threads named httpd.worker_thread in
+    both. Returns the file's path."""
+    assert go_trace.check(body, strict_ts=True, strict_start=True) == []
+    # A request for a trace seen in a trace (one refused while another runs) has ended
+    # there: the collecting request's own never shows.
+    s = go_trace.summary(body)
+    uris = {t: v for t, k, v in s["logs"] if k == "uri"}
+    for task, t in s["tasks"].items():
+        assert not (uris.get(task, "").startswith(TRACE) and t["end"] is None), (task, t)
+    path = os.path.join(str(directory), name)
+    with open(path, "wb") as f:
+        f.write(body)
+    view_in_both(path)
+    return path
 
 
 def trace_threads(data):
@@ -171,6 +193,7 @@ def test_go_tool_trace_parses(traced):
 def test_avoids_every_trap_of_the_format(traced):
     """The independent checker: every rule of FORMAT.md sections 2-9, 11 and 12.3."""
     assert go_trace.check(traced.body, strict_ts=True) == []
+    assert go_trace.check(traced.body, strict_ts=True, strict_start=True) == []
 
 
 def test_each_request_in_the_window_is_one_task(traced):
@@ -202,20 +225,24 @@ def test_phases_are_nested_regions(traced):
     assert regions["handler"] >= MARKS, regions
 
 
-def test_every_child_and_its_cpu_samples(traced, httpd):
+def test_every_child_and_its_cpu_samples(traced, httpd, mpm):
     """Threads of every child that served requests are goroutines (ProcStart carries
-    their kernel thread id), and CPU samples of the burn handler are in the trace."""
+    their kernel thread id), and CPU samples of the burn handler are in the trace.
+    Every worker thread of every child has its own kernel id, also those that had not
+    served a request yet when the trace started (never thread 0)."""
     s = traced.summary
     tids = trace_threads(traced.body)
+    assert 0 not in tids, sorted(tids)
     served = {int(m) for m in re.findall(r"pid=(\d+)", httpd.access_log())}
+    workers = 1 if mpm == "prefork" else THREADS_PER_CHILD
     checked = 0
-    for pid in traced.children & served:
+    for pid in traced.children:
         try:
             mine = {int(t) for t in os.listdir("/proc/%d/task" % pid)}
         except FileNotFoundError:
             continue
-        assert mine & tids, (pid, sorted(mine), sorted(tids))
-        checked += 1
+        assert len(mine & tids) == workers, (pid, sorted(mine), sorted(tids))
+        checked += pid in served
     assert checked >= 1, (traced.children, served)
     assert s["cpu_samples"] > 0, s["cpu_samples"]
     starts = set(s["goroutine_start_functions"].values())
@@ -235,14 +262,23 @@ def test_lock_waits_are_blocks(traced, mpm):
     assert "pthread_mutex_lock" in top and "pprof_test_lock_hold" in top, top
 
 
-def blocking_profile(path, kind):
-    """go tool trace -pprof=KIND, read by go tool pprof -top."""
-    out = path + "." + kind + ".pb"
+def blocking_profile(path, kind, go=GO):
+    """go tool trace -pprof=KIND, read by go tool pprof -top (of the same toolchain)."""
+    out = "%s.%s.%s.pb" % (path, kind, "go123" if go == GO123 else "go119")
     with open(out, "wb") as f:
-        q = subprocess.run(["go", "tool", "trace", "-pprof=" + kind, path], stdout=f,
+        q = subprocess.run([go, "tool", "trace", "-pprof=" + kind, path], stdout=f,
                            stderr=subprocess.PIPE, env=_go_env(), timeout=120)
     assert q.returncode == 0, q.stderr
-    return pprof_top(out)
+    return pprof_top(out, go=go)
+
+
+def test_blocking_profiles_in_go123(traced, mpm):
+    """Go 1.23's go tool trace -pprof and go tool pprof name the same waits."""
+    top = blocking_profile(traced.path, "net", GO123)
+    assert "pprof_test_backend_wait" in top, top
+    if mpm != "prefork":    # a process-local mutex never waits there
+        top = blocking_profile(traced.path, "sync", GO123)
+        assert "pthread_mutex_lock" in top and "pprof_test_lock_hold" in top, top
 
 
 def test_backend_waits_are_network_blocks(traced):
@@ -254,9 +290,13 @@ def test_backend_waits_are_network_blocks(traced):
     assert "pprof_test_backend_wait" in top, top
 
 
-def test_viewer_serves_the_pages(traced):
-    v = Viewer(traced.path)
-    try:
+def test_every_page_in_both_viewers(traced, tmp_path):
+    served(traced.body, tmp_path)
+
+
+@pytest.mark.parametrize("go", [GO, GO123], ids=["go1.19", "go1.23"])
+def test_viewer_serves_the_pages(traced, go):
+    with Viewer(traced.path, go=go) as v:
         status, html = v.get("/usertasks")
         assert status == 200 and "pprof-test" in text_of(html), text_of(html)[:2000]
         status, html = v.get("/userregions")
@@ -265,9 +305,10 @@ def test_viewer_serves_the_pages(traced):
             assert name in text_of(html), (name, text_of(html)[:3000])
         status, html = v.get("/goroutines")
         assert status == 200 and "httpd.worker_thread" in html, html[:2000]
-        gid = re.search(r'href="/goroutine\?id=(\d+)"', html)
-        assert gid, html[:2000]
-        assert v.get("/goroutine?id=" + gid.group(1))[0] == 200
+        # a group: by the start PC in 1.19, by name in 1.23
+        group = re.search(r'href="(/goroutine\?(?:id=\d+|name=httpd.worker_thread))"', html)
+        assert group, html[:2000]
+        assert v.get(group.group(1))[0] == 200
         status, html = v.get("/usertask?id=1")
         assert status == 200
         status, html = v.get("/userregion?type=handler")
@@ -278,8 +319,6 @@ def test_viewer_serves_the_pages(traced):
         assert v.get("/mmu")[0] == 200
         status, html = v.get("/")
         assert status == 200
-    finally:
-        v.close()
 
 
 # --- Go's HTTP behaviour ---------------------------------------------------------------------
@@ -287,13 +326,13 @@ def test_viewer_serves_the_pages(traced):
 @pytest.mark.parametrize("query,expect", [("", 1.0), ("?seconds=abc", 1.0),
                                           ("?seconds=-2", 1.0), ("?seconds=0", 1.0),
                                           ("?seconds=0.5", 0.5)])
-def test_seconds_is_a_float_defaulting_to_1(httpd, query, expect):
+def test_seconds_is_a_float_defaulting_to_1(httpd, query, expect, tmp_path):
     t0 = time.monotonic()
     r = httpd.get(TRACE + query, timeout=30)
     took = time.monotonic() - t0
     assert r.status == 200, r
     assert expect <= took < expect + 2.5, took
-    assert go_trace.check(r.body, strict_ts=True) == []
+    served(r.body, tmp_path)
 
 
 @pytest.mark.parametrize("seconds", ["60", "1e9", "+Inf"])
@@ -302,7 +341,7 @@ def test_not_shorter_than_timeout_is_400(httpd, seconds):
     check_error(httpd.get(TRACE + "?seconds=" + seconds), 400, TOO_LONG)
 
 
-def test_one_trace_at_a_time(httpd):
+def test_one_trace_at_a_time(httpd, tmp_path):
     # The first trace's headers come once every child traces: then it surely runs.
     conn = http.client.HTTPConnection("127.0.0.1", httpd.port, timeout=30)
     conn.request("GET", TRACE + "?seconds=2")
@@ -311,20 +350,23 @@ def test_one_trace_at_a_time(httpd):
     check_error(httpd.get(TRACE + "?seconds=1"), 500, ALREADY)
     body = first.read()
     conn.close()
-    assert go_trace.check(body, strict_ts=True) == []
+    served(body, tmp_path, "first.out")
     # Free again afterwards.
-    assert httpd.get(TRACE + "?seconds=0.2").status == 200
+    again = httpd.get(TRACE + "?seconds=0.2")
+    assert again.status == 200
+    served(again.body, tmp_path, "again.out")
 
 
-def test_cpu_samples_only_beside_a_cpu_profile(httpd):
+def test_cpu_samples_only_beside_a_cpu_profile(httpd, tmp_path):
     """As in Go, tracing alone takes no CPU samples (it costs less)."""
     with Load(httpd, max_seconds=20):
         tr = httpd.get(TRACE + "?seconds=1", timeout=30)
     assert tr.status == 200
     assert go_trace.summary(tr.body)["cpu_samples"] == 0
+    served(tr.body, tmp_path)
 
 
-def test_runs_beside_a_cpu_profile(httpd):
+def test_runs_beside_a_cpu_profile(httpd, tmp_path):
     """As in Go, a trace and a CPU profile may run at once (they share the sampler), and
     the trace then has the profile's samples."""
     got = {}
@@ -339,12 +381,12 @@ def test_runs_beside_a_cpu_profile(httpd):
         tr = httpd.get(TRACE + "?seconds=1", timeout=30)
         t.join()
     assert tr.status == 200 and got["p"].status == 200, (tr, got["p"])
-    assert go_trace.check(tr.body, strict_ts=True) == []
+    served(tr.body, tmp_path)
     assert go_trace.summary(tr.body)["cpu_samples"] > 0
     assert got["p"].body[:2] == b"\x1f\x8b"
 
 
-def test_client_hangup_ends_tracing_at_once(httpd):
+def test_client_hangup_ends_tracing_at_once(httpd, tmp_path):
     s = socket.create_connection(("127.0.0.1", httpd.port), timeout=10)
     s.sendall(b"GET " + TRACE.encode() + b"?seconds=30 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
     assert s.recv(4096).startswith(b"HTTP/1.1 200")
@@ -368,6 +410,7 @@ def test_client_hangup_ends_tracing_at_once(httpd):
     while "client went away" not in httpd.error_log() and time.monotonic() < until:
         time.sleep(0.1)
     assert "PP0401: trace stopped: client went away" in httpd.error_log()
+    served(r.body, tmp_path)        # the first trace after it
 
 
 def test_curl_then_go_tool_trace(httpd, tmp_path):
@@ -377,11 +420,13 @@ def test_curl_then_go_tool_trace(httpd, tmp_path):
                    timeout=60)
     p = go_trace_d(out)
     assert p.returncode == 0, p.stderr[-2000:]
+    p = go_trace_d(out, GO123)
+    assert p.returncode == 0, p.stderr[-2000:]
     with open(out, "rb") as f:
-        assert go_trace.check(f.read(), strict_ts=True) == []
+        served(f.read(), tmp_path, "served.out")
 
 
-def test_requests_of_children_that_exit_are_kept(make_httpd):
+def test_requests_of_children_that_exit_are_kept(make_httpd, tmp_path):
     """Children that end during the trace (MaxConnectionsPerChild) leave their last
     records behind for the collector: every request made in the window is a task."""
     srv = make_httpd(extra_conf="MaxConnectionsPerChild 4")
@@ -406,7 +451,7 @@ def test_requests_of_children_that_exit_are_kept(make_httpd):
     assert got["end"] - last > 1.0, got["end"] - last
     r = got["r"]
     assert r.status == 200, r
-    assert go_trace.check(r.body, strict_ts=True) == []
+    served(r.body, tmp_path)
     uris = [v for _, k, v in go_trace.summary(r.body)["logs"] if k == "uri"]
     for i in range(n):
         assert uris.count("/pprof-test/pid?mark=%d" % i) == 1, (i, uris)

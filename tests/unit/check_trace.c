@@ -331,6 +331,222 @@ START_TEST(streaming_pieces_concatenate_to_the_whole)
 }
 END_TEST
 
+/* --- reading the output back --------------------------------------------------------- */
+
+/* Just enough of a Go 1.19 trace reader for the writer's rules below. */
+enum { R_MAX_EVENTS = 4096, R_MAX_STACKS = 256, R_MAX_STRINGS = 256 };
+
+typedef struct {
+    int type;
+    uint64_t p, ts, args[8];
+    int nargs;
+} r_event;
+
+typedef struct {
+    r_event ev[R_MAX_EVENTS];
+    int nev;
+    uint64_t stack_outer[R_MAX_STACKS];     /* string id of a stack's last frame's function */
+    char strings[R_MAX_STRINGS][64];
+} r_trace;
+
+static uint64_t r_varint(const unsigned char *d, size_t len, size_t *off)
+{
+    uint64_t v = 0;
+    int shift = 0;
+
+    while (*off < len) {
+        unsigned char b = d[(*off)++];
+        v |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) {
+            return v;
+        }
+        shift += 7;
+    }
+    ck_abort_msg("truncated varint");
+    return 0;
+}
+
+static void r_parse(const unsigned char *d, size_t len, r_trace *tr)
+{
+    size_t off = 16;
+    uint64_t p = 0, ts = 0;
+
+    memset(tr, 0, sizeof(*tr));
+    while (off < len) {
+        int type = d[off] & 0x3f, n = d[off] >> 6;
+        uint64_t a[1024];
+        int na = 0;
+        off++;
+        if (type == 37) {                       /* EvString: id, len, bytes */
+            uint64_t id = r_varint(d, len, &off), sl = r_varint(d, len, &off);
+            if (id < R_MAX_STRINGS) {
+                snprintf(tr->strings[id], sizeof(tr->strings[0]), "%.*s", (int)sl, d + off);
+            }
+            off += sl;
+            continue;
+        }
+        if (n == 3) {                           /* length-prefixed */
+            uint64_t blen = r_varint(d, len, &off);
+            size_t stop = off + blen;
+            while (off < stop && na < 1024) {
+                a[na++] = r_varint(d, len, &off);
+            }
+        } else {
+            for (int i = 0; i <= n; i++) {
+                a[na++] = r_varint(d, len, &off);
+            }
+        }
+        if (type == 1) {                        /* EvBatch */
+            p = a[0];
+            ts = a[1];
+        } else if (type == 3) {                 /* EvStack: id, n, n x (pc, fn, file, line) */
+            if (a[0] < R_MAX_STACKS && a[1] > 0) {
+                tr->stack_outer[a[0]] = a[2 + 4 * (a[1] - 1) + 1];
+            }
+        } else if (type != 2) {                 /* timed */
+            r_event *e = &tr->ev[tr->nev++];
+            ck_assert_int_lt(tr->nev, R_MAX_EVENTS);
+            ts += a[0];
+            e->type = type;
+            e->p = p;
+            e->ts = ts;
+            e->nargs = na - 1 < 8 ? na - 1 : 8;
+            memcpy(e->args, a + 1, (size_t)e->nargs * sizeof(a[0]));
+            if (type == 48) {                   /* EvUserLog: the message follows */
+                off += r_varint(d, len, &off);
+            }
+        }
+    }
+}
+
+/* The function that ends stack id (its outermost frame). */
+static const char *r_outer(const r_trace *tr, uint64_t stk)
+{
+    ck_assert_uint_lt(stk, R_MAX_STACKS);
+    return tr->strings[tr->stack_outer[stk]];
+}
+
+enum { EV_CREATE = 13, EV_PSTART = 5, EV_PSTOP = 6, EV_GSTART = 14, EV_CPU = 49 };
+
+/* State changes whose last argument is a stack (GoUnblock's is the waker's: here the
+ * thread itself, where it waited). */
+static int is_transition_with_stack(int type)
+{
+    return (type >= 16 && type <= 28) || type == 42;
+}
+
+START_TEST(dump_creates_are_the_earliest_events_alone)
+{
+    pp_trace *t = scenario();
+    static r_trace tr;
+    const unsigned char *data;
+    size_t len;
+    uint64_t first = UINT64_MAX;
+    int i, creates = 0;
+
+    data = pp_trace_data(t, &len);
+    r_parse(data, len, &tr);
+    for (i = 0; i < tr.nev; i++) {
+        first = tr.ev[i].ts < first ? tr.ev[i].ts : first;
+    }
+    for (i = 0; i < tr.nev; i++) {
+        const r_event *e = &tr.ev[i];
+        if (e->ts == first) {
+            ck_assert_int_eq(e->type, EV_CREATE);
+            creates++;
+        }
+        if (e->type == EV_CPU) {
+            ck_assert_uint_gt(e->args[0], first);  /* a sample's own time */
+        }
+    }
+    ck_assert_int_eq(creates, 3);       /* the three threads of the dump */
+    pp_trace_free(t);
+}
+END_TEST
+
+START_TEST(transitions_end_in_the_thread_frame)
+{
+    pp_trace *t = scenario();
+    static r_trace tr;
+    const unsigned char *data;
+    size_t len;
+    int i, n = 0;
+
+    data = pp_trace_data(t, &len);
+    r_parse(data, len, &tr);
+    for (i = 0; i < tr.nev; i++) {
+        const r_event *e = &tr.ev[i];
+        if (is_transition_with_stack(e->type)) {
+            ck_assert_uint_ne(e->args[e->nargs - 1], 0);
+            ck_assert_str_eq(r_outer(&tr, e->args[e->nargs - 1]), "httpd.worker_thread");
+            n++;
+        }
+        if (e->type == EV_CREATE) {
+            ck_assert_str_eq(r_outer(&tr, e->args[1]), "httpd.worker_thread");
+        }
+    }
+    /* waits and idles of a, b, d, e; d stopped at the end; wake-ups: a's 3, b's, d's */
+    ck_assert_int_eq(n, 8 + 5);
+    /* Goroutines are named by the frame set before the first thread; not after. */
+    ck_assert_int_eq(pp_trace_set_thread_frame(t, "other", NULL), -1);
+    pp_trace_free(t);
+}
+END_TEST
+
+START_TEST(proc_starts_only_on_a_known_thread_id)
+{
+    uint64_t t0 = 5000000000ULL;
+    pp_trace *t = pp_trace_new(t0);
+    static r_trace tr;
+    const unsigned char *data;
+    size_t len;
+    int a, b, c, i, starts = 0, stops = 0, started_a = 0;
+
+    a = pp_trace_thread(t, 7, 0, 0, PP_TRACE_WAITING);     /* its id learnt later */
+    b = pp_trace_thread(t, 7, 1, 0, PP_TRACE_WAITING);     /* never learnt: no ProcStart */
+    c = pp_trace_thread(t, 7, 2, 0, PP_TRACE_RUNNING);     /* learnt while it runs */
+    ck_assert_int_eq(b, a + 1);
+    ck_assert_int_eq(c, a + 2);
+    ring = pp_tbuf_new(65536);
+    ck_assert_int_eq(pp_trace_thread(t, 7, 0, 77, PP_TRACE_NEW), a);
+    rec(t0 + 10, PP_TB_WAKE, 0, NULL, 0);
+    request(t0 + 20, 1, "h");
+    rec(t0 + 90, PP_TB_IDLE, 0, NULL, 0);
+    feed(t, a);
+    ck_assert_int_eq(pp_trace_thread(t, 7, 2, 88, PP_TRACE_NEW), c);
+    rec(t0 + 90, PP_TB_LOG, 0, "k\0v", 3);     /* while it runs */
+    rec(t0 + 100, PP_TB_IDLE, 0, NULL, 0);
+    rec(t0 + 110, PP_TB_WAKE, 0, NULL, 0);
+    rec(t0 + 120, PP_TB_IDLE, 0, NULL, 0);
+    feed(t, c);
+    ck_assert_int_eq(pp_trace_finish(t, t0 + 1000), 0);
+    data = pp_trace_data(t, &len);
+    r_parse(data, len, &tr);
+    for (i = 0; i < tr.nev; i++) {
+        const r_event *e = &tr.ev[i];
+        if (e->type == EV_PSTART && e->p == (uint64_t)a + 1) {
+            ck_assert_uint_eq(e->args[0], 77);
+            starts++;
+            started_a = 1;
+        } else if (e->type == EV_PSTART) {
+            /* c's P starts once it has stopped running (at the idle), before it wakes */
+            ck_assert_uint_eq(e->p, (uint64_t)c + 1);
+            ck_assert_uint_eq(e->args[0], 88);
+            ck_assert_uint_eq(e->ts, t0 + 110);
+            starts++;
+        } else if (e->type == EV_PSTOP) {
+            stops++;
+        } else if (e->type == EV_GSTART && e->p == (uint64_t)a + 1) {
+            ck_assert(started_a);       /* its P started before it runs there */
+        }
+    }
+    ck_assert_int_eq(starts, 2);
+    ck_assert_int_eq(stops, 2);
+    pp_tbuf_free(ring);
+    pp_trace_free(t);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("pp_trace");
@@ -345,6 +561,9 @@ int main(void)
     tcase_add_test(tc, walk_rejects_malformed_buffers);
     tcase_add_test(tc, scenario_writes_a_go_119_trace);
     tcase_add_test(tc, streaming_pieces_concatenate_to_the_whole);
+    tcase_add_test(tc, dump_creates_are_the_earliest_events_alone);
+    tcase_add_test(tc, transitions_end_in_the_thread_frame);
+    tcase_add_test(tc, proc_starts_only_on_a_known_thread_id);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
