@@ -12,7 +12,8 @@ import pytest
 
 import go_trace
 from pprof_output import parse_top
-from conftest import Httpd, _finish, _go_env, free_port, go_pprof, go_trace_d, make_tmpdir
+from conftest import (Httpd, _finish, _go_env, free_port, go_pprof, go_trace_d, make_tmpdir,
+                      view_in_both)
 
 CURL = "/usr/bin/curl"
 MODDIR = "/usr/lib/apache2/modules"
@@ -124,6 +125,7 @@ def test_profile_and_trace_are_complete_over(stack, proto, tmp_path):
     # Complete: every rule of the format holds to the end (EvFrequency last, all stopped).
     with open(trace, "rb") as f:
         assert go_trace.check(f.read(), strict_ts=True) == []
+    view_in_both(trace)
 
 
 def went_away(server, tag):
@@ -179,6 +181,7 @@ def test_proxy_backend_wait_is_a_network_block(stack, tmp_path):
     path = str(tmp_path / "proxy.trace")
     with open(path, "wb") as f:
         f.write(r.body)
+    view_in_both(path)
     prof = str(tmp_path / "net.pprof")
     with open(prof, "wb") as f:
         p = subprocess.run(["go", "tool", "trace", "-pprof=net", path], stdout=f, stderr=subprocess.PIPE, env=_go_env(),
