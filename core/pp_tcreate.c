@@ -4,11 +4,11 @@
 #include "pp_tcreate.h"
 #include "pp_got.h"
 #include "pp_heap.h"
+#include "pp_tasks.h"
 
 #define UNW_LOCAL_ONLY
 #include <libunwind.h>
 
-#include <dirent.h>
 #include <link.h>
 #include <pthread.h>
 #include <semaphore.h>
@@ -143,44 +143,40 @@ uint64_t pp_tcreate_total(void)
 
 int pp_tcreate_snapshot(pp_tcreate_record **out, size_t *outn)
 {
-    pp_tcreate_record *recs = NULL;
-    size_t n = 0, cap = 0;
-    DIR *d = opendir("/proc/self/task");
-    struct dirent *de;
+    pp_tcreate_record *recs;
+    uint32_t *tids;
+    size_t n, i;
+    known *k;
 
-    if (!d) {
+    if (pp_tasks_list(NULL, &tids, &n) != 0) {
         return -1;
     }
-    while ((de = readdir(d))) {
-        long tid = atol(de->d_name);
-        known *k;
-        if (tid <= 0) {
-            continue;
-        }
-        if (n == cap) {
-            size_t ncap = cap ? cap * 2 : 64;
-            pp_tcreate_record *nr = realloc(recs, ncap * sizeof(*nr));
-            if (!nr) {
-                free(recs);
-                closedir(d);
-                return -1;
-            }
-            recs = nr;
-            cap = ncap;
-        }
-        memset(&recs[n], 0, sizeof(recs[n]));
-        recs[n].tid = (uint32_t)tid;
-        pthread_mutex_lock(&lock);
-        for (k = live; k; k = k->next) {
-            if (k->rec.tid == (uint32_t)tid) {
-                recs[n] = k->rec;
-                break;
-            }
-        }
-        pthread_mutex_unlock(&lock);
-        n++;
+    if (!(recs = calloc(n ? n : 1, sizeof(*recs)))) {
+        free(tids);
+        return -1;
     }
-    closedir(d);
+    for (i = 0; i < n; i++) {
+        recs[i].tid = tids[i];
+    }
+    free(tids);
+    /* Each live record onto its listed thread (found by bisection: the list ascends). A
+     * listed thread without a record was created before we looked. */
+    pthread_mutex_lock(&lock);
+    for (k = live; k; k = k->next) {
+        size_t lo = 0, hi = n;
+        while (lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+            if (recs[mid].tid < k->rec.tid) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        if (lo < n && recs[lo].tid == k->rec.tid) {
+            recs[lo] = k->rec;
+        }
+    }
+    pthread_mutex_unlock(&lock);
     *out = recs;
     *outn = n;
     return 0;
