@@ -230,8 +230,10 @@ int pp_threads_capture(pp_thread_stack **out, size_t *outn, int timeout_ms)
             pending += !atomic_load_explicit(&p->s[i].done, memory_order_acquire);
         }
         clock_gettime(CLOCK_MONOTONIC, &now);
-        if (!pending || (now.tv_sec - start.tv_sec) * 1000 +
-                        (now.tv_nsec - start.tv_nsec) / 1000000 >= timeout_ms) {
+        /* In nanoseconds: milliseconds of a negative tv_nsec difference would round
+         * towards zero, up, and give up to a millisecond before the timeout. */
+        if (!pending || (int64_t)(now.tv_sec - start.tv_sec) * 1000000000 +
+                        (now.tv_nsec - start.tv_nsec) >= (int64_t)timeout_ms * 1000000) {
             break;
         }
         {
