@@ -161,3 +161,43 @@ int pp_tasks_comm(const char *dir, uint32_t tid, char *buf, size_t len)
     }
     return 0;
 }
+
+int pp_tasks_sig_pending(const char *dir, uint32_t tid, int sig)
+{
+    /* SigPnd sits about 1 KiB into the file, which is about 1.5 KiB long. */
+    char buf[4096];
+    const char *p;
+    uint64_t mask = 0;
+    int digits = 0;
+
+    if (sig < 1 || sig > 64 || read_task_file(dir, tid, "status", buf, sizeof(buf)) <= 0) {
+        return -1;
+    }
+    if (strncmp(buf, "SigPnd:", 7) == 0) {
+        p = buf;
+    } else if ((p = strstr(buf, "\nSigPnd:"))) {
+        p++;
+    } else {
+        return -1;
+    }
+    for (p += 7; *p == ' ' || *p == '\t'; p++) {
+    }
+    /* 16 hex digits: bit sig - 1 stands for sig. */
+    for (; digits < 16; p++, digits++) {
+        int v;
+        if (*p >= '0' && *p <= '9') {
+            v = *p - '0';
+        } else if (*p >= 'a' && *p <= 'f') {
+            v = *p - 'a' + 10;
+        } else if (*p >= 'A' && *p <= 'F') {
+            v = *p - 'A' + 10;
+        } else {
+            break;
+        }
+        mask = mask << 4 | (uint64_t)v;
+    }
+    if (digits == 0 || (*p != '\n' && *p != '\0')) {
+        return -1;
+    }
+    return (int)(mask >> (sig - 1) & 1);
+}

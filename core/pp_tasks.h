@@ -4,7 +4,7 @@
  * Every function takes the task directory to read. NULL means "/proc/self/task"; a test
  * passes a directory of its own instead (the seam, as pp_maps_read's path), laid out as
  * the kernel lays it out: one entry per thread named by its decimal id, holding the files
- * `stat` and `comm`.
+ * `stat`, `comm` and `status`.
  *
  * Not async-signal-safe (directory streams and malloc): never call it from a signal
  * handler. Thread-safe: no state of its own. */
@@ -41,5 +41,9 @@ char pp_tasks_parse_state(const char *stat, size_t len);
 /* The name of one thread (dir/TID/comm without its newline) into buf of len bytes, always
  * NUL-terminated (cut to len - 1 bytes). 0, or -1 with buf "" when it cannot be read. */
 int pp_tasks_comm(const char *dir, uint32_t tid, char *buf, size_t len);
+
+/* Whether signal sig (1..64) is pending for the thread itself, sent to it alone (the
+ * SigPnd line of dir/TID/status): 1 if it is, 0 if not, -1 when that cannot be read. */
+int pp_tasks_sig_pending(const char *dir, uint32_t tid, int sig);
 
 #endif

@@ -210,6 +210,14 @@ int pp_threads_capture(pp_thread_stack **out, size_t *outn, int timeout_ms)
             atomic_store(&sl->done, 1);
             continue;
         }
+        /* A thread that still holds an earlier capture's request blocks the signal (or has
+         * not run since): it cannot answer this one, which would only queue behind the
+         * other. Requests must not pile up: each is a kernel allocation charged to the
+         * user's RLIMIT_SIGPENDING, shared with every process of that user. */
+        if (pp_tasks_sig_pending(NULL, st[i].tid, pp_threads_signal()) == 1) {
+            atomic_store(&sl->done, 1);
+            continue;
+        }
         {
             siginfo_t si;
             memset(&si, 0, sizeof(si));
@@ -219,7 +227,11 @@ int pp_threads_capture(pp_thread_stack **out, size_t *outn, int timeout_ms)
             si.si_uid = getuid();
             si.si_value.sival_ptr = (void *)(uintptr_t)((gen << INDEX_BITS) | i);
             if (syscall(SYS_rt_tgsigqueueinfo, pid, st[i].tid, si.si_signo, &si) != 0) {
-                sl->st.result = PP_THREAD_GONE;
+                /* Only ESRCH says the thread is gone; EAGAIN (the pending signals limit
+                 * reached) is a request that could not be made. */
+                if (errno == ESRCH) {
+                    sl->st.result = PP_THREAD_GONE;
+                }
                 atomic_store(&sl->done, 1);
             }
         }

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <ftw.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -219,6 +220,36 @@ START_TEST(self_reads_a_name_with_spaces_and_parentheses)
 }
 END_TEST
 
+START_TEST(self_sees_a_signal_pending_for_one_thread)
+{
+    int sig = SIGRTMIN + 3;
+    sigset_t set;
+    siginfo_t si;
+    struct timespec zero = { 0, 0 };
+
+    sigemptyset(&set);
+    sigaddset(&set, sig);
+    ck_assert_int_eq(pthread_sigmask(SIG_BLOCK, &set, NULL), 0);
+    ck_assert_int_eq(pp_tasks_sig_pending(NULL, my_tid(), sig), 0);
+
+    /* Sent to this thread: pending for it. */
+    ck_assert_int_eq(syscall(SYS_tgkill, getpid(), my_tid(), sig), 0);
+    ck_assert_int_eq(pp_tasks_sig_pending(NULL, my_tid(), sig), 1);
+    ck_assert_int_eq(pp_tasks_sig_pending(NULL, my_tid(), sig + 1), 0);
+    ck_assert_int_eq(sigtimedwait(&set, &si, &zero), sig);
+    ck_assert_int_eq(pp_tasks_sig_pending(NULL, my_tid(), sig), 0);
+
+    /* Sent to the process: pending for it, not for the thread. */
+    ck_assert_int_eq(kill(getpid(), sig), 0);
+    ck_assert_int_eq(pp_tasks_sig_pending(NULL, my_tid(), sig), 0);
+    ck_assert_int_eq(sigtimedwait(&set, &si, &zero), sig);
+
+    ck_assert_int_eq(pp_tasks_sig_pending(NULL, my_tid(), 0), -1);
+    ck_assert_int_eq(pp_tasks_sig_pending(NULL, my_tid(), 65), -1);
+    ck_assert_int_eq(pp_tasks_sig_pending(NULL, 0, sig), -1);
+}
+END_TEST
+
 /* ---- the seam ------------------------------------------------------------------------- */
 
 START_TEST(seam_lists_numeric_entries_only_ascending)
@@ -359,6 +390,37 @@ START_TEST(seam_reads_state_and_name_of_odd_names)
 }
 END_TEST
 
+START_TEST(seam_reads_the_pending_mask)
+{
+    make_root();
+    write_task_file("10", "status", "Name:\tx\nState:\tS (sleeping)\nSigQ:\t2/96365\n"
+                    "SigPnd:\t0000000000000200\nShdPnd:\t0000000000000001\n"
+                    "SigBlk:\tffffffffffffffff\n");
+    write_task_file("11", "status", "SigPnd:\t8000000000000001\n");
+    write_task_file("12", "status", "Name:\tx\nSigPnd:\tzz\n");
+    write_task_file("13", "status", "Name:\tx\nShdPnd:\t0000000000000200\n");
+    write_task_file("14", "status", "Name:\tx\nSigPnd:\t00000000000000000\n");
+    write_task_file("15", "status", "Name:\tx\nXSigPnd:\t0000000000000200\n");
+    write_task_file("16", "status", "SigPnd:\t200");
+
+    ck_assert_int_eq(pp_tasks_sig_pending(root, 10, 10), 1);
+    ck_assert_int_eq(pp_tasks_sig_pending(root, 10, 9), 0);
+    ck_assert_int_eq(pp_tasks_sig_pending(root, 10, 11), 0);
+    /* ShdPnd (pending for the process) is another line. */
+    ck_assert_int_eq(pp_tasks_sig_pending(root, 10, 1), 0);
+    ck_assert_int_eq(pp_tasks_sig_pending(root, 11, 64), 1);
+    ck_assert_int_eq(pp_tasks_sig_pending(root, 11, 1), 1);
+    ck_assert_int_eq(pp_tasks_sig_pending(root, 11, 63), 0);
+    ck_assert_int_eq(pp_tasks_sig_pending(root, 12, 10), -1);
+    ck_assert_int_eq(pp_tasks_sig_pending(root, 13, 10), -1);
+    ck_assert_int_eq(pp_tasks_sig_pending(root, 14, 10), -1);
+    ck_assert_int_eq(pp_tasks_sig_pending(root, 15, 10), -1);
+    ck_assert_int_eq(pp_tasks_sig_pending(root, 16, 10), 1);
+    ck_assert_int_eq(pp_tasks_sig_pending(root, 999, 10), -1);
+    remove_root();
+}
+END_TEST
+
 START_TEST(parse_state_uses_the_last_parenthesis_within_len)
 {
     static const char line[] = "7 (a) S) R 1 2";
@@ -387,10 +449,12 @@ int main(void)
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, self_lists_the_main_thread_and_a_started_one_until_it_is_joined);
     tcase_add_test(tc, self_reads_a_name_with_spaces_and_parentheses);
+    tcase_add_test(tc, self_sees_a_signal_pending_for_one_thread);
     tcase_add_test(tc, seam_lists_numeric_entries_only_ascending);
     tcase_add_test(tc, seam_grows_past_its_first_allocation);
     tcase_add_test(tc, seam_empty_and_missing_directories);
     tcase_add_test(tc, seam_reads_state_and_name_of_odd_names);
+    tcase_add_test(tc, seam_reads_the_pending_mask);
     tcase_add_test(tc, parse_state_uses_the_last_parenthesis_within_len);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);

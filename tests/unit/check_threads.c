@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -137,13 +138,15 @@ typedef struct {
     _Atomic uint32_t tid;
     _Atomic uint64_t self;
     _Atomic int unblocked;      /* command 'u' done: the signal is unblocked */
+    _Atomic int queued;         /* command 'c': capture requests taken while blocked, + 1 */
     pthread_t th;
 } parked;
 
 void parked_in_read(parked *p);
 void parked_in_cond_wait(parked *p);
 
-/* Reads commands until 'q'; 'u' unblocks the capture signal first. */
+/* Reads commands until 'q': 'u' unblocks the capture signal, 'c' takes the requests
+ * queued for this thread (while it blocks the signal) and counts them. */
 NOINLINE void parked_in_read(parked *p)
 {
     char c = 0;
@@ -162,6 +165,18 @@ NOINLINE void parked_in_read(parked *p)
             sigaddset(&set, pp_threads_signal());
             pthread_sigmask(SIG_UNBLOCK, &set, NULL);
             atomic_store(&p->unblocked, 1);
+        }
+        if (c == 'c') {
+            sigset_t set;
+            siginfo_t si;
+            struct timespec zero = { 0, 0 };
+            int k = 0;
+            sigemptyset(&set);
+            sigaddset(&set, pp_threads_signal());
+            while (sigtimedwait(&set, &si, &zero) == pp_threads_signal()) {
+                k++;
+            }
+            atomic_store(&p->queued, k + 1);
         }
     }
     __asm__ volatile("" ::: "memory");
@@ -522,6 +537,79 @@ START_TEST(a_thread_that_blocks_the_signal_does_not_answer_and_is_not_waited_for
 }
 END_TEST
 
+START_TEST(a_thread_that_never_answers_holds_one_request_at_most)
+{
+    parked blocked;
+    pp_thread_stack *st;
+    const pp_thread_stack *t;
+    size_t n;
+    int k;
+    int64_t deadline, t0;
+
+    park_start(&blocked, PARK_READ, 1, "pp-blocked", 0);
+    park_wait(&blocked);
+    ck_assert_int_eq(pp_threads_capture(&st, &n, 100), 0);
+    ck_assert_int_eq(find_tid(st, n, atomic_load(&blocked.tid))->result, PP_THREAD_NO_ANSWER);
+    free(st);
+    /* Its request is still pending: it is not asked again, so not waited for either
+     * (a capture that waited would take its whole timeout). */
+    for (k = 0; k < 3; k++) {
+        t0 = mono_ns();
+        ck_assert_int_eq(pp_threads_capture(&st, &n, 10000), 0);
+        ck_assert_int_lt(mono_ns() - t0, 8000 * MS);
+        t = find_tid(st, n, atomic_load(&blocked.tid));
+        ck_assert_int_eq(t->result, PP_THREAD_NO_ANSWER);
+        ck_assert_int_eq(t->state, 'S');
+        ck_assert_str_eq(t->name, "pp-blocked");
+        free(st);
+    }
+    /* One request waits in the kernel, not four. */
+    park_send(&blocked, 'c');
+    deadline = mono_ns() + 20000 * MS;
+    while (!atomic_load(&blocked.queued)) {
+        ck_assert(mono_ns() < deadline);
+        sleep_ms(1);
+    }
+    ck_assert_int_eq(atomic_load(&blocked.queued) - 1, 1);
+    park_stop(&blocked);
+}
+END_TEST
+
+START_TEST(a_request_the_kernel_refuses_is_no_answer_not_gone)
+{
+    parked p;
+    pp_thread_stack *st;
+    const pp_thread_stack *t;
+    size_t n;
+    struct rlimit rl, none;
+    int64_t t0;
+
+    park_start(&p, PARK_COND, 0, "pp-alive", 0);
+    park_wait(&p);
+    /* No queued signal may be pending: every request fails with EAGAIN. */
+    ck_assert_int_eq(getrlimit(RLIMIT_SIGPENDING, &rl), 0);
+    none = rl;
+    none.rlim_cur = 0;
+    ck_assert_int_eq(setrlimit(RLIMIT_SIGPENDING, &none), 0);
+    t0 = mono_ns();
+    ck_assert_int_eq(pp_threads_capture(&st, &n, 10000), 0);
+    /* Nothing to wait for. */
+    ck_assert_int_lt(mono_ns() - t0, 8000 * MS);
+    t = find_tid(st, n, atomic_load(&p.tid));
+    ck_assert_ptr_nonnull(t);
+    ck_assert_int_eq(t->result, PP_THREAD_NO_ANSWER);
+    ck_assert_int_eq(t->state, 'S');
+    ck_assert_int_eq(find_tid(st, n, my_tid())->result, PP_THREAD_SELF);
+    free(st);
+
+    ck_assert_int_eq(setrlimit(RLIMIT_SIGPENDING, &rl), 0);
+    ck_assert_int_eq(pp_threads_capture(&st, &n, ANSWER_MS), 0);
+    ck_assert_int_eq(find_tid(st, n, atomic_load(&p.tid))->result, PP_THREAD_OK);
+    free(st);
+    park_stop(&p);
+}
+END_TEST
+
 static size_t open_fds(void)
 {
     DIR *d = opendir("/proc/self/fd");
@@ -623,6 +711,8 @@ int main(void)
     tcase_add_test(tc, the_signal_can_be_set_before_the_first_capture_only);
     tcase_add_test(tc, a_foreign_handler_refuses_the_capture_and_is_logged);
     tcase_add_test(tc, a_thread_that_blocks_the_signal_does_not_answer_and_is_not_waited_for);
+    tcase_add_test(tc, a_thread_that_never_answers_holds_one_request_at_most);
+    tcase_add_test(tc, a_request_the_kernel_refuses_is_no_answer_not_gone);
     tcase_add_test(tc, repeated_captures_reuse_their_memory);
     tcase_add_test(tc, more_threads_than_the_first_pool_holds);
     suite_add_tcase(s, tc);
