@@ -75,8 +75,8 @@ static void *trampoline(void *arg)
     return ret;
 }
 
-static int hook_pthread_create(pthread_t *t, const pthread_attr_t *attr,
-                               void *(*fn)(void *), void *arg)
+static int create_recorded(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(void *),
+                           void *arg)
 {
     start_args *sa;
     known *k;
@@ -123,6 +123,21 @@ static int hook_pthread_create(pthread_t *t, const pthread_attr_t *attr,
     }
     sem_destroy(&sa->registered);
     free(sa);
+    return rc;
+}
+
+static int hook_pthread_create(pthread_t *t, const pthread_attr_t *attr,
+                               void *(*fn)(void *), void *arg)
+{
+    int cancel_state, rc;
+
+    /* pthread_create is no cancellation point, but what it does here has some (libunwind
+     * checks memory with read(), then sem_wait): a pending cancellation must not act in
+     * here, unwinding the creator out of pthread_create. The new thread starts with
+     * cancellation enabled all the same. */
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
+    rc = create_recorded(t, attr, fn, arg);
+    pthread_setcancelstate(cancel_state, NULL);
     return rc;
 }
 

@@ -209,16 +209,12 @@ static uint32_t waiter_tid(waiter *w)
     return tid;
 }
 
-/* Let it go, join it, and wait until /proc no longer lists it (pthread_join may return a
+/* After it was joined, wait until /proc no longer lists it (pthread_join may return a
  * moment before the task is gone): afterwards no snapshot may list it. */
-static void waiter_finish(waiter *w)
+static void waiter_gone(uint32_t tid)
 {
-    uint32_t tid = waiter_tid(w);
     int64_t deadline = mono_ns() + 20000 * MS;
 
-    close(w->pipe[1]);
-    ck_assert_int_eq(pthread_join(w->th, NULL), 0);
-    close(w->pipe[0]);
     for (;;) {
         snapshot s = take();
         const pp_tcreate_record *r = find(&s, tid);
@@ -231,6 +227,17 @@ static void waiter_finish(waiter *w)
         ck_assert_msg(mono_ns() < deadline, "a joined thread is still listed");
         sleep_ms(1);
     }
+}
+
+/* Let it go, join it, and wait until it is no longer listed. */
+static void waiter_finish(waiter *w)
+{
+    uint32_t tid = waiter_tid(w);
+
+    close(w->pipe[1]);
+    ck_assert_int_eq(pthread_join(w->th, NULL), 0);
+    close(w->pipe[0]);
+    waiter_gone(tid);
 }
 
 int spawn_from_known_site(waiter *w);
@@ -442,6 +449,64 @@ START_TEST(unpatching_restores_the_real_pthread_create)
 }
 END_TEST
 
+/* pthread_create is no cancellation point: creating a thread with a cancellation pending
+ * must return, and the thread be cancelled at its next cancellation point (the hook's
+ * unwinder and its wait for the new thread both have one). */
+typedef struct {
+    waiter child;
+    _Atomic int created;        /* pthread_create returned (its result + 1) */
+} canceller;
+
+static void *cancelled_creator(void *arg)
+{
+    canceller *c = arg;
+    int rc;
+
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
+    pthread_cancel(pthread_self());
+    pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, NULL);
+    rc = spawn_from_known_site(&c->child);
+    atomic_store(&c->created, rc + 1);
+    pthread_testcancel();
+    return NULL;
+}
+
+START_TEST(creating_a_thread_is_no_cancellation_point)
+{
+    canceller c;
+    pthread_t th;
+    void *ret;
+    snapshot s;
+    const pp_tcreate_record *r;
+    namer nm;
+
+    load_lib();
+    ck_assert_int_gt(pp_tcreate_start(), 0);
+    memset(&c, 0, sizeof(c));
+    waiter_init(&c.child, 0);
+    ck_assert_int_eq(pthread_create(&th, NULL, cancelled_creator, &c), 0);
+    ck_assert_int_eq(pthread_join(th, &ret), 0);
+    ck_assert_ptr_eq(ret, PTHREAD_CANCELED);
+    ck_assert_int_eq(atomic_load(&c.created), 1);
+    ck_assert_uint_eq(pp_tcreate_total(), 1);
+    s = take();
+    r = find(&s, waiter_tid(&c.child));
+    ck_assert_ptr_nonnull(r);
+    namer_init(&nm);
+    assert_record_has(&nm, r, "cancelled_creator");
+    namer_free(&nm);
+    free(s.r);
+    /* The new thread did not inherit the creator's cancellation state: it can be
+     * cancelled where it waits (a read, a cancellation point). */
+    ck_assert_int_eq(pthread_cancel(c.child.th), 0);
+    ck_assert_int_eq(pthread_join(c.child.th, &ret), 0);
+    ck_assert_ptr_eq(ret, PTHREAD_CANCELED);
+    waiter_gone(waiter_tid(&c.child));
+    close(c.child.pipe[0]);
+    close(c.child.pipe[1]);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("pp_tcreate");
@@ -454,6 +519,7 @@ int main(void)
     tcase_add_test(tc, a_thread_leaving_through_pthread_exit_is_forgotten);
     tcase_add_test(tc, threads_created_before_start_are_listed_without_a_stack);
     tcase_add_test(tc, unpatching_restores_the_real_pthread_create);
+    tcase_add_test(tc, creating_a_thread_is_no_cancellation_point);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
