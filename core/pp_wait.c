@@ -41,20 +41,24 @@ static int waiting_stack(uint64_t *pcs)
     return n;
 }
 
-/* Report a wait (if the observer wants it): 1 if reported. */
+/* Report a wait (if the observer wants it): 1 if reported. errno is left as it was: the
+ * unwinder and the observer may change it (libunwind's memory checks do), the real calls
+ * do not when they succeed. */
 static int report(pp_wait_fn fn, int kind)
 {
     uint64_t pcs[PP_WAIT_DEPTH];
-    int n, wanted = 1;
+    int n, wanted = 1, saved_errno = errno;
 
     tls_busy = 1;
     if (kind != PP_WAIT_DONE && !(wanted = fn(kind | PP_WAIT_ASK, NULL, 0))) {
         tls_busy = 0;
+        errno = saved_errno;
         return 0;
     }
     n = kind == PP_WAIT_DONE ? 0 : waiting_stack(pcs);
     fn(kind, n ? pcs : NULL, n);
     tls_busy = 0;
+    errno = saved_errno;
     return wanted;
 }
 
@@ -84,7 +88,7 @@ static int hook_lock(pthread_mutex_t *m)
 static int hook_poll(struct pollfd *fds, nfds_t nfds, int timeout)
 {
     pp_wait_fn fn = __atomic_load_n(&observer, __ATOMIC_ACQUIRE);
-    int rc, err;
+    int rc;
 
     if (__builtin_expect(fn == NULL, 1) || timeout == 0 || tls_busy) {
         return real_poll(fds, nfds, timeout);
@@ -93,9 +97,7 @@ static int hook_poll(struct pollfd *fds, nfds_t nfds, int timeout)
         return real_poll(fds, nfds, timeout);
     }
     rc = real_poll(fds, nfds, timeout);
-    err = errno;
     report(fn, PP_WAIT_DONE);
-    errno = err;
     return rc;
 }
 

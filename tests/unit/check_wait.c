@@ -506,6 +506,7 @@ START_TEST(a_blocking_poll_is_reported_with_the_waiters_stack)
     ck_assert_int_eq(pthread_join(w.th, NULL), 0);
     ck_assert_int_eq(w.rc, 1);
     ck_assert_int_eq(w.revents, POLLIN);
+    ck_assert_int_eq(w.err, 4242);
     ck_assert_str_eq(sequence(tid), "nND");
     done = find_event(tid, PP_WAIT_DONE);
     ck_assert_int_le(net->ts, write_ts);
@@ -614,6 +615,91 @@ START_TEST(an_observer_that_declines_gets_no_stack_and_no_end)
 }
 END_TEST
 
+START_TEST(observed_waits_leave_errno_as_the_real_calls_do)
+{
+    pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER, ec;
+    pthread_mutexattr_t attr;
+    struct pollfd p;
+    struct rlimit rl;
+    waiter w;
+    int fds[2];
+    uint32_t tid;
+    char c = 'x';
+
+    install();
+    catch_usr1();
+    /* The observer leaves errno changed, as one that logs or writes may. */
+    atomic_store(&clobber_errno, 1);
+    pp_wait_observe(observer);
+    ck_assert_int_eq(pipe(fds), 0);
+
+    /* A contended lock: pthread_mutex_lock returns its error, errno is untouched. */
+    ck_assert_int_eq(pthread_mutex_lock(&m), 0);
+    memset(&w, 0, sizeof(w));
+    w.m = &m;
+    tid = start_waiter(&w, lock_main);
+    await_event(tid, PP_WAIT_LOCK);
+    pthread_mutex_unlock(&m);
+    ck_assert_int_eq(pthread_join(w.th, NULL), 0);
+    ck_assert_int_eq(w.rc, 0);
+    ck_assert_int_eq(w.err, 4242);
+    ck_assert_str_eq(sequence(tid), "aLD");
+    /* The same when the lock fails, and when the observer declines. */
+    pthread_mutexattr_init(&attr);
+    pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_ERRORCHECK);
+    pthread_mutex_init(&ec, &attr);
+    ck_assert_int_eq(lib_lock(&ec), 0);
+    errno = 4242;
+    ck_assert_int_eq(lib_lock(&ec), EDEADLK);
+    ck_assert_int_eq(errno, 4242);
+    atomic_store(&answer, 0);
+    errno = 4242;
+    ck_assert_int_eq(lib_lock(&ec), EDEADLK);
+    ck_assert_int_eq(errno, 4242);
+    atomic_store(&answer, 1);
+    pthread_mutex_unlock(&ec);
+
+    /* A poll that succeeds leaves errno alone; one that fails sets its own. */
+    memset(&w, 0, sizeof(w));
+    w.fd = fds[0];
+    w.timeout = -1;
+    tid = start_waiter(&w, poll_main);
+    await_event(tid, PP_WAIT_NET);
+    ck_assert_int_eq(write(fds[1], &c, 1), 1);
+    ck_assert_int_eq(pthread_join(w.th, NULL), 0);
+    ck_assert_int_eq(w.rc, 1);
+    ck_assert_int_eq(w.err, 4242);
+    ck_assert_int_eq(read(fds[0], &c, 1), 1);
+    p.fd = fds[0];
+    p.events = POLLIN;
+    errno = 4242;
+    ck_assert_int_eq(lib_poll(&p, 1, 20), 0);
+    ck_assert_int_eq(errno, 4242);
+
+    memset(&w, 0, sizeof(w));
+    w.fd = fds[0];
+    w.timeout = -1;
+    tid = start_waiter(&w, poll_main);
+    await_event(tid, PP_WAIT_NET);
+    await_sleeping(tid);
+    ck_assert_int_eq(pthread_kill(w.th, SIGUSR1), 0);
+    ck_assert_int_eq(pthread_join(w.th, NULL), 0);
+    ck_assert_int_eq(w.rc, -1);
+    ck_assert_int_eq(w.err, EINTR);
+    ck_assert_str_eq(sequence(tid), "nND");
+
+    ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+    if (rl.rlim_cur != RLIM_INFINITY) {
+        errno = 0;
+        ck_assert_int_eq(lib_poll(&p, (nfds_t)rl.rlim_cur + 1, 1000), -1);
+        ck_assert_int_eq(errno, EINVAL);
+    }
+    pp_wait_observe(NULL);
+    close(fds[0]);
+    close(fds[1]);
+}
+END_TEST
+
 /* Inside the observer: a lock that another thread holds until this one sleeps on it, and
  * a poll that may block. Both would be reported again, from inside, without the guard. */
 static pthread_mutex_t inner = PTHREAD_MUTEX_INITIALIZER;
@@ -709,6 +795,7 @@ int main(void)
     tcase_add_test(tc, free_locks_and_zero_timeout_polls_are_not_reported);
     tcase_add_test(tc, an_observer_that_declines_gets_no_stack_and_no_end);
     tcase_add_test(tc, the_observer_is_not_reentered_by_its_own_waits);
+    tcase_add_test(tc, observed_waits_leave_errno_as_the_real_calls_do);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
