@@ -3,12 +3,12 @@
 #endif
 #include "pp_cpu.h"
 #include "pp_log.h"
+#include "pp_tasks.h"
 #include "pp_threads.h"
 
 #define UNW_LOCAL_ONLY
 #include <libunwind.h>
 
-#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
@@ -286,24 +286,20 @@ static int arm_thread(pid_t tid, timer_t *out)
 
 int pp_cpu_refresh_threads(void)
 {
-    DIR *d;
-    struct dirent *de;
-    size_t i, j;
+    uint32_t *tids;
+    size_t ntids, i, j, k;
 
     if (!started) {
         return 0;
     }
-    if (!(d = opendir("/proc/self/task"))) {
+    if (pp_tasks_list(NULL, &tids, &ntids) != 0) {
         return -1;
     }
     for (i = 0; i < ntimers; i++) {
         timers[i].seen = 0;
     }
-    while ((de = readdir(d))) {
-        pid_t tid = (pid_t)atoi(de->d_name);
-        if (tid <= 0) {
-            continue;
-        }
+    for (k = 0; k < ntids; k++) {
+        pid_t tid = (pid_t)tids[k];
         for (i = 0; i < ntimers && timers[i].tid != tid; i++) {
         }
         if (i < ntimers) {
@@ -325,7 +321,7 @@ int pp_cpu_refresh_threads(void)
             ntimers++;
         }
     }
-    closedir(d);
+    free(tids);
     /* Threads that ended: their timers no longer fire, but they hold kernel resources. */
     for (i = 0, j = 0; i < ntimers; i++) {
         if (timers[i].seen) {

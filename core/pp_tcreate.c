@@ -4,11 +4,11 @@
 #include "pp_tcreate.h"
 #include "pp_got.h"
 #include "pp_heap.h"
+#include "pp_tasks.h"
 
 #define UNW_LOCAL_ONLY
 #include <libunwind.h>
 
-#include <dirent.h>
 #include <link.h>
 #include <pthread.h>
 #include <semaphore.h>
@@ -77,8 +77,8 @@ static void *trampoline(void *arg)
     return ret;
 }
 
-static int hook_pthread_create(pthread_t *t, const pthread_attr_t *attr,
-                               void *(*fn)(void *), void *arg)
+static int create_recorded(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(void *),
+                           void *arg)
 {
     start_args *sa;
     known *k;
@@ -128,6 +128,21 @@ static int hook_pthread_create(pthread_t *t, const pthread_attr_t *attr,
     return rc;
 }
 
+static int hook_pthread_create(pthread_t *t, const pthread_attr_t *attr,
+                               void *(*fn)(void *), void *arg)
+{
+    int cancel_state, rc;
+
+    /* pthread_create is no cancellation point, but what it does here has some (libunwind
+     * checks memory with read(), then sem_wait): a pending cancellation must not act in
+     * here, unwinding the creator out of pthread_create. The new thread starts with
+     * cancellation enabled all the same. */
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
+    rc = create_recorded(t, attr, fn, arg);
+    pthread_setcancelstate(cancel_state, NULL);
+    return rc;
+}
+
 static const pp_got_hook hooks[] = {
     { "pthread_create", (void *)hook_pthread_create },
 };
@@ -161,44 +176,40 @@ uint32_t pp_tcreate_tid(uint64_t pthread)
 
 int pp_tcreate_snapshot(pp_tcreate_record **out, size_t *outn)
 {
-    pp_tcreate_record *recs = NULL;
-    size_t n = 0, cap = 0;
-    DIR *d = opendir("/proc/self/task");
-    struct dirent *de;
+    pp_tcreate_record *recs;
+    uint32_t *tids;
+    size_t n, i;
+    known *k;
 
-    if (!d) {
+    if (pp_tasks_list(NULL, &tids, &n) != 0) {
         return -1;
     }
-    while ((de = readdir(d))) {
-        long tid = atol(de->d_name);
-        known *k;
-        if (tid <= 0) {
-            continue;
-        }
-        if (n == cap) {
-            size_t ncap = cap ? cap * 2 : 64;
-            pp_tcreate_record *nr = realloc(recs, ncap * sizeof(*nr));
-            if (!nr) {
-                free(recs);
-                closedir(d);
-                return -1;
-            }
-            recs = nr;
-            cap = ncap;
-        }
-        memset(&recs[n], 0, sizeof(recs[n]));
-        recs[n].tid = (uint32_t)tid;
-        pthread_mutex_lock(&lock);
-        for (k = live; k; k = k->next) {
-            if (k->rec.tid == (uint32_t)tid) {
-                recs[n] = k->rec;
-                break;
-            }
-        }
-        pthread_mutex_unlock(&lock);
-        n++;
+    if (!(recs = calloc(n ? n : 1, sizeof(*recs)))) {
+        free(tids);
+        return -1;
     }
-    closedir(d);
+    for (i = 0; i < n; i++) {
+        recs[i].tid = tids[i];
+    }
+    free(tids);
+    /* Each live record onto its listed thread (found by bisection: the list ascends). A
+     * listed thread without a record was created before we looked. */
+    pthread_mutex_lock(&lock);
+    for (k = live; k; k = k->next) {
+        size_t lo = 0, hi = n;
+        while (lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+            if (recs[mid].tid < k->rec.tid) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        if (lo < n && recs[lo].tid == k->rec.tid) {
+            recs[lo] = k->rec;
+        }
+    }
+    pthread_mutex_unlock(&lock);
     *out = recs;
     *outn = n;
     return 0;

@@ -20,7 +20,7 @@ typedef struct {
 int pp_tcreate_start(void);
 
 /* The creation stacks of the live threads of this process (every thread in
- * /proc/self/task). *out is malloc'ed. */
+ * /proc/self/task), ordered by tid. *out is malloc'ed (the caller frees it). 0, or -1. */
 int pp_tcreate_snapshot(pp_tcreate_record **out, size_t *n);
 
 /* The kernel id of the live thread whose pthread_self() is pthread, if it was created

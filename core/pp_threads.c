@@ -4,17 +4,15 @@
 #include "pp_threads.h"
 #include "pp_cpu.h"
 #include "pp_log.h"
+#include "pp_tasks.h"
 
 #define UNW_LOCAL_ONLY
 #include <libunwind.h>
 
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -144,41 +142,10 @@ static int install(void)
     return 0;
 }
 
-static int by_tid(const void *a, const void *b)
-{
-    uint32_t x = ((const pp_thread_stack *)a)->tid, y = ((const pp_thread_stack *)b)->tid;
-
-    return x < y ? -1 : x > y;
-}
-
 static void read_proc(pp_thread_stack *st)
 {
-    char path[64], buf[512], *p;
-    int fd;
-    ssize_t n;
-
-    st->state = '?';
-    snprintf(path, sizeof(path), "/proc/self/task/%u/stat", st->tid);
-    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) >= 0) {
-        n = read(fd, buf, sizeof(buf) - 1);
-        close(fd);
-        if (n > 0) {
-            buf[n] = '\0';
-            /* "tid (comm) S ...": the state follows the last ')'. */
-            if ((p = strrchr(buf, ')')) && p[1] == ' ' && p[2]) {
-                st->state = p[2];
-            }
-        }
-    }
-    snprintf(path, sizeof(path), "/proc/self/task/%u/comm", st->tid);
-    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) >= 0) {
-        n = read(fd, st->name, sizeof(st->name) - 1);
-        close(fd);
-        st->name[n > 0 ? n : 0] = '\0';
-        if ((p = strchr(st->name, '\n'))) {
-            *p = '\0';
-        }
-    }
+    st->state = pp_tasks_state(NULL, st->tid);
+    pp_tasks_comm(NULL, st->tid, st->name, sizeof(st->name));
 }
 
 static pool *pool_for(size_t n)
@@ -202,39 +169,26 @@ static pool *pool_for(size_t n)
 
 int pp_threads_capture(pp_thread_stack **out, size_t *outn, int timeout_ms)
 {
-    pp_thread_stack *st = NULL;
+    pp_thread_stack *st;
     pool *p;
-    size_t n = 0, cap = 0, i, pending;
+    uint32_t *tids;
+    size_t n, i, pending;
     pid_t self = (pid_t)syscall(SYS_gettid), pid = getpid();
     struct timespec start, now;
     uint64_t gen;
-    DIR *d;
-    struct dirent *de;
 
-    if (install() != 0 || !(d = opendir("/proc/self/task"))) {
+    if (install() != 0 || pp_tasks_list(NULL, &tids, &n) != 0) {
         return -1;
     }
-    while ((de = readdir(d))) {
-        long tid = atol(de->d_name);
-        if (tid <= 0) {
-            continue;
-        }
-        if (n == cap) {
-            size_t ncap = cap ? cap * 2 : 64;
-            pp_thread_stack *ns = realloc(st, ncap * sizeof(*ns));
-            if (!ns) {
-                closedir(d);
-                free(st);
-                return -1;
-            }
-            st = ns;
-            cap = ncap;
-        }
-        memset(&st[n], 0, sizeof(st[n]));
-        st[n++].tid = (uint32_t)tid;
+    /* Ordered by tid, as listed. */
+    if (!(st = calloc(n ? n : 1, sizeof(*st)))) {
+        free(tids);
+        return -1;
     }
-    closedir(d);
-    qsort(st, n, sizeof(*st), by_tid);
+    for (i = 0; i < n; i++) {
+        st[i].tid = tids[i];
+    }
+    free(tids);
     if (!(p = pool_for(n))) {
         free(st);
         return -1;
@@ -256,6 +210,14 @@ int pp_threads_capture(pp_thread_stack **out, size_t *outn, int timeout_ms)
             atomic_store(&sl->done, 1);
             continue;
         }
+        /* A thread that still holds an earlier capture's request blocks the signal (or has
+         * not run since): it cannot answer this one, which would only queue behind the
+         * other. Requests must not pile up: each is a kernel allocation charged to the
+         * user's RLIMIT_SIGPENDING, shared with every process of that user. */
+        if (pp_tasks_sig_pending(NULL, st[i].tid, pp_threads_signal()) == 1) {
+            atomic_store(&sl->done, 1);
+            continue;
+        }
         {
             siginfo_t si;
             memset(&si, 0, sizeof(si));
@@ -265,7 +227,11 @@ int pp_threads_capture(pp_thread_stack **out, size_t *outn, int timeout_ms)
             si.si_uid = getuid();
             si.si_value.sival_ptr = (void *)(uintptr_t)((gen << INDEX_BITS) | i);
             if (syscall(SYS_rt_tgsigqueueinfo, pid, st[i].tid, si.si_signo, &si) != 0) {
-                sl->st.result = PP_THREAD_GONE;
+                /* Only ESRCH says the thread is gone; EAGAIN (the pending signals limit
+                 * reached) is a request that could not be made. */
+                if (errno == ESRCH) {
+                    sl->st.result = PP_THREAD_GONE;
+                }
                 atomic_store(&sl->done, 1);
             }
         }
@@ -276,8 +242,10 @@ int pp_threads_capture(pp_thread_stack **out, size_t *outn, int timeout_ms)
             pending += !atomic_load_explicit(&p->s[i].done, memory_order_acquire);
         }
         clock_gettime(CLOCK_MONOTONIC, &now);
-        if (!pending || (now.tv_sec - start.tv_sec) * 1000 +
-                        (now.tv_nsec - start.tv_nsec) / 1000000 >= timeout_ms) {
+        /* In nanoseconds: milliseconds of a negative tv_nsec difference would round
+         * towards zero, up, and give up to a millisecond before the timeout. */
+        if (!pending || (int64_t)(now.tv_sec - start.tv_sec) * 1000000000 +
+                        (now.tv_nsec - start.tv_nsec) >= (int64_t)timeout_ms * 1000000) {
             break;
         }
         {

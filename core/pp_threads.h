@@ -2,7 +2,9 @@
  * real-time signal (rt_tgsigqueueinfo) whose handler unwinds its interrupted context into
  * a preallocated slot, with libunwind's step loop (async-signal-safe, no per-thread
  * cache to warm). A thread that does not answer by the deadline (it blocks the signal, or
- * never gets scheduled) is reported as such, never waited on further.
+ * never gets scheduled) is reported as such, never waited on further. A thread never holds
+ * more than one request: while an earlier one is still pending for it (/proc's SigPnd),
+ * it is not asked again and is reported as not answering at once.
  *
  * One capture at a time per process (callers serialize). Not async-signal-safe. */
 #ifndef PP_THREADS_H
@@ -16,7 +18,9 @@
 typedef enum {
     PP_THREAD_OK = 0,           /* stack captured */
     PP_THREAD_SELF,             /* the capturing thread itself (captured directly) */
-    PP_THREAD_NO_ANSWER,        /* did not answer by the deadline (signal blocked?) */
+    PP_THREAD_NO_ANSWER,        /* did not answer by the deadline (signal blocked?), or
+                                   could not be asked (an earlier request still pending,
+                                   or the kernel's pending signals limit reached) */
     PP_THREAD_GONE              /* exited before it could be asked */
 } pp_thread_result;
 

@@ -41,21 +41,40 @@ static int waiting_stack(uint64_t *pcs)
     return n;
 }
 
-/* Report a wait (if the observer wants it): 1 if reported. */
+/* Report a wait (if the observer wants it): 1 if reported. errno is left as it was: the
+ * unwinder and the observer may change it (libunwind's memory checks do), the real calls
+ * do not when they succeed. Cancellation is held off meanwhile: those checks read(), a
+ * cancellation point, and pthread_mutex_lock is none; a thread cancelled in here would
+ * leave its wait half reported. */
 static int report(pp_wait_fn fn, int kind)
 {
     uint64_t pcs[PP_WAIT_DEPTH];
-    int n, wanted = 1;
+    int n, wanted = 1, saved_errno = errno, cancel_state;
 
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
     tls_busy = 1;
     if (kind != PP_WAIT_DONE && !(wanted = fn(kind | PP_WAIT_ASK, NULL, 0))) {
         tls_busy = 0;
+        pthread_setcancelstate(cancel_state, NULL);
+        errno = saved_errno;
         return 0;
     }
     n = kind == PP_WAIT_DONE ? 0 : waiting_stack(pcs);
     fn(kind, n ? pcs : NULL, n);
     tls_busy = 0;
+    pthread_setcancelstate(cancel_state, NULL);
+    errno = saved_errno;
     return wanted;
+}
+
+/* poll is a cancellation point: a thread cancelled in it still ends its wait. */
+typedef struct {
+    pp_wait_fn fn;
+} reported_wait;
+
+static void end_on_cancel(void *arg)
+{
+    report(((reported_wait *)arg)->fn, PP_WAIT_DONE);
 }
 
 static int hook_lock(pthread_mutex_t *m)
@@ -84,7 +103,7 @@ static int hook_lock(pthread_mutex_t *m)
 static int hook_poll(struct pollfd *fds, nfds_t nfds, int timeout)
 {
     pp_wait_fn fn = __atomic_load_n(&observer, __ATOMIC_ACQUIRE);
-    int rc, err;
+    int rc;
 
     if (__builtin_expect(fn == NULL, 1) || timeout == 0 || tls_busy) {
         return real_poll(fds, nfds, timeout);
@@ -92,10 +111,13 @@ static int hook_poll(struct pollfd *fds, nfds_t nfds, int timeout)
     if (!report(fn, PP_WAIT_NET)) {
         return real_poll(fds, nfds, timeout);
     }
-    rc = real_poll(fds, nfds, timeout);
-    err = errno;
+    {
+        reported_wait w = { fn };
+        pthread_cleanup_push(end_on_cancel, &w);
+        rc = real_poll(fds, nfds, timeout);
+        pthread_cleanup_pop(0);
+    }
     report(fn, PP_WAIT_DONE);
-    errno = err;
     return rc;
 }
 

@@ -4,7 +4,9 @@
  * a backend's answer) are reported before the wait, with the waiting call stack, and
  * after it. A free lock costs one trylock and is not reported. While the observer is off
  * each replacement costs one predictable branch before the real call. The observer must
- * not wait itself. */
+ * not wait itself. Observed or not, the replacements behave as the real calls do: errno
+ * is theirs, and cancellation acts where theirs does (never in pthread_mutex_lock; in
+ * poll, after which the observer still hears the wait is over). */
 #ifndef PP_WAIT_H
 #define PP_WAIT_H
 
