@@ -450,11 +450,15 @@ static int scoreboard_worker(agent_t *a, const pp_thread_stack *st)
 static char *thread_info(agent_t *a, apr_pool_t *p, const pp_thread_stack *st, size_t n)
 {
     apr_array_header_t *lines = apr_array_make(p, (int)n, sizeof(char *));
-    apr_size_t cap = pp_reqrec_capacity(), nrec = 0, i;
-    pp_reqrec_view *views = cap ? apr_palloc(p, cap * sizeof(*views)) : NULL;
     apr_hash_t *by_tid = apr_hash_make(p);
     apr_time_t now = apr_time_now();
+    apr_size_t cap = pp_reqrec_capacity(), nrec = 0, i;
+    pp_reqrec_view *views;
 
+    /* Records are held by live threads only: room for the threads captured, and for
+     * some started since. */
+    cap = cap < n + SPARE_RECORDS ? cap : n + SPARE_RECORDS;
+    views = cap ? apr_palloc(p, cap * sizeof(*views)) : NULL;
     find_child_num(a);
     if (views) {
         nrec = pp_reqrec_snapshot(views, cap);
