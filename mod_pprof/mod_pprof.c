@@ -10,7 +10,6 @@
 #include "http_core.h"
 #include "http_log.h"
 #include "http_request.h"
-#include "scoreboard.h"
 #include "http_protocol.h"
 #include "apr_strings.h"
 #include "apr_thread_mutex.h"
@@ -147,9 +146,8 @@ static int post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp, s
             ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, "PP0022: cannot hook pthread_create");
         }
         apr_pool_cleanup_register(pconf, NULL, heap_cleanup, apr_pool_cleanup_null);
-        /* The thread dump shows each worker's request from the scoreboard, as mod_status
-         * does; like mod_status, ask httpd to keep those fields up to date. */
-        ap_extended_status = 1;
+        /* ExtendedStatus stays the admin's (or mod_status's): the thread dump keeps what
+         * it shows in records of its own (pprof_agent_request_begin), never set here. */
     }
     return OK;
 }
@@ -169,6 +167,18 @@ static int create_request(request_rec *r)
 static int tag_request(request_rec *r)
 {
     pprof_agent_tag_request(r);
+    return DECLINED;
+}
+
+static int request_begin(request_rec *r)
+{
+    pprof_agent_request_begin(r);
+    return DECLINED;
+}
+
+static int request_end(request_rec *r)
+{
+    pprof_agent_request_end(r);
     return DECLINED;
 }
 
@@ -204,6 +214,9 @@ static void register_hooks(apr_pool_t *p)
     ap_hook_child_init(child_init, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_pre_connection(pre_connection, NULL, NULL, APR_HOOK_REALLY_FIRST);
     ap_hook_create_request(create_request, NULL, NULL, APR_HOOK_MIDDLE);
+    /* Last: the client as mod_remoteip (a FIRST hook) makes it. Ended after every logger. */
+    ap_hook_post_read_request(request_begin, NULL, NULL, APR_HOOK_REALLY_LAST);
+    ap_hook_log_transaction(request_end, NULL, NULL, APR_HOOK_REALLY_LAST);
     /* First of all handlers: label the thread with the request it now serves. */
     ap_hook_handler(tag_request, NULL, NULL, APR_HOOK_REALLY_FIRST);
     ap_hook_handler(pprof_handler, NULL, NULL, APR_HOOK_MIDDLE);

@@ -18,6 +18,7 @@
 #include "pp_tcreate.h"
 #include "pp_threads.h"
 #include "pp_maps.h"
+#include "pp_reqrec.h"
 #include "pp_stacktab.h"
 #include "pp_tbuf.h"
 
@@ -38,6 +39,7 @@ APLOG_USE_MODULE(pprof);
 #define MAX_TAGS 1024           /* distinct (handler, vhost) pairs a child labels */
 #define DRAIN_MS 100
 #define CMD_TIMEOUT apr_time_from_sec(5)
+#define SPARE_RECORDS 64        /* request records beyond the MPM's threads (other pools) */
 
 typedef struct {
     /* Pools with allocators of their own: pchild's may not be touched from two threads.
@@ -75,11 +77,11 @@ typedef struct {
     const char *tags[MAX_TAGS + 1];
     apr_uint32_t ntags;
 
-    /* Threads: which scoreboard slot each worker thread fills, and its last handler. */
+    /* Threads: which scoreboard slot each worker thread fills (for the trace). What each
+     * thread serves is in its request record (pp_reqrec), not here. */
     int child_num;              /* our process slot in the scoreboard, -1 unknown */
     int threaded;               /* 0 (prefork): the main thread is worker slot 0 */
     int nworkers;
-    char (*worker_handler)[32]; /* by thread_num: the last request's handler */
     apr_uint32_t *worker_tid;   /* by thread_num: the kernel's id of the thread, once seen */
     apr_uint32_t agent_tid;
 } agent_t;
@@ -155,13 +157,55 @@ apr_uint32_t pprof_agent_slot_tid(int slot)
     return a && slot >= 0 && slot < a->nworkers ? a->worker_tid[slot] : 0;
 }
 
-static void note_worker(request_rec *r)
+/* The request line as mod_status shows it: a password in the URI is left out. */
+static void request_line(request_rec *r, char *dst, apr_size_t n)
 {
-    agent_t *a = agent;
-    int slot = pprof_agent_slot();
+    if (r->parsed_uri.password) {
+        /* Rare (an absolute URI with user:password@): the only case that allocates. */
+        pp_reqrec_copy(dst, n, apr_pstrcat(r->pool, r->method, " ",
+                                           apr_uri_unparse(r->pool, &r->parsed_uri,
+                                                           APR_URI_UNP_OMITPASSWORD),
+                                           r->assbackwards ? NULL : " ", r->protocol, NULL));
+    } else {
+        pp_reqrec_copy(dst, n, r->the_request);
+    }
+}
 
-    if (a && slot >= 0 && r->handler) {
-        apr_cpystrn(a->worker_handler[slot], r->handler, 32);
+void pprof_agent_request_begin(request_rec *r)
+{
+    pp_reqrec *rec;
+    pp_reqrec_info info;
+
+    if (r->main || r->prev || !(rec = pp_reqrec_self())) {
+        return;
+    }
+    memset(&info, 0, sizeof(info));
+    info.token = (apr_uint64_t)(uintptr_t)r;
+    info.start_us = r->request_time;    /* read by httpd already: no clock call here */
+    request_line(r, info.request, sizeof(info.request));
+    pp_reqrec_copy(info.vhost, sizeof(info.vhost), r->server->server_hostname);
+    pp_reqrec_copy(info.client, sizeof(info.client), r->useragent_ip ? r->useragent_ip
+                                                     : r->connection->client_ip);
+    pp_reqrec_begin(rec, &info);
+}
+
+void pprof_agent_request_end(request_rec *r)
+{
+    /* Found by its token (the request_config slot is the trace's): usually in this
+     * thread's own record, else in the one of the thread that began it. */
+    pp_reqrec_end((apr_uint64_t)(uintptr_t)r);
+}
+
+static void note_handler(request_rec *r)
+{
+    pp_reqrec *rec;
+
+    /* Learn the worker's scoreboard slot and kernel tid once (the trace's first state
+     * names the threads by them). */
+    pprof_agent_slot();
+    /* The main request's handler (after an internal redirect, the new one's). */
+    if (!r->main && r->handler && (rec = pp_reqrec_self()) != NULL) {
+        pp_reqrec_set_handler(rec, r->handler);
     }
 }
 
@@ -177,7 +221,7 @@ void pprof_agent_tag_request(request_rec *r)
     apr_uint32_t tag;
     void *v;
 
-    note_worker(r);
+    note_handler(r);
     if (!agent || !agent->cpu_on) {
         return;
     }
@@ -365,74 +409,86 @@ static void send_heap(int fd, int gc, apr_time_t deadline)
     free(recs);
 }
 
-static const char *worker_status(int st)
+/* A field of the info line: what the record holds, with tabs and line ends (possible in
+ * a hostile request line only) made spaces. */
+static const char *field(apr_pool_t *p, const char *src, apr_size_t max)
 {
-    switch (st) {
-    case SERVER_READY: return "idle";
-    case SERVER_BUSY_READ: return "reading";
-    case SERVER_BUSY_WRITE: return "writing";
-    case SERVER_BUSY_KEEPALIVE: return "keepalive";
-    case SERVER_BUSY_LOG: return "logging";
-    case SERVER_BUSY_DNS: return "dns";
-    case SERVER_CLOSING: return "closing";
-    case SERVER_GRACEFUL: return "graceful";
-    case SERVER_IDLE_KILL: return "idle-kill";
-    case SERVER_STARTING: return "starting";
-    case SERVER_DEAD: return "dead";
-    default: return "unknown";
+    char *f = apr_pstrndup(p, src, max), *c;
+
+    for (c = f; *c; c++) {
+        if (*c == '\t' || *c == '\n' || *c == '\r') {
+            *c = ' ';
+        }
     }
+    return f;
 }
 
-/* One line per thread: tid, role, and what the scoreboard knows of a worker's request:
- * "tid\trole\tstatus\tclient\tvhost\trequest\thandler\tseconds". */
-static char *thread_info(agent_t *a, apr_pool_t *p, const pp_thread_stack *st, size_t n)
+/* Is this thread a worker of the MPM? Threaded MPMs stamp each worker score with the
+ * pthread that fills it (a stamp kept whatever ExtendedStatus says); prefork's one worker
+ * is the main thread. Only for the role of a worker that has served nothing yet: what a
+ * worker serves comes from its own request record. */
+static int scoreboard_worker(agent_t *a, const pp_thread_stack *st)
 {
-    find_child_num(a);
-    apr_array_header_t *lines = apr_array_make(p, (int)n, sizeof(char *));
-    apr_time_t now = apr_time_now();
-    size_t i;
     int j;
 
+    if (!a->threaded) {
+        return st->tid == (apr_uint32_t)getpid();
+    }
+    for (j = 0; j < a->nworkers && a->child_num >= 0 && st->pthread; j++) {
+        worker_score *ws = ap_get_scoreboard_worker_from_indexes(a->child_num, j);
+        if (ws && (apr_uint64_t)ws->tid == st->pthread) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* One line per thread: tid, role, and what its request record says it serves:
+ * "tid\trole\tstatus\tclient\tvhost\trequest\thandler\tseconds". Status is "writing"
+ * while a request is in progress (its headers read, not yet logged), "idle" otherwise,
+ * "changing" for a record that was rewritten under every read. */
+static char *thread_info(agent_t *a, apr_pool_t *p, const pp_thread_stack *st, size_t n)
+{
+    apr_array_header_t *lines = apr_array_make(p, (int)n, sizeof(char *));
+    apr_hash_t *by_tid = apr_hash_make(p);
+    apr_time_t now = apr_time_now();
+    apr_size_t cap = pp_reqrec_capacity(), nrec = 0, i;
+    pp_reqrec_view *views;
+
+    /* Records are held by live threads only: room for the threads captured, and for
+     * some started since. */
+    cap = cap < n + SPARE_RECORDS ? cap : n + SPARE_RECORDS;
+    views = cap ? apr_palloc(p, cap * sizeof(*views)) : NULL;
+    find_child_num(a);
+    if (views) {
+        nrec = pp_reqrec_snapshot(views, cap);
+    }
+    for (i = 0; i < nrec; i++) {
+        apr_hash_set(by_tid, &views[i].tid, sizeof(views[i].tid), &views[i]);
+    }
     for (i = 0; i < n; i++) {
+        const pp_reqrec_view *v = apr_hash_get(by_tid, &st[i].tid, sizeof(st[i].tid));
         const char *role = "other", *status = "", *client = "", *vhost = "", *req = "",
                    *handler = "";
         double secs = -1;
-        if (st[i].tid == (apr_uint32_t)getpid()) {
+
+        if (st[i].tid == (apr_uint32_t)getpid() && a->threaded) {
             role = "main";
         } else if (st[i].tid == a->agent_tid) {
             role = "agent";
-        }
-        /* The MPM stamps each worker score with the pthread that fills it. */
-        for (j = 0; j < a->nworkers && a->child_num >= 0 && st[i].pthread; j++) {
-            worker_score *ws = ap_get_scoreboard_worker_from_indexes(a->child_num, j);
-            /* Threaded MPMs stamp each worker score with its pthread; prefork does not:
-             * there the main thread is worker 0. */
-            if (!ws || (a->threaded ? (apr_uint64_t)ws->tid != st[i].pthread
-                                    : (j != 0 || st[i].tid != (apr_uint32_t)getpid()))) {
-                continue;
-            }
+        } else if (v || scoreboard_worker(a, &st[i])) {
             role = "worker";
-            status = worker_status(ws->status);
-            if (ws->status != SERVER_READY && ws->status != SERVER_DEAD &&
-                ws->status != SERVER_BUSY_KEEPALIVE) {
-                client = apr_pstrndup(p, ws->client64, sizeof(ws->client64));
-                vhost = apr_pstrndup(p, ws->vhost, sizeof(ws->vhost));
-                /* "host:port" in the scoreboard; the CPU profile's label is the host. */
-                if (strchr(vhost, ':') && strspn(strrchr(vhost, ':') + 1, "0123456789") ==
-                    strlen(strrchr(vhost, ':') + 1)) {
-                    vhost = apr_pstrndup(p, vhost, (apr_size_t)(strrchr(vhost, ':') - vhost));
-                }
-                req = apr_pstrndup(p, ws->request, sizeof(ws->request));
-                handler = apr_pstrndup(p, a->worker_handler[j], 32);
-                secs = ws->start_time ? (double)(now - ws->start_time) / APR_USEC_PER_SEC : -1;
-            }
+            status = "idle";
         }
-        /* Tabs and newlines cannot occur in these fields but for a hostile request line. */
-        req = apr_pstrdup(p, req);
-        for (char *c = (char *)req; *c; c++) {
-            if (*c == '\t' || *c == '\n' || *c == '\r') {
-                *c = ' ';
-            }
+        if (v && v->torn) {
+            status = "changing";
+        } else if (v && v->busy) {
+            status = "writing";
+            client = field(p, v->info.client, sizeof(v->info.client));
+            vhost = field(p, v->info.vhost, sizeof(v->info.vhost));
+            req = field(p, v->info.request, sizeof(v->info.request));
+            handler = field(p, v->info.handler, sizeof(v->info.handler));
+            secs = (double)(now - v->info.start_us) / APR_USEC_PER_SEC;
         }
         APR_ARRAY_PUSH(lines, char *) = apr_psprintf(p, "%u\t%s\t%s\t%s\t%s\t%s\t%s\t%.3f",
                                                      st[i].tid, role, status, client, vhost,
@@ -814,8 +870,20 @@ void pprof_agent_child_init(apr_pool_t *pchild, server_rec *s)
         ap_mpm_query(AP_MPMQ_HARD_LIMIT_THREADS, &threads);
         find_child_num(a);
         a->nworkers = threads > 0 ? threads : 1;
-        a->worker_handler = apr_pcalloc(pchild, a->nworkers * sizeof(*a->worker_handler));
         a->worker_tid = apr_pcalloc(pchild, a->nworkers * sizeof(*a->worker_tid));
+    }
+    {
+        /* One request record per thread that serves requests: the MPM's, and a few of
+         * other pools (a protocol module's own workers). Kept until the process ends:
+         * no thread may be left writing into a record that is gone. */
+        int threads = 1;
+        if (ap_mpm_query(AP_MPMQ_HARD_LIMIT_THREADS, &threads) != APR_SUCCESS || threads < 1) {
+            threads = 1;
+        }
+        if (pp_reqrec_init((size_t)threads + SPARE_RECORDS) != 0) {
+            ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, "PP0013: no memory for request "
+                         "records: the thread dump shows no requests");
+        }
     }
     if (apr_thread_mutex_create(&a->tag_mutex, APR_THREAD_MUTEX_DEFAULT, pchild) != APR_SUCCESS ||
         pipe2(a->wake, O_CLOEXEC | O_NONBLOCK) != 0) {

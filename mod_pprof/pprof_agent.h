@@ -15,6 +15,13 @@ void pprof_agent_child_init(apr_pool_t *pchild, server_rec *s);
 void pprof_agent_thread_warm(void);
 void pprof_agent_tag_request(request_rec *r);
 
+/* What the thread dump shows of a worker's request, kept in the thread's own record
+ * (pp_reqrec): begin (post_read_request) copies the request line, vhost, client and start
+ * time into it; the handler hook adds the handler; end (log_transaction, on whichever
+ * thread logs) marks it over. No lock and no allocation; nothing from ExtendedStatus. */
+void pprof_agent_request_begin(request_rec *r);
+void pprof_agent_request_end(request_rec *r);
+
 /* The calling thread's worker slot in this child's scoreboard row (found once per
  * thread), or -1 for a thread that is no worker. */
 int pprof_agent_slot(void);

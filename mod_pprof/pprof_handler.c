@@ -48,7 +48,7 @@ static const endpoint endpoints[] = {
       "The command line of the server's parent process, as it was started" },
     { "goroutine", pprof_serve_goroutine, pprof_threads_count, 1,
       "Stack traces of all current threads of every child, with the request each worker "
-      "serves (debug=2: a full dump with the scoreboard's view of each request)" },
+      "serves (debug=2: a full dump with each worker's request)" },
     { "heap", pprof_serve_heap, pprof_heap_count, 1,
       "A sampling of memory allocations of live objects in every child. You can specify "
       "the gc GET parameter to return freed memory to the system (malloc_trim) before "

@@ -34,7 +34,7 @@ typedef struct {
     int answered;
     char state;
     const char *name;
-    /* From the child's scoreboard line. */
+    /* From the child's info line: the thread's role and its request record. */
     const char *role, *status, *client, *vhost, *request, *handler;
     double seconds;
 } thread_rec;
@@ -311,7 +311,7 @@ static const char *state_name(char s)
 }
 
 /* Go's full goroutine dump (debug=2), one block per thread: a header with the thread id,
- * its state, and what the scoreboard knows of its request; then each frame as
+ * its state, and what its request record says it serves; then each frame as
  * "function(...)" and "\tfile:line +0xOFF". */
 static int send_dump(request_rec *r, apr_array_header_t *threads)
 {

@@ -1,5 +1,6 @@
-/* /debug/pprof/goroutine (every thread of every child, with what the scoreboard knows of
- * its request) and /debug/pprof/threadcreate (where each live thread was created). */
+/* /debug/pprof/goroutine (every thread of every child, with the request it serves, from
+ * its own request record) and /debug/pprof/threadcreate (where each live thread was
+ * created). */
 #ifndef PPROF_THREADS_H
 #define PPROF_THREADS_H
 

@@ -4,7 +4,7 @@ goroutine: each child's agent sends a directed signal to each of its threads and
 on a thread after 250 ms (it then shows mod_pprof.threadDidNotAnswer). debug=0 is a
 profile.proto of goroutine/count samples labelled pid, role and (for a worker serving a
 request) handler and vhost; debug=1 is Go's printCountProfile text; debug=2 one block per
-thread with the scoreboard's view of its request. threadcreate: the creation stack of each
+thread with its request (from the thread's own request record). threadcreate: the creation stack of each
 live thread (pthread_create interposed).
 
 Workloads from mod_pprof_test: sleep?ms=N sleeps in pprof_test_sleep, burn?ms=N burns
@@ -23,7 +23,7 @@ import time
 
 import pytest
 
-from conftest import (SRCDIR, Httpd, _finish, _check_modules, go_pprof,
+from conftest import (MODULES_DIR, SRCDIR, Httpd, _finish, _check_modules, go_pprof,
                       make_tmpdir, protoc_decode)
 from pprof_output import DecodedProfile, parse_top as read_top, parse_tags as read_tags
 from pprof_http import check_profile_response, check_text_response
@@ -734,6 +734,53 @@ def test_count_text(srv, busy):
     assert sum(by_pid.values()) == SLEEPERS, (by_pid, busy.text.text)
     assert by_pid == collections.Counter(p for p, _ in busy.sleeping), \
         (by_pid, busy.sleeping)
+
+
+# --- the request records: with and without mod_status, ExtendedStatus left alone -----------------
+
+STATUS_CONF = "LoadModule status_module %s/mod_status.so\n" % MODULES_DIR
+
+
+@pytest.mark.parametrize("status", [False, True], ids=["plain", "mod_status"])
+def test_dump_request_lines(make_httpd, mpm, status):
+    """debug=2 names the request of every sleeping worker, whether or not mod_status is
+    loaded (it turns ExtendedStatus on by default; without it ExtendedStatus is off): the
+    dump reads each thread's own request record, never the scoreboard's request fields."""
+    h = make_httpd(extra_conf=EXTRA_CONF.get(mpm, "") + (STATUS_CONF if status else ""))
+    # The flag as httpd's own modules see it: mod_status switched it on, nothing else did.
+    flag = h.get("/pprof-test/extended")
+    assert flag.status == 200 and flag.text == "extended %d\n" % status, flag
+    assert not sleeping_threads(h), "threads already sleeping"
+    t0 = time.monotonic()
+    sleepers = Requests(h, SLEEP, SLEEPERS, loop=False, max_seconds=60).start()
+    try:
+        wait_for(lambda: len(sleeping_threads(h)) >= SLEEPERS, 5)
+        asleep = sleeping_threads(h)
+        dump, _ = timed_get(h, GOROUTINE + "?debug=2")
+        judged = time.monotonic() - t0 < SLEEP_MS / 1000.0 - 0.3
+    finally:
+        sleepers.finish()
+    assert len(asleep) == SLEEPERS, asleep
+    assert judged, "the dump came too late to judge (sleepers may have woken)"
+    check_text_response(dump)
+    blocks = parse_dump(dump.text)
+    serving = [b for b in blocks if b["head"]["request"] == SLEEP_LINE]
+    assert {(int(b["head"]["pid"]), int(b["head"]["tid"])) for b in serving} == asleep, \
+        "%d of %d sleeping workers shown with their request:\n%s" % (
+            len(serving), SLEEPERS, "\n\n".join(b["text"] for b in sleep_blocks(blocks)))
+    for b in serving:
+        hd = b["head"]
+        assert (hd["role"], hd["status"], hd["handler"], hd["client"], hd["vhost"]) == \
+            ("worker", "writing", "pprof-test", "127.0.0.1", "127.0.0.1"), b["text"]
+        assert "pprof_test_sleep" in block_funcs(b), b["text"]
+
+
+def test_extended_status_left_off(srv):
+    """Without mod_status ExtendedStatus is off, and mod_pprof does not switch it on (each
+    request would pay for times() and the scoreboard's copies)."""
+    for _ in range(4):          # answered by any child
+        r = srv.get("/pprof-test/extended")
+        assert r.status == 200 and r.text == "extended 0\n", r
 
 
 # --- index ----------------------------------------------------------------------------------------

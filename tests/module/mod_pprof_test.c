@@ -17,11 +17,13 @@
  *                  (tests/unit/pp_alloc_testlib.c): an object loaded after start-up
  *   addr           prints "0xADDR pprof_test_hot_a" (and _b) for the symbol tests
  *   pid            prints this child's pid
+ *   extended       prints "extended N": httpd's ap_extended_status in this child
  * Functions are noinline and built with -fno-inline so their names are on the stack. */
 #include "httpd.h"
 #include "http_config.h"
 #include "http_protocol.h"
 #include "http_log.h"
+#include "scoreboard.h"
 #include "util_script.h"
 #include "apr_strings.h"
 
@@ -303,6 +305,9 @@ static int test_handler(request_rec *r)
         }
     } else if (strcmp(what, "pid") == 0) {
         ap_rprintf(r, "%ld\n", (long)getpid());
+        return OK;
+    } else if (strcmp(what, "extended") == 0) {
+        ap_rprintf(r, "extended %d\n", ap_extended_status);
         return OK;
     } else {
         return HTTP_NOT_FOUND;
