@@ -30,6 +30,10 @@ bench_settings() {
     TARGET=${TARGET:-/bench.html}
     NOBUILD=${NOBUILD:-0}
     KEEP_TMP=${KEEP_TMP:-0}
+    # Commands put before apache2 -k start and before wrk (e.g. "taskset -c 0"): children
+    # inherit the server's CPU affinity.
+    SERVER_PREFIX=${SERVER_PREFIX:-}
+    WRK_PREFIX=${WRK_PREFIX:-}
 
     APACHE2=/usr/sbin/apache2
     MODDIR=/usr/lib/apache2/modules
@@ -202,7 +206,8 @@ start_server() {
     out=$(timeout "$CMD_TIMEOUT" "$APACHE2" -f "$conf" -t 2>&1) || die "apache2 -t ($name): $out"
     : >"$tmp/$name.error_log"
     running_conf=$conf
-    out=$(timeout "$CMD_TIMEOUT" "$APACHE2" -f "$conf" -k start 2>&1) \
+    # shellcheck disable=SC2086
+    out=$(timeout "$CMD_TIMEOUT" $SERVER_PREFIX "$APACHE2" -f "$conf" -k start 2>&1) \
         || die "apache2 -k start ($name): $out"
     deadline=$((SECONDS + START_TIMEOUT))
     while ((SECONDS < deadline)); do
@@ -232,11 +237,13 @@ children_rss() {
     echo "$sum $n"
 }
 
-# CPU time (utime + stime, all threads, in clock ticks) of the running server's children.
+# CPU time (utime + stime, all threads, in clock ticks) of the running server's children
+# (with "parent" as $1: of the parent too).
 children_cpu() {
     local pid kids k t sum=0
     pid=$(cat "${running_conf%.conf}.pid")
     kids=$(children_of "$pid")
+    [[ ${1:-} == parent ]] && kids="$pid $kids"
     for k in $kids; do
         # Fields 14 and 15 of /proc/PID/stat, counted after the ")" that ends comm.
         t=$(sed 's/.*) //' "/proc/$k/stat" 2>/dev/null | awk '{print $12 + $13}' || true)
@@ -249,7 +256,8 @@ children_cpu() {
 # RSS there at 2/3 of the run.
 run_wrk() {
     local secs=$1 url=$2 out=$3 rssfile=${4:-}
-    timeout $((secs + 30)) wrk -t"$THREADS" -c"$CONNS" -d"${secs}s" --latency "$url" >"$out" 2>&1 &
+    # shellcheck disable=SC2086
+    timeout $((secs + 30)) $WRK_PREFIX wrk -t"$THREADS" -c"$CONNS" -d"${secs}s" --latency "$url" >"$out" 2>&1 &
     wrk_pid=$!
     if [[ -n $rssfile ]]; then
         sleep "$(awk -v s="$secs" 'BEGIN { printf "%.1f", s * 2 / 3 }')"
