@@ -1,4 +1,5 @@
 #include "pp_maps.h"
+#include "pp_interp.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -57,7 +58,9 @@ static int parse_line(const char *line, size_t len, pp_map_entry *e, const char 
     if (*pathlen == 0) {
         return 0;
     }
-    if (**path != '/' && !(*pathlen == 6 && memcmp(*path, "[vdso]", 6) == 0)) {
+    if (**path != '/' && !(*pathlen == 6 && memcmp(*path, "[vdso]", 6) == 0) &&
+        !(*pathlen > sizeof(PP_INTERP_PATH_PREFIX) - 1 &&
+          memcmp(*path, PP_INTERP_PATH_PREFIX, sizeof(PP_INTERP_PATH_PREFIX) - 1) == 0)) {
         return 0;
     }
     e->start = start;
@@ -151,13 +154,31 @@ static int slurp(const char *path, char **out, size_t *outlen)
     return 0;
 }
 
+/* The maps file; this process's own (path NULL) with its interpreter frames' records
+ * after the kernel's lines (see pp_interp.h): every reader of a process's maps names its
+ * synthetic PCs too. */
+static int slurp_maps(const char *path, char **text, size_t *len)
+{
+    size_t cap;
+
+    if (slurp(path ? path : "/proc/self/maps", text, len) != 0) {
+        return -1;
+    }
+    cap = *len + 1;
+    if (!path && pp_interp_maps_append(text, len, &cap) != 0) {
+        free(*text);
+        return -1;
+    }
+    return 0;
+}
+
 pp_maps *pp_maps_read(const char *path)
 {
     char *text;
     size_t len;
     pp_maps *m;
 
-    if (slurp(path ? path : "/proc/self/maps", &text, &len) != 0) {
+    if (slurp_maps(path, &text, &len) != 0) {
         return NULL;
     }
     m = pp_maps_parse(text, len);
@@ -171,7 +192,7 @@ int pp_maps_read_text(const char *path, char **out, size_t *outlen)
     const char *p, *end;
     size_t len;
 
-    if (slurp(path ? path : "/proc/self/maps", &text, &len) != 0) {
+    if (slurp_maps(path, &text, &len) != 0) {
         return -1;
     }
     /* Keep only the lines pp_maps_parse would keep: maps of large servers are long. */

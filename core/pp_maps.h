@@ -18,14 +18,18 @@ typedef struct {
 typedef struct pp_maps pp_maps;
 
 /* Parse maps text (the format of /proc/PID/maps). Keeps executable mappings of regular
- * files; "[vdso]" is kept too so that its frames can be named. NULL on out of memory. */
+ * files; "[vdso]" is kept too so that its frames can be named, and so are the
+ * pseudo-mappings of interpreter frames ("[pp-interp] ...", see pp_interp.h). NULL on out
+ * of memory. */
 pp_maps *pp_maps_parse(const char *text, size_t len);
 
-/* Read and parse a maps file; path NULL means "/proc/self/maps" (the test seam). */
+/* Read and parse a maps file; path NULL means "/proc/self/maps" (the test seam), followed
+ * by this process's interpreter frame records (pp_interp_maps_append). */
 pp_maps *pp_maps_read(const char *path);
 
 /* The executable lines of a maps file, as text for pp_maps_parse in another process.
- * *out is malloc'ed. path NULL: /proc/self/maps. */
+ * *out is malloc'ed. path NULL: /proc/self/maps and this process's interpreter frame
+ * records. */
 int pp_maps_read_text(const char *path, char **out, size_t *outlen);
 
 void pp_maps_free(pp_maps *m);

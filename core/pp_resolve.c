@@ -1,5 +1,6 @@
 #include "pp_resolve.h"
 #include "pp_hash.h"
+#include "pp_interp.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -111,11 +112,53 @@ int pp_resolver_add_mappings(pp_resolver *r, const pp_maps *maps)
     size_t i;
 
     for (i = 0; i < pp_maps_count(maps); i++) {
+        if (pp_interp_is_path(pp_maps_get(maps, i)->path)) {
+            continue;           /* interpreter frames: no object behind them */
+        }
         if (mapping_for(r, pp_maps_get(maps, i)) < 0) {
             return -1;
         }
     }
     return 0;
+}
+
+/* An interpreter frame (pp_interp.h): a location of its own, in no mapping, keyed by what
+ * it names (function, file, line), so that the same script line in every child is one
+ * location. */
+static uint64_t interp_location(pp_resolver *r, const pp_map_entry *e, uint64_t fileoff)
+{
+    size_t plen = strlen(e->path);
+    char key[sizeof(PP_INTERP_PATH_PREFIX) + PP_INTERP_MAX_NAME + PP_INTERP_MAX_FILE + 32];
+    uint32_t line = (uint32_t)(fileoff / PP_INTERP_PC_SPAN);
+    uint64_t id = 0;
+    pp_frame fr;
+    pp_line ln;
+
+    if (plen + 1 + sizeof(line) > sizeof(key)) {
+        plen = sizeof(key) - 1 - sizeof(line);
+    }
+    memcpy(key, e->path, plen);
+    key[plen] = '\0';
+    memcpy(key + plen + 1, &line, sizeof(line));
+    if (pp_hash_find(r->locations, key, plen + 1 + sizeof(line), &id)) {
+        return id;
+    }
+    if (pp_symbolize(r->sym, e->path, fileoff, &fr, 1) != 1) {
+        fr.function = "?";
+        fr.file = NULL;
+        fr.line = 0;
+        fr.start_line = 0;
+    }
+    if (!(ln.function_id = pp_profile_function(r->prof, fr.function, NULL, fr.file,
+                                               fr.start_line))) {
+        return 0;
+    }
+    ln.line = fr.line;
+    id = pp_profile_add_location(r->prof, 0, 0, &ln, 1);
+    if (id && pp_hash_intern(r->locations, key, plen + 1 + sizeof(line), &id) < 0) {
+        return 0;
+    }
+    return id;
 }
 
 static uint64_t resolve_pc(pp_resolver *r, const pp_maps *maps, uint64_t pc)
@@ -143,6 +186,9 @@ static uint64_t resolve_pc(pp_resolver *r, const pp_maps *maps, uint64_t pc)
             }
         }
         return id;
+    }
+    if (pp_interp_is_path(e->path)) {
+        return interp_location(r, e, pc - e->start + e->offset);
     }
     if ((mi = mapping_for(r, e)) < 0) {
         return 0;

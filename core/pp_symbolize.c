@@ -1,5 +1,6 @@
 #include "pp_symbolize.h"
 #include "pp_hash.h"
+#include "pp_interp.h"
 #include "pp_log.h"
 
 #include <elfutils/libdw.h>
@@ -299,16 +300,46 @@ fallback:
     return 1;
 }
 
+/* An interpreter frame's record: all it says is in its pseudo-mapping's path, and its
+ * line in the offset (pp_interp.h). */
+static int interp_frame(pp_symbolizer *s, const char *path, uint64_t file_offset,
+                        pp_frame *frame)
+{
+    pp_interp_record rec;
+    char buf[PP_INTERP_MAX_NAME + PP_INTERP_MAX_FILE + 1];
+    size_t n;
+
+    if (pp_interp_decode(path, file_offset, &rec) != 0) {
+        return 0;
+    }
+    n = rec.function_len < sizeof(buf) - 1 ? rec.function_len : sizeof(buf) - 1;
+    memcpy(buf, rec.function, n);
+    buf[n] = '\0';
+    frame->function = intern(s, buf);
+    n = rec.file_len < sizeof(buf) - 1 ? rec.file_len : sizeof(buf) - 1;
+    memcpy(buf, rec.file, n);
+    buf[n] = '\0';
+    frame->file = n ? intern(s, buf) : NULL;
+    frame->line = (int)rec.line;
+    frame->start_line = (int)rec.start_line;
+    frame->offset = 0;
+    return frame->function ? 1 : 0;
+}
+
 int pp_symbolize(pp_symbolizer *s, const char *path, uint64_t file_offset,
                  pp_frame *frames, int max)
 {
-    object *o = get_object(s, path);
+    object *o;
     GElf_Addr addr;
     GElf_Off symoff;
     GElf_Sym sym;
     const char *symname;
     int n = 0, i;
 
+    if (pp_interp_is_path(path)) {
+        return max > 0 ? interp_frame(s, path, file_offset, frames) : 0;
+    }
+    o = get_object(s, path);
     if (!o || !o->dwfl || max <= 0 || offset_to_vaddr(o->mod, file_offset, &addr) != 0) {
         return 0;
     }

@@ -26,7 +26,9 @@ pp_symbolizer *pp_symbolizer_new(void);
 void pp_symbolizer_free(pp_symbolizer *s);
 
 /* The frames at file_offset of path, innermost inlined call first: fills up to max and
- * returns how many (0: no symbol covers it, or the object cannot be read). */
+ * returns how many (0: no symbol covers it, or the object cannot be read). A path of an
+ * interpreter frame's pseudo-mapping (pp_interp.h) is that one frame: its function, its
+ * script file (NULL for a built-in) and the line the offset encodes. */
 int pp_symbolize(pp_symbolizer *s, const char *path, uint64_t file_offset,
                  pp_frame *frames, int max);
 

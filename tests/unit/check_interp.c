@@ -1,0 +1,611 @@
+/* Interpreter frames: splicing a provider's frames into native stacks, the lock-free
+ * table that interns them, their pseudo-mappings in this process's maps, and their names
+ * through pp_symbolize and the resolver. Check forks a process per test: each starts with
+ * no provider and an empty table. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "pp_interp.h"
+#include "pp_maps.h"
+#include "pp_profile.h"
+#include "pp_resolve.h"
+#include "pp_stacktab.h"
+#include "pp_symbolize.h"
+#include "profile.pb-c.h"
+
+#include <check.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PC(slot) (PP_INTERP_PC_BASE + PP_INTERP_PC_SPAN * (uint64_t)(slot) + 8)
+
+static int is_synthetic(uint64_t pc)
+{
+    return pc >= PP_INTERP_PC_BASE && pc < PP_INTERP_PC_BASE + PP_INTERP_PC_SPAN * 16384ull;
+}
+
+/* ---- a scripted provider ------------------------------------------------------------- */
+
+typedef struct {
+    pp_interp_frame fr[PP_INTERP_MAX_FRAMES];
+    int n;
+    _Atomic int calls;
+    int last_leaf_in_loop, last_activations, last_max;
+    const void *last_uc;
+} script;
+
+static int scripted_walk(void *baton, const pp_interp_ctx *ctx, pp_interp_frame *out, int max)
+{
+    script *s = baton;
+    int i;
+
+    atomic_fetch_add(&s->calls, 1);
+    s->last_leaf_in_loop = ctx->leaf_in_loop;
+    s->last_activations = ctx->activations;
+    s->last_max = max;
+    s->last_uc = ctx->ucontext;
+    for (i = 0; i < s->n && i < max; i++) {
+        out[i] = s->fr[i];
+    }
+    return i;
+}
+
+static pp_interp_frame frame(const char *name, const char *scope, const char *file,
+                             uint32_t line, uint32_t start, uint32_t flags, uint64_t key)
+{
+    pp_interp_frame f;
+
+    memset(&f, 0, sizeof(f));
+    f.name = name;
+    f.name_len = name ? strlen(name) : 0;
+    f.scope = scope;
+    f.scope_len = scope ? strlen(scope) : 0;
+    f.file = file;
+    f.file_len = file ? strlen(file) : 0;
+    f.line = line;
+    f.start_line = start;
+    f.flags = flags;
+    f.key = key;
+    return f;
+}
+
+static int register_range(script *s, uint64_t lo, uint64_t hi)
+{
+    pp_interp_provider p;
+
+    memset(&p, 0, sizeof(p));
+    p.name = "test";
+    p.lo[0] = lo;
+    p.hi[0] = hi;
+    p.nranges = 1;
+    p.walk = scripted_walk;
+    p.baton = s;
+    return pp_interp_register(&p);
+}
+
+/* This process's maps, records included, and a symbolizer to name PCs with. */
+typedef struct {
+    pp_maps *maps;
+    pp_symbolizer *sym;
+} namer;
+
+static namer namer_new(void)
+{
+    namer nm;
+    char *text;
+    size_t len;
+
+    ck_assert_int_eq(pp_maps_read_text(NULL, &text, &len), 0);
+    nm.maps = pp_maps_parse(text, len);
+    free(text);
+    ck_assert_ptr_nonnull(nm.maps);
+    nm.sym = pp_symbolizer_new();
+    ck_assert_ptr_nonnull(nm.sym);
+    return nm;
+}
+
+static void namer_free(namer *nm)
+{
+    pp_maps_free(nm->maps);
+    pp_symbolizer_free(nm->sym);
+}
+
+/* The frame at pc, as every consumer names it: (mapping path, file offset). */
+static int name_pc(namer *nm, uint64_t pc, int is_return, pp_frame *f)
+{
+    const pp_map_entry *e;
+
+    pc -= is_return ? 1 : 0;
+    e = pp_maps_find(nm->maps, pc);
+    if (!e) {
+        return 0;
+    }
+    return pp_symbolize(nm->sym, e->path, pc - e->start + e->offset, f, 1);
+}
+
+static void assert_named(namer *nm, uint64_t pc, int is_return, const char *function,
+                         const char *file, int line, int start_line)
+{
+    pp_frame f;
+
+    ck_assert_msg(name_pc(nm, pc, is_return, &f) == 1, "pc %#llx not named",
+                  (unsigned long long)pc);
+    ck_assert_str_eq(f.function, function);
+    if (file) {
+        ck_assert_ptr_nonnull(f.file);
+        ck_assert_str_eq(f.file, file);
+    } else {
+        ck_assert_ptr_null(f.file);
+    }
+    ck_assert_int_eq(f.line, line);
+    ck_assert_int_eq(f.start_line, start_line);
+}
+
+/* ---- splicing ------------------------------------------------------------------------ */
+
+START_TEST(without_a_provider_stacks_are_untouched)
+{
+    uint64_t pcs[8] = { 0x1100, 0x2200, 0x3300 };
+
+    ck_assert_int_eq(pp_interp_active(), 0);
+    ck_assert_uint_eq(pp_interp_splice(pcs, 3, 8, NULL, 1), 3);
+    ck_assert_uint_eq(pcs[0], 0x1100);
+    ck_assert_uint_eq(pcs[2], 0x3300);
+}
+END_TEST
+
+START_TEST(frames_go_above_the_loop_activation_that_runs_them)
+{
+    static script s;
+    /* Leaf first: a native callee, the loop, a native caller of the loop. */
+    uint64_t pcs[16] = { 0x5000, 0x1500, 0x7000, 0x8000 };
+    size_t n;
+    namer nm;
+
+    s.n = 2;
+    s.fr[0] = frame("php_alpha", NULL, "/srv/hot.php", 3, 2, 0, 0);
+    s.fr[1] = frame(NULL, NULL, "/srv/hot.php", 9, 0, PP_INTERP_LOOP_END, 0);
+    s.fr[1].name = "{main}";
+    s.fr[1].name_len = 6;
+    ck_assert_int_gt(register_range(&s, 0x1000, 0x2000), 0);
+    ck_assert_int_eq(pp_interp_active(), 1);
+    n = pp_interp_splice(pcs, 4, 16, NULL, 1);
+    ck_assert_uint_eq(n, 6);
+    ck_assert_int_eq(s.calls, 1);
+    ck_assert_int_eq(s.last_activations, 1);
+    ck_assert_int_eq(s.last_leaf_in_loop, 0);
+    ck_assert_uint_eq(pcs[0], 0x5000);
+    ck_assert(is_synthetic(pcs[1]) && is_synthetic(pcs[2]));
+    ck_assert_uint_eq(pcs[3], 0x1500);
+    ck_assert_uint_eq(pcs[4], 0x7000);
+    ck_assert_uint_eq(pcs[5], 0x8000);
+    nm = namer_new();
+    /* Names hold whether a consumer looks the PC up as it is or one byte back. */
+    assert_named(&nm, pcs[1], 0, "php_alpha", "/srv/hot.php", 3, 2);
+    assert_named(&nm, pcs[1], 1, "php_alpha", "/srv/hot.php", 3, 2);
+    assert_named(&nm, pcs[2], 1, "{main}", "/srv/hot.php", 9, 0);
+    namer_free(&nm);
+}
+END_TEST
+
+START_TEST(a_stack_without_the_loop_is_not_walked)
+{
+    static script s;
+    /* An interrupted PC at the range's end, a return address at its start (the call was
+     * before it): neither is in the loop. */
+    uint64_t pcs[8] = { 0x2000, 0x7000, 0x1000 };
+
+    s.n = 1;
+    s.fr[0] = frame("f", NULL, "/x.php", 1, 1, 0, 0);
+    register_range(&s, 0x1000, 0x2000);
+    ck_assert_uint_eq(pp_interp_splice(pcs, 3, 8, NULL, 1), 3);
+    ck_assert_int_eq(s.calls, 0);
+    ck_assert_uint_eq(pcs[0], 0x2000);
+    pcs[0] = 0x1fff;
+    ck_assert_uint_eq(pp_interp_splice(pcs, 1, 8, NULL, 1), 2);
+    ck_assert_int_eq(s.calls, 1);
+    ck_assert_int_eq(s.last_leaf_in_loop, 1);
+    ck_assert(is_synthetic(pcs[0]));
+    ck_assert_uint_eq(pcs[1], 0x1fff);
+}
+END_TEST
+
+START_TEST(nested_loops_each_get_their_own_frames)
+{
+    static script s;
+    /* closure runs in the inner loop (entered from a native array_map), the rest in the
+     * outer one. */
+    uint64_t pcs[16] = { 0x1010, 0x9000, 0x9100, 0x1200, 0x7000 };
+    size_t n;
+    namer nm;
+
+    s.n = 4;
+    s.fr[0] = frame("{closure}", NULL, "/a.php", 5, 4, PP_INTERP_LOOP_END, 0);
+    s.fr[1] = frame("array_map", NULL, NULL, 0, 0, 0, 0);
+    s.fr[2] = frame("run", "App", "/a.php", 12, 10, 0, 0);
+    s.fr[3] = frame("{main}", NULL, "/a.php", 20, 0, PP_INTERP_LOOP_END, 0);
+    register_range(&s, 0x1000, 0x2000);
+    ck_assert_uint_eq(n = pp_interp_splice(pcs, 5, 16, &s, 1), 9);
+    ck_assert_int_eq(s.last_activations, 2);
+    ck_assert_int_eq(s.last_leaf_in_loop, 1);
+    ck_assert_ptr_eq(s.last_uc, &s);
+    nm = namer_new();
+    assert_named(&nm, pcs[0], 0, "{closure}", "/a.php", 5, 4);
+    ck_assert_uint_eq(pcs[1], 0x1010);
+    ck_assert_uint_eq(pcs[2], 0x9000);
+    ck_assert_uint_eq(pcs[3], 0x9100);
+    assert_named(&nm, pcs[4], 1, "array_map", NULL, 0, 0);
+    assert_named(&nm, pcs[5], 1, "App::run", "/a.php", 12, 10);
+    assert_named(&nm, pcs[6], 1, "{main}", "/a.php", 20, 0);
+    ck_assert_uint_eq(pcs[7], 0x1200);
+    ck_assert_uint_eq(pcs[8], 0x7000);
+    namer_free(&nm);
+}
+END_TEST
+
+START_TEST(frames_of_activations_beyond_the_stack_are_dropped_and_counted)
+{
+    static script s;
+    uint64_t pcs[16] = { 0x1010, 0x7000 };
+    pp_interp_stats st;
+
+    s.n = 3;
+    s.fr[0] = frame("inner", NULL, "/a.php", 5, 4, PP_INTERP_LOOP_END, 0);
+    s.fr[1] = frame("outer", NULL, "/a.php", 9, 8, 0, 0);
+    s.fr[2] = frame("{main}", NULL, "/a.php", 20, 0, PP_INTERP_LOOP_END, 0);
+    register_range(&s, 0x1000, 0x2000);
+    ck_assert_uint_eq(pp_interp_splice(pcs, 2, 16, NULL, 1), 3);
+    ck_assert(is_synthetic(pcs[0]));
+    ck_assert_uint_eq(pcs[1], 0x1010);
+    pp_interp_get_stats(&st);
+    ck_assert_uint_eq(st.walks, 1);
+    ck_assert_uint_eq(st.frames, 1);
+    ck_assert_uint_eq(st.unplaced, 2);
+}
+END_TEST
+
+START_TEST(splicing_stays_within_the_room_given)
+{
+    static script s;
+    uint64_t pcs[8] = { 0x1010, 0x7000, 0x8000 };
+    int i;
+
+    s.n = 10;
+    for (i = 0; i < 10; i++) {
+        s.fr[i] = frame("f", NULL, "/a.php", (uint32_t)i + 1, 1, 0, 0);
+    }
+    register_range(&s, 0x1000, 0x2000);
+    /* Room for 5 of them: the newest 5, then the native stack whole. */
+    ck_assert_uint_eq(pp_interp_splice(pcs, 3, 8, NULL, 1), 8);
+    ck_assert_int_eq(s.last_max, 5);
+    ck_assert_uint_eq(pcs[5], 0x1010);
+    ck_assert_uint_eq(pcs[7], 0x8000);
+    /* A full stack is left as it is. */
+    ck_assert_uint_eq(pp_interp_splice(pcs, 8, 8, NULL, 1), 8);
+    ck_assert_int_eq(s.calls, 1);
+}
+END_TEST
+
+/* ---- the table ----------------------------------------------------------------------- */
+
+START_TEST(the_same_frame_is_one_pc_and_a_new_line_another)
+{
+    static script s;
+    uint64_t a[4] = { 0x1010 }, b[4] = { 0x1010 }, c[4] = { 0x1010 }, d[4] = { 0x1010 };
+    pp_interp_stats st;
+
+    s.n = 1;
+    s.fr[0] = frame("php_alpha", NULL, "/srv/hot.php", 3, 2, 0, 0);
+    register_range(&s, 0x1000, 0x2000);
+    pp_interp_splice(a, 1, 4, NULL, 1);
+    pp_interp_splice(b, 1, 4, NULL, 1);
+    ck_assert_uint_eq(a[0], b[0]);
+    s.fr[0].line = 4;
+    pp_interp_splice(c, 1, 4, NULL, 1);
+    ck_assert_uint_ne(c[0], a[0]);
+    /* Found by the provider's key: the strings are not even read. */
+    s.fr[0] = frame("keyed", NULL, "/k.php", 1, 1, 0, 0xabcdef);
+    pp_interp_splice(d, 1, 4, NULL, 1);
+    s.fr[0].name = "garbage that must not be read";
+    b[0] = 0x1010;
+    pp_interp_splice(b, 1, 4, NULL, 1);
+    ck_assert_uint_eq(b[0], d[0]);
+    pp_interp_get_stats(&st);
+    ck_assert_uint_eq(st.records, 3);
+    {
+        namer nm = namer_new();
+        assert_named(&nm, d[0], 0, "keyed", "/k.php", 1, 1);
+        namer_free(&nm);
+    }
+}
+END_TEST
+
+START_TEST(names_are_bounded_and_cannot_break_a_maps_line)
+{
+    static script s;
+    static char longname[1000], longfile[3000];
+    uint64_t a[4] = { 0x1010 }, b[4] = { 0x1010 };
+    namer nm;
+    pp_frame f;
+
+    memset(longname, 'n', sizeof(longname) - 1);
+    memset(longfile, 'f', sizeof(longfile) - 1);
+    longfile[0] = '/';
+    s.n = 1;
+    s.fr[0] = frame("bad\tname\nwith\rcontrols", "Cl\x01s", "/tmp/a\tb\n.php", 7, 6, 0, 0);
+    register_range(&s, 0x1000, 0x2000);
+    pp_interp_splice(a, 1, 4, NULL, 1);
+    s.fr[0] = frame(longname, NULL, longfile, 1, 1, 0, 0);
+    pp_interp_splice(b, 1, 4, NULL, 1);
+    nm = namer_new();
+    assert_named(&nm, a[0], 0, "Cl?s::bad?name?with?controls", "/tmp/a?b?.php", 7, 6);
+    ck_assert_int_eq(name_pc(&nm, b[0], 0, &f), 1);
+    ck_assert_uint_eq(strlen(f.function), PP_INTERP_MAX_NAME);
+    ck_assert_uint_eq(strlen(f.file), PP_INTERP_MAX_FILE);
+    namer_free(&nm);
+}
+END_TEST
+
+START_TEST(a_full_table_names_the_rest_as_such)
+{
+    static script s;
+    uint64_t pcs[4];
+    pp_interp_stats st;
+    uint32_t i;
+    namer nm;
+
+    s.n = 1;
+    register_range(&s, 0x1000, 0x2000);
+    for (i = 0; i < 20000; i++) {
+        s.fr[0] = frame("f", NULL, "/a.php", i + 1, 1, 0, 0);
+        pcs[0] = 0x1010;
+        ck_assert_uint_eq(pp_interp_splice(pcs, 1, 4, NULL, 1), 2);
+        ck_assert(is_synthetic(pcs[0]));
+    }
+    pp_interp_get_stats(&st);
+    ck_assert_uint_le(st.records, 16383);
+    ck_assert_uint_ge(st.records, 15000);
+    ck_assert_uint_eq(st.records + st.table_full, 20000);
+    /* The last one did not fit: it is the table's own record. */
+    nm = namer_new();
+    ck_assert_uint_eq(pcs[0], PC(0));
+    assert_named(&nm, pcs[0], 0, "(interpreter frames table full)", NULL, 0, 0);
+    namer_free(&nm);
+}
+END_TEST
+
+typedef struct {
+    script *s;
+    uint64_t seen[64][2];       /* a frame may get a second record when two threads race */
+    int extra;
+} racer;
+
+/* Threads intern the same 64 frames (half found by key, half by content), each from its
+ * own copy of the script, in a different order: every PC they get must name the frame
+ * they asked for. */
+static void *race(void *arg)
+{
+    racer *r = arg;
+    int round, k;
+    unsigned seed = (unsigned)(uintptr_t)arg;
+
+    for (round = 0; round < 200; round++) {
+        for (k = 0; k < 64; k++) {
+            int j = (int)(rand_r(&seed) % 64);
+            uint64_t pcs[4] = { 0x1010 };
+            r->s->fr[0] = frame("racer", NULL, "/race.php", (uint32_t)j + 1, 1, 0,
+                                j % 2 ? 0 : 1000 + (uint64_t)j);
+            pp_interp_splice(pcs, 1, 4, NULL, 1);
+            if (!r->seen[j][0]) {
+                r->seen[j][0] = pcs[0];
+            } else if (r->seen[j][0] != pcs[0] && r->seen[j][1] != pcs[0]) {
+                r->extra += r->seen[j][1] != 0;
+                r->seen[j][1] = pcs[0];
+            }
+        }
+    }
+    return NULL;
+}
+
+/* A provider whose script is the calling thread's own. */
+static __thread script *tls_script;
+
+static int tls_walk(void *baton, const pp_interp_ctx *ctx, pp_interp_frame *out, int max)
+{
+    (void)baton;
+    (void)ctx;
+    out[0] = tls_script->fr[0];
+    return max > 0 ? 1 : 0;
+}
+
+static void *race_tls(void *arg)
+{
+    racer *r = arg;
+    tls_script = r->s;
+    return race(arg);
+}
+
+START_TEST(interning_from_many_threads_keeps_every_record_whole)
+{
+    static script ss[4];
+    racer rs[4];
+    pthread_t t[4];
+    pp_interp_provider p;
+    pp_interp_stats st;
+    namer nm;
+    int i, j;
+
+    memset(&p, 0, sizeof(p));
+    p.name = "race";
+    p.lo[0] = 0x1000;
+    p.hi[0] = 0x2000;
+    p.nranges = 1;
+    p.walk = tls_walk;
+    ck_assert_int_gt(pp_interp_register(&p), 0);
+    memset(rs, 0, sizeof(rs));
+    for (i = 0; i < 4; i++) {
+        rs[i].s = &ss[i];
+        ck_assert_int_eq(pthread_create(&t[i], NULL, race_tls, &rs[i]), 0);
+    }
+    for (i = 0; i < 4; i++) {
+        pthread_join(t[i], NULL);
+    }
+    nm = namer_new();
+    for (i = 0; i < 4; i++) {
+        ck_assert_int_eq(rs[i].extra, 0);
+        for (j = 0; j < 64; j++) {
+            int k;
+            for (k = 0; k < 2; k++) {
+                if (rs[i].seen[j][k]) {
+                    assert_named(&nm, rs[i].seen[j][k], 0, "racer", "/race.php", j + 1, 1);
+                }
+            }
+        }
+    }
+    pp_interp_get_stats(&st);
+    ck_assert_uint_ge(st.records, 64);
+    ck_assert_uint_le(st.records, 128);
+    namer_free(&nm);
+}
+END_TEST
+
+/* ---- maps and the resolver ----------------------------------------------------------- */
+
+START_TEST(records_travel_in_this_process_maps_only)
+{
+    static script s;
+    uint64_t pcs[4] = { 0x1010 };
+    pp_maps *own, *file;
+    size_t i, nrec = 0;
+
+    s.n = 1;
+    s.fr[0] = frame("f", NULL, "/a.php", 1, 1, 0, 0);
+    register_range(&s, 0x1000, 0x2000);
+    pp_interp_splice(pcs, 1, 4, NULL, 1);
+    own = pp_maps_read(NULL);
+    file = pp_maps_read("/proc/self/maps");
+    ck_assert_ptr_nonnull(own);
+    ck_assert_ptr_nonnull(file);
+    for (i = 0; i < pp_maps_count(own); i++) {
+        nrec += pp_interp_is_path(pp_maps_get(own, i)->path);
+    }
+    /* The table's own record and ours; sorted after every real mapping. */
+    ck_assert_uint_eq(nrec, 2);
+    ck_assert(pp_interp_is_path(pp_maps_get(own, pp_maps_count(own) - 1)->path));
+    ck_assert_ptr_nonnull(pp_maps_find(own, pcs[0]));
+    ck_assert_ptr_null(pp_maps_find(file, pcs[0]));
+    ck_assert_uint_eq(pp_maps_count(file) + 2, pp_maps_count(own));
+    pp_maps_free(own);
+    pp_maps_free(file);
+}
+END_TEST
+
+static const char *fn_name(Perftools__Profiles__Profile *pb, uint64_t function_id)
+{
+    size_t i;
+
+    for (i = 0; i < pb->n_function; i++) {
+        if (pb->function[i]->id == function_id) {
+            return pb->string_table[pb->function[i]->name];
+        }
+    }
+    return NULL;
+}
+
+START_TEST(the_resolver_makes_one_location_per_script_line_across_processes)
+{
+    /* Two children whose tables gave the same frames different slots. */
+    const char *maps1 =
+        "fff0000000000010-fff0000000000020 r-xp 30 00:00 0 [pp-interp] php_alpha\t/s/hot.php\t2\n"
+        "fff0000000000020-fff0000000000030 r-xp 90 00:00 0 [pp-interp] {main}\t/s/hot.php\t0\n";
+    const char *maps2 =
+        "fff0000000000050-fff0000000000060 r-xp 90 00:00 0 [pp-interp] {main}\t/s/hot.php\t0\n"
+        "fff0000000000070-fff0000000000080 r-xp 30 00:00 0 [pp-interp] php_alpha\t/s/hot.php\t2\n";
+    uint64_t s1[2] = { 0xfff0000000000018ull, 0xfff0000000000028ull };
+    uint64_t s2[2] = { 0xfff0000000000078ull, 0xfff0000000000058ull };
+    uint64_t l1[2], l2[2];
+    pp_maps *m1 = pp_maps_parse(maps1, strlen(maps1)), *m2 = pp_maps_parse(maps2, strlen(maps2));
+    pp_profile *prof = pp_profile_new();
+    pp_symbolizer *sym = pp_symbolizer_new();
+    pp_resolver *r = pp_resolver_new(prof, sym);
+    int64_t v[1] = { 1 };
+    unsigned char *out;
+    size_t len, i;
+    Perftools__Profiles__Profile *pb;
+
+    ck_assert_uint_eq(pp_maps_count(m1), 2);
+    ck_assert_int_eq(pp_resolver_add_mappings(r, m1), 0);
+    ck_assert_int_eq(pp_resolver_stack(r, m1, s1, 2, 0, l1), 2);
+    ck_assert_int_eq(pp_resolver_stack(r, m2, s2, 2, 0, l2), 2);
+    ck_assert_uint_eq(l1[0], l2[0]);
+    ck_assert_uint_eq(l1[1], l2[1]);
+    ck_assert_uint_ne(l1[0], l1[1]);
+    pp_profile_add_sample_type(prof, "samples", "count");
+    ck_assert_int_eq(pp_profile_add_sample(prof, l1, 2, v, NULL, 0), 0);
+    ck_assert_int_eq(pp_profile_encode(prof, 0, &out, &len), 0);
+    pb = perftools__profiles__profile__unpack(NULL, len, out);
+    ck_assert_ptr_nonnull(pb);
+    /* No mapping for records; each location one line of its function, at the line. */
+    ck_assert_uint_eq(pb->n_mapping, 0);
+    ck_assert_uint_eq(pb->n_location, 2);
+    for (i = 0; i < pb->n_location; i++) {
+        Perftools__Profiles__Location *loc = pb->location[i];
+        const char *name;
+        ck_assert_uint_eq(loc->mapping_id, 0);
+        ck_assert_uint_eq(loc->n_line, 1);
+        name = fn_name(pb, loc->line[0]->function_id);
+        ck_assert_ptr_nonnull(name);
+        if (strcmp(name, "php_alpha") == 0) {
+            ck_assert_int_eq(loc->line[0]->line, 3);
+        } else {
+            ck_assert_str_eq(name, "{main}");
+            ck_assert_int_eq(loc->line[0]->line, 9);
+        }
+    }
+    for (i = 0; i < pb->n_function; i++) {
+        ck_assert_str_eq(pb->string_table[pb->function[i]->filename], "/s/hot.php");
+    }
+    perftools__profiles__profile__free_unpacked(pb, NULL);
+    free(out);
+    pp_resolver_free(r);
+    pp_symbolizer_free(sym);
+    pp_profile_free(prof);
+    pp_maps_free(m1);
+    pp_maps_free(m2);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("pp_interp");
+    TCase *tc = tcase_create("splice");
+    TCase *tt = tcase_create("table");
+    TCase *tm = tcase_create("maps");
+    SRunner *sr;
+    int failed;
+
+    tcase_add_test(tc, without_a_provider_stacks_are_untouched);
+    tcase_add_test(tc, frames_go_above_the_loop_activation_that_runs_them);
+    tcase_add_test(tc, a_stack_without_the_loop_is_not_walked);
+    tcase_add_test(tc, nested_loops_each_get_their_own_frames);
+    tcase_add_test(tc, frames_of_activations_beyond_the_stack_are_dropped_and_counted);
+    tcase_add_test(tc, splicing_stays_within_the_room_given);
+    suite_add_tcase(s, tc);
+    tcase_add_test(tt, the_same_frame_is_one_pc_and_a_new_line_another);
+    tcase_add_test(tt, names_are_bounded_and_cannot_break_a_maps_line);
+    tcase_add_test(tt, a_full_table_names_the_rest_as_such);
+    tcase_add_test(tt, interning_from_many_threads_keeps_every_record_whole);
+    suite_add_tcase(s, tt);
+    tcase_add_test(tm, records_travel_in_this_process_maps_only);
+    tcase_add_test(tm, the_resolver_makes_one_location_per_script_line_across_processes);
+    suite_add_tcase(s, tm);
+    sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
