@@ -2,6 +2,7 @@
 #define _GNU_SOURCE /* REG_RIP, SIGEV_THREAD_ID */
 #endif
 #include "pp_cpu.h"
+#include "pp_interp.h"
 #include "pp_log.h"
 #include "pp_tasks.h"
 #include "pp_threads.h"
@@ -127,10 +128,11 @@ static uint64_t interrupted_pc(const void *ucv)
 #endif
 }
 
-/* Fill s with the interrupted thread's stack. Async-signal-safe once the thread is warm. */
+/* Fill s with the interrupted thread's stack, interpreter frames spliced in.
+ * Async-signal-safe once the thread is warm. */
 static void capture(pp_cpu_sample *s, const void *uc)
 {
-    void *buf[PP_CPU_MAX_DEPTH + UNWIND_SLACK];
+    void *buf[PP_CPU_NATIVE_DEPTH + UNWIND_SLACK];
     uint64_t pc = interrupted_pc(uc);
     int n, i, from = -1;
 
@@ -138,7 +140,7 @@ static void capture(pp_cpu_sample *s, const void *uc)
     s->npcs = 0;
     if (tls_warm && !tls_in_unwind) {
         tls_in_unwind = 1;
-        n = unw_backtrace(buf, PP_CPU_MAX_DEPTH + UNWIND_SLACK);
+        n = unw_backtrace(buf, PP_CPU_NATIVE_DEPTH + UNWIND_SLACK);
         tls_in_unwind = 0;
         /* Skip our own frames and the trampoline: start at the interrupted PC. */
         for (i = 0; i < n && i < UNWIND_SLACK + 1; i++) {
@@ -148,15 +150,18 @@ static void capture(pp_cpu_sample *s, const void *uc)
             }
         }
         if (from >= 0) {
-            for (i = from; i < n && s->npcs < PP_CPU_MAX_DEPTH; i++) {
+            for (i = from; i < n && s->npcs < PP_CPU_NATIVE_DEPTH; i++) {
                 s->pcs[s->npcs++] = (uint64_t)(uintptr_t)buf[i];
             }
+            s->npcs = (uint32_t)pp_interp_splice(s->pcs, s->npcs, PP_CPU_MAX_DEPTH, uc, 1);
             return;
         }
     }
     s->pcs[0] = pc;
     s->npcs = pc ? 1 : 0;
     s->flags = PP_CPU_LEAF_ONLY;
+    /* Interrupted in the interpreter's loop: its frames are known without an unwind. */
+    s->npcs = (uint32_t)pp_interp_splice(s->pcs, s->npcs, PP_CPU_MAX_DEPTH, uc, 1);
 }
 
 static void on_sample(int sig, siginfo_t *si, void *uc)

@@ -19,7 +19,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PP_CPU_MAX_DEPTH 64
+#define PP_CPU_NATIVE_DEPTH 64  /* native frames unwound */
+#define PP_CPU_MAX_DEPTH 96     /* with interpreter frames spliced in (pp_interp.h) */
 
 /* A sample's flags. */
 #define PP_CPU_LEAF_ONLY 1u     /* the thread was not warmed: only the interrupted PC */
@@ -31,7 +32,8 @@ typedef struct {
     uint32_t flags;
     uint32_t weight;            /* periods this sample stands for: 1 + the timer's overruns */
     uint64_t ts;                /* CLOCK_MONOTONIC ns when the signal came */
-    uint64_t pcs[PP_CPU_MAX_DEPTH];     /* pcs[0] is the exact interrupted PC */
+    uint64_t pcs[PP_CPU_MAX_DEPTH];     /* pcs[0] is the exact interrupted PC, or the
+                                           newest interpreter frame (pp_interp.h) */
 } pp_cpu_sample;
 
 /* Start sampling every thread of the process at hz (1..1000). ring_slots bounds the

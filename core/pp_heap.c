@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #endif
 #include "pp_heap.h"
+#include "pp_interp.h"
 #include "pp_got.h"
 #include "pp_log.h"
 #include "pp_stacktab.h"
@@ -27,7 +28,8 @@
 #define MAX_BUCKETS 65536
 #define LIVE_CAP (1u << 17)     /* live sampled objects tracked; a power of two */
 #define MAPPED_CAP 16384        /* pieces of sampled mappings tracked */
-#define DEPTH 64
+#define DEPTH 64                /* native frames unwound */
+#define MAX_DEPTH 96            /* with interpreter frames spliced in (pp_interp.h) */
 #define SKIP 4                  /* at most: our frames above the allocating caller */
 
 #define IE __attribute__((tls_model("initial-exec")))
@@ -373,7 +375,7 @@ static __attribute__((noinline)) void *sample(void *p, size_t size, int mapping)
 {
     size_t r = atomic_load_explicit(&rate, memory_order_relaxed);
     void *raw[DEPTH + SKIP];
-    uint64_t pcs[DEPTH], values[PP_HEAP_NVALUES] = { 1, size, 0, 0 };
+    uint64_t pcs[MAX_DEPTH], values[PP_HEAP_NVALUES] = { 1, size, 0, 0 };
     int n, i, saved_errno = errno;
     long b;
 
@@ -428,7 +430,7 @@ static __attribute__((noinline)) void *sample(void *p, size_t size, int mapping)
     for (i = 0; i < n && i < DEPTH; i++) {
         pcs[i] = (uint64_t)(uintptr_t)raw[i];
     }
-    n = i;
+    n = (int)pp_interp_splice(pcs, (size_t)i, MAX_DEPTH, NULL, 0);
     heap_lock();                        /* not held: tls_guard was 0 */
     if (!buckets) {
         buckets = pp_stacktab_new_values(MAX_BUCKETS, PP_HEAP_NVALUES);

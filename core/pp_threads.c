@@ -3,6 +3,7 @@
 #endif
 #include "pp_threads.h"
 #include "pp_cpu.h"
+#include "pp_interp.h"
 #include "pp_log.h"
 #include "pp_tasks.h"
 
@@ -84,7 +85,7 @@ static void unwind_into(pp_thread_stack *st, unw_context_t *ctx, int signal_fram
             break;
         }
         st->pcs[st->npcs++] = (uint64_t)ip;
-    } while (st->npcs < PP_THREADS_MAX_DEPTH && unw_step(&cur) > 0);
+    } while (st->npcs < PP_THREADS_NATIVE_DEPTH && unw_step(&cur) > 0);
 }
 
 static void on_signal(int sig, siginfo_t *si, void *uc)
@@ -102,6 +103,8 @@ static void on_signal(int sig, siginfo_t *si, void *uc)
     if (p && gen && ix < p->cap && atomic_load(&p->s[ix].gen) == gen &&
         !atomic_load(&p->s[ix].done)) {
         unwind_into(&p->s[ix].st, (unw_context_t *)uc, 1);
+        p->s[ix].st.npcs = (uint32_t)pp_interp_splice(p->s[ix].st.pcs, p->s[ix].st.npcs,
+                                                      PP_THREADS_MAX_DEPTH, uc, 1);
         p->s[ix].st.pthread = (uint64_t)pthread_self();
         p->s[ix].st.result = PP_THREAD_OK;
         atomic_store_explicit(&p->s[ix].done, 1, memory_order_release);

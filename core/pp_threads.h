@@ -13,7 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PP_THREADS_MAX_DEPTH 64
+#define PP_THREADS_NATIVE_DEPTH 64      /* native frames unwound */
+#define PP_THREADS_MAX_DEPTH 96         /* with interpreter frames spliced in (pp_interp.h) */
 
 typedef enum {
     PP_THREAD_OK = 0,           /* stack captured */
@@ -31,7 +32,8 @@ typedef struct {
     char name[16];              /* /proc/self/task/TID/comm */
     uint64_t pthread;           /* the thread's pthread_self(), when it answered */
     uint32_t npcs;
-    uint64_t pcs[PP_THREADS_MAX_DEPTH];  /* pcs[0] is the exact interrupted PC */
+    uint64_t pcs[PP_THREADS_MAX_DEPTH];  /* pcs[0] is the exact interrupted PC, or the
+                                            newest interpreter frame (pp_interp.h) */
 } pp_thread_stack;
 
 /* The signal used: SIGRTMIN + 7 unless the program sets another before the first

@@ -1,25 +1,35 @@
 /* Interpreter frames: splicing a provider's frames into native stacks, the lock-free
  * table that interns them, their pseudo-mappings in this process's maps, and their names
- * through pp_symbolize and the resolver. Check forks a process per test: each starts with
- * no provider and an empty table. */
+ * through pp_symbolize and the resolver. Then the three samplers that splice them, for
+ * real: CPU samples and thread dumps taken by signal inside a fake interpreter loop, and
+ * heap samples of allocations made from inside it. Check forks a process per test: each
+ * starts with no provider and an empty table. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include "pp_cpu.h"
+#include "pp_heap.h"
 #include "pp_interp.h"
 #include "pp_maps.h"
 #include "pp_profile.h"
 #include "pp_resolve.h"
 #include "pp_stacktab.h"
 #include "pp_symbolize.h"
+#include "pp_threads.h"
 #include "profile.pb-c.h"
 
 #include <check.h>
+#include <dlfcn.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
 
 #define PC(slot) (PP_INTERP_PC_BASE + PP_INTERP_PC_SPAN * (uint64_t)(slot) + 8)
 
@@ -579,12 +589,258 @@ START_TEST(the_resolver_makes_one_location_per_script_line_across_processes)
 }
 END_TEST
 
+/* ---- the samplers, for real ---------------------------------------------------------- */
+
+/* The fake interpreter loop: a section of its own, whose bounds the linker provides. */
+extern char __start_pp_fake_loop[], __stop_pp_fake_loop[];
+__attribute__((noinline, noclone, section("pp_fake_loop"))) uint64_t fake_loop(
+    uint64_t (*callee)(uint64_t), atomic_int *stop);
+
+static uint64_t fake_loop_callee_spin(uint64_t x);
+static uint64_t fake_loop_callee_sleep(uint64_t x);
+static uint64_t fake_loop_callee_alloc(uint64_t x);
+
+uint64_t fake_loop(uint64_t (*callee)(uint64_t), atomic_int *stop)
+{
+    uint64_t x = 1;
+
+    while (!atomic_load(stop)) {
+        unsigned i;
+        for (i = 0; i < 100000; i++) {
+            x = x * 6364136223846793005ULL + 1;
+            __asm__ volatile("" : "+r"(x));
+        }
+        if (callee) {
+            x = callee(x);
+        }
+        __asm__ volatile("" ::: "memory");
+    }
+    return x;
+}
+
+static __attribute__((noinline, noclone)) uint64_t fake_loop_callee_spin(uint64_t x)
+{
+    unsigned i;
+
+    for (i = 0; i < 100000; i++) {
+        x = x * 2862933555777941757ULL + 3;
+        __asm__ volatile("" : "+r"(x));
+    }
+    return x;
+}
+
+static __attribute__((noinline, noclone)) uint64_t fake_loop_callee_sleep(uint64_t x)
+{
+    struct timespec ts = { 0, 20 * 1000000 };
+    nanosleep(&ts, NULL);
+    return x + 1;
+}
+
+static void *(*alloc_fn)(size_t);
+static void (*free_fn)(void *);
+
+static __attribute__((noinline, noclone)) uint64_t fake_loop_callee_alloc(uint64_t x)
+{
+    void *p = alloc_fn(4096);
+    free_fn(p);
+    return x + (uint64_t)(uintptr_t)p;
+}
+
+static script loop_script;
+
+static int register_fake_loop(void)
+{
+    loop_script.n = 2;
+    loop_script.fr[0] = frame("php_inner", NULL, "/srv/fake.php", 11, 10, 0, 77);
+    loop_script.fr[1] = frame("{main}", NULL, "/srv/fake.php", 30, 0, PP_INTERP_LOOP_END, 78);
+    return register_range(&loop_script, (uint64_t)(uintptr_t)__start_pp_fake_loop,
+                          (uint64_t)(uintptr_t)__stop_pp_fake_loop);
+}
+
+/* An interrupted PC in the loop, or a return address into it. */
+static int in_fake_loop(uint64_t pc)
+{
+    return pc >= (uint64_t)(uintptr_t)__start_pp_fake_loop &&
+           pc <= (uint64_t)(uintptr_t)__stop_pp_fake_loop;
+}
+
+typedef struct {
+    uint64_t (*callee)(uint64_t);
+    atomic_int stop;
+    atomic_int tid;
+    int warm;
+} looper;
+
+static void *loop_thread(void *arg)
+{
+    looper *l = arg;
+
+    atomic_store(&l->tid, (int)syscall(SYS_gettid));
+    if (l->warm) {
+        pp_cpu_thread_warm();
+    }
+    pp_threads_allow();
+    fake_loop(l->callee, &l->stop);
+    return NULL;
+}
+
+typedef struct {
+    int total, spliced, placed_right, ids_differ;
+    uint64_t first_inner;
+} cpu_tally;
+
+/* A sample of the loop's thread: the two frames right above the loop's native frame. */
+static void tally(void *baton, const pp_cpu_sample *s)
+{
+    cpu_tally *t = baton;
+    uint32_t i;
+
+    t->total++;
+    for (i = 0; i < s->npcs; i++) {
+        if (is_synthetic(s->pcs[i])) {
+            t->spliced++;
+            if (i + 2 < s->npcs && is_synthetic(s->pcs[i + 1]) && in_fake_loop(s->pcs[i + 2])) {
+                t->placed_right++;
+            }
+            if (t->first_inner && t->first_inner != s->pcs[i]) {
+                t->ids_differ++;
+            }
+            t->first_inner = s->pcs[i];
+            break;
+        }
+    }
+}
+
+START_TEST(cpu_samples_inside_the_loop_carry_its_frames)
+{
+    looper l = { fake_loop_callee_spin, 0, 0, 1 };
+    pthread_t t;
+    cpu_tally tl;
+    struct timespec ts = { 0, 50 * 1000000 };
+    namer nm;
+    int i;
+
+    memset(&tl, 0, sizeof(tl));
+    ck_assert_int_gt(register_fake_loop(), 0);
+    ck_assert_int_eq(pthread_create(&t, NULL, loop_thread, &l), 0);
+    while (!atomic_load(&l.tid)) {
+        nanosleep(&ts, NULL);
+    }
+    ck_assert_int_eq(pp_cpu_start(200, 4096), 0);
+    for (i = 0; i < 40 && tl.total < 40; i++) {
+        nanosleep(&ts, NULL);
+        pp_cpu_drain(tally, &tl);
+    }
+    pp_cpu_stop(tally, &tl);
+    atomic_store(&l.stop, 1);
+    pthread_join(t, NULL);
+    ck_assert_int_ge(tl.total, 10);
+    /* Every sample of the thread is in the loop or its callee: all carry the frames. */
+    ck_assert_int_ge(tl.spliced, tl.total * 9 / 10);
+    ck_assert_int_eq(tl.placed_right, tl.spliced);
+    ck_assert_int_eq(tl.ids_differ, 0);
+    nm = namer_new();
+    assert_named(&nm, tl.first_inner, 0, "php_inner", "/srv/fake.php", 11, 10);
+    namer_free(&nm);
+    ck_assert_int_ge(loop_script.last_activations, 1);
+}
+END_TEST
+
+START_TEST(a_thread_dump_shows_the_frames_of_a_thread_waiting_in_the_loop)
+{
+    looper l = { fake_loop_callee_sleep, 0, 0, 0 };
+    pthread_t t;
+    pp_thread_stack *st = NULL;
+    size_t n = 0, i;
+    struct timespec ts = { 0, 50 * 1000000 };
+    int found = 0;
+    namer nm;
+
+    ck_assert_int_gt(register_fake_loop(), 0);
+    ck_assert_int_eq(pthread_create(&t, NULL, loop_thread, &l), 0);
+    while (!atomic_load(&l.tid)) {
+        nanosleep(&ts, NULL);
+    }
+    nanosleep(&ts, NULL);
+    ck_assert_int_eq(pp_threads_capture(&st, &n, 1000), 0);
+    atomic_store(&l.stop, 1);
+    pthread_join(t, NULL);
+    nm = namer_new();
+    for (i = 0; i < n; i++) {
+        uint32_t k;
+        if (st[i].tid != (uint32_t)atomic_load(&l.tid)) {
+            continue;
+        }
+        ck_assert_int_eq(st[i].result, PP_THREAD_OK);
+        for (k = 0; k + 2 < st[i].npcs; k++) {
+            if (is_synthetic(st[i].pcs[k])) {
+                assert_named(&nm, st[i].pcs[k], 1, "php_inner", "/srv/fake.php", 11, 10);
+                assert_named(&nm, st[i].pcs[k + 1], 1, "{main}", "/srv/fake.php", 30, 0);
+                ck_assert(in_fake_loop(st[i].pcs[k + 2]));
+                found = 1;
+                break;
+            }
+        }
+    }
+    namer_free(&nm);
+    free(st);
+    ck_assert_msg(found, "no interpreter frames in the dump of the looping thread");
+}
+END_TEST
+
+typedef struct {
+    int stacks, spliced;
+} heap_tally;
+
+static void heap_stack(void *baton, const pp_stack *s)
+{
+    heap_tally *h = baton;
+    uint32_t i;
+
+    h->stacks++;
+    for (i = 0; i + 2 < s->npcs; i++) {
+        if (is_synthetic(s->pcs[i]) && is_synthetic(s->pcs[i + 1]) && in_fake_loop(s->pcs[i + 2])) {
+            h->spliced++;
+            break;
+        }
+    }
+}
+
+START_TEST(heap_samples_of_the_loop_carry_its_frames)
+{
+    void *lib = dlopen(TEST_ALLOCLIB, RTLD_NOW);
+    looper l = { fake_loop_callee_alloc, 0, 0, 0 };
+    pthread_t t;
+    struct timespec ts = { 0, 100 * 1000000 };
+    unsigned char *buf;
+    size_t len;
+    heap_tally h = { 0, 0 };
+
+    ck_assert_ptr_nonnull(lib);
+    alloc_fn = (void *(*)(size_t))dlsym(lib, "ppt_malloc");
+    free_fn = (void (*)(void *))dlsym(lib, "ppt_free");
+    ck_assert(alloc_fn && free_fn);
+    ck_assert_int_gt(register_fake_loop(), 0);
+    ck_assert_int_ge(pp_heap_start(1), 0);
+    ck_assert_int_eq(pthread_create(&t, NULL, loop_thread, &l), 0);
+    nanosleep(&ts, NULL);
+    atomic_store(&l.stop, 1);
+    pthread_join(t, NULL);
+    pp_heap_stop();
+    ck_assert_int_eq(pp_heap_serialize(&buf, &len), 0);
+    ck_assert_int_eq(pp_stacktab_parse(buf, len, heap_stack, &h), 0);
+    free(buf);
+    ck_assert_int_ge(h.spliced, 1);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("pp_interp");
     TCase *tc = tcase_create("splice");
     TCase *tt = tcase_create("table");
     TCase *tm = tcase_create("maps");
+    TCase *ts = tcase_create("samplers");
     SRunner *sr;
     int failed;
 
@@ -603,6 +859,11 @@ int main(void)
     tcase_add_test(tm, records_travel_in_this_process_maps_only);
     tcase_add_test(tm, the_resolver_makes_one_location_per_script_line_across_processes);
     suite_add_tcase(s, tm);
+    tcase_set_timeout(ts, 30);
+    tcase_add_test(ts, cpu_samples_inside_the_loop_carry_its_frames);
+    tcase_add_test(ts, a_thread_dump_shows_the_frames_of_a_thread_waiting_in_the_loop);
+    tcase_add_test(ts, heap_samples_of_the_loop_carry_its_frames);
+    suite_add_tcase(s, ts);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
     failed = srunner_ntests_failed(sr);
