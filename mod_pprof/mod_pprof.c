@@ -2,6 +2,7 @@
 #include "mod_pprof.h"
 #include "pprof_agent.h"
 #include "pprof_handler.h"
+#include "pprof_interp.h"
 #include "pprof_ipc.h"
 #include "pprof_shared.h"
 #include "pprof_trace.h"
@@ -221,6 +222,7 @@ static void register_hooks(apr_pool_t *p)
     ap_hook_handler(tag_request, NULL, NULL, APR_HOOK_REALLY_FIRST);
     ap_hook_handler(pprof_handler, NULL, NULL, APR_HOOK_MIDDLE);
     pprof_trace_register_hooks(p);
+    pprof_interp_register_hooks(p);
 }
 
 static const command_rec cmds[] = {
