@@ -11,7 +11,7 @@ PACKAGES=(
     check protobuf-compiler golang-go
     python3 python3-pytest python3-protobuf
     curl wrk apache2-utils
-    libapache2-mod-php8.2 openssl
+    libapache2-mod-php8.2 php8.2-dev openssl
 )
 
 # Go 1.23, whose `go tool trace` (the newer viewer) the trace tests also use; Debian 12

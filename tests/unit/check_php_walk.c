@@ -1,0 +1,361 @@
+/* The PHP frame walk (mod_pprof_php/php_walk.c) on frame chains built here with PHP's own
+ * types (its headers, as the module is built with): names, files, lines, the VM's
+ * registers, loop boundaries, keys, and chains that are torn or garbage. No PHP runs:
+ * only its structures are used. Built when configure found PHP's headers. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "php_walk.h"
+
+#include "php.h"
+#include "zend_globals.h"
+
+#include <check.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <ucontext.h>
+
+#define NOPS 10
+
+static zend_string *zs(const char *s, zend_ulong h)
+{
+    size_t n = strlen(s);
+    zend_string *z = aligned_alloc(8, (_ZSTR_STRUCT_SIZE(n) + 7) & ~(size_t)7);
+
+    memset(z, 0, _ZSTR_STRUCT_SIZE(n));
+    z->gc.refcount = 1;
+    z->h = h;
+    z->len = n;
+    memcpy(ZSTR_VAL(z), s, n + 1);
+    return z;
+}
+
+/* A user function whose opcode i is on line first_line + i. */
+static zend_function *user_fn(const char *name, const char *file, uint32_t first_line,
+                              zend_class_entry *scope)
+{
+    zend_function *f = calloc(1, sizeof(*f));
+    uint32_t i;
+
+    f->op_array.type = ZEND_USER_FUNCTION;
+    f->op_array.function_name = name ? zs(name, 0x1000 + first_line) : NULL;
+    f->op_array.scope = scope;
+    f->op_array.filename = zs(file, 0x2000 + strlen(file));
+    f->op_array.line_start = first_line;
+    f->op_array.last = NOPS;
+    f->op_array.opcodes = calloc(NOPS, sizeof(zend_op));
+    for (i = 0; i < NOPS; i++) {
+        f->op_array.opcodes[i].lineno = first_line + i;
+    }
+    return f;
+}
+
+static zend_function *internal_fn(const char *name)
+{
+    zend_function *f = calloc(1, sizeof(*f));
+
+    f->internal_function.type = ZEND_INTERNAL_FUNCTION;
+    f->internal_function.function_name = zs(name, 0x3000);
+    return f;
+}
+
+static zend_class_entry *class_named(const char *name)
+{
+    zend_class_entry *ce = calloc(1, sizeof(*ce));
+
+    ce->name = zs(name, 0x4000);
+    return ce;
+}
+
+/* Frames are pushed newest last; each one's prev is the one pushed before. */
+typedef struct {
+    zend_executor_globals *eg;
+    zend_execute_data *ex[16];
+    int n;
+} chain;
+
+static chain *chain_new(void)
+{
+    chain *c = calloc(1, sizeof(*c));
+
+    c->eg = calloc(1, sizeof(*c->eg));
+    pprof_php_walk_init(c->eg);
+    return c;
+}
+
+static zend_execute_data *push(chain *c, zend_function *f, int op_index, uint32_t call_info)
+{
+    zend_execute_data *ex = calloc(1, sizeof(*ex));
+
+    ex->func = f;
+    if (f && f->type != ZEND_INTERNAL_FUNCTION && op_index >= 0) {
+        ex->opline = &f->op_array.opcodes[op_index];
+    }
+    Z_TYPE_INFO(ex->This) = call_info;
+    ex->prev_execute_data = c->n ? c->ex[c->n - 1] : NULL;
+    c->ex[c->n++] = ex;
+    c->eg->current_execute_data = ex;
+    return ex;
+}
+
+static int walk(const void *uc, int leaf_in_loop, pp_interp_frame *fr, int max)
+{
+    pp_interp_ctx ctx = { uc, leaf_in_loop, 1 };
+
+    return pprof_php_walk(NULL, &ctx, fr, max);
+}
+
+static void assert_frame(const pp_interp_frame *f, const char *scope, const char *name,
+                         const char *file, uint32_t line, uint32_t start, uint32_t flags)
+{
+    ck_assert_uint_eq(f->name_len, strlen(name));
+    ck_assert_int_eq(memcmp(f->name, name, f->name_len), 0);
+    if (scope) {
+        ck_assert_uint_eq(f->scope_len, strlen(scope));
+        ck_assert_int_eq(memcmp(f->scope, scope, f->scope_len), 0);
+    } else {
+        ck_assert_uint_eq(f->scope_len, 0);
+    }
+    ck_assert_uint_eq(f->file_len, strlen(file));
+    ck_assert_int_eq(memcmp(f->file, file, f->file_len), 0);
+    ck_assert_uint_eq(f->line, line);
+    ck_assert_uint_eq(f->start_line, start);
+    ck_assert_uint_eq(f->flags, flags);
+}
+
+/* hot.php: {main} calls php_alpha (on its line 5), which calls strlen (on its line 4). */
+static chain *hot(void)
+{
+    chain *c = chain_new();
+
+    push(c, user_fn(NULL, "/srv/hot.php", 1, NULL), 4, ZEND_CALL_TOP_CODE);
+    push(c, user_fn("php_alpha", "/srv/hot.php", 2, NULL), 2, ZEND_CALL_NESTED_FUNCTION);
+    push(c, internal_fn("strlen"), -1, ZEND_CALL_NESTED_FUNCTION);
+    return c;
+}
+
+START_TEST(a_chain_is_named_newest_first_with_files_and_lines)
+{
+    pp_interp_frame fr[8];
+
+    ck_assert_ptr_nonnull(hot());
+    ck_assert_int_eq(walk(NULL, 0, fr, 8), 3);
+    assert_frame(&fr[0], NULL, "strlen", "[internal function]", 0, 0, 0);
+    assert_frame(&fr[1], NULL, "php_alpha", "/srv/hot.php", 4, 2, 0);
+    /* The script's own code, entered by execute_ex from zend_execute: a loop's end. */
+    assert_frame(&fr[2], NULL, "{main}", "/srv/hot.php", 5, 1, PP_INTERP_LOOP_END);
+    /* max bounds it, newest kept. */
+    ck_assert_int_eq(walk(NULL, 0, fr, 2), 2);
+    assert_frame(&fr[1], NULL, "php_alpha", "/srv/hot.php", 4, 2, 0);
+    ck_assert_int_eq(walk(NULL, 0, fr, 0), 0);
+}
+END_TEST
+
+START_TEST(without_an_executor_or_a_frame_there_is_nothing)
+{
+    chain *c = chain_new();
+    pp_interp_frame fr[4];
+
+    ck_assert_int_eq(walk(NULL, 0, fr, 4), 0);
+    pprof_php_walk_init(NULL);
+    push(c, user_fn(NULL, "/a.php", 1, NULL), 0, ZEND_CALL_TOP_CODE);
+    ck_assert_int_eq(walk(NULL, 0, fr, 4), 0);
+}
+END_TEST
+
+#if defined(__x86_64__) || defined(__aarch64__)
+static void set_vm_registers(ucontext_t *uc, const void *ex, const void *op)
+{
+    memset(uc, 0, sizeof(*uc));
+#if defined(__x86_64__)
+    uc->uc_mcontext.gregs[REG_R14] = (greg_t)(uintptr_t)ex;
+    uc->uc_mcontext.gregs[REG_R15] = (greg_t)(uintptr_t)op;
+#else
+    uc->uc_mcontext.regs[27] = (uint64_t)(uintptr_t)ex;
+    uc->uc_mcontext.regs[28] = (uint64_t)(uintptr_t)op;
+#endif
+}
+
+START_TEST(in_the_loop_the_vm_registers_give_the_newest_line)
+{
+    chain *c = chain_new();
+    zend_function *alpha = user_fn("php_alpha", "/srv/hot.php", 2, NULL);
+    zend_execute_data *ex;
+    pp_interp_frame fr[4];
+    ucontext_t uc;
+
+    push(c, user_fn(NULL, "/srv/hot.php", 1, NULL), 4, ZEND_CALL_TOP_CODE);
+    ex = push(c, alpha, 0, ZEND_CALL_NESTED_FUNCTION);
+    set_vm_registers(&uc, ex, &alpha->op_array.opcodes[7]);
+    ck_assert_int_eq(walk(&uc, 1, fr, 4), 2);
+    ck_assert_uint_eq(fr[0].line, 9);
+    ck_assert_uint_eq(fr[1].line, 5);
+    /* Outside the loop, the registers are someone else's. */
+    ck_assert_int_eq(walk(&uc, 0, fr, 4), 2);
+    ck_assert_uint_eq(fr[0].line, 2);
+    /* A frame register that is another frame, or an opline outside the function's code,
+     * is not believed. */
+    set_vm_registers(&uc, c->ex[0], &alpha->op_array.opcodes[7]);
+    ck_assert_int_eq(walk(&uc, 1, fr, 4), 2);
+    ck_assert_uint_eq(fr[0].line, 2);
+    ck_assert_uint_eq(fr[1].line, 5);
+    set_vm_registers(&uc, ex, &alpha->op_array.opcodes[NOPS]);
+    ck_assert_int_eq(walk(&uc, 1, fr, 4), 2);
+    ck_assert_uint_eq(fr[0].line, 2);
+    set_vm_registers(&uc, ex, (const char *)&alpha->op_array.opcodes[3] + 4);
+    ck_assert_int_eq(walk(&uc, 1, fr, 4), 2);
+    ck_assert_uint_eq(fr[0].line, 2);
+}
+END_TEST
+#endif
+
+START_TEST(a_stale_opline_gives_the_function_first_line)
+{
+    chain *c = chain_new();
+    zend_function *other = user_fn("other", "/srv/b.php", 50, NULL);
+    zend_execute_data *ex;
+    pp_interp_frame fr[4];
+
+    push(c, user_fn(NULL, "/srv/a.php", 1, NULL), 4, ZEND_CALL_TOP_CODE);
+    ex = push(c, user_fn("fresh", "/srv/a.php", 20, NULL), 0, ZEND_CALL_NESTED_FUNCTION);
+    /* A frame just entered keeps whatever its stack slot held: another function's opline,
+     * or none at all. */
+    ex->opline = &other->op_array.opcodes[3];
+    ck_assert_int_eq(walk(NULL, 0, fr, 4), 2);
+    assert_frame(&fr[0], NULL, "fresh", "/srv/a.php", 20, 20, 0);
+    ex->opline = (const zend_op *)(uintptr_t)0xdead0000beefull;
+    ck_assert_int_eq(walk(NULL, 0, fr, 4), 2);
+    ck_assert_uint_eq(fr[0].line, 20);
+    ex->opline = NULL;
+    ck_assert_int_eq(walk(NULL, 0, fr, 4), 2);
+    ck_assert_uint_eq(fr[0].line, 20);
+}
+END_TEST
+
+START_TEST(methods_closures_includes_and_eval_are_named)
+{
+    chain *c = chain_new();
+    zend_class_entry *app = class_named("App\\Kernel");
+    zend_function *ev = user_fn(NULL, "/srv/a.php(3) : eval()'d code", 1, NULL);
+    pp_interp_frame fr[8];
+
+    ev->type = ZEND_EVAL_CODE;
+    push(c, user_fn(NULL, "/srv/index.php", 1, NULL), 2, ZEND_CALL_TOP_CODE);
+    push(c, user_fn(NULL, "/srv/app.php", 1, NULL), 3, ZEND_CALL_NESTED_CODE);
+    push(c, user_fn("handle", "/srv/app.php", 10, app), 1, ZEND_CALL_NESTED_FUNCTION);
+    push(c, user_fn("{closure}", "/srv/app.php", 30, app), 0, ZEND_CALL_NESTED_FUNCTION);
+    push(c, ev, 0, ZEND_CALL_NESTED_CODE);
+    ck_assert_int_eq(walk(NULL, 0, fr, 8), 5);
+    assert_frame(&fr[0], NULL, "{eval}", "/srv/a.php(3) : eval()'d code", 1, 1, 0);
+    assert_frame(&fr[1], "App\\Kernel", "{closure}", "/srv/app.php", 30, 30, 0);
+    assert_frame(&fr[2], "App\\Kernel", "handle", "/srv/app.php", 11, 10, 0);
+    assert_frame(&fr[3], NULL, "{include}", "/srv/app.php", 4, 1, 0);
+    assert_frame(&fr[4], NULL, "{main}", "/srv/index.php", 3, 1, PP_INTERP_LOOP_END);
+}
+END_TEST
+
+START_TEST(a_nested_loop_ends_at_user_code_entered_from_c)
+{
+    chain *c = chain_new();
+    pp_interp_frame fr[8];
+
+    /* {main} -> array_map (built-in) -> closure (called back through zend_call_function:
+     * a new execute_ex) -> strlen called back from C too (no execute_ex for a built-in). */
+    push(c, user_fn(NULL, "/srv/m.php", 1, NULL), 2, ZEND_CALL_TOP_CODE);
+    push(c, internal_fn("array_map"), -1, ZEND_CALL_NESTED_FUNCTION);
+    push(c, NULL, -1, ZEND_CALL_TOP_FUNCTION);          /* zend_call_function's own */
+    push(c, user_fn("{closure}", "/srv/m.php", 5, NULL), 1, ZEND_CALL_TOP_FUNCTION);
+    push(c, internal_fn("strlen"), -1, ZEND_CALL_TOP_FUNCTION);
+    ck_assert_int_eq(walk(NULL, 0, fr, 8), 4);
+    assert_frame(&fr[0], NULL, "strlen", "[internal function]", 0, 0, 0);
+    assert_frame(&fr[1], NULL, "{closure}", "/srv/m.php", 6, 5, PP_INTERP_LOOP_END);
+    assert_frame(&fr[2], NULL, "array_map", "[internal function]", 0, 0, 0);
+    assert_frame(&fr[3], NULL, "{main}", "/srv/m.php", 3, 1, PP_INTERP_LOOP_END);
+}
+END_TEST
+
+START_TEST(garbage_ends_the_walk_where_it_starts)
+{
+    chain *c = hot();
+    zend_function *bad = user_fn("bad", "/srv/x.php", 1, NULL);
+    pp_interp_frame fr[PP_INTERP_MAX_FRAMES];
+
+    /* Not a function type: nothing from it on. */
+    bad->type = 77;
+    c->ex[1]->func = bad;
+    ck_assert_int_eq(walk(NULL, 0, fr, 8), 1);
+    c = hot();
+    /* A misaligned or kernel-half pointer is never followed. */
+    c->ex[1]->prev_execute_data = (zend_execute_data *)((char *)c->ex[0] + 3);
+    ck_assert_int_eq(walk(NULL, 0, fr, 8), 2);
+    c->ex[1]->func = (zend_function *)(uintptr_t)0xffff800000001000ull;
+    ck_assert_int_eq(walk(NULL, 0, fr, 8), 1);
+    c->ex[1]->func = (zend_function *)(uintptr_t)16;
+    ck_assert_int_eq(walk(NULL, 0, fr, 8), 1);
+    /* A name longer than any name is garbage too. */
+    c = hot();
+    ((zend_string *)c->ex[1]->func->common.function_name)->len = 1u << 30;
+    ck_assert_int_eq(walk(NULL, 0, fr, 8), 1);
+    /* A chain that loops ends after a bounded number of steps. */
+    c = hot();
+    c->ex[0]->prev_execute_data = c->ex[2];
+    ck_assert_int_eq(walk(NULL, 0, fr, 8), 8);
+    ck_assert_int_eq(walk(NULL, 0, fr, PP_INTERP_MAX_FRAMES), PP_INTERP_MAX_FRAMES);
+    c->ex[0]->func = NULL;
+    c->ex[1]->func = NULL;
+    c->ex[2]->func = NULL;
+    ck_assert_int_eq(walk(NULL, 0, fr, 8), 0);
+}
+END_TEST
+
+START_TEST(keys_tell_frames_apart_and_need_php_hashes)
+{
+    chain *c = hot();
+    pp_interp_frame a[4], b[4];
+    zend_string *nohash;
+
+    ck_assert_int_eq(walk(NULL, 0, a, 4), 3);
+    ck_assert_int_eq(walk(NULL, 0, b, 4), 3);
+    ck_assert_uint_ne(a[0].key, 0);
+    ck_assert_uint_eq(a[1].key, b[1].key);
+    ck_assert_uint_ne(a[0].key, a[1].key);
+    ck_assert_uint_ne(a[1].key, a[2].key);
+    /* Another line of the same function: another key. */
+    c->ex[1]->opline++;
+    ck_assert_int_eq(walk(NULL, 0, b, 4), 3);
+    ck_assert_uint_ne(a[1].key, b[1].key);
+    /* A name PHP has not hashed: found by content instead. */
+    nohash = zs("php_alpha", 0);
+    c->ex[1]->func->op_array.function_name = nohash;
+    ck_assert_int_eq(walk(NULL, 0, b, 4), 3);
+    ck_assert_uint_eq(b[1].key, 0);
+    ck_assert_uint_ne(b[2].key, 0);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("php_walk");
+    TCase *tc = tcase_create("walk");
+    SRunner *sr;
+    int failed;
+
+    tcase_add_test(tc, a_chain_is_named_newest_first_with_files_and_lines);
+    tcase_add_test(tc, without_an_executor_or_a_frame_there_is_nothing);
+#if defined(__x86_64__) || defined(__aarch64__)
+    tcase_add_test(tc, in_the_loop_the_vm_registers_give_the_newest_line);
+#endif
+    tcase_add_test(tc, a_stale_opline_gives_the_function_first_line);
+    tcase_add_test(tc, methods_closures_includes_and_eval_are_named);
+    tcase_add_test(tc, a_nested_loop_ends_at_user_code_entered_from_c);
+    tcase_add_test(tc, garbage_ends_the_walk_where_it_starts);
+    tcase_add_test(tc, keys_tell_frames_apart_and_need_php_hashes);
+    suite_add_tcase(s, tc);
+    sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
