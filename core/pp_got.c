@@ -3,11 +3,14 @@
 #endif
 #include "pp_got.h"
 #include "pp_log.h"
+#include "pp_cpu.h"
+#include "pp_threads.h"
 
 #include <elf.h>
 #include <fcntl.h>
 #include <link.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,6 +68,25 @@ static ro_range *ro_pages;
 static size_t nro_pages, capro_pages;
 
 /* Within [start, end) of one of the object's loaded segments? */
+/* dl_iterate_phdr with our own signals (the CPU sampler's, the thread dump's) blocked in
+ * this thread: their handlers unwind, and libunwind's global cache lock is taken by
+ * threads that then wait for the loader's lock that dl_iterate_phdr holds here. A handler
+ * run here would wait for that cache lock: a deadlock (found by the soak). Blocked, the
+ * signal waits until the iteration is done. */
+static int iterate_objects(int (*cb)(struct dl_phdr_info *, size_t, void *), void *data)
+{
+    sigset_t ours, old;
+    int rc;
+
+    sigemptyset(&ours);
+    sigaddset(&ours, pp_cpu_signal());
+    sigaddset(&ours, pp_threads_signal());
+    pthread_sigmask(SIG_BLOCK, &ours, &old);
+    rc = dl_iterate_phdr(cb, data);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return rc;
+}
+
 static int object_contains(const struct dl_phdr_info *info, uintptr_t addr)
 {
     int i;
@@ -122,7 +144,7 @@ static void sweep_slots(void)
     size_t i, j;
 
     for (i = 0, j = 0; i < nslots; i++) {
-        if (dl_iterate_phdr(slot_is_loaded, slots[i].slot)) {
+        if (iterate_objects(slot_is_loaded, slots[i].slot)) {
             slots[j++] = slots[i];
         }
     }
@@ -443,7 +465,7 @@ int pp_got_patch(const pp_got_hook *h, size_t n)
         pthread_mutex_unlock(&lock);
         return -1;
     }
-    dl_iterate_phdr(patch_object, &count);
+    iterate_objects(patch_object, &count);
     sweep_unloaded();
     pthread_mutex_unlock(&lock);
     pp_log(PP_LOG_DEBUG, "PP0023", "patched %d GOT slots in %zu objects", count, nobjects);
@@ -469,7 +491,7 @@ int pp_got_refresh(void)
         return 0;
     }
     /* Loads and unloads both count: a dlclose and a dlopen may reuse an address. */
-    dl_iterate_phdr(read_counters, c);
+    iterate_objects(read_counters, c);
     if (c[0] == __atomic_load_n(&last_adds, __ATOMIC_RELAXED) &&
         c[1] == __atomic_load_n(&last_subs, __ATOMIC_RELAXED) &&
         !__atomic_load_n(&retry_pending, __ATOMIC_RELAXED)) {
@@ -483,7 +505,7 @@ int pp_got_refresh(void)
             pthread_mutex_unlock(&lock);
             return -1;
         }
-        dl_iterate_phdr(patch_object, &count);
+        iterate_objects(patch_object, &count);
         sweep_unloaded();
         sweep_slots();
     }
@@ -517,7 +539,7 @@ void pp_got_unpatch(void)
 
     pthread_mutex_lock(&lock);
     /* Through the loader's list: a slot of an object unloaded since is not touched. */
-    dl_iterate_phdr(restore_object, NULL);
+    iterate_objects(restore_object, NULL);
     free(slots);
     slots = NULL;
     nslots = capslots = 0;
@@ -569,7 +591,7 @@ int pp_got_code_range(const void *addr, uintptr_t *lo, uintptr_t *hi)
 {
     code_range c = { (uintptr_t)addr, 0, 0 };
 
-    if (!dl_iterate_phdr(find_code, &c)) {
+    if (!iterate_objects(find_code, &c)) {
         return -1;
     }
     *lo = c.lo;
