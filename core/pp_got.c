@@ -3,11 +3,16 @@
 #endif
 #include "pp_got.h"
 #include "pp_log.h"
+#include "pp_cpu.h"
+#include "pp_threads.h"
 
 #include <elf.h>
+#include <fcntl.h>
 #include <link.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -46,8 +51,42 @@ static size_t nslots, capslots;
 static patched_object *objects;
 static size_t nobjects, capobjects;
 static unsigned long long last_adds, last_subs;
+/* An object was passed over because the loader was still relocating it: the next
+ * refresh looks again even if no object was added or removed since. */
+static int retry_pending;
+
+/* The read-only pages of the process when a patch pass began (from /proc/self/maps),
+ * under lock. An object whose RELRO pages are not among them is still being relocated
+ * by a dlopen in another thread (dl_iterate_phdr lists an object before the loader has
+ * relocated it and made its RELRO read-only): patching it then would race the loader's
+ * own writes, and making its pages read-only after the patch would make the loader's
+ * next write fault. Such an object is left for a later pass. */
+typedef struct {
+    uintptr_t start, end;
+} ro_range;
+static ro_range *ro_pages;
+static size_t nro_pages, capro_pages;
 
 /* Within [start, end) of one of the object's loaded segments? */
+/* dl_iterate_phdr with our own signals (the CPU sampler's, the thread dump's) blocked in
+ * this thread: their handlers unwind, and libunwind's global cache lock is taken by
+ * threads that then wait for the loader's lock that dl_iterate_phdr holds here. A handler
+ * run here would wait for that cache lock: a deadlock (found by the soak). Blocked, the
+ * signal waits until the iteration is done. */
+static int iterate_objects(int (*cb)(struct dl_phdr_info *, size_t, void *), void *data)
+{
+    sigset_t ours, old;
+    int rc;
+
+    sigemptyset(&ours);
+    sigaddset(&ours, pp_cpu_signal());
+    sigaddset(&ours, pp_threads_signal());
+    pthread_sigmask(SIG_BLOCK, &ours, &old);
+    rc = dl_iterate_phdr(cb, data);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return rc;
+}
+
 static int object_contains(const struct dl_phdr_info *info, uintptr_t addr)
 {
     int i;
@@ -105,7 +144,7 @@ static void sweep_slots(void)
     size_t i, j;
 
     for (i = 0, j = 0; i < nslots; i++) {
-        if (dl_iterate_phdr(slot_is_loaded, slots[i].slot)) {
+        if (iterate_objects(slot_is_loaded, slots[i].slot)) {
             slots[j++] = slots[i];
         }
     }
@@ -132,18 +171,87 @@ static int remember_object(uintptr_t base, const char *name)
 }
 
 /* The RELRO range of the object, where the loader left the GOT read-only. */
+/* The pages the loader makes read-only after relocating the object, as it computes them:
+ * the RELRO segment's bounds both rounded down to pages (empty when that leaves nothing). */
 static void relro_range(const struct dl_phdr_info *info, uintptr_t *start, uintptr_t *end)
 {
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
     int i;
 
     *start = *end = 0;
     for (i = 0; i < info->dlpi_phnum; i++) {
         const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
         if (ph->p_type == PT_GNU_RELRO) {
-            *start = info->dlpi_addr + ph->p_vaddr;
-            *end = *start + ph->p_memsz;
+            *start = (info->dlpi_addr + ph->p_vaddr) & ~(page - 1);
+            *end = (info->dlpi_addr + ph->p_vaddr + ph->p_memsz) & ~(page - 1);
         }
     }
+}
+
+/* Fill ro_pages from /proc/self/maps: every mapping without write permission. */
+static int read_ro_pages(void)
+{
+    char buf[8192], line[512];
+    size_t ll = 0;
+    ssize_t n;
+    int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+
+    nro_pages = 0;
+    if (fd < 0) {
+        return -1;
+    }
+    while ((n = read(fd, buf, sizeof(buf))) > 0) {
+        ssize_t i;
+        for (i = 0; i < n; i++) {
+            if (buf[i] != '\n') {
+                if (ll < sizeof(line) - 1) {
+                    line[ll++] = buf[i];
+                }
+                continue;
+            }
+            line[ll] = '\0';
+            ll = 0;
+            {
+                unsigned long lo, hi;
+                char perms[8];
+                if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) != 3 || perms[1] == 'w') {
+                    continue;
+                }
+                if (nro_pages == capro_pages) {
+                    size_t ncap = capro_pages ? capro_pages * 2 : 256;
+                    ro_range *nr = realloc(ro_pages, ncap * sizeof(*nr));
+                    if (!nr) {
+                        close(fd);
+                        return -1;
+                    }
+                    ro_pages = nr;
+                    capro_pages = ncap;
+                }
+                ro_pages[nro_pages].start = lo;
+                ro_pages[nro_pages].end = hi;
+                nro_pages++;
+            }
+        }
+    }
+    close(fd);
+    return 0;
+}
+
+/* Whether [start, end) was read-only when the pass began. */
+static int was_read_only(uintptr_t start, uintptr_t end)
+{
+    size_t i;
+
+    while (start < end) {
+        for (i = 0; i < nro_pages && !(ro_pages[i].start <= start && start < ro_pages[i].end);
+             i++) {
+        }
+        if (i == nro_pages) {
+            return 0;
+        }
+        start = ro_pages[i].end;
+    }
+    return 1;
 }
 
 static int write_slot(void **slot, void *value, uintptr_t ro_start, uintptr_t ro_end)
@@ -313,6 +421,10 @@ static int patch_object(struct dl_phdr_info *info, size_t size, void *data)
         return 0;
     }
     relro_range(info, &ro_start, &ro_end);
+    if (ro_start < ro_end && !was_read_only(ro_start, ro_end)) {
+        retry_pending = 1;      /* still being relocated: not now */
+        return 0;
+    }
     if (jmprel) {
         patch_relocs(info, jmprel, jmprelsz / sizeof(ElfW(Rela)), symtab, strtab, ro_start,
                      ro_end, count);
@@ -348,7 +460,12 @@ int pp_got_patch(const pp_got_hook *h, size_t n)
         }
         nobjects = 0;
     }
-    dl_iterate_phdr(patch_object, &count);
+    retry_pending = 0;
+    if (read_ro_pages() != 0) {
+        pthread_mutex_unlock(&lock);
+        return -1;
+    }
+    iterate_objects(patch_object, &count);
     sweep_unloaded();
     pthread_mutex_unlock(&lock);
     pp_log(PP_LOG_DEBUG, "PP0023", "patched %d GOT slots in %zu objects", count, nobjects);
@@ -374,14 +491,21 @@ int pp_got_refresh(void)
         return 0;
     }
     /* Loads and unloads both count: a dlclose and a dlopen may reuse an address. */
-    dl_iterate_phdr(read_counters, c);
+    iterate_objects(read_counters, c);
     if (c[0] == __atomic_load_n(&last_adds, __ATOMIC_RELAXED) &&
-        c[1] == __atomic_load_n(&last_subs, __ATOMIC_RELAXED)) {
+        c[1] == __atomic_load_n(&last_subs, __ATOMIC_RELAXED) &&
+        !__atomic_load_n(&retry_pending, __ATOMIC_RELAXED)) {
         return 0;
     }
     pthread_mutex_lock(&lock);
     if (nsets) {
-        dl_iterate_phdr(patch_object, &count);
+        retry_pending = 0;
+        if (read_ro_pages() != 0) {
+            retry_pending = 1;
+            pthread_mutex_unlock(&lock);
+            return -1;
+        }
+        iterate_objects(patch_object, &count);
         sweep_unloaded();
         sweep_slots();
     }
@@ -415,7 +539,7 @@ void pp_got_unpatch(void)
 
     pthread_mutex_lock(&lock);
     /* Through the loader's list: a slot of an object unloaded since is not touched. */
-    dl_iterate_phdr(restore_object, NULL);
+    iterate_objects(restore_object, NULL);
     free(slots);
     slots = NULL;
     nslots = capslots = 0;
@@ -467,7 +591,7 @@ int pp_got_code_range(const void *addr, uintptr_t *lo, uintptr_t *hi)
 {
     code_range c = { (uintptr_t)addr, 0, 0 };
 
-    if (!dl_iterate_phdr(find_code, &c)) {
+    if (!iterate_objects(find_code, &c)) {
         return -1;
     }
     *lo = c.lo;

@@ -121,9 +121,14 @@ static int hook_poll(struct pollfd *fds, nfds_t nfds, int timeout)
     return rc;
 }
 
+/* libunwind's own locks are never observed: a wait reported from inside it would unwind
+ * again while it holds its lock (and, in a dl_iterate_phdr callback, the loader's): two
+ * threads doing so deadlocked an Apache child (found by the soak). */
+static const void *const unwinder_keep_in[] = { (const void *)unw_step, NULL };
+
 static const pp_got_hook hooks[] = {
-    { "pthread_mutex_lock", (void *)hook_lock },
-    { "poll", (void *)hook_poll },
+    { "pthread_mutex_lock", (void *)hook_lock, unwinder_keep_in },
+    { "poll", (void *)hook_poll, unwinder_keep_in },
 };
 
 int pp_wait_install(void)

@@ -5,12 +5,15 @@
 
 #include <check.h>
 #include <dlfcn.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <elf.h>
 #include <link.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 /* The core is linked statically into this executable, so pp_got never patches the
@@ -451,6 +454,101 @@ START_TEST(refresh_between_unload_and_reload)
 }
 END_TEST
 
+static const object_info *find_object(objects_info *oi, const char *name)
+{
+    int i;
+
+    oi->n = 0;
+    dl_iterate_phdr(collect_object, oi);
+    for (i = 0; i < oi->n; i++) {
+        if (strcmp(oi->obj[i].name, name) == 0) {
+            return &oi->obj[i];
+        }
+    }
+    return NULL;
+}
+
+/* dl_iterate_phdr lists an object while a dlopen in another thread is still relocating
+ * it: its RELRO pages are writable then, and the loader writes its GOT. Patching it then
+ * (and making those pages read-only after) made the loader fault: an Apache child died in
+ * libdw's dlopen of libdebuginfod while the agent refreshed. Such an object is left alone
+ * until its RELRO pages are read-only; the next refresh patches it. */
+START_TEST(object_still_being_relocated_is_left_for_later)
+{
+    static objects_info oi;
+    const object_info *o;
+    alloclib l;
+    uintptr_t at = 0;
+
+    l.handle = dlopen(TEST_ALLOCLIB_NOW, RTLD_NOW);
+    ck_assert_msg(l.handle != NULL, "dlopen %s: %s", TEST_ALLOCLIB_NOW, dlerror());
+    *(void **)&l.ppt_malloc = dlsym(l.handle, "ppt_malloc");
+    *(void **)&l.ppt_free = dlsym(l.handle, "ppt_free");
+    o = find_object(&oi, TEST_ALLOCLIB_NOW);
+    ck_assert_ptr_nonnull(o);
+    ck_assert_msg(o->ro_hi > o->ro_lo && o->nslots > 0 && in_relro(o, o->slots[0]),
+                  "the -z now library's malloc slot is not in its RELRO pages");
+    /* As between the loader's relocation and its protection of RELRO. */
+    ck_assert_int_eq(mprotect((void *)o->ro_lo, o->ro_hi - o->ro_lo, PROT_READ | PROT_WRITE), 0);
+    ck_assert_int_gt(pp_got_patch(malloc_hook, 1), 0);      /* libc and others */
+    ck_assert_uint_eq(hooked_calls(&l, 3), 0);
+    ck_assert_msg(writable_bytes(o->ro_lo, o->ro_hi, &at) == o->ro_hi - o->ro_lo,
+                  "pages of an object being relocated were made read-only");
+    ck_assert_int_eq(pp_got_refresh(), 0);                  /* still being relocated */
+    ck_assert_uint_eq(hooked_calls(&l, 3), 0);
+    /* The loader is done: the next refresh takes it, though nothing was loaded since. */
+    ck_assert_int_eq(mprotect((void *)o->ro_lo, o->ro_hi - o->ro_lo, PROT_READ), 0);
+    ck_assert_int_gt(pp_got_refresh(), 0);
+    ck_assert_uint_eq(hooked_calls(&l, 3), 3);
+    ck_assert_uint_eq(writable_bytes(o->ro_lo, o->ro_hi, &at), 0);
+    ck_assert_int_eq(pp_got_refresh(), 0);
+    pp_got_unpatch();
+    dlclose(l.handle);
+}
+END_TEST
+
+static _Atomic int loader_done;
+
+static void *load_and_unload(void *arg)
+{
+    int i;
+
+    (void)arg;
+    for (i = 0; i < 300; i++) {
+        void *h = dlopen(TEST_ALLOCLIB_NOW, RTLD_NOW);
+        if (h) {
+            void *(*m)(size_t) = (void *(*)(size_t))dlsym(h, "ppt_malloc");
+            void (*f)(void *) = (void (*)(void *))dlsym(h, "ppt_free");
+            if (m && f) {
+                f(m(16));
+            }
+            dlclose(h);
+        }
+    }
+    atomic_store(&loader_done, 1);
+    return NULL;
+}
+
+/* The real race: one thread loads and unloads a -z now library over and over while
+ * another refreshes. Before the fix this died in elf_machine_rela within a few rounds. */
+START_TEST(refresh_beside_dlopen_never_breaks_the_loader)
+{
+    pthread_t t;
+    long refreshes = 0;
+
+    ck_assert_int_gt(pp_got_patch(malloc_hook, 1), 0);
+    atomic_store(&loader_done, 0);
+    ck_assert_int_eq(pthread_create(&t, NULL, load_and_unload, NULL), 0);
+    while (!atomic_load(&loader_done)) {
+        pp_got_refresh();
+        refreshes++;
+    }
+    ck_assert_int_eq(pthread_join(t, NULL), 0);
+    ck_assert_int_gt(refreshes, 0);
+    pp_got_unpatch();
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("pp_got");
@@ -466,6 +564,8 @@ int main(void)
     tcase_add_test(tc, keep_in_leaves_the_holding_object_alone);
     tcase_add_test(tc, reloaded_library_is_patched_again_by_refresh);
     tcase_add_test(tc, refresh_between_unload_and_reload);
+    tcase_add_test(tc, object_still_being_relocated_is_left_for_later);
+    tcase_add_test(tc, refresh_beside_dlopen_never_breaks_the_loader);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
