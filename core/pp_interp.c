@@ -183,6 +183,11 @@ static void compose(const pp_interp_frame *f, char *buf, size_t *name_len, size_
                                        : 0;
 }
 
+static inline uint64_t keyed_hash(const pp_interp_frame *f)
+{
+    return mix(mix(f->key, f->line), f->start_line);
+}
+
 /* The slot of f's record, interning it if new; 0 (the "table full" record) when there is
  * no room. Lock-free: a slot is claimed by one compare-and-swap; a reader that meets a
  * slot being written skips it (at worst the frame gets a second, identical record). */
@@ -195,7 +200,7 @@ static uint32_t intern(record *t, const pp_interp_frame *f)
     int composed = 0;
 
     if (keyed) {
-        h = mix(mix(f->key, f->line), f->start_line);
+        h = keyed_hash(f);
     } else {
         compose(f, buf, &name_len, &file_len);
         composed = 1;
@@ -303,6 +308,14 @@ static size_t splice_one(const pp_interp_provider *p, record *t, uint64_t *pcs, 
     if ((size_t)nf > room) {
         nf = (int)room;
     }
+    /* Each frame's record is a random slot: ask for them all at once, so that their
+     * cache misses overlap instead of following one another. */
+    for (f = 0; f < nf; f++) {
+        if (fr[f].key) {
+            __builtin_prefetch(&t[(keyed_hash(&fr[f]) | 1) & (PP_INTERP_SLOTS - 1)]);
+        }
+    }
+    f = 0;
     for (i = 0; i < n; i++) {
         if (seg < nact && i == act[seg]) {
             /* This activation's frames go above it, oldest nearest to it. */
