@@ -501,9 +501,10 @@ START_TEST(a_sample_never_ends_a_wait)
     pthread_join(th, NULL);
     pp_cpu_stop(count_only, &got);
     ck_assert_int_ge(atomic_load(&sleeps_done), 150);
-    /* Samples came (one per tick of its CPU time at most: 4 ms at HZ=250), and no sleep
-     * was cut short. */
-    ck_assert_uint_ge(got, 20);
+    /* Samples came (one per tick that finds it running at most: about 37 for its 150 ms
+     * of CPU at HZ=250, fewer on a loaded machine; the bound only says the sampler ran),
+     * and no sleep was cut short. */
+    ck_assert_uint_ge(got, 5);
     ck_assert_int_eq(atomic_load(&sleeps_short), 0);
 }
 END_TEST
