@@ -358,7 +358,7 @@ int pp_threads_capture(pp_thread_stack **out, size_t *outn, int timeout_ms)
     uint64_t gen;
     timer_t *timers;
     unsigned char *asked, *unreadable;
-    int nunreadable = 0;
+    int nunreadable = 0, rounds = 0;
 
     if (install() != 0 || pp_tasks_list(NULL, &tids, &n) != 0) {
         return -1;
@@ -458,7 +458,11 @@ int pp_threads_capture(pp_thread_stack **out, size_t *outn, int timeout_ms)
             break;
         }
         {
-            struct timespec ts = { 0, 500000 };
+            /* 0.5 ms, doubling to 8 ms: blocked threads are taken in the first round and
+             * running ones answer within a tick (4 ms at HZ=250); what is left waits for
+             * the scheduler, and probing it faster would only take CPU from it. */
+            struct timespec ts = { 0, 500000L << (rounds < 4 ? rounds : 4) };
+            rounds++;
             nanosleep(&ts, NULL);
         }
     }
