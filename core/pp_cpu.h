@@ -8,6 +8,15 @@
  * and takes every SIGPROF as a timeout; gperftools' profiler uses it). Their SIGPROF
  * keeps working, untouched, while we sample.
  *
+ * A sample never ends a wait early. Its timer runs on the thread's CPU-time clock, which
+ * only advances while the thread runs, and the kernel (POSIX_CPU_TIMERS_TASK_WORK: x86-64
+ * since Linux 5.10, arm64 since 5.19) checks it at the tick but raises its signal from the
+ * thread itself as it returns to user space, after a system call has returned: a timer
+ * that expires as the thread enters nanosleep, poll, epoll_wait... is delivered when that
+ * call is over, never into it (check_cpu's a_sample_never_ends_a_wait). On a kernel
+ * without that task work a sample could land in the few microseconds a thread spends
+ * entering a wait, and end it with EINTR.
+ *
  * The sampler is process-wide (signal dispositions are). All functions here except the
  * ones marked async-signal-safe must be called from one controlling thread at a time
  * (mod_pprof: the child's agent thread). The signal handler writes into a preallocated

@@ -1,3 +1,6 @@
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* process_vm_readv */
+#endif
 #include "pp_interp.h"
 #include "pp_log.h"
 
@@ -6,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/uio.h>
+#include <unistd.h>
 
 #define PROBES 32                       /* slots looked at before a frame counts as "full" */
 #define ARENA_BYTES (4u << 20)          /* names and files of every record */
@@ -277,7 +282,7 @@ static int in_ranges(const pp_interp_provider *p, uint64_t pc)
 }
 
 static size_t splice_one(const pp_interp_provider *p, record *t, uint64_t *pcs, size_t n,
-                         size_t cap, const void *uc, int leaf_exact)
+                         size_t cap, const pp_interp_ctx *how, int leaf_exact)
 {
     uint32_t act[PP_INTERP_MAX_ACTIVATIONS];
     pp_interp_frame fr[PP_INTERP_MAX_FRAMES];
@@ -297,7 +302,7 @@ static size_t splice_one(const pp_interp_provider *p, record *t, uint64_t *pcs, 
         return n;
     }
     room = cap - n < PP_INTERP_MAX_FRAMES ? cap - n : PP_INTERP_MAX_FRAMES;
-    ctx.ucontext = uc;
+    ctx = *how;
     ctx.leaf_in_loop = leaf_exact && act[0] == 0;
     ctx.activations = nact;
     atomic_fetch_add_explicit(&st_walks, 1, memory_order_relaxed);
@@ -341,7 +346,8 @@ static size_t splice_one(const pp_interp_provider *p, record *t, uint64_t *pcs, 
     return o;
 }
 
-size_t pp_interp_splice(uint64_t *pcs, size_t n, size_t cap, const void *uc, int leaf_exact)
+static size_t splice(uint64_t *pcs, size_t n, size_t cap, const pp_interp_ctx *how,
+                     int leaf_exact)
 {
     record *t;
     int i;
@@ -358,10 +364,40 @@ size_t pp_interp_splice(uint64_t *pcs, size_t n, size_t cap, const void *uc, int
     }
     for (i = 0; i < PP_INTERP_MAX_PROVIDERS; i++) {
         if (atomic_load_explicit(&providers[i].live, memory_order_acquire)) {
-            n = splice_one(&providers[i].p, t, pcs, n, cap, uc, leaf_exact);
+            n = splice_one(&providers[i].p, t, pcs, n, cap, how, leaf_exact);
         }
     }
     return n;
+}
+
+size_t pp_interp_splice(uint64_t *pcs, size_t n, size_t cap, const void *uc, int leaf_exact)
+{
+    pp_interp_ctx how;
+
+    memset(&how, 0, sizeof(how));
+    how.ucontext = uc;
+    return splice(pcs, n, cap, &how, leaf_exact);
+}
+
+/* Our own memory, read as another process's would be: a page that is gone fails. */
+static int read_self(void *dst, const void *src, size_t len)
+{
+    struct iovec local = { dst, len }, remote = { (void *)(uintptr_t)src, len };
+
+    return process_vm_readv(getpid(), &local, 1, &remote, 1, 0) == (ssize_t)len ? 0 : -1;
+}
+
+size_t pp_interp_splice_blocked(uint64_t *pcs, size_t n, size_t cap)
+{
+    static char scratch[PP_INTERP_MAX_FRAMES * (PP_INTERP_MAX_NAME + PP_INTERP_MAX_FILE)];
+    pp_interp_ctx how;
+
+    memset(&how, 0, sizeof(how));
+    how.read = read_self;
+    how.scratch = scratch;
+    how.scratch_len = sizeof(scratch);
+    /* pcs[0] is where it entered the kernel: an exact PC, never in a loop's registers. */
+    return splice(pcs, n, cap, &how, 1);
 }
 
 int pp_interp_is_path(const char *path)

@@ -76,15 +76,25 @@ typedef struct {
 /* What a walk is told about the thread it walks. */
 typedef struct {
     const void *ucontext;       /* the interrupted context (ucontext_t *), NULL when the
-                                   stack is the calling thread's own (heap samples) */
+                                   stack is the calling thread's own (heap samples) or the
+                                   thread is blocked (read below) */
     int leaf_in_loop;           /* the interrupted PC itself lies in a loop range: the
                                    registers in ucontext are the loop's */
     int activations;            /* native frames in the loop ranges (at least 1) */
+    /* NULL: the thread walked is the caller itself (stopped in a signal handler, or
+     * allocating): the interpreter's memory cannot change or go away during the walk and
+     * may be read in place. Otherwise it is another thread, blocked in the kernel, that may
+     * wake up and change or free what the walk reads: every read must go through read
+     * (0, or -1 where it would have faulted), and the strings the frames point to must be
+     * copies, made in scratch (scratch_len bytes). */
+    int (*read)(void *dst, const void *src, size_t len);
+    char *scratch;
+    size_t scratch_len;
 } pp_interp_ctx;
 
 /* Fill up to max frames, newest first, and return how many. Runs in signal handlers on
  * memory the interpreter owns: async-signal-safe, bounded, and never trusting a pointer it
- * has not checked. */
+ * has not checked; with ctx->read set, reading only through it. */
 typedef int (*pp_interp_walk_fn)(void *baton, const pp_interp_ctx *ctx,
                                  pp_interp_frame *frames, int max);
 
@@ -117,6 +127,13 @@ int pp_interp_active(void);
  * interrupted PC (signal samples), else every PC is a return address. uc: the interrupted
  * context, or NULL. Async-signal-safe; allocates nothing. */
 size_t pp_interp_splice(uint64_t *pcs, size_t n, size_t cap, const void *uc, int leaf_exact);
+
+/* The same for the native stack of another thread of this process, blocked in the kernel
+ * and unwound without stopping it (pp_regunwind): the walk reads through
+ * process_vm_readv, which fails instead of faulting when the thread has woken up and freed
+ * what it reads. The caller must drop the result if the thread ran meanwhile (what was
+ * read may be torn). Not async-signal-safe; one caller at a time (a static scratch). */
+size_t pp_interp_splice_blocked(uint64_t *pcs, size_t n, size_t cap);
 
 /* A record named by a pseudo-mapping's path and file offset. The strings point into
  * path (not terminated). */

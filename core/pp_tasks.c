@@ -201,3 +201,117 @@ int pp_tasks_sig_pending(const char *dir, uint32_t tid, int sig)
     }
     return (int)(mask >> (sig - 1) & 1);
 }
+
+/* One number of a syscall file at *p (decimal, or hex after 0x), then one space or the
+ * end of the line. */
+static int syscall_field(const char **p, const char *end, int hex, uint64_t *v, int last)
+{
+    const char *s = *p;
+    int neg = 0, digits = 0;
+    uint64_t x = 0;
+
+    if (!hex && s < end && *s == '-') {
+        neg = 1;
+        s++;
+    }
+    if (hex) {
+        if (end - s < 2 || s[0] != '0' || s[1] != 'x') {
+            return -1;
+        }
+        s += 2;
+    }
+    for (; s < end && digits < 17; s++, digits++) {
+        int d;
+        if (*s >= '0' && *s <= '9') {
+            d = *s - '0';
+        } else if (hex && *s >= 'a' && *s <= 'f') {
+            d = *s - 'a' + 10;
+        } else {
+            break;
+        }
+        x = x * (hex ? 16u : 10u) + (uint64_t)d;
+    }
+    if (digits == 0 || digits > 16) {
+        return -1;
+    }
+    if (last ? (s < end && !(*s == '\n' && s + 1 == end)) : (s >= end || *s != ' ')) {
+        return -1;
+    }
+    *p = last ? end : s + 1;
+    *v = neg ? (uint64_t)-(int64_t)x : x;
+    return 0;
+}
+
+int pp_tasks_parse_syscall(const char *text, size_t len, pp_tasks_syscall *out)
+{
+    const char *p = text, *end = text + len;
+    uint64_t nr;
+    int i;
+
+    memset(out, 0, sizeof(*out));
+    if ((len == 7 || len == 8) && memcmp(text, "running", 7) == 0 &&
+        (len == 7 || text[7] == '\n')) {
+        out->running = 1;
+        return 0;
+    }
+    if (syscall_field(&p, end, 0, &nr, 0) != 0) {
+        return -1;
+    }
+    out->nr = (long)(int64_t)nr;
+    if (out->nr < -1 || (out->nr == -1 && nr != (uint64_t)-1)) {
+        return -1;
+    }
+    if (out->nr >= 0) {
+        for (i = 0; i < 6; i++) {
+            if (syscall_field(&p, end, 1, &out->args[i], 0) != 0) {
+                return -1;
+            }
+        }
+    }
+    if (syscall_field(&p, end, 1, &out->sp, 0) != 0 ||
+        syscall_field(&p, end, 1, &out->pc, 1) != 0) {
+        return -1;
+    }
+    return 0;
+}
+
+static int status_count(const char *buf, const char *key, uint64_t *v)
+{
+    /* At the start of a line: "voluntary_..." is also the tail of "nonvoluntary_...". */
+    size_t k = strlen(key);
+    const char *p;
+    char line[64];
+    int digits = 0;
+
+    if (strncmp(buf, key, k) == 0) {
+        p = buf + k;
+    } else {
+        snprintf(line, sizeof(line), "\n%s", key);
+        if (!(p = strstr(buf, line))) {
+            return -1;
+        }
+        p += 1 + k;
+    }
+    for (; *p == ' ' || *p == '\t'; p++) {
+    }
+    for (*v = 0; *p >= '0' && *p <= '9' && digits < 20; p++, digits++) {
+        *v = *v * 10 + (uint64_t)(*p - '0');
+    }
+    return digits > 0 && (*p == '\n' || *p == '\0') ? 0 : -1;
+}
+
+int pp_tasks_switches(const char *dir, uint32_t tid, uint64_t *out)
+{
+    /* The two lines end the file, about 1.5 KiB in (more with many CPUs: the allowed
+     * lists grow), so read it whole. */
+    char buf[8192];
+    uint64_t vol, nonvol;
+
+    if (read_task_file(dir, tid, "status", buf, sizeof(buf)) <= 0 ||
+        status_count(buf, "voluntary_ctxt_switches:", &vol) != 0 ||
+        status_count(buf, "nonvoluntary_ctxt_switches:", &nonvol) != 0) {
+        return -1;
+    }
+    *out = vol + nonvol;
+    return 0;
+}

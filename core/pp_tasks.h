@@ -46,4 +46,27 @@ int pp_tasks_comm(const char *dir, uint32_t tid, char *buf, size_t len);
  * SigPnd line of dir/TID/status): 1 if it is, 0 if not, -1 when that cannot be read. */
 int pp_tasks_sig_pending(const char *dir, uint32_t tid, int sig);
 
+/* What /proc/TID/syscall says of a thread: running (or runnable), blocked in system call
+ * nr with its six arguments, or blocked outside any system call (nr -1: a page fault, a
+ * stop). sp and pc are the user registers the kernel saved when the thread entered the
+ * kernel: its stack pointer and the instruction after the `syscall` (or the faulting
+ * one). The kernel takes them while the thread is off its CPU, so they are consistent. */
+typedef struct {
+    int running;                /* 1: "running"; the rest is then 0 */
+    long nr;                    /* the system call, or -1 */
+    uint64_t args[6];
+    uint64_t sp, pc;
+} pp_tasks_syscall;
+
+/* Parse the text of a syscall file (len bytes, no NUL needed): "running", "-1 SP PC" or
+ * "NR A1 A2 A3 A4 A5 A6 SP PC" (hex with 0x, NR decimal), each ended by a newline or the
+ * end. 0, or -1 for anything else (a field missing, extra, or malformed). */
+int pp_tasks_parse_syscall(const char *text, size_t len, pp_tasks_syscall *out);
+
+/* The context switches of one thread so far, voluntary plus involuntary (the
+ * voluntary_ctxt_switches and nonvoluntary_ctxt_switches lines of dir/TID/status): a
+ * thread that blocked, was preempted or yielded since an earlier read has a larger count.
+ * 0, or -1 when they cannot be read (the thread is gone). */
+int pp_tasks_switches(const char *dir, uint32_t tid, uint64_t *out);
+
 #endif

@@ -174,6 +174,22 @@ uint32_t pp_tcreate_tid(uint64_t pthread)
     return tid;
 }
 
+uint64_t pp_tcreate_pthread(uint32_t tid)
+{
+    uint64_t pthread = 0;
+    known *k;
+
+    pthread_mutex_lock(&lock);
+    for (k = live; k; k = k->next) {
+        if (k->rec.tid == tid) {
+            pthread = k->pthread;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&lock);
+    return pthread;
+}
+
 int pp_tcreate_snapshot(pp_tcreate_record **out, size_t *outn)
 {
     pp_tcreate_record *recs;

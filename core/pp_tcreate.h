@@ -27,6 +27,10 @@ int pp_tcreate_snapshot(pp_tcreate_record **out, size_t *n);
  * through the hook; 0 otherwise. */
 uint32_t pp_tcreate_tid(uint64_t pthread);
 
+/* The reverse: the pthread_self() of the live thread tid, if it was created through the
+ * hook (and has started); 0 otherwise. */
+uint64_t pp_tcreate_pthread(uint32_t tid);
+
 /* Threads created through the hook since the process started (a cumulative count). */
 uint64_t pp_tcreate_total(void);
 

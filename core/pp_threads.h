@@ -1,10 +1,43 @@
-/* Stacks of every thread of this process, on demand: each thread is sent a directed
- * real-time signal (rt_tgsigqueueinfo) whose handler unwinds its interrupted context into
- * a preallocated slot, with libunwind's step loop (async-signal-safe, no per-thread
- * cache to warm). A thread that does not answer by the deadline (it blocks the signal, or
- * never gets scheduled) is reported as such, never waited on further. A thread never holds
- * more than one request: while an earlier one is still pending for it (/proc's SigPnd),
- * it is not asked again and is reported as not answering at once.
+/* Stacks of every thread of this process, on demand, without changing what any thread
+ * does: taking them must never end a wait early. A signal handler that runs while a
+ * thread is blocked makes nanosleep, clock_nanosleep, poll, ppoll, select, pselect,
+ * epoll_wait, timed futex waits, semop... return EINTR (with or without SA_RESTART): a
+ * sleep(), a backend's timeout or a module's wait that does not retry would end early,
+ * and one that retries would not know how long is left. So no thread is ever signalled
+ * while it could be blocked:
+ *
+ *  - A thread blocked in the kernel (/proc/self/task/TID/syscall gives the call it waits
+ *    in, with the stack pointer and PC it entered the kernel at) is unwound from those two
+ *    registers by the capturing thread, reading its stack through process_vm_readv
+ *    (pp_regunwind): it is never interrupted. The stack is kept only if the thread did
+ *    not move meanwhile: the syscall file reads the same before and after the walk (still
+ *    blocked, same call, arguments, sp and pc) and its context switch count
+ *    (pp_tasks_switches, read first and last) did not change, so it did not run in
+ *    between (to block again it would have had to switch out). Otherwise it is tried again
+ *    in the next round, never reported torn. In a process that changed its user (httpd's
+ *    children) that file is readable through pp_sysfd's helper only.
+ *
+ *  - A thread that is running (or runnable) answers a signal whose handler unwinds its
+ *    interrupted context with libunwind's step loop (async-signal-safe, no per-thread
+ *    cache to warm) into a preallocated slot. The signal is not sent directly
+ *    (rt_tgsigqueueinfo), which could land just as the thread enters a wait and end it:
+ *    it comes from a one-shot timer on the thread's own CPU-time clock, expiring after one
+ *    nanosecond of its CPU time. The kernel checks such a timer only while the thread
+ *    runs, and (POSIX_CPU_TIMERS_TASK_WORK, x86-64 and arm64 since Linux 5.10 and 5.19)
+ *    raises its signal from the thread itself as it returns to user space: after a system
+ *    call has returned, never during one. The handler therefore only ever interrupts user
+ *    code, and a thread that blocks before its timer fires is taken from /proc instead.
+ *
+ * A thread that does neither by the deadline (it blocks the signal while running, it is
+ * not scheduled, or it is blocked and /proc cannot be read) is reported as not answering,
+ * never waited on further. A thread never holds more than one request: while an earlier
+ * one is still pending for it (/proc's SigPnd), it is not asked again. Each thread's
+ * record says how it was taken (how).
+ *
+ * The handler blocks the CPU sampler's signal (and the sampler's blocks this one), so two
+ * unwinds never nest on one thread; the /proc walks run on the capturing thread outside
+ * any handler, with libunwind's remote interface (a separate library and state from the
+ * local unwinder the handlers use).
  *
  * One capture at a time per process (callers serialize). Not async-signal-safe. */
 #ifndef PP_THREADS_H
@@ -25,10 +58,16 @@ typedef enum {
     PP_THREAD_GONE              /* exited before it could be asked */
 } pp_thread_result;
 
+/* How a stack was taken. */
+#define PP_THREAD_BY_SIGNAL 's'     /* its handler, while it ran (a CPU-time timer) */
+#define PP_THREAD_BY_PROC 'p'       /* from /proc's registers while it was blocked */
+#define PP_THREAD_BY_SELF 'o'       /* the capturing thread's own */
+
 typedef struct {
     uint32_t tid;
     pp_thread_result result;
     char state;                 /* from /proc: R running, S sleeping, D disk, ... */
+    char how;                   /* PP_THREAD_BY_*: how the stack was taken */
     char name[16];              /* /proc/self/task/TID/comm */
     uint64_t pthread;           /* the thread's pthread_self(), when it answered */
     uint32_t npcs;

@@ -15,6 +15,7 @@
 #include "apr_strings.h"
 #include "apr_thread_mutex.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
 
@@ -22,6 +23,7 @@
 #include "pp_log.h"
 #include "pp_tcreate.h"
 #include "pp_cpu.h"
+#include "pp_sysfd.h"
 #include "pp_threads.h"
 
 static server_rec *log_server;
@@ -145,6 +147,11 @@ static int post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp, s
         pprof_trace_post_config(s);
         if (pp_tcreate_start() < 0) {
             ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, "PP0022: cannot hook pthread_create");
+        }
+        /* Children change user: the helper reads their blocked threads' registers. */
+        if (pp_sysfd_helper_start() < 0) {
+            ap_log_error(APLOG_MARK, APLOG_ERR, errno, s, "PP0023: cannot start the "
+                         "helper: blocked threads will show no stack");
         }
         apr_pool_cleanup_register(pconf, NULL, heap_cleanup, apr_pool_cleanup_null);
         /* ExtendedStatus stays the admin's (or mod_status's): the thread dump keeps what

@@ -47,10 +47,79 @@ static inline int plausible(const void *p, uintptr_t align)
     return v >= 4096 && v < USER_TOP && (v & (align - 1)) == 0;
 }
 
-/* A zend_string we may read len bytes of; 0 if it is none. */
-static inline int string_ok(const zend_string *s)
+/* Copy len bytes of the interpreter's memory at src: in place when the thread walked is
+ * the caller itself, else through ctx->read (which fails instead of faulting). */
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+
+static ALWAYS_INLINE int fetch(const pp_interp_ctx *ctx, void *dst, const void *src, size_t len)
 {
-    return plausible(s, 8) && ZSTR_LEN(s) < MAX_STRING;
+    if (!ctx->read) {
+        memcpy(dst, src, len);
+        return 0;
+    }
+    return ctx->read(dst, src, len);
+}
+
+/* Where a walk of another thread copies the strings its frames point to. */
+typedef struct {
+    char *next;
+    size_t left;
+} scratch;
+
+static inline uint64_t mix(uint64_t h, uint64_t v)
+{
+    h ^= v * 0x9e3779b97f4a7c15ull;
+    h = (h << 31) | (h >> 33);
+    h *= 0xbf58476d1ce4e5b9ull;
+    return h ^ (h >> 29);
+}
+
+/* A string of the frame: its bytes (at most max), and what identifies its content without
+ * reading it: its address, length and the hash PHP keeps in it (interned strings, as names
+ * and file names are, always have it; a freed name whose memory holds another string of
+ * the same length and hash would be taken for the old one: a 64-bit hash collision).
+ * *id is 0 when PHP has no hash in it. -1: no string (garbage). */
+static ALWAYS_INLINE int string_of(const pp_interp_ctx *ctx, scratch *sc,
+                                   const zend_string *s, size_t max, const char **val,
+                                   size_t *len, uint64_t *id, const int remote)
+{
+    zend_ulong h;
+    size_t n;
+
+    if (!plausible(s, 8)) {
+        return -1;
+    }
+    if (remote) {
+        struct {
+            zend_refcounted_h gc;
+            zend_ulong h;
+            size_t len;
+        } head;
+        if (fetch(ctx, &head, s, sizeof(head)) != 0) {
+            return -1;
+        }
+        h = head.h;
+        n = head.len;
+    } else {
+        h = s->h;
+        n = ZSTR_LEN(s);
+    }
+    if (n >= MAX_STRING) {
+        return -1;
+    }
+    *len = n < max ? n : max;
+    *id = h ? mix(mix((uint64_t)(uintptr_t)s, n), h) : 0;
+    if (!remote) {
+        *val = ZSTR_VAL(s);
+        return 0;
+    }
+    if (*len > sc->left || fetch(ctx, sc->next, ZSTR_VAL(s), *len) != 0) {
+        return -1;
+    }
+    *val = sc->next;
+    sc->next += *len;
+    sc->left -= *len;
+    return 0;
 }
 
 /* The registers of PHP's hybrid VM, when the interrupted PC is in execute_ex itself: GCC
@@ -76,32 +145,13 @@ static void vm_registers(const void *ucv, const zend_execute_data **ex, const ze
 #endif
 }
 
-/* op is one of the op_array's opcodes (or no opline at all). */
-static inline int in_code(const zend_op_array *oa, const zend_op *op)
+/* op is one of the opcodes [opcodes, opcodes + last) of a function. */
+static inline int in_code(const zend_op *opcodes, uint32_t last, const zend_op *op)
 {
-    uintptr_t base = (uintptr_t)oa->opcodes, p = (uintptr_t)op;
+    uintptr_t base = (uintptr_t)opcodes, p = (uintptr_t)op;
 
-    return plausible(oa->opcodes, 8) && oa->last > 0 && oa->last < (1u << 24) && p >= base &&
-           p < base + (uintptr_t)oa->last * sizeof(zend_op) && (p - base) % sizeof(zend_op) == 0;
-}
-
-static inline uint64_t mix(uint64_t h, uint64_t v)
-{
-    h ^= v * 0x9e3779b97f4a7c15ull;
-    h = (h << 31) | (h >> 33);
-    h *= 0xbf58476d1ce4e5b9ull;
-    return h ^ (h >> 29);
-}
-
-/* What identifies a string's content without reading it: its address, length and the
- * hash PHP keeps in it (interned strings, as names and file names are, always have it).
- * A freed name whose memory holds another string of the same length and hash would be
- * taken for the old one: a 64-bit hash collision. 0 when PHP has no hash in it. */
-static inline uint64_t string_id(const zend_string *s)
-{
-    zend_ulong h = s->h;
-
-    return h ? mix(mix((uint64_t)(uintptr_t)s, ZSTR_LEN(s)), h) : 0;
+    return plausible(opcodes, 8) && last > 0 && last < (1u << 24) && p >= base &&
+           p < base + (uintptr_t)last * sizeof(zend_op) && (p - base) % sizeof(zend_op) == 0;
 }
 
 static const char name_main[] = "{main}", name_include[] = "{include}",
@@ -109,61 +159,103 @@ static const char name_main[] = "{main}", name_include[] = "{include}",
 /* Where PHP's own stack traces say a built-in function is. */
 static const char file_internal[] = "[internal function]";
 
-/* One frame of ex, running f. op_reg: the VM's opline register, when ex is the frame in
- * the frame register. -1: f is no function (garbage): the walk stops. */
-static int frame_of(pp_interp_frame *out, const zend_execute_data *ex, const zend_function *f,
-                    const zend_op *op_reg)
-{
-    const zend_string *name = f->common.function_name, *file = NULL, *scope_name = NULL;
-    const zend_class_entry *scope = f->common.scope;
-    uint32_t info = Z_TYPE_INFO(ex->This);
-    uint64_t key = 1;
-    int kind = 0;
+/* The part of a function every kind has (zend_function.common), and the part of a user
+ * function's op_array up to its first line: copied, so that a walk of another thread reads
+ * each once, through ctx->read. */
+typedef struct {
+    zend_uchar type;
+    zend_string *function_name;
+    zend_class_entry *scope;
+} fn_common;
 
-    __builtin_prefetch(name);
-    __builtin_prefetch(scope);
-    if (f->type != ZEND_INTERNAL_FUNCTION) {
-        __builtin_prefetch(f->op_array.filename);
+#define OP_ARRAY_HEAD (offsetof(zend_op_array, line_start) + sizeof(uint32_t))
+
+/* One frame of ex, running f. op_reg: the VM's opline register, when ex is the frame in
+ * the frame register. -1: f is no function (garbage): the walk stops. remote: every read
+ * goes through ctx->read into copies (a constant: each kind of walk is its own code). */
+static ALWAYS_INLINE int frame_of(const pp_interp_ctx *ctx, scratch *sc, pp_interp_frame *out,
+                                  const zend_execute_data *ex, const zend_function *f,
+                                  const zend_op *op_reg, const int remote)
+{
+    union {
+        zend_op_array oa;
+        char bytes[OP_ARRAY_HEAD];
+    } u;
+    fn_common c;
+    const zend_op_array *oa;
+    const zend_class_entry *scope;
+    uint32_t info = Z_TYPE_INFO(ex->This);
+    uint64_t key = 1, id;
+    int kind = 0, unhashed = 0;
+
+    if (remote) {
+        if (fetch(ctx, &c.type, &f->type, sizeof(c.type)) != 0 ||
+            fetch(ctx, &c.function_name, &f->common.function_name,
+                  sizeof(c.function_name)) != 0 ||
+            fetch(ctx, &c.scope, &f->common.scope, sizeof(c.scope)) != 0) {
+            return -1;
+        }
+    } else {
+        c.type = f->type;
+        c.function_name = f->common.function_name;
+        c.scope = f->common.scope;
     }
-    if (f->type != ZEND_USER_FUNCTION && f->type != ZEND_INTERNAL_FUNCTION &&
-        f->type != ZEND_EVAL_CODE) {
+    if (c.type != ZEND_USER_FUNCTION && c.type != ZEND_INTERNAL_FUNCTION &&
+        c.type != ZEND_EVAL_CODE) {
         return -1;
     }
     memset(out, 0, sizeof(*out));
-    if (name) {
-        if (!string_ok(name)) {
+    if (c.function_name) {
+        if (string_of(ctx, sc, c.function_name, PP_INTERP_MAX_NAME, &out->name,
+                      &out->name_len, &id, remote) != 0) {
             return -1;
         }
-        out->name = ZSTR_VAL(name);
-        out->name_len = ZSTR_LEN(name);
-        key = mix(key, string_id(name));
+        key = mix(key, id);
+        unhashed |= !id;
     } else {
         /* Code outside any function: a script's (the first frame of the chain), an
          * included file's, eval'd code's. */
-        kind = f->type == ZEND_EVAL_CODE ? 3 : ex->prev_execute_data ? 2 : 1;
+        kind = c.type == ZEND_EVAL_CODE ? 3 : ex->prev_execute_data ? 2 : 1;
         out->name = kind == 3 ? name_eval : kind == 2 ? name_include : name_main;
         out->name_len = strlen(out->name);
         key = mix(key, (uint64_t)kind << 32);
     }
-    if (scope && plausible(scope, 8) && string_ok(scope->name)) {
-        scope_name = scope->name;
-        out->scope = ZSTR_VAL(scope_name);
-        out->scope_len = ZSTR_LEN(scope_name);
-        key = mix(key, string_id(scope_name));
+    scope = c.scope;
+    if (scope && plausible(scope, 8)) {
+        zend_string *cname;
+        if (remote ? fetch(ctx, &cname, &scope->name, sizeof(cname)) == 0
+                   : (cname = scope->name, 1)) {
+            if (string_of(ctx, sc, cname, PP_INTERP_MAX_NAME, &out->scope, &out->scope_len,
+                          &id, remote) == 0) {
+                key = mix(key, id);
+                unhashed |= !id;
+            }
+        }
     }
-    if (f->type != ZEND_INTERNAL_FUNCTION) {
-        const zend_op_array *oa = &f->op_array;
-        const zend_op *op = op_reg && in_code(oa, op_reg) ? op_reg : ex->opline;
-        file = oa->filename;
-        if (file && string_ok(file)) {
-            out->file = ZSTR_VAL(file);
-            out->file_len = ZSTR_LEN(file);
-            key = mix(key, string_id(file));
+    if (c.type != ZEND_INTERNAL_FUNCTION) {
+        const zend_op *op;
+        uint32_t lineno;
+
+        if (remote) {
+            if (fetch(ctx, &u, f, OP_ARRAY_HEAD) != 0) {
+                return -1;
+            }
+            oa = &u.oa;
+        } else {
+            oa = &f->op_array;
+        }
+        op = op_reg && in_code(oa->opcodes, oa->last, op_reg) ? op_reg : ex->opline;
+        if (oa->filename && string_of(ctx, sc, oa->filename, PP_INTERP_MAX_FILE, &out->file,
+                                      &out->file_len, &id, remote) == 0) {
+            key = mix(key, id);
+            unhashed |= !id;
         }
         out->start_line = oa->line_start;
         /* EX(opline) of the newest frame may be stale (saved only before calls) and point
          * anywhere: it is read only when it lies in this function's code. */
-        out->line = in_code(oa, op) ? op->lineno : oa->line_start;
+        out->line = in_code(oa->opcodes, oa->last, op) &&
+                    fetch(ctx, &lineno, &op->lineno, sizeof(lineno)) == 0
+                        ? lineno : oa->line_start;
         if (info & ZEND_CALL_TOP) {
             out->flags = PP_INTERP_LOOP_END;    /* user code entered by a new execute_ex */
         }
@@ -171,52 +263,61 @@ static int frame_of(pp_interp_frame *out, const zend_execute_data *ex, const zen
         out->file = file_internal;
         out->file_len = sizeof(file_internal) - 1;
     }
-    if ((name && !string_id(name)) || (scope_name && !string_id(scope_name)) ||
-        (file && out->file && !string_id(file))) {
-        out->key = 0;           /* a string PHP has no hash for: found by content */
-    } else {
-        out->key = mix(mix(key, out->line), out->start_line);
-    }
+    /* A string PHP has no hash for: the frame is found by content. */
+    out->key = unhashed ? 0 : mix(mix(key, out->line), out->start_line);
     return 0;
 }
 
-int pprof_php_walk(void *baton, const pp_interp_ctx *ctx, pp_interp_frame *frames, int max)
+static ALWAYS_INLINE int walk(const pp_interp_ctx *ctx, pp_interp_frame *frames, int max,
+                              const int remote)
 {
     const zend_executor_globals *g = eg;
-    const zend_execute_data *ex, *ex_reg = NULL;
+    const zend_execute_data *at, *ex_reg = NULL;
     const zend_op *op_reg = NULL;
+    scratch sc = { ctx->scratch, ctx->scratch ? ctx->scratch_len : 0 };
     int n = 0, steps;
 
-    (void)baton;
-    if (!g) {
+    if (!g || fetch(ctx, &at, &g->current_execute_data, sizeof(at)) != 0) {
         return 0;
     }
     if (ctx->ucontext && ctx->leaf_in_loop) {
         vm_registers(ctx->ucontext, &ex_reg, &op_reg);
     }
-    ex = *(const zend_execute_data *const volatile *)&g->current_execute_data;
-    for (steps = 0; ex && n < max && steps < MAX_STEPS; steps++) {
-        const zend_function *f;
+    for (steps = 0; at && n < max && steps < MAX_STEPS; steps++) {
+        zend_execute_data copy;
+        const zend_execute_data *ex = at;
 
-        if (!plausible(ex, 8)) {
+        if (!plausible(at, 8)) {
             break;
         }
-        f = ex->func;
+        if (remote) {
+            if (fetch(ctx, &copy, at, sizeof(copy)) != 0) {
+                break;
+            }
+            ex = &copy;
+        }
         /* What comes next is a chain of dependent loads, each likely a cache miss (the
          * samples are 10 ms of PHP apart): start the next frame's and this function's
          * lines now, so that they overlap (a prefetch never faults). */
         __builtin_prefetch(ex->prev_execute_data);
-        __builtin_prefetch(&f->op_array.filename);
-        __builtin_prefetch(&f->op_array.opcodes);
+        __builtin_prefetch(&ex->func->op_array.filename);
+        __builtin_prefetch(&ex->func->op_array.opcodes);
         /* zend_call_function's frames have no function: nothing to show. */
-        if (f) {
-            if (!plausible(f, 8) ||
-                frame_of(&frames[n], ex, f, ex == ex_reg ? op_reg : NULL) != 0) {
+        if (ex->func) {
+            if (!plausible(ex->func, 8) ||
+                frame_of(ctx, &sc, &frames[n], ex, ex->func, at == ex_reg ? op_reg : NULL,
+                         remote) != 0) {
                 break;
             }
             n++;
         }
-        ex = ex->prev_execute_data;
+        at = ex->prev_execute_data;
     }
     return n;
+}
+
+int pprof_php_walk(void *baton, const pp_interp_ctx *ctx, pp_interp_frame *frames, int max)
+{
+    (void)baton;
+    return ctx->read ? walk(ctx, frames, max, 1) : walk(ctx, frames, max, 0);
 }

@@ -456,3 +456,34 @@ def test_requests_of_children_that_exit_are_kept(make_httpd, tmp_path):
     for i in range(n):
         assert uris.count("/pprof-test/pid?mark=%d" % i) == 1, (i, uris)
     assert len(pids) >= 3, pids     # children did end and new ones served
+
+
+def test_connection_opened_before_the_trace_keeps_its_headers(httpd):
+    """A keep-alive connection accepted before a trace began: its next requests, made
+    while tracing, are whole HTTP responses (status line, headers, body). The trace's
+    output filter was once added to such a connection from create_request, which left
+    the request's HTTP_HEADER filter out: the body went out alone."""
+    conn = http.client.HTTPConnection("127.0.0.1", httpd.port, timeout=30)
+    trace = {}
+    try:
+        conn.request("GET", "/pprof-test/pid")
+        first = conn.getresponse()
+        assert first.status == 200 and first.read()
+        tconn = http.client.HTTPConnection("127.0.0.1", httpd.port, timeout=30)
+        tconn.request("GET", TRACE + "?seconds=2")
+        tresp = tconn.getresponse()         # headers: the trace is running
+        assert tresp.status == 200, tresp.status
+        t = threading.Thread(target=lambda: trace.setdefault("body", tresp.read()))
+        t.start()
+        for i in range(3):
+            conn.request("GET", "/pprof-test/sleep?ms=1&n=%d" % i)
+            r = conn.getresponse()
+            body = r.read()
+            assert r.status == 200 and r.getheader("Content-Length") == str(len(body)), \
+                (r.status, r.getheaders(), body)
+            assert body.startswith(b"ok sleep"), body
+        t.join(30)
+        tconn.close()
+    finally:
+        conn.close()
+    assert trace.get("body", b"")[:16] == b"go 1.19 trace\x00\x00\x00", trace.get("body", b"")[:16]

@@ -2,6 +2,7 @@
  * what the profiles show. Never installed. Handler "pprof-test"; the last path segment
  * picks the workload:
  *   burn?ms=N      CPU in pprof_test_hot_a and pprof_test_hot_b, 3:1 by work done
+ *                  (&block_rtmin_plus=K: with SIGRTMIN+K blocked meanwhile)
  *   sleep?ms=N     sleeps in pprof_test_sleep
  *   retain?bytes=N allocates and keeps N bytes from pprof_test_retain (per child)
  *   churn?bytes=N  allocates and frees N bytes in pprof_test_churn
@@ -12,6 +13,12 @@
  *   lock?ms=N      holds a process-wide mutex for N ms in pprof_test_lock_hold
  *   backend?ms=N   waits N ms in poll() for a peer that does not answer, in
  *                  pprof_test_backend_wait (a slow backend)
+ *   waitsleep?ms=N one usleep(N ms) in pprof_test_wait_sleep, not retried
+ *   waitpoll?ms=N  one poll(N ms) on a pipe nobody writes, in pprof_test_wait_poll
+ *   waitcond?ms=N  one pthread_cond_timedwait until N ms from now, nobody signalling,
+ *                  in pprof_test_wait_cond
+ *                  (each of the three answers "slept|polled|waited X ms": its length,
+ *                  measured around the one call, which an interruption would cut short)
  *   thread?ms=N    starts a thread (pprof_test_thread_main) that lives N ms
  *   dlopen?lib=PATH&bytes=N  dlopens PATH at run time and calls its ppt_retain_named(N)
  *                  (tests/unit/pp_alloc_testlib.c): an object loaded after start-up
@@ -49,6 +56,9 @@ void pprof_test_churn(size_t bytes);
 int pprof_test_mmap_chunk(int keep);
 void pprof_test_munmap_all(void);
 void pprof_test_lock_hold(long ms);
+double pprof_test_wait_sleep(long ms);
+double pprof_test_wait_poll(long ms);
+double pprof_test_wait_cond(long ms);
 int pprof_test_spawn(long ms);
 
 volatile unsigned long pprof_test_sink;
@@ -196,6 +206,62 @@ NOINLINE void pprof_test_backend_wait(long ms)
     }
 }
 
+/* Waits of known length, one call each (an interruption is not retried): how long they
+ * took, in ms. */
+NOINLINE double pprof_test_wait_sleep(long ms)
+{
+    double t0 = now_ms();
+    usleep((useconds_t)ms * 1000u);
+    return now_ms() - t0;
+}
+
+NOINLINE double pprof_test_wait_poll(long ms)
+{
+    int fds[2];
+    double t0 = now_ms(), took;
+
+    if (pipe(fds) != 0) {
+        return -1;
+    }
+    {
+        struct pollfd p = { fds[0], POLLIN, 0 };
+        t0 = now_ms();
+        poll(&p, 1, (int)ms);
+        took = now_ms() - t0;
+    }
+    close(fds[0]);
+    close(fds[1]);
+    return took;
+}
+
+NOINLINE double pprof_test_wait_cond(long ms)
+{
+    pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    pthread_cond_t cv;
+    pthread_condattr_t ca;
+    struct timespec until;
+    double t0, took;
+
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&cv, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_mutex_lock(&mu);
+    t0 = now_ms();
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += ms / 1000;
+    until.tv_nsec += (ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(&cv, &mu, &until);
+    took = now_ms() - t0;
+    pthread_mutex_unlock(&mu);
+    pthread_cond_destroy(&cv);
+    return took;
+}
+
 NOINLINE void pprof_test_lock_hold(long ms)
 {
     pthread_mutex_lock(&test_lock);
@@ -249,7 +315,23 @@ static int test_handler(request_rec *r)
     ap_args_to_table(r, &args);
     ap_set_content_type(r, "text/plain");
     if (strcmp(what, "burn") == 0) {
+        sigset_t set, old;
+        long k = arg_long(args, "block_rtmin_plus", -1, 20);
+        sigemptyset(&set);
+        if (apr_table_get(args, "block_rtmin_plus")) {
+            sigaddset(&set, SIGRTMIN + (int)k);
+        }
+        pthread_sigmask(SIG_BLOCK, &set, &old);
         pprof_test_burn(arg_long(args, "ms", 100, 60000));
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+    } else if (strcmp(what, "waitsleep") == 0 || strcmp(what, "waitpoll") == 0 ||
+               strcmp(what, "waitcond") == 0) {
+        long ms = arg_long(args, "ms", 100, 60000);
+        double took = what[4] == 's' ? pprof_test_wait_sleep(ms)
+                      : what[4] == 'p' ? pprof_test_wait_poll(ms) : pprof_test_wait_cond(ms);
+        ap_rprintf(r, "%s %.1f ms pid=%ld\n", what[4] == 's' ? "slept"
+                   : what[4] == 'p' ? "polled" : "waited", took, (long)getpid());
+        return OK;
     } else if (strcmp(what, "sleep") == 0) {
         pprof_test_sleep(arg_long(args, "ms", 100, 60000));
     } else if (strcmp(what, "retain") == 0) {

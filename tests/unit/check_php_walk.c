@@ -335,6 +335,79 @@ START_TEST(keys_tell_frames_apart_and_need_php_hashes)
 }
 END_TEST
 
+/* A reader as process_vm_readv is for a thread that may have freed what it reads: here it
+ * copies, but fails for one region (memory "gone"), and counts its calls. */
+static const void *gone_lo, *gone_hi;
+static int reads;
+
+static int test_read(void *dst, const void *src, size_t len)
+{
+    reads++;
+    if ((const char *)src + len > (const char *)gone_lo && (const char *)src < (const char *)gone_hi) {
+        return -1;
+    }
+    memcpy(dst, src, len);
+    return 0;
+}
+
+static int walk_read(pp_interp_frame *fr, int max, char *scratch, size_t scratch_len)
+{
+    pp_interp_ctx ctx;
+
+    memset(&ctx, 0, sizeof(ctx));
+    ctx.activations = 1;
+    ctx.read = test_read;
+    ctx.scratch = scratch;
+    ctx.scratch_len = scratch_len;
+    return pprof_php_walk(NULL, &ctx, fr, max);
+}
+
+START_TEST(a_blocked_thread_is_walked_through_copies)
+{
+    chain *c = hot();
+    static char scratch[4096];
+    pp_interp_frame fr[8], direct[8];
+    int i;
+
+    ck_assert_int_eq(walk(NULL, 0, direct, 8), 3);
+    ck_assert_int_eq(walk_read(fr, 8, scratch, sizeof(scratch)), 3);
+    ck_assert_int_gt(reads, 10);
+    for (i = 0; i < 3; i++) {
+        /* The same frames, but every string a copy in the scratch (PHP's memory may be
+         * gone by the time the frames are interned). */
+        ck_assert_uint_eq(fr[i].key, direct[i].key);
+        ck_assert_uint_eq(fr[i].line, direct[i].line);
+        ck_assert_uint_eq(fr[i].name_len, direct[i].name_len);
+        ck_assert_int_eq(memcmp(fr[i].name, direct[i].name, fr[i].name_len), 0);
+        if (fr[i].name != direct[i].name) {
+            ck_assert(fr[i].name >= scratch && fr[i].name < scratch + sizeof(scratch));
+        }
+        ck_assert_int_eq(memcmp(fr[i].file, direct[i].file, fr[i].file_len), 0);
+    }
+    ck_assert(fr[1].name >= scratch && fr[1].name < scratch + sizeof(scratch));
+    ck_assert(fr[1].file >= scratch && fr[1].file < scratch + sizeof(scratch));
+    /* Memory that is gone ends the walk there: the function of php_alpha's frame. */
+    gone_lo = c->ex[1]->func;
+    gone_hi = (const char *)c->ex[1]->func + 1;
+    ck_assert_int_eq(walk_read(fr, 8, scratch, sizeof(scratch)), 1);
+    /* Its frame itself. */
+    gone_lo = c->ex[1];
+    gone_hi = (const char *)c->ex[1] + 1;
+    ck_assert_int_eq(walk_read(fr, 8, scratch, sizeof(scratch)), 1);
+    /* Its name's bytes. */
+    gone_lo = ZSTR_VAL(c->ex[1]->func->common.function_name);
+    gone_hi = (const char *)gone_lo + 1;
+    ck_assert_int_eq(walk_read(fr, 8, scratch, sizeof(scratch)), 1);
+    /* The executor's globals. */
+    gone_lo = &c->eg->current_execute_data;
+    gone_hi = (const char *)gone_lo + 1;
+    ck_assert_int_eq(walk_read(fr, 8, scratch, sizeof(scratch)), 0);
+    gone_lo = gone_hi = NULL;
+    /* No room left to copy names into: the walk ends where it has none. */
+    ck_assert_int_eq(walk_read(fr, 8, scratch, 12), 1);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("php_walk");
@@ -352,6 +425,7 @@ int main(void)
     tcase_add_test(tc, a_nested_loop_ends_at_user_code_entered_from_c);
     tcase_add_test(tc, garbage_ends_the_walk_where_it_starts);
     tcase_add_test(tc, keys_tell_frames_apart_and_need_php_hashes);
+    tcase_add_test(tc, a_blocked_thread_is_walked_through_copies);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -421,6 +421,102 @@ START_TEST(seam_reads_the_pending_mask)
 }
 END_TEST
 
+START_TEST(parse_syscall_reads_every_form_the_kernel_writes)
+{
+    pp_tasks_syscall sc;
+    const char *blocked = "230 0x0 0x0 0x7f960c36cea0 0x0 0x0 0x7f960c36d6c0 "
+                          "0x7f960c36ce60 0x7f960c440545\n";
+    static const char *const bad[] = {
+        "", "\n", "runnin", "running now", "230", "230 0x0 0x0 0x0 0x0 0x0 0x0 0x1\n",
+        "230 0x0 0x0 0x0 0x0 0x0 0x0 0x1 0x2 0x3\n", "230 0 0x0 0x0 0x0 0x0 0x0 0x1 0x2\n",
+        "-1 0x1\n", "-2 0x1 0x2\n", "-1 0x1 0x2 0x3\n", "x 0x1 0x2\n", "-1 0x1  0x2\n",
+        "-1 0x 0x2\n", "-1 0x1 0x12345678901234567\n", "-1 0x1 0x2\n\n", "-1 0x1 0xG\n",
+    };
+    size_t i;
+
+    ck_assert_int_eq(pp_tasks_parse_syscall("running\n", 8, &sc), 0);
+    ck_assert_int_eq(sc.running, 1);
+    ck_assert_int_eq(pp_tasks_parse_syscall("running", 7, &sc), 0);
+    ck_assert_int_eq(sc.running, 1);
+    ck_assert_int_eq(pp_tasks_parse_syscall(blocked, strlen(blocked), &sc), 0);
+    ck_assert_int_eq(sc.running, 0);
+    ck_assert_int_eq(sc.nr, 230);
+    ck_assert_uint_eq(sc.args[2], 0x7f960c36cea0ULL);
+    ck_assert_uint_eq(sc.args[5], 0x7f960c36d6c0ULL);
+    ck_assert_uint_eq(sc.sp, 0x7f960c36ce60ULL);
+    ck_assert_uint_eq(sc.pc, 0x7f960c440545ULL);
+    /* Cut at len: the newline is not needed. */
+    ck_assert_int_eq(pp_tasks_parse_syscall(blocked, strlen(blocked) - 1, &sc), 0);
+    ck_assert_int_eq(pp_tasks_parse_syscall("-1 0x7ffc1 0xffffffffffffffff\n", 29, &sc), 0);
+    ck_assert_int_eq(sc.nr, -1);
+    ck_assert_uint_eq(sc.sp, 0x7ffc1);
+    ck_assert_uint_eq(sc.pc, 0xffffffffffffffffULL);
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        ck_assert_msg(pp_tasks_parse_syscall(bad[i], strlen(bad[i]), &sc) == -1,
+                      "accepted \"%s\"", bad[i]);
+    }
+}
+END_TEST
+
+static _Atomic int sleeper_go;
+
+static void *switching_sleeper(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&sleeper_go)) {
+        sleep_ms(1);
+    }
+    sleep_ms(200);
+    return NULL;
+}
+
+START_TEST(self_reads_what_a_blocked_thread_waits_in_and_its_switches)
+{
+    pthread_t th;
+    uint32_t *tids;
+    size_t n, i;
+    uint32_t tid = 0;
+    uint64_t a, b;
+    char path[96], buf[256];
+    FILE *f;
+    pp_tasks_syscall sc;
+    int64_t deadline;
+
+    ck_assert_int_eq(pthread_create(&th, NULL, switching_sleeper, NULL), 0);
+    ck_assert_int_eq(pp_tasks_list(NULL, &tids, &n), 0);
+    for (i = 0; i < n; i++) {
+        if (tids[i] != my_tid()) {
+            tid = tids[i];
+        }
+    }
+    free(tids);
+    ck_assert_uint_ne(tid, 0);
+    ck_assert_int_eq(pp_tasks_switches(NULL, tid, &a), 0);
+    sleep_ms(20);
+    ck_assert_int_eq(pp_tasks_switches(NULL, tid, &b), 0);
+    ck_assert_uint_gt(b, a);            /* it slept 1 ms at a time meanwhile */
+    atomic_store(&sleeper_go, 1);
+    deadline = mono_ns() + 20000 * MS;
+    for (;;) {
+        snprintf(path, sizeof(path), "/proc/self/task/%u/syscall", tid);
+        f = fopen(path, "r");
+        ck_assert_ptr_nonnull(f);
+        n = fread(buf, 1, sizeof(buf) - 1, f);
+        fclose(f);
+        ck_assert_int_eq(pp_tasks_parse_syscall(buf, n, &sc), 0);
+        if (!sc.running && (sc.nr == SYS_nanosleep || sc.nr == SYS_clock_nanosleep)) {
+            break;
+        }
+        ck_assert(mono_ns() < deadline);
+        sleep_ms(1);
+    }
+    ck_assert_uint_ne(sc.sp, 0);
+    ck_assert_uint_ne(sc.pc, 0);
+    pthread_join(th, NULL);
+    ck_assert_int_eq(pp_tasks_switches(NULL, tid, &a), -1);
+}
+END_TEST
+
 START_TEST(parse_state_uses_the_last_parenthesis_within_len)
 {
     static const char line[] = "7 (a) S) R 1 2";
@@ -456,6 +552,8 @@ int main(void)
     tcase_add_test(tc, seam_reads_state_and_name_of_odd_names);
     tcase_add_test(tc, seam_reads_the_pending_mask);
     tcase_add_test(tc, parse_state_uses_the_last_parenthesis_within_len);
+    tcase_add_test(tc, parse_syscall_reads_every_form_the_kernel_writes);
+    tcase_add_test(tc, self_reads_what_a_blocked_thread_waits_in_and_its_switches);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
