@@ -453,3 +453,20 @@ def test_php_soak_short():
     print(p.stdout[-3000:])
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     assert re.search(r"^failed PHP requests: 0$", p.stdout, re.M), p.stdout
+
+
+def test_mod_pprof_php_without_php_says_so_and_stays_out():
+    """mod_pprof_php loaded without php_module: one warning, and mod_pprof works as ever."""
+    require_mod_pprof_php()
+    d = make_tmpdir("mod_pprof-it-php-")
+    s = Httpd("prefork", d, extra_conf="LoadModule pprof_php_module %s\n" % MOD_PPROF_PHP)
+    try:
+        s.start()
+        r = s.get("/debug/pprof/goroutine?debug=1", timeout=60)
+        assert r.status == 200, r
+        log = s.error_log()
+        assert "PP0802: no PHP loaded (LoadModule php_module): PHP frames are left out of " \
+               "profiles" in log, log[-2000:]
+        assert "PP0800" not in log, log[-2000:]
+    finally:
+        _finish([s], [d])
