@@ -19,12 +19,13 @@
 
 enum { EMPTY = 0, BUSY, READY };
 
-/* One interned frame. Written once by the thread that claims it (EMPTY -> BUSY), then
- * published (READY, release); never changed again while the process lives, so a record
- * named by a stack kept for hours (the heap's) still says the same. */
+/* One interned function (its lines are in the PCs). Written once by the thread that
+ * claims it (EMPTY -> BUSY), then published (READY, release); never changed again while
+ * the process lives, so a record named by a stack kept for hours (the heap's) still says
+ * the same. */
 typedef struct {
     _Atomic uint32_t state;
-    uint32_t line, start_line;
+    uint32_t start_line;
     uint16_t name_len, file_len;        /* name bytes, then file bytes, at arena + off */
     uint32_t off;
     uint32_t keyed;                     /* hash is the provider's key mixed, not content's */
@@ -190,11 +191,11 @@ static void compose(const pp_interp_frame *f, char *buf, size_t *name_len, size_
 
 static inline uint64_t keyed_hash(const pp_interp_frame *f)
 {
-    return mix(mix(f->key, f->line), f->start_line);
+    return mix(f->key, f->start_line);
 }
 
-/* The slot of f's record, interning it if new; 0 (the "table full" record) when there is
- * no room. Lock-free: a slot is claimed by one compare-and-swap; a reader that meets a
+/* The slot of the record of f's function, interning it if new; 0 (the "table full"
+ * record) when there is no room. Lock-free: a slot is claimed by one compare-and-swap; a reader that meets a
  * slot being written skips it (at worst the frame gets a second, identical record). */
 static uint32_t intern(record *t, const pp_interp_frame *f)
 {
@@ -209,7 +210,7 @@ static uint32_t intern(record *t, const pp_interp_frame *f)
     } else {
         compose(f, buf, &name_len, &file_len);
         composed = 1;
-        h = hash_bytes(mix(f->line, f->start_line), buf, name_len + file_len);
+        h = hash_bytes(mix(0, f->start_line), buf, name_len + file_len);
         h = mix(h, name_len);
     }
     h |= 1;                             /* never 0 */
@@ -225,7 +226,7 @@ static uint32_t intern(record *t, const pp_interp_frame *f)
         s = atomic_load_explicit(&r->state, memory_order_acquire);
         if (s == READY) {
             if (r->hash == h && r->keyed == keyed &&
-                (keyed || (r->line == f->line && r->start_line == f->start_line &&
+                (keyed || (r->start_line == f->start_line &&
                            r->name_len == name_len && r->file_len == file_len &&
                            memcmp(arena + r->off, buf, name_len + file_len) == 0))) {
                 return ix;
@@ -256,7 +257,6 @@ static uint32_t intern(record *t, const pp_interp_frame *f)
         r->off = off;
         r->name_len = (uint16_t)name_len;
         r->file_len = (uint16_t)file_len;
-        r->line = f->line;
         r->start_line = f->start_line;
         r->keyed = keyed;
         r->hash = h;
@@ -267,6 +267,14 @@ static uint32_t intern(record *t, const pp_interp_frame *f)
 full:
     atomic_fetch_add_explicit(&st_full, 1, memory_order_relaxed);
     return 0;
+}
+
+static inline uint64_t synthetic_pc(uint32_t slot, uint32_t line)
+{
+    uint64_t lines = PP_INTERP_FN_SPAN / PP_INTERP_PC_SPAN;
+
+    return PP_INTERP_PC_BASE + PP_INTERP_FN_SPAN * slot +
+           PP_INTERP_PC_SPAN * (line < lines ? line : lines - 1) + PP_INTERP_PC_SPAN / 2;
 }
 
 static int in_ranges(const pp_interp_provider *p, uint64_t pc)
@@ -326,8 +334,7 @@ static size_t splice_one(const pp_interp_provider *p, record *t, uint64_t *pcs, 
             /* This activation's frames go above it, oldest nearest to it. */
             while (f < nf) {
                 int end = (fr[f].flags & PP_INTERP_LOOP_END) != 0;
-                out[o++] = PP_INTERP_PC_BASE + (uint64_t)PP_INTERP_PC_SPAN * intern(t, &fr[f]) +
-                           PP_INTERP_PC_SPAN / 2;
+                out[o++] = synthetic_pc(intern(t, &fr[f]), fr[f].line);
                 f++;
                 if (end) {
                     break;
@@ -435,7 +442,7 @@ int pp_interp_maps_append(char **buf, size_t *len, size_t *cap)
     }
     for (i = 0; i < PP_INTERP_SLOTS; i++) {
         const record *r = &t[i];
-        uint64_t start = PP_INTERP_PC_BASE + (uint64_t)PP_INTERP_PC_SPAN * i;
+        uint64_t start = PP_INTERP_PC_BASE + PP_INTERP_FN_SPAN * i;
         size_t need = 128 + r->name_len + r->file_len;
         int w;
 
@@ -455,9 +462,9 @@ int pp_interp_maps_append(char **buf, size_t *len, size_t *cap)
             *cap = ncap;
         }
         w = snprintf(*buf + *len, *cap - *len,
-                     "%llx-%llx r-xp %llx 00:00 0 " PP_INTERP_PATH_PREFIX "%.*s\t%.*s\t%u\n",
-                     (unsigned long long)start, (unsigned long long)(start + PP_INTERP_PC_SPAN),
-                     (unsigned long long)r->line * PP_INTERP_PC_SPAN, (int)r->name_len,
+                     "%llx-%llx r-xp 0 00:00 0 " PP_INTERP_PATH_PREFIX "%.*s\t%.*s\t%u\n",
+                     (unsigned long long)start, (unsigned long long)(start + PP_INTERP_FN_SPAN),
+                     (int)r->name_len,
                      arena + r->off, (int)r->file_len, arena + r->off + r->name_len,
                      r->start_line);
         if (w < 0 || (size_t)w >= *cap - *len) {

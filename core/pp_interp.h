@@ -13,13 +13,14 @@
  * one synthetic PC per frame above the activation that runs it. Nothing else changes
  * downstream: stacks stay PC arrays.
  *
- * A synthetic PC names one interned (function, file, line, start line) record of this
- * process. The records travel with the process's maps: pp_maps_read_text(NULL) and
- * pp_maps_read(NULL) list each as a pseudo-mapping in a range no user-space address has
- * (PP_INTERP_PC_BASE and up), named "[pp-interp] function\tfile\tstart_line", whose file
- * offset is the line times 16. So every path that ships a process's PCs with its maps
- * ships the names too, and every consumer that names a PC by (mapping path, file offset)
- * names it through pp_symbolize, which decodes such paths (the line is the offset / 16).
+ * A synthetic PC names one line of one interned (function, file, start line) record of
+ * this process: the record is its slot in the table, the line is in the PC itself. The
+ * records travel with the process's maps: pp_maps_read_text(NULL) and pp_maps_read(NULL)
+ * list each as a pseudo-mapping in a range no user-space address has (PP_INTERP_PC_BASE
+ * and up), named "[pp-interp] function\tfile\tstart_line", whose file offset at a PC is
+ * the line times 16. So every path that ships a process's PCs with its maps ships the
+ * names too, and every consumer that names a PC by (mapping path, file offset) names it
+ * through pp_symbolize, which decodes such paths (the line is the offset / 16).
  *
  * Signal contract: pp_interp_splice is async-signal-safe and lock-free: it runs in the
  * CPU and thread-dump signal handlers and in the heap sampler. It allocates nothing (the
@@ -37,16 +38,18 @@
 #define PP_INTERP_MAX_PROVIDERS 4
 #define PP_INTERP_MAX_RANGES 4          /* loop ranges of one provider */
 #define PP_INTERP_MAX_ACTIVATIONS 32    /* loop activations looked for in one stack */
-#define PP_INTERP_SLOTS 16384           /* distinct frames one process keeps (its life long) */
+#define PP_INTERP_SLOTS 16384           /* distinct functions one process keeps (its life long) */
 #define PP_INTERP_MAX_NAME 256          /* bytes kept of "scope::function" */
 #define PP_INTERP_MAX_FILE 1024         /* bytes kept of a file name */
 
-/* Synthetic PCs: PP_INTERP_PC_BASE + 16 * slot + 8. Above every user-space address on
- * x86-64 and arm64 (whose user halves end at 2^47 and 2^48), below [vsyscall]. Each record
- * spans 16 bytes so that a synthetic PC taken as a return address (looked up one byte
- * back) still falls in it. */
+/* Synthetic PCs: PP_INTERP_PC_BASE + PP_INTERP_FN_SPAN * slot + 16 * line + 8, so a
+ * record's pseudo-mapping spans PP_INTERP_FN_SPAN bytes (lines up to 2^20 - 1; beyond,
+ * the last). Above every user-space address on x86-64 and arm64 (whose user halves end at
+ * 2^47 and 2^48), below [vsyscall]. A line spans 16 bytes so that a synthetic PC taken as
+ * a return address (looked up one byte back) is still on its line. */
 #define PP_INTERP_PC_BASE 0xfff0000000000000ull
-#define PP_INTERP_PC_SPAN 16u
+#define PP_INTERP_PC_SPAN 16u                   /* one line */
+#define PP_INTERP_FN_SPAN (1ull << 24)          /* one record: 2^20 lines */
 
 /* The path prefix of a record's pseudo-mapping. */
 #define PP_INTERP_PATH_PREFIX "[pp-interp] "
@@ -68,9 +71,10 @@ typedef struct {
     uint32_t line;              /* the line being run, 0 unknown */
     uint32_t start_line;        /* the function's first line, 0 unknown */
     uint32_t flags;             /* PP_INTERP_LOOP_END */
-    uint64_t key;               /* non-zero: a value that only this exact content has (the
-                                   provider vouches), so a frame seen before is found
-                                   without reading its strings; 0: found by content */
+    uint64_t key;               /* non-zero: a value that only this function has (its
+                                   name, scope, file and start line; the provider vouches),
+                                   so a function seen before is found without reading its
+                                   strings; 0: found by content */
 } pp_interp_frame;
 
 /* What a walk is told about the thread it walks. */
@@ -161,7 +165,7 @@ int pp_interp_maps_append(char **buf, size_t *len, size_t *cap);
 typedef struct {
     uint64_t walks;             /* stacks a provider was asked to walk */
     uint64_t frames;            /* interpreter frames spliced in */
-    uint64_t records;           /* distinct frames interned */
+    uint64_t records;           /* distinct functions interned */
     uint64_t table_full;        /* frames named "(interpreter frames table full)" */
     uint64_t unplaced;          /* frames with no activation left to go above (dropped) */
 } pp_interp_stats;

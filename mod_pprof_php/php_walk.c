@@ -263,8 +263,9 @@ static ALWAYS_INLINE int frame_of(const pp_interp_ctx *ctx, scratch *sc, pp_inte
         out->file = file_internal;
         out->file_len = sizeof(file_internal) - 1;
     }
-    /* A string PHP has no hash for: the frame is found by content. */
-    out->key = unhashed ? 0 : mix(mix(key, out->line), out->start_line);
+    /* The function's, not the line's (that is in the PC); a string PHP has no hash for:
+     * found by content. */
+    out->key = unhashed ? 0 : mix(key, out->start_line);
     return 0;
 }
 

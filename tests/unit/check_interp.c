@@ -31,11 +31,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#define PC(slot) (PP_INTERP_PC_BASE + PP_INTERP_PC_SPAN * (uint64_t)(slot) + 8)
+/* The record (slot) a synthetic PC names; its line is in the PC too. */
+#define SLOT(pc) (((pc) - PP_INTERP_PC_BASE) / PP_INTERP_FN_SPAN)
 
 static int is_synthetic(uint64_t pc)
 {
-    return pc >= PP_INTERP_PC_BASE && pc < PP_INTERP_PC_BASE + PP_INTERP_PC_SPAN * 16384ull;
+    return pc >= PP_INTERP_PC_BASE &&
+           pc < PP_INTERP_PC_BASE + PP_INTERP_FN_SPAN * (uint64_t)PP_INTERP_SLOTS;
 }
 
 /* ---- a scripted provider ------------------------------------------------------------- */
@@ -302,7 +304,7 @@ END_TEST
 
 /* ---- the table ----------------------------------------------------------------------- */
 
-START_TEST(the_same_frame_is_one_pc_and_a_new_line_another)
+START_TEST(the_same_frame_is_one_pc_and_a_new_line_another_of_the_same_record)
 {
     static script s;
     uint64_t a[4] = { 0x1010 }, b[4] = { 0x1010 }, c[4] = { 0x1010 }, d[4] = { 0x1010 };
@@ -317,6 +319,7 @@ START_TEST(the_same_frame_is_one_pc_and_a_new_line_another)
     s.fr[0].line = 4;
     pp_interp_splice(c, 1, 4, NULL, 1);
     ck_assert_uint_ne(c[0], a[0]);
+    ck_assert_uint_eq(SLOT(c[0]), SLOT(a[0]));
     /* Found by the provider's key: the strings are not even read. */
     s.fr[0] = frame("keyed", NULL, "/k.php", 1, 1, 0, 0xabcdef);
     pp_interp_splice(d, 1, 4, NULL, 1);
@@ -325,9 +328,11 @@ START_TEST(the_same_frame_is_one_pc_and_a_new_line_another)
     pp_interp_splice(b, 1, 4, NULL, 1);
     ck_assert_uint_eq(b[0], d[0]);
     pp_interp_get_stats(&st);
-    ck_assert_uint_eq(st.records, 3);
+    ck_assert_uint_eq(st.records, 2);
     {
         namer nm = namer_new();
+        assert_named(&nm, a[0], 0, "php_alpha", "/srv/hot.php", 3, 2);
+        assert_named(&nm, c[0], 1, "php_alpha", "/srv/hot.php", 4, 2);
         assert_named(&nm, d[0], 0, "keyed", "/k.php", 1, 1);
         namer_free(&nm);
     }
@@ -371,7 +376,7 @@ START_TEST(a_full_table_names_the_rest_as_such)
     s.n = 1;
     register_range(&s, 0x1000, 0x2000);
     for (i = 0; i < 20000; i++) {
-        s.fr[0] = frame("f", NULL, "/a.php", i + 1, 1, 0, 0);
+        s.fr[0] = frame("f", NULL, "/a.php", 7, i + 1, 0, 0);
         pcs[0] = 0x1010;
         ck_assert_uint_eq(pp_interp_splice(pcs, 1, 4, NULL, 1), 2);
         ck_assert(is_synthetic(pcs[0]));
@@ -382,8 +387,8 @@ START_TEST(a_full_table_names_the_rest_as_such)
     ck_assert_uint_eq(st.records + st.table_full, 20000);
     /* The last one did not fit: it is the table's own record. */
     nm = namer_new();
-    ck_assert_uint_eq(pcs[0], PC(0));
-    assert_named(&nm, pcs[0], 0, "(interpreter frames table full)", NULL, 0, 0);
+    ck_assert_uint_eq(SLOT(pcs[0]), 0);
+    assert_named(&nm, pcs[0], 0, "(interpreter frames table full)", NULL, 7, 0);
     namer_free(&nm);
 }
 END_TEST
@@ -407,8 +412,8 @@ static void *race(void *arg)
         for (k = 0; k < 64; k++) {
             int j = (int)(rand_r(&seed) % 64);
             uint64_t pcs[4] = { 0x1010 };
-            r->s->fr[0] = frame("racer", NULL, "/race.php", (uint32_t)j + 1, 1, 0,
-                                j % 2 ? 0 : 1000 + (uint64_t)j);
+            r->s->fr[0] = frame("racer", NULL, "/race.php", (uint32_t)j + 1, (uint32_t)j + 1,
+                                0, j % 2 ? 0 : 1000 + (uint64_t)j);
             pp_interp_splice(pcs, 1, 4, NULL, 1);
             if (!r->seen[j][0]) {
                 r->seen[j][0] = pcs[0];
@@ -471,7 +476,7 @@ START_TEST(interning_from_many_threads_keeps_every_record_whole)
             int k;
             for (k = 0; k < 2; k++) {
                 if (rs[i].seen[j][k]) {
-                    assert_named(&nm, rs[i].seen[j][k], 0, "racer", "/race.php", j + 1, 1);
+                    assert_named(&nm, rs[i].seen[j][k], 0, "racer", "/race.php", j + 1, j + 1);
                 }
             }
         }
@@ -530,13 +535,14 @@ START_TEST(the_resolver_makes_one_location_per_script_line_across_processes)
 {
     /* Two children whose tables gave the same frames different slots. */
     const char *maps1 =
-        "fff0000000000010-fff0000000000020 r-xp 30 00:00 0 [pp-interp] php_alpha\t/s/hot.php\t2\n"
-        "fff0000000000020-fff0000000000030 r-xp 90 00:00 0 [pp-interp] {main}\t/s/hot.php\t0\n";
+        "fff0000001000000-fff0000002000000 r-xp 0 00:00 0 [pp-interp] php_alpha\t/s/hot.php\t2\n"
+        "fff0000002000000-fff0000003000000 r-xp 0 00:00 0 [pp-interp] {main}\t/s/hot.php\t0\n";
     const char *maps2 =
-        "fff0000000000050-fff0000000000060 r-xp 90 00:00 0 [pp-interp] {main}\t/s/hot.php\t0\n"
-        "fff0000000000070-fff0000000000080 r-xp 30 00:00 0 [pp-interp] php_alpha\t/s/hot.php\t2\n";
-    uint64_t s1[2] = { 0xfff0000000000018ull, 0xfff0000000000028ull };
-    uint64_t s2[2] = { 0xfff0000000000078ull, 0xfff0000000000058ull };
+        "fff0000005000000-fff0000006000000 r-xp 0 00:00 0 [pp-interp] {main}\t/s/hot.php\t0\n"
+        "fff0000007000000-fff0000008000000 r-xp 0 00:00 0 [pp-interp] php_alpha\t/s/hot.php\t2\n";
+    /* php_alpha at line 3, {main} at line 9: 16 bytes a line, 8 into it. */
+    uint64_t s1[2] = { 0xfff0000001000038ull, 0xfff0000002000098ull };
+    uint64_t s2[2] = { 0xfff0000007000038ull, 0xfff0000005000098ull };
     uint64_t l1[2], l2[2];
     pp_maps *m1 = pp_maps_parse(maps1, strlen(maps1)), *m2 = pp_maps_parse(maps2, strlen(maps2));
     pp_profile *prof = pp_profile_new();
@@ -851,7 +857,7 @@ int main(void)
     tcase_add_test(tc, frames_of_activations_beyond_the_stack_are_dropped_and_counted);
     tcase_add_test(tc, splicing_stays_within_the_room_given);
     suite_add_tcase(s, tc);
-    tcase_add_test(tt, the_same_frame_is_one_pc_and_a_new_line_another);
+    tcase_add_test(tt, the_same_frame_is_one_pc_and_a_new_line_another_of_the_same_record);
     tcase_add_test(tt, names_are_bounded_and_cannot_break_a_maps_line);
     tcase_add_test(tt, a_full_table_names_the_rest_as_such);
     tcase_add_test(tt, interning_from_many_threads_keeps_every_record_whole);

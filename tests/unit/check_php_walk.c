@@ -322,10 +322,11 @@ START_TEST(keys_tell_frames_apart_and_need_php_hashes)
     ck_assert_uint_eq(a[1].key, b[1].key);
     ck_assert_uint_ne(a[0].key, a[1].key);
     ck_assert_uint_ne(a[1].key, a[2].key);
-    /* Another line of the same function: another key. */
+    /* Another line of the same function: the same key (the line goes in the PC). */
     c->ex[1]->opline++;
     ck_assert_int_eq(walk(NULL, 0, b, 4), 3);
-    ck_assert_uint_ne(a[1].key, b[1].key);
+    ck_assert_uint_eq(a[1].key, b[1].key);
+    ck_assert_uint_eq(b[1].line, a[1].line + 1);
     /* A name PHP has not hashed: found by content instead. */
     nohash = zs("php_alpha", 0);
     c->ex[1]->func->op_array.function_name = nohash;
