@@ -243,11 +243,9 @@ static int serve_symbol(request_rec *r, apr_table_t *args)
             const char *plus = memchr(p, '+', (apr_size_t)(end - p));
             apr_size_t wlen = plus ? (apr_size_t)(plus - p) : (apr_size_t)(end - p);
             apr_uint64_t pc = parse_uint0(p, wlen);
-            const pp_map_entry *e = pc ? pp_maps_find(maps, pc) : NULL;
             pp_frame fr[8];
 
-            if (e && pp_symbolize(sym, e->path, pc - e->start + e->offset, fr, 8) > 0 &&
-                fr[0].function) {
+            if (pc && pp_symbolize_pc(sym, maps, pc, 0, fr, 8, NULL) > 0 && fr[0].function) {
                 apr_brigade_printf(bb, NULL, NULL, "0x%" APR_UINT64_T_HEX_FMT " %s\n", pc,
                                    fr[0].function);
             }

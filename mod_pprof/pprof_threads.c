@@ -342,19 +342,20 @@ static int send_dump(request_rec *r, apr_array_header_t *threads)
             continue;
         }
         for (k = 0; k < t->npcs; k++) {
-            apr_uint64_t pc = t->pcs[k] - (k > 0 ? 1 : 0);
-            const pp_map_entry *e = pp_maps_find(t->maps, pc);
             pp_frame fr[16];
-            int nf = e ? pp_symbolize(sym, e->path, pc - e->start + e->offset, fr, 16) : 0, j;
+            pp_pc_site site;
+            int nf = pp_symbolize_pc(sym, t->maps, t->pcs[k], k > 0, fr, 16, &site), j;
             if (nf <= 0) {
                 apr_brigade_printf(bb, NULL, NULL, "?()\n\t%s +0x%" APR_UINT64_T_HEX_FMT "\n",
-                                   e ? e->path : "?", e ? pc - e->start + e->offset : pc);
+                                   site.map ? site.map->path : "?",
+                                   site.map ? site.file_offset : site.pc);
                 continue;
             }
             for (j = 0; j < nf; j++) {
                 apr_brigade_printf(bb, NULL, NULL, "%s(...)\n\t%s:%d +0x%" APR_UINT64_T_HEX_FMT
                                    "\n", fr[j].function ? fr[j].function : "?",
-                                   fr[j].file ? fr[j].file : e->path, fr[j].line, fr[j].offset);
+                                   fr[j].file ? fr[j].file : site.map->path, fr[j].line,
+                                   fr[j].offset);
             }
         }
         apr_brigade_puts(bb, NULL, NULL, "\n");

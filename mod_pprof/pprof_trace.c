@@ -15,7 +15,6 @@
 #include "apr_strings.h"
 #include "apr_file_info.h"
 
-#include "pp_hash.h"
 #include "pp_wait.h"
 #include "pp_maps.h"
 #include "pp_symbolize.h"
@@ -539,14 +538,6 @@ typedef struct {
     pp_symbolizer *sym;
     char names[2 * MAX_FRAMES][24];
     unsigned nnames;
-    /* What the symbolizer said of each (object, offset) seen: a busy server's samples
-     * repeat the same few thousand PCs, and a DWARF lookup costs tens of microseconds. */
-    pp_hash *known;
-    struct known_pc {
-        int n;
-        pp_frame f[8];
-    } *kpc;
-    apr_size_t nkpc, capkpc;
 } collector;
 
 static const struct {
@@ -592,53 +583,25 @@ static void add_threads(collector *c, pid_t pid, char *text)
 /* The frames of pc in the child being read (c->maps), innermost first. */
 static int resolve_pc(collector *c, apr_uint64_t pc, int leaf, pp_trace_frame *out, int max)
 {
-    apr_uint64_t addr = leaf ? pc : pc - 1;     /* a return address: the call is before */
-    const pp_map_entry *m;
     pp_frame sf[8];
-    int k, ns = 0;
+    pp_pc_site site;
+    int k, ns;
 
     if (!c->maps || !c->sym || max <= 0) {
         return 0;
     }
-    if ((m = pp_maps_find(c->maps, addr)) != NULL) {
-        char key[4096];
-        apr_uint64_t off = addr - m->start + m->offset, ix = c->nkpc;
-        int klen = apr_snprintf(key, sizeof(key), "%s\n%" APR_UINT64_T_HEX_FMT, m->path, off);
-        int rc = c->known ? pp_hash_intern(c->known, key, (size_t)klen, &ix) : -1;
-        if (rc == 1) {
-            ns = c->kpc[ix].n;
-            memcpy(sf, c->kpc[ix].f, sizeof(sf));
-        } else {
-            ns = pp_symbolize(c->sym, m->path, off, sf, 8);
-            if (rc == 0) {
-                if (c->nkpc == c->capkpc) {
-                    apr_size_t cap = c->capkpc ? c->capkpc * 2 : 1024;
-                    struct known_pc *nk = realloc(c->kpc, cap * sizeof(*nk));
-                    if (!nk) {
-                        pp_hash_free(c->known);     /* no more caching; still correct */
-                        c->known = NULL;
-                        goto frames;
-                    }
-                    c->kpc = nk;
-                    c->capkpc = cap;
-                }
-                c->kpc[c->nkpc].n = ns;
-                memcpy(c->kpc[c->nkpc].f, sf, sizeof(sf));
-                c->nkpc++;
-            }
-        }
-    }
-frames:
+    /* A return address unless leaf: the call is the byte before. */
+    ns = pp_symbolize_pc(c->sym, c->maps, pc, !leaf, sf, 8, &site);
     for (k = 0; k < ns && k < max; k++) {
         out[k].function = sf[k].function ? sf[k].function : "?";
-        out[k].file = sf[k].file ? sf[k].file : m->path;
+        out[k].file = sf[k].file ? sf[k].file : site.map->path;
         out[k].line = sf[k].line;
     }
     if (ns == 0) {
         char *name = c->names[c->nnames++ % (sizeof(c->names) / sizeof(c->names[0]))];
         apr_snprintf(name, sizeof(c->names[0]), "0x%" APR_UINT64_T_HEX_FMT, pc);
         out[0].function = name;
-        out[0].file = m ? m->path : NULL;
+        out[0].file = site.map ? site.map->path : NULL;
         out[0].line = 0;
         k = 1;
     }
@@ -896,7 +859,6 @@ int pprof_serve_trace(request_rec *r, apr_table_t *args)
     pp_trace_set_thread_frame(c.tr, "httpd.worker_thread",
                               apr_psprintf(r->pool, "server/mpm/%s/%s.c", mpm, mpm));
     pp_trace_set_resolver(c.tr, resolver, &c);
-    c.known = pp_hash_new();
     for (k = 0; k < sizeof(frames) / sizeof(frames[0]); k++) {
         pp_trace_set_frame(c.tr, frames[k].name, frames[k].function, frames[k].file);
     }
@@ -917,7 +879,6 @@ int pprof_serve_trace(request_rec *r, apr_table_t *args)
         stop_children(&c, 0);
         pprof_window_release(&sh->trace, self);
         pp_trace_free(c.tr);
-        pp_hash_free(c.known);
         return pprof_serve_error(r, HTTP_INTERNAL_SERVER_ERROR, apr_pstrcat(r->pool,
                                  "Could not enable tracing: ", err ? err : "no child", NULL));
     }
@@ -960,8 +921,6 @@ int pprof_serve_trace(request_rec *r, apr_table_t *args)
                       "PP0402: some trace records of the children could not be read");
     }
     pp_trace_free(c.tr);
-    pp_hash_free(c.known);
-    free(c.kpc);
     pprof_window_release(&sh->trace, self);
     return OK;
 }
