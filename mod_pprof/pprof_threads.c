@@ -55,7 +55,7 @@ extern const pprof_kind pprof_kind_goroutine, pprof_kind_threadcreate;
 static void goroutine_post_config(apr_pool_t *pconf, server_rec *s)
 {
     if (pp_sysfd_helper_start() < 0) {
-        ap_log_error(APLOG_MARK, APLOG_ERR, errno, s, "PP0023: cannot start the "
+        ap_log_error(APLOG_MARK, APLOG_ERR, errno, s, "PP0024: cannot start the "
                      "helper: blocked threads will show no stack");
     }
 }
