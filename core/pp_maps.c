@@ -108,6 +108,40 @@ fail:
     return NULL;
 }
 
+static int by_start(const void *a, const void *b)
+{
+    const pp_map_entry *x = a, *y = b;
+
+    return x->start < y->start ? -1 : x->start > y->start;
+}
+
+pp_maps *pp_maps_from_entries(const pp_map_entry *e, size_t n)
+{
+    pp_maps *m = calloc(1, sizeof(*m));
+    size_t i;
+
+    if (!m || (n && !(m->e = calloc(n, sizeof(*m->e))))) {
+        free(m);
+        return NULL;
+    }
+    for (i = 0; i < n; i++) {
+        if (e[i].start >= e[i].end || !e[i].path || !*e[i].path) {
+            continue;
+        }
+        m->e[m->n] = e[i];
+        if (!(m->e[m->n].path = strdup(e[i].path))) {
+            pp_maps_free(m);
+            return NULL;
+        }
+        m->n++;
+    }
+    /* pp_maps_find searches by start. */
+    if (m->n > 1) {
+        qsort(m->e, m->n, sizeof(*m->e), by_start);
+    }
+    return m;
+}
+
 static int slurp(const char *path, char **out, size_t *outlen)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);

@@ -23,6 +23,11 @@ typedef struct pp_maps pp_maps;
  * of memory. */
 pp_maps *pp_maps_parse(const char *text, size_t len);
 
+/* A pp_maps of the n entries (paths copied), sorted by start, for maps that arrive as
+ * entries (pp_wire) rather than text. Entries with start >= end or without a path are
+ * left out. NULL on out of memory. */
+pp_maps *pp_maps_from_entries(const pp_map_entry *e, size_t n);
+
 /* Read and parse a maps file; path NULL means "/proc/self/maps" (the test seam), followed
  * by this process's interpreter frame records (pp_interp_maps_append). */
 pp_maps *pp_maps_read(const char *path);

@@ -122,10 +122,11 @@ int pp_resolver_add_mappings(pp_resolver *r, const pp_maps *maps)
     return 0;
 }
 
-/* An interpreter frame (pp_interp.h): a location of its own, in no mapping, keyed by what
- * it names (function, file, line), so that the same script line in every child is one
- * location. */
-static uint64_t interp_location(pp_resolver *r, const pp_map_entry *e, uint64_t fileoff)
+/* An interpreter frame (pp_interp.h), named already (frames, n): a location of its own, in
+ * no mapping, keyed by what it names (function, file, line), so that the same script line
+ * in every child is one location. */
+static uint64_t interp_location(pp_resolver *r, const pp_map_entry *e, uint64_t fileoff,
+                                const pp_frame *frames, int n)
 {
     size_t plen = strlen(e->path);
     char key[sizeof(PP_INTERP_PATH_PREFIX) + PP_INTERP_MAX_NAME + PP_INTERP_MAX_FILE + 32];
@@ -143,7 +144,9 @@ static uint64_t interp_location(pp_resolver *r, const pp_map_entry *e, uint64_t 
     if (pp_hash_find(r->locations, key, plen + 1 + sizeof(line), &id)) {
         return id;
     }
-    if (pp_symbolize(r->sym, e->path, fileoff, &fr, 1) != 1) {
+    if (n >= 1) {
+        fr = frames[0];
+    } else {
         fr.function = "?";
         fr.file = NULL;
         fr.line = 0;
@@ -161,45 +164,43 @@ static uint64_t interp_location(pp_resolver *r, const pp_map_entry *e, uint64_t 
     return id;
 }
 
-static uint64_t resolve_pc(pp_resolver *r, const pp_maps *maps, uint64_t pc)
+static uint64_t resolve_pc(pp_resolver *r, const pp_maps *maps, uint64_t pc, int is_return)
 {
-    const pp_map_entry *e = pp_maps_find(maps, pc);
     pp_frame frames[MAX_INLINE];
     pp_line lines[MAX_INLINE];
+    pp_pc_site site;
     struct {
         long mapping;
         uint64_t where;
     } key;
-    uint64_t id = 0, address, fileoff;
+    uint64_t id = 0, address;
     long mi;
-    int n, i;
+    int n = pp_symbolize_pc(r->sym, maps, pc, is_return, frames, MAX_INLINE, &site), i;
 
     memset(&key, 0, sizeof(key));
-    if (!e) {
+    if (!site.map) {
         /* No object: the raw address is all there is. */
         key.mapping = -1;
-        key.where = pc;
+        key.where = site.pc;
         if (!pp_hash_find(r->locations, &key, sizeof(key), &id)) {
-            id = pp_profile_add_location(r->prof, 0, pc, NULL, 0);
+            id = pp_profile_add_location(r->prof, 0, site.pc, NULL, 0);
             if (id && pp_hash_intern(r->locations, &key, sizeof(key), &id) < 0) {
                 return 0;
             }
         }
         return id;
     }
-    if (pp_interp_is_path(e->path)) {
-        return interp_location(r, e, pc - e->start + e->offset);
+    if (pp_interp_is_path(site.map->path)) {
+        return interp_location(r, site.map, site.file_offset, frames, n);
     }
-    if ((mi = mapping_for(r, e)) < 0) {
+    if ((mi = mapping_for(r, site.map)) < 0) {
         return 0;
     }
-    fileoff = pc - e->start + e->offset;
     key.mapping = mi;
-    key.where = fileoff;
+    key.where = site.file_offset;
     if (pp_hash_find(r->locations, &key, sizeof(key), &id)) {
         return id;
     }
-    n = pp_symbolize(r->sym, e->path, fileoff, frames, MAX_INLINE);
     for (i = 0; i < n; i++) {
         lines[i].function_id = pp_profile_function(r->prof, frames[i].function
                                                    ? frames[i].function : "??",
@@ -211,7 +212,7 @@ static uint64_t resolve_pc(pp_resolver *r, const pp_maps *maps, uint64_t pc)
         }
     }
     /* The address as the mapping's first reporter would see it. */
-    address = r->maps[mi].start + (fileoff - r->maps[mi].offset);
+    address = r->maps[mi].start + (site.file_offset - r->maps[mi].offset);
     id = pp_profile_add_location(r->prof, r->maps[mi].id, address, lines, (size_t)n);
     if (id && pp_hash_intern(r->locations, &key, sizeof(key), &id) < 0) {
         return 0;
@@ -225,11 +226,7 @@ int pp_resolver_stack(pp_resolver *r, const pp_maps *maps, const uint64_t *pcs, 
     size_t i;
 
     for (i = 0; i < n; i++) {
-        uint64_t pc = pcs[i];
-        if ((i > 0 || first_is_return) && pc > 0) {
-            pc -= 1;
-        }
-        if (!(out[i] = resolve_pc(r, maps, pc))) {
+        if (!(out[i] = resolve_pc(r, maps, pcs[i], i > 0 || first_is_return))) {
             return -1;
         }
     }

@@ -17,6 +17,12 @@ typedef struct {
     int has_lines;
 } object;
 
+/* One symbolized (object, offset): frames[first, first + n) of the frame pool. */
+typedef struct {
+    uint32_t first;
+    uint32_t n;
+} cached_site;
+
 struct pp_symbolizer {
     pp_hash *ix;                /* path -> index in objs */
     object *objs;
@@ -24,6 +30,13 @@ struct pp_symbolizer {
     pp_hash *names;             /* interned strings handed out as const char * */
     char **strs;
     size_t nstrs, capstrs;
+    /* The site cache: (object index, file offset) -> index in sites. Bounded: started
+     * over when PP_SYMBOLIZE_CACHE_SITES sites are known. */
+    pp_hash *site_ix;
+    cached_site *sites;
+    size_t nsites;
+    pp_frame *pool;             /* PP_SYMBOLIZE_MAX_FRAMES per site at most */
+    size_t npool, cappool;
 };
 
 static char *debuginfo_path;
@@ -44,7 +57,9 @@ pp_symbolizer *pp_symbolizer_new(void)
     }
     s->ix = pp_hash_new();
     s->names = pp_hash_new();
-    if (!s->ix || !s->names) {
+    s->site_ix = pp_hash_new();
+    s->sites = malloc(PP_SYMBOLIZE_CACHE_SITES * sizeof(cached_site));
+    if (!s->ix || !s->names || !s->site_ix || !s->sites) {
         pp_symbolizer_free(s);
         return NULL;
     }
@@ -71,6 +86,9 @@ void pp_symbolizer_free(pp_symbolizer *s)
     free(s->objs);
     pp_hash_free(s->ix);
     pp_hash_free(s->names);
+    pp_hash_free(s->site_ix);
+    free(s->sites);
+    free(s->pool);
     free(s);
 }
 
@@ -326,21 +344,16 @@ static int interp_frame(pp_symbolizer *s, const char *path, uint64_t file_offset
     return frame->function ? 1 : 0;
 }
 
-int pp_symbolize(pp_symbolizer *s, const char *path, uint64_t file_offset,
-                 pp_frame *frames, int max)
+static int symbolize_object(pp_symbolizer *s, object *o, uint64_t file_offset,
+                            pp_frame *frames, int max)
 {
-    object *o;
     GElf_Addr addr;
     GElf_Off symoff;
     GElf_Sym sym;
     const char *symname;
     int n = 0, i;
 
-    if (pp_interp_is_path(path)) {
-        return max > 0 ? interp_frame(s, path, file_offset, frames) : 0;
-    }
-    o = get_object(s, path);
-    if (!o || !o->dwfl || max <= 0 || offset_to_vaddr(o->mod, file_offset, &addr) != 0) {
+    if (offset_to_vaddr(o->mod, file_offset, &addr) != 0) {
         return 0;
     }
     symname = dwfl_module_addrinfo(o->mod, addr, &symoff, &sym, NULL, NULL, NULL);
@@ -357,6 +370,98 @@ int pp_symbolize(pp_symbolizer *s, const char *path, uint64_t file_offset,
         frames[i].offset = symname ? symoff : 0;
     }
     return n;
+}
+
+/* Forget every site (the cache is full): the next lookups fill it again. */
+static int restart_cache(pp_symbolizer *s)
+{
+    pp_hash *fresh = pp_hash_new();
+
+    if (!fresh) {
+        return -1;
+    }
+    pp_hash_free(s->site_ix);
+    s->site_ix = fresh;
+    s->nsites = 0;
+    s->npool = 0;
+    return 0;
+}
+
+/* Remember the n frames of key; a failure only means it is not remembered. */
+static void remember(pp_symbolizer *s, const void *key, size_t keylen, const pp_frame *frames,
+                     int n)
+{
+    uint64_t ix;
+
+    if (s->nsites == PP_SYMBOLIZE_CACHE_SITES && restart_cache(s) != 0) {
+        return;
+    }
+    if (s->npool + (size_t)n > s->cappool) {
+        size_t ncap = s->cappool ? s->cappool * 2 : 1024;
+        pp_frame *np;
+        while (ncap < s->npool + (size_t)n) {
+            ncap *= 2;
+        }
+        if (!(np = realloc(s->pool, ncap * sizeof(*np)))) {
+            return;
+        }
+        s->pool = np;
+        s->cappool = ncap;
+    }
+    ix = s->nsites;
+    if (pp_hash_intern(s->site_ix, key, keylen, &ix) != 0) {
+        return;                 /* present already, or out of memory */
+    }
+    s->sites[ix].first = (uint32_t)s->npool;
+    s->sites[ix].n = (uint32_t)n;
+    memcpy(s->pool + s->npool, frames, (size_t)n * sizeof(*frames));
+    s->npool += (size_t)n;
+    s->nsites++;
+}
+
+int pp_symbolize(pp_symbolizer *s, const char *path, uint64_t file_offset,
+                 pp_frame *frames, int max)
+{
+    object *o;
+    pp_frame all[PP_SYMBOLIZE_MAX_FRAMES];
+    uint64_t key[2], ix;
+    int n;
+
+    if (pp_interp_is_path(path)) {
+        return max > 0 ? interp_frame(s, path, file_offset, frames) : 0;
+    }
+    o = get_object(s, path);
+    if (!o || !o->dwfl || max <= 0) {
+        return 0;
+    }
+    key[0] = (uint64_t)(o - s->objs);
+    key[1] = file_offset;
+    if (pp_hash_find(s->site_ix, key, sizeof(key), &ix)) {
+        n = (int)s->sites[ix].n;
+        n = n < max ? n : max;
+        memcpy(frames, s->pool + s->sites[ix].first, (size_t)n * sizeof(*frames));
+        return n;
+    }
+    /* Always the whole chain (up to the cache's depth): a later caller may want more. */
+    n = symbolize_object(s, o, file_offset, all, PP_SYMBOLIZE_MAX_FRAMES);
+    remember(s, key, sizeof(key), all, n);
+    n = n < max ? n : max;
+    memcpy(frames, all, (size_t)n * sizeof(*frames));
+    return n;
+}
+
+int pp_symbolize_pc(pp_symbolizer *s, const pp_maps *maps, uint64_t pc, int is_return,
+                    pp_frame *frames, int max, pp_pc_site *site)
+{
+    pp_pc_site where;
+
+    where.pc = is_return && pc ? pc - 1 : pc;
+    where.map = maps ? pp_maps_find(maps, where.pc) : NULL;
+    where.file_offset = where.map ? where.pc - where.map->start + where.map->offset : 0;
+    if (site) {
+        *site = where;
+    }
+    return where.map ? pp_symbolize(s, where.map->path, where.file_offset, frames, max) : 0;
 }
 
 const char *pp_symbolizer_build_id(pp_symbolizer *s, const char *path)

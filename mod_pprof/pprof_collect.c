@@ -1,58 +1,31 @@
 #include "pprof_collect.h"
+#include "pprof_client.h"
+#include "pprof_ipc.h"
+#include "pprof_kinds.h"
+#include "pprof_query.h"
+#include "pprof_respond.h"
+#include "pprof_scoreboard.h"
+#include "pprof_shared.h"
 
-#include "ap_mpm.h"
-#include "http_connection.h"
-#include "http_core.h"
-#include "scoreboard.h"
+#include "http_log.h"
 #include "apr_strings.h"
-#include "util_filter.h"
 
-#include <ctype.h>
-#include <errno.h>
-#include <limits.h>
-#include <math.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <unistd.h>
 
-apr_array_header_t *pprof_children(request_rec *r, pid_t only)
+APLOG_USE_MODULE(pprof);
+
+#define START_TIMEOUT apr_time_from_sec(5)     /* START and QUIT: nothing to gather */
+#define TAKE_TIMEOUT apr_time_from_sec(30)     /* a TAKE or STOP: the child's whole data */
+#define ROUND_TIMEOUT apr_time_from_sec(10)    /* a round's TAKE: the next round comes */
+/* Children stop by themselves this long after the window's planned end. */
+#define GRACE apr_time_from_sec(10)
+
+static apr_status_t free_reply(void *m)
 {
-    apr_array_header_t *pids = apr_array_make(r->pool, 16, sizeof(pid_t));
-    pid_t self = getpid();
-    int limit = 0, i, have_self = 0;
-
-    if (ap_scoreboard_image && ap_mpm_query(AP_MPMQ_HARD_LIMIT_DAEMONS, &limit) == APR_SUCCESS) {
-        for (i = 0; i < limit; i++) {
-            process_score *ps = ap_get_scoreboard_process(i);
-            pid_t pid = ps ? ps->pid : 0;
-            if (pid <= 0 || (only && pid != only) || kill(pid, 0) != 0) {
-                continue;
-            }
-            have_self |= pid == self;
-            APR_ARRAY_PUSH(pids, pid_t) = pid;
-        }
-    }
-    if (!have_self && (!only || only == self)) {
-        APR_ARRAY_PUSH(pids, pid_t) = self;
-    }
-    return pids;
-}
-
-const char *pprof_query_pid(request_rec *r, apr_table_t *args, pid_t *only)
-{
-    const char *v = apr_table_get(args, "pid");
-    apr_int64_t pid;
-
-    *only = 0;
-    if (!v) {
-        return NULL;
-    }
-    if (pprof_parse_int(v, &pid) != 0 || pid <= 0 || pid > INT32_MAX ||
-        pprof_children(r, (pid_t)pid)->nelts == 0) {
-        return apr_psprintf(r->pool, "pid %s is not a child process of this server", v);
-    }
-    *only = (pid_t)pid;
-    return NULL;
+    pp_wire_free_reply(m);
+    return APR_SUCCESS;
 }
 
 static apr_status_t free_maps(void *m)
@@ -61,157 +34,214 @@ static apr_status_t free_maps(void *m)
     return APR_SUCCESS;
 }
 
-int pprof_call_child(request_rec *r, pid_t pid, const char *cmd, int nblobs,
-                     pprof_reply *rep, pp_maps **maps)
+/* What one call brought back, as the kind's merge sees it. */
+static void read_answer(apr_pool_t *pool, pprof_ipc_call *call, pprof_child *ch)
 {
-    int rc = pprof_ipc_call(r->pool, pid, cmd, nblobs, rep,
-                            apr_time_now() + apr_time_from_sec(30));
+    pp_wire_reply *m;
+    pp_maps *maps;
 
-    if (rc != 0) {
-        return rc;
+    if (call->status == PPROF_IPC_UNREACHABLE) {
+        ch->status = PPROF_CHILD_GONE;
+        ch->why = "not listening";
+        return;
     }
-    if (!(*maps = pp_maps_parse(rep->blob[0], rep->len[0]))) {
-        return -1;
+    ch->status = PPROF_CHILD_FAILED;
+    if (call->status != PPROF_IPC_OK) {
+        ch->why = "no answer";
+        return;
     }
-    apr_pool_cleanup_register(r->pool, *maps, free_maps, apr_pool_cleanup_null);
-    return 0;
-}
-
-int pprof_client_gone(request_rec *r)
-{
-    conn_rec *c = r->connection;
-    apr_bucket_brigade *bb;
-    apr_status_t rv;
-    int gone;
-
-    /* httpd's own word: a failed write (any protocol), or mod_http2 marking the stream's
-     * connection aborted when the client resets the stream or closes the connection. */
-    if (c->aborted || (c->master && c->master->aborted)) {
-        return 1;
+    m = pp_wire_unpack_reply(call->body ? call->body : (unsigned char *)"", call->len);
+    free(call->body);
+    call->body = NULL;
+    if (!m) {
+        ch->why = "a broken answer";
+        return;
     }
-    if (c->master) {
-        /* An HTTP/2 stream owns no socket: its reset reaches us through aborted. */
-        return 0;
-    }
-    /* HTTP/1.x, plain or TLS: ask the connection's input filters (mod_ssl included) for
-     * one byte, without waiting and without consuming it. End of stream or an error means
-     * the client closed; nothing yet, or pipelined bytes, mean it is still there. */
-    bb = apr_brigade_create(r->pool, c->bucket_alloc);
-    rv = ap_get_brigade(c->input_filters, bb, AP_MODE_SPECULATIVE, APR_NONBLOCK_READ, 1);
-    if (APR_STATUS_IS_EAGAIN(rv)) {
-        gone = 0;
-    } else if (rv != APR_SUCCESS) {
-        gone = 1;
+    apr_pool_cleanup_register(pool, m, free_reply, apr_pool_cleanup_null);
+    if (m->status == PP_WIRE_NONE) {
+        ch->status = PPROF_CHILD_NONE;
+        ch->why = "nothing to hand over";
+    } else if (m->status == PP_WIRE_ERROR) {
+        ch->status = PPROF_CHILD_REFUSED;
+        ch->why = apr_pstrdup(pool, m->error);
+    } else if (!(maps = pp_wire_maps(m))) {
+        ch->why = "out of memory";
     } else {
-        gone = !APR_BRIGADE_EMPTY(bb) && APR_BUCKET_IS_EOS(APR_BRIGADE_FIRST(bb));
-    }
-    apr_brigade_destroy(bb);
-    if (gone) {
-        c->aborted = 1;
-    }
-    return gone;
-}
-
-int pprof_sleep_unless_gone(request_rec *r, apr_time_t until)
-{
-    for (;;) {
-        apr_time_t left = until - apr_time_now();
-        if (left <= 0) {
-            return 0;
-        }
-        if (pprof_client_gone(r)) {
-            return 1;
-        }
-        apr_sleep(left < apr_time_from_msec(100) ? left : apr_time_from_msec(100));
+        apr_pool_cleanup_register(pool, maps, free_maps, apr_pool_cleanup_null);
+        ch->status = PPROF_CHILD_OK;
+        ch->why = NULL;
+        ch->reply = m;
+        ch->maps = maps;
     }
 }
 
-int pprof_parse_int(const char *s, apr_int64_t *out)
+int pprof_collect(apr_pool_t *pool, const pprof_kind *k, const pp_wire_request *req,
+                  apr_array_header_t *pids, apr_interval_time_t timeout, void *answer,
+                  const char **why)
 {
-    const char *p = s;
-    int neg = 0;
-    apr_uint64_t v = 0;
+    int n = pids->nelts, i, kept = 0, ok = 0;
+    pprof_ipc_call *calls = apr_pcalloc(pool, (apr_size_t)(n ? n : 1) * sizeof(*calls));
+    pp_wire_request q = *req;
+    unsigned char *frame = NULL;
+    size_t framelen = 0;
 
-    if (!s || !*s) {
+    q.kind = (char *)k->name;
+    for (i = 0; i < n; i++) {
+        calls[i].pid = APR_ARRAY_IDX(pids, i, pid_t);
+        calls[i].status = PPROF_IPC_FAILED;
+    }
+    if (n && pp_wire_pack_request(&q, &frame, &framelen) == 0) {
+        pprof_ipc_exchange(calls, n, frame, framelen, PP_WIRE_MAX_REPLY,
+                           apr_time_now() + timeout);
+    }
+    free(frame);
+    if (why) {
+        *why = NULL;
+    }
+    for (i = 0; i < n; i++) {
+        pprof_child ch;
+
+        memset(&ch, 0, sizeof(ch));
+        ch.pid = calls[i].pid;
+        ch.op = req->op;
+        read_answer(pool, &calls[i], &ch);
+        k->merge(answer, &ch);
+        if (ch.status == PPROF_CHILD_OK) {
+            ok++;
+        } else if (why) {
+            *why = ch.why;
+        }
+        /* A child that is gone answers no more: asking again would only wait. */
+        if (ch.status == PPROF_CHILD_OK || kill(ch.pid, 0) == 0) {
+            APR_ARRAY_IDX(pids, kept, pid_t) = ch.pid;
+            kept++;
+        }
+    }
+    pids->nelts = kept;
+    return ok;
+}
+
+int pprof_take_snapshots(request_rec *r, apr_table_t *args, pprof_snapshots *s)
+{
+    const char *secs = apr_table_get(args, "seconds"), *err;
+    pp_wire_request req = PPWIRE__REQUEST__INIT;
+    apr_int64_t sec;
+    pid_t only;
+
+    if ((err = pprof_query_pid(r, args, &only)) != NULL) {
+        pprof_serve_error(r, HTTP_BAD_REQUEST, err);
+        return DONE;
+    }
+    req.op = PP_WIRE_TAKE;
+    s->delta = 0;
+    s->t0 = s->t1 = apr_time_now();
+    /* Go serves a delta only for a non-empty "seconds". */
+    if (!secs || !*secs) {
+        req.flags = s->flags;
+        pprof_collect(r->pool, s->kind, &req, pprof_children(r->pool, only), TAKE_TIMEOUT,
+                      s->now, NULL);
+        return OK;
+    }
+    if ((err = pprof_delta_seconds(r, args, &sec)) != NULL) {
+        pprof_serve_error(r, HTTP_BAD_REQUEST, err);
+        return DONE;
+    }
+    pprof_collect(r->pool, s->kind, &req, pprof_children(r->pool, only), TAKE_TIMEOUT,
+                  s->before, NULL);
+    if (pprof_sleep_unless_gone(r, s->t0 + apr_time_from_sec(sec))) {
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "%s: client went away", s->gone_tag);
         return -1;
     }
-    if (*p == '+' || *p == '-') {
-        neg = *p == '-';
-        p++;
-    }
-    if (!*p) {
-        return -1;
-    }
-    for (; *p; p++) {
-        if (*p < '0' || *p > '9') {
-            return -1;
+    s->t1 = apr_time_now();
+    pprof_collect(r->pool, s->kind, &req, pprof_children(r->pool, only), TAKE_TIMEOUT,
+                  s->now, NULL);
+    s->delta = 1;
+    return OK;
+}
+
+/* Add to pids the children alive now (those born during the window joined it). */
+static void add_children(request_rec *r, apr_array_header_t *pids, pid_t only)
+{
+    apr_array_header_t *now = pprof_children(r->pool, only);
+    int i, j;
+
+    for (i = 0; i < now->nelts; i++) {
+        pid_t pid = APR_ARRAY_IDX(now, i, pid_t);
+        for (j = 0; j < pids->nelts && APR_ARRAY_IDX(pids, j, pid_t) != pid; j++) {
         }
-        v = v * 10 + (apr_uint64_t)(*p - '0');
-        if (v > (apr_uint64_t)APR_INT64_MAX + (apr_uint64_t)neg) {
-            return -1;
+        if (j == pids->nelts) {
+            APR_ARRAY_PUSH(pids, pid_t) = pid;
         }
     }
-    *out = neg ? -(apr_int64_t)v : (apr_int64_t)v;
-    return 0;
 }
 
-int pprof_query_int(apr_table_t *args, const char *name)
+int pprof_run_window(request_rec *r, pprof_window_run *w)
 {
-    apr_int64_t v;
+    pprof_window *win = pprof_shared_window(pprof_kind_index(w->kind));
+    apr_uint32_t self = (apr_uint32_t)getpid();
+    pp_wire_request req = PPWIRE__REQUEST__INIT;
+    apr_array_header_t *pids;
+    const char *why = NULL;
+    apr_time_t end, child_deadline;
+    int gone = 0;
 
-    if (pprof_parse_int(args ? apr_table_get(args, name) : NULL, &v) != 0 || v > INT_MAX ||
-        v < INT_MIN) {
-        return 0;
+    if (!win) {
+        pprof_serve_error(r, HTTP_INTERNAL_SERVER_ERROR,
+                          apr_pstrcat(r->pool, w->fail, ": mod_pprof is not initialized", NULL));
+        return DONE;
     }
-    return (int)v;
-}
-
-int pprof_parse_float(const char *s, double *out)
-{
-    char *end;
-    double v;
-
-    if (!s || !*s || isspace((unsigned char)*s)) {
-        return -1;
+    if (!pprof_window_claim(win, self)) {
+        pprof_serve_error(r, HTTP_INTERNAL_SERVER_ERROR,
+                          apr_pstrcat(r->pool, w->fail, ": ", w->busy, NULL));
+        return DONE;
     }
-    errno = 0;
-    v = strtod(s, &end);
-    if (*end || errno == ERANGE || isnan(v)) {
-        return -1;
+    w->t0 = apr_time_now();
+    end = w->t0 + (apr_time_t)(w->seconds * APR_USEC_PER_SEC);
+    child_deadline = end + GRACE;
+    req.gen = w->gen = pprof_window_open(win, w->hz, (apr_uint32_t)w->only, child_deadline);
+    req.hz = w->hz;
+    req.deadline_us = child_deadline;
+    req.op = PP_WIRE_START;
+    pids = pprof_children(r->pool, w->only);
+    if (pprof_collect(r->pool, w->kind, &req, pids, START_TIMEOUT, w->answer, &why) == 0) {
+        pprof_window_close(win);
+        req.op = PP_WIRE_QUIT;
+        pprof_collect(r->pool, w->kind, &req, pids, START_TIMEOUT, w->answer, NULL);
+        pprof_window_release(win, self);
+        pprof_serve_error(r, HTTP_INTERNAL_SERVER_ERROR,
+                          apr_pstrcat(r->pool, w->fail, ": ", why ? why : "no child", NULL));
+        return DONE;
     }
-    *out = v;
-    return 0;
-}
-
-int pprof_exceeds_timeout(request_rec *r, double seconds)
-{
-    apr_interval_time_t t = r->server->timeout;
-
-    return t != 0 && seconds >= (double)t / APR_USEC_PER_SEC;
-}
-
-double pprof_seconds_or(apr_table_t *args, double dflt, int integer)
-{
-    const char *v = args ? apr_table_get(args, "seconds") : NULL;
-    apr_int64_t i;
-    double d;
-
-    if (integer) {
-        return (pprof_parse_int(v, &i) != 0 || i <= 0) ? dflt : (double)i;
+    gone = w->started ? w->started(w) : 0;
+    while (!gone && apr_time_now() < end) {
+        apr_time_t next = w->round ? apr_time_now() + w->round : end;
+        apr_pool_t *round;
+        if (pprof_sleep_unless_gone(r, next < end ? next : end)) {
+            gone = 1;
+            break;
+        }
+        if (!w->round) {
+            continue;
+        }
+        /* What each round brings is merged and let go: a round's replies live until the
+         * next. */
+        apr_pool_create(&round, r->pool);
+        add_children(r, pids, w->only);
+        req.op = PP_WIRE_TAKE;
+        pprof_collect(round, w->kind, &req, pids, ROUND_TIMEOUT, w->answer, NULL);
+        gone = w->rounded ? w->rounded(w) : 0;
+        apr_pool_destroy(round);
     }
-    return (pprof_parse_float(v, &d) != 0 || !(d > 0)) ? dflt : d;
-}
-
-const char *pprof_delta_seconds(request_rec *r, apr_table_t *args, apr_int64_t *sec)
-{
-    if (pprof_parse_int(apr_table_get(args, "seconds"), sec) != 0 || *sec <= 0) {
-        return "invalid value for \"seconds\" - must be a positive integer";
-    }
-    if (pprof_exceeds_timeout(r, (double)*sec)) {
-        return "profile duration exceeds server's WriteTimeout";
-    }
-    if (pprof_query_int(args, "debug") != 0) {
-        return "seconds and debug params are incompatible";
-    }
-    return NULL;
+    w->t1 = apr_time_now();
+    /* Each child is stopped by its last take; only then is the window closed (a child
+     * that sees it closed first stops by itself and drops what a collector would read). */
+    add_children(r, pids, w->only);
+    req.op = gone ? PP_WIRE_QUIT : PP_WIRE_STOP;
+    pprof_collect(r->pool, w->kind, &req, pids, gone ? START_TIMEOUT : TAKE_TIMEOUT,
+                  w->answer, NULL);
+    pprof_window_close(win);
+    pprof_window_release(win, self);
+    w->gone = gone;
+    w->nchildren = pids->nelts;
+    return OK;
 }

@@ -1,49 +1,70 @@
-/* The collector's side: who the children are, whether the client is still there, and
- * Go's parsing of the query values every endpoint shares. */
+/* The collector: the child that serves a profile request asks every child's agent, and
+ * each kind merges the answers (pprof_kind.h). One loop asks for any kind; two drivers on
+ * top of it give Go's two shapes of endpoint: a snapshot (or the delta of two), and a
+ * window that every child samples between a start and a stop. */
 #ifndef PPROF_COLLECT_H
 #define PPROF_COLLECT_H
 
 #include "httpd.h"
 
-#include "pprof_ipc.h"
-#include "pp_maps.h"
+#include "pprof_kind.h"
 
-/* The live children of the server (pids from the scoreboard; this process is always
- * among them), or only `only` when non-zero. */
-apr_array_header_t *pprof_children(request_rec *r, pid_t only);
+/* Ask every child in pids (all at once: each agent prepares its answer in parallel) for
+ * req of kind k, then hand each answer to k->merge(answer, ...) in the order of pids.
+ * Replies and their maps live as long as pool. Children that did not answer OK and are no
+ * longer alive are taken out of pids (they answer no more). Returns how many answered
+ * OK; *why (when non-NULL) is set to the last reason one did not (NULL when all did). */
+int pprof_collect(apr_pool_t *pool, const pprof_kind *k, const pp_wire_request *req,
+                  apr_array_header_t *pids, apr_interval_time_t timeout, void *answer,
+                  const char **why);
 
-/* The "pid" query parameter: *only = 0 when absent. NULL, or the 400 text to answer. */
-const char *pprof_query_pid(request_rec *r, apr_table_t *args, pid_t *only);
+/* --- snapshot kinds ---------------------------------------------------------------------- */
 
-/* Send cmd to child pid; its reply carries nblobs blobs, the first of them its maps,
- * parsed into *maps (freed with r->pool). 0; 1 when the child is gone or has nothing;
- * -1 when the reply is broken. */
-int pprof_call_child(request_rec *r, pid_t pid, const char *cmd, int nblobs,
-                     pprof_reply *rep, pp_maps **maps);
+/* Go's handler.ServeHTTP for a snapshot kind, up to the answer: the "pid" restriction,
+ * then one TAKE from every child merged into s->now; or, for a non-empty "seconds" (Go's
+ * serveDeltaProfile, its texts), a TAKE into s->before, a wait, and a TAKE into s->now. */
+typedef struct {
+    const pprof_kind *kind;
+    apr_uint32_t flags;         /* the request's flags for a plain snapshot */
+    const char *gone_tag;       /* logged ("TAG: client went away") if the client leaves */
+    void *before, *now;         /* the kind's answers */
+    /* out */
+    int delta;                  /* 1: before holds the start of the window */
+    apr_time_t t0, t1;          /* the window (t0 == t1 for a plain snapshot) */
+} pprof_snapshots;
 
-/* 1 once the client has closed its side of the connection. */
-int pprof_client_gone(request_rec *r);
+/* OK: the takes are merged, answer them. Otherwise the status of what was answered
+ * already (a 400 with Go's text) or -1: the client went away (nothing to answer). */
+int pprof_take_snapshots(request_rec *r, apr_table_t *args, pprof_snapshots *s);
 
-/* Sleep until `until`, waking every 100 ms to check the client: 1 if it went away. */
-int pprof_sleep_unless_gone(request_rec *r, apr_time_t until);
+/* --- window kinds ------------------------------------------------------------------------ */
 
-/* Go's strconv.ParseInt(s, 10, 64): optional sign, decimal digits, no overflow. */
-int pprof_parse_int(const char *s, apr_int64_t *out);
+typedef struct pprof_window_run {
+    const pprof_kind *kind;
+    void *answer;               /* merged: START, each round's TAKE, then STOP or QUIT */
+    const char *fail;           /* Go's prefix of the 500 texts, e.g. "Could not enable
+                                   CPU profiling" */
+    const char *busy;           /* the text after it when a window of the kind is open */
+    pid_t only;                 /* 0: every child */
+    apr_uint32_t hz;
+    double seconds;
+    apr_interval_time_t round;  /* 0: no take before the end; else take this often */
+    /* Called once every child was asked to start (the trace sends its header), and after
+     * each round's takes; non-zero when the client is gone. Either may be NULL. */
+    int (*started)(struct pprof_window_run *w);
+    int (*rounded)(struct pprof_window_run *w);
+    /* out */
+    apr_uint32_t gen;           /* the window's generation */
+    apr_time_t t0, t1;          /* the window's start, and when the wait ended */
+    int gone;                   /* the client went away (children were told QUIT) */
+    int nchildren;              /* the children asked at the end */
+} pprof_window_run;
 
-/* Go's strconv.Atoi(r.FormValue(name)) with the error ignored: 0 unless a whole integer. */
-int pprof_query_int(apr_table_t *args, const char *name);
-
-/* Go's strconv.ParseFloat(s, 64) for what matters here: 0 on success. */
-int pprof_parse_float(const char *s, double *out);
-
-/* Go's durationExceedsWriteTimeout with Apache's Timeout as the WriteTimeout. */
-int pprof_exceeds_timeout(request_rec *r, double seconds);
-
-/* Go's checks of "seconds" for a delta profile (serveDeltaProfile): NULL and *sec set,
- * or the 400 text. */
-const char *pprof_delta_seconds(request_rec *r, apr_table_t *args, apr_int64_t *sec);
-
-/* Go's "seconds" for the CPU profile and the trace: invalid or <= 0 means dflt. */
-double pprof_seconds_or(apr_table_t *args, double dflt, int integer);
+/* Run a window: claim the kind's window slot, open it, START every child (only, or all),
+ * wait (taking every round), then STOP (QUIT if the client left) every child that was or
+ * now is in the window, close and release. Returns OK once the window ran, else the
+ * status of the 500 answered (mod_pprof not initialized, another window open, no child
+ * started). */
+int pprof_run_window(request_rec *r, pprof_window_run *w);
 
 #endif

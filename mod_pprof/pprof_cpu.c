@@ -1,210 +1,333 @@
-/* /debug/pprof/profile: a CPU profile of the whole server. This child collects: it opens
- * a window in the shared state, has every child's agent sample its threads, waits, then
- * gathers each child's stacks and maps, merges, symbolizes and encodes them. */
-#include "mod_pprof.h"
+/* The "cpu" kind, /debug/pprof/profile: a CPU profile of the whole server, a window kind.
+ *
+ * Agent half: while the window is open the child's sampler (pprof_sampler) samples every
+ * thread; each tick moves its samples into a bounded table of (request tag, flags, stack)
+ * counts. take hands over the table, what its tags stand for, and the counters below.
+ * Request threads tag themselves with their request's (handler, vhost) while sampling.
+ *
+ * Reply: stacks (key = tag | flags << 32, values[0] = samples), tags, mappings, counters
+ * "dropped" (lost to a full ring or table), "leaf_only" (samples of unwarmed threads),
+ * "started_us" and "stopped_us".
+ *
+ * Collector half: merges every child's stacks into one profile, labelled with the child's
+ * pid and, for tagged samples, handler and vhost; a child that could not be sampled is
+ * named in a comment, never silently missing. */
+#include "pprof_conf.h"
+#include "pprof_answer.h"
 #include "pprof_collect.h"
-#include "pprof_cpu.h"
-#include "pprof_handler.h"
-#include "pprof_ipc.h"
-#include "pprof_shared.h"
+#include "pprof_kind.h"
+#include "pprof_query.h"
+#include "pprof_reply.h"
+#include "pprof_respond.h"
+#include "pprof_sampler.h"
 
 #include "http_log.h"
-#include "http_protocol.h"
+#include "http_request.h"
 #include "apr_strings.h"
+#include "apr_thread_mutex.h"
 
-#include "pp_cpu.h"
-#include "pp_maps.h"
-#include "pp_profile.h"
-#include "pp_resolve.h"
+#include "pp_hash.h"
+#include "pp_heap.h"
 #include "pp_stacktab.h"
 
 #include <stdlib.h>
-#include <string.h>
-#include <unistd.h>
 
 APLOG_USE_MODULE(pprof);
 
-#define START_TIMEOUT apr_time_from_sec(5)
-#define GATHER_TIMEOUT apr_time_from_sec(30)
-#define MAX_TAGS 1024
-/* Children stop by themselves this long after the window's planned end. */
-#define GRACE apr_time_from_sec(10)
+#define MAX_STACKS 65536        /* distinct stacks a child keeps per window */
+#define MAX_TAGS 1024           /* distinct (handler, vhost) pairs a child labels */
 
-typedef struct {
-    pp_profile *prof;
-    pp_resolver *res;
-    const pp_maps *maps;
-    long pid;
-    int64_t period;
-    const char *handler[MAX_TAGS + 1];
-    const char *vhost[MAX_TAGS + 1];
-    apr_uint64_t samples;
-    int failed;
-} merge_ctx;
+extern const pprof_kind pprof_kind_cpu;
 
-static void merge_stack(void *baton, const pp_stack *s)
+/* === The agent half ===================================================================== */
+
+/* Request tags: "handler\tvhost" -> id, shared with request threads under the mutex.
+ * Bounded: a server with more distinct pairs labels the rest "(other)" (no tag). */
+static apr_thread_mutex_t *tag_mutex;
+static pp_hash *tag_ix;
+static char *tags[MAX_TAGS + 1];
+static apr_uint32_t ntags;
+
+/* The agent thread's. */
+static apr_uint32_t sampling;           /* the window sampled, 0 when none */
+static apr_uint32_t data_gen;           /* the window whose data the table holds */
+static pp_stacktab *tab;
+static apr_uint64_t leaf_only, dropped;
+static apr_time_t started, stopped;
+
+static apr_status_t clear_tag(void *unused)
 {
-    merge_ctx *m = baton;
-    uint64_t locs[1024];
-    int64_t values[2];
-    pp_label labels[3];
-    size_t nlabels = 1;
-    int n;
+    pp_cpu_set_tag(0);
+    return APR_SUCCESS;
+}
 
-    n = pp_resolver_stack(m->res, m->maps, s->pcs, s->npcs, 0, locs);
-    if (n < 0) {
-        m->failed = 1;
+/* First of all handlers: label the thread with the request it now serves. */
+static int tag_request(request_rec *r)
+{
+    const char *key;
+    apr_uint64_t id = 0;
+
+    if (!pprof_sampler_running() || !tag_mutex) {
+        return DECLINED;
+    }
+    key = apr_pstrcat(r->pool, r->handler ? r->handler : "(none)", "\t",
+                      r->server->server_hostname ? r->server->server_hostname : "", NULL);
+    pp_heap_guard_enter();
+    apr_thread_mutex_lock(tag_mutex);
+    if (!pp_hash_find(tag_ix, key, strlen(key), &id) && ntags < MAX_TAGS) {
+        id = ntags + 1;
+        if (pp_hash_intern(tag_ix, key, strlen(key), &id) == 0 && (tags[id] = strdup(key))) {
+            ntags = (apr_uint32_t)id;
+        } else {
+            id = 0;
+        }
+    }
+    apr_thread_mutex_unlock(tag_mutex);
+    pp_heap_guard_leave();
+    if (id) {
+        pp_cpu_set_tag((apr_uint32_t)id);
+        apr_pool_cleanup_register(r->pool, NULL, clear_tag, apr_pool_cleanup_null);
+    }
+    return DECLINED;
+}
+
+static void cpu_register_hooks(apr_pool_t *p)
+{
+    ap_hook_handler(tag_request, NULL, NULL, APR_HOOK_REALLY_FIRST);
+}
+
+static void cpu_child_init(apr_pool_t *pchild, server_rec *s)
+{
+    if (apr_thread_mutex_create(&tag_mutex, APR_THREAD_MUTEX_DEFAULT, pchild) != APR_SUCCESS ||
+        !(tag_ix = pp_hash_new())) {
+        tag_mutex = NULL;
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, "PP0014: no memory for request tags: CPU "
+                     "samples carry no handler and vhost labels");
+    }
+}
+
+static void to_table(void *baton, const pp_cpu_sample *smp)
+{
+    if (smp->flags & PP_CPU_LEAF_ONLY) {
+        leaf_only++;
+    }
+    if (pp_stacktab_add(tab, smp->tag, smp->flags, smp->pcs, smp->npcs,
+                        smp->weight ? smp->weight : 1) != 0) {
+        dropped++;
+    }
+}
+
+static const char *cpu_start(const pp_wire_request *req, pprof_out *out)
+{
+    const char *err;
+
+    if (sampling == req->gen) {
+        return NULL;            /* joined from child_init already */
+    }
+    if (!tab && !(tab = pp_stacktab_new(MAX_STACKS))) {
+        return "out of memory";
+    }
+    pp_stacktab_clear(tab);
+    leaf_only = dropped = 0;
+    started = apr_time_now();
+    stopped = 0;
+    pprof_sampler_subscribe(to_table, NULL);
+    if ((err = pprof_sampler_start((int)req->hz)) != NULL) {
+        pprof_sampler_unsubscribe(to_table, NULL);
+        data_gen = 0;
+        return err;
+    }
+    sampling = data_gen = req->gen;
+    return NULL;
+}
+
+static void cpu_tick(apr_uint32_t gen)
+{
+    pprof_sampler_drain();
+}
+
+static void cpu_stop(apr_uint32_t gen, pprof_stop_why why)
+{
+    if (sampling != gen) {
         return;
     }
-    values[0] = (int64_t)s->count;
-    values[1] = (int64_t)s->count * m->period;
-    memset(labels, 0, sizeof(labels));
-    labels[0].key = "pid";
-    labels[0].num = m->pid;
-    if (s->tag && s->tag <= MAX_TAGS && m->handler[s->tag]) {
-        labels[1].key = "handler";
-        labels[1].str = m->handler[s->tag];
-        labels[2].key = "vhost";
-        labels[2].str = m->vhost[s->tag];
-        nlabels = 3;
-    }
-    if (pp_profile_add_sample(m->prof, locs, (size_t)n, values, labels, nlabels) != 0) {
-        m->failed = 1;
-    }
-    m->samples += s->count;
-}
-
-/* "id\thandler\tvhost\n" lines into the context's tag arrays. */
-static void parse_tags(merge_ctx *m, char *text)
-{
-    char *line, *last;
-
-    for (line = apr_strtok(text, "\n", &last); line; line = apr_strtok(NULL, "\n", &last)) {
-        char *tab1 = strchr(line, '\t'), *tab2 = tab1 ? strchr(tab1 + 1, '\t') : NULL;
-        long id = strtol(line, NULL, 10);
-        if (!tab2 || id <= 0 || id > MAX_TAGS) {
-            continue;
-        }
-        *tab1 = *tab2 = '\0';
-        m->handler[id] = tab1 + 1;
-        m->vhost[id] = tab2 + 1;
+    /* What is left goes to the table and, while a trace runs, to the trace. */
+    pprof_sampler_stop();
+    pprof_sampler_unsubscribe(to_table, NULL);
+    dropped += pprof_sampler_dropped() + pp_stacktab_overflow(tab);
+    stopped = apr_time_now();
+    sampling = 0;
+    if (why == PPROF_STOP_QUIT || why == PPROF_STOP_EXIT) {
+        data_gen = 0;           /* nobody will read it */
     }
 }
 
-/* Ask one child for its window's data and merge it: NULL, or why it is missing. */
-static const char *gather_child(request_rec *r, pid_t pid, apr_uint32_t gen, pp_profile *prof,
-                         pp_resolver *res, int64_t period, apr_uint64_t *total)
+static int cpu_take(const pp_wire_request *req, pprof_out *out)
 {
-    apr_time_t deadline = apr_time_now() + GATHER_TIMEOUT;
-    pprof_reply rep;
-    long cpid;
-    apr_uint64_t dropped, leaf_only;
-    apr_int64_t started, stopped;
-    merge_ctx *m;
-    pp_maps *maps = NULL;
-    apr_pool_t *p;
-    const char *why = NULL;
-    int rc;
+    apr_uint32_t i;
 
-    apr_pool_create(&p, r->pool);
-    rc = pprof_ipc_call(p, pid, apr_psprintf(p, "CPU-STOP %lu", (unsigned long)gen), 3, &rep,
-                        deadline);
-    if (rc == 1) {
-        goto done;
+    if (!req->gen || data_gen != req->gen || !tab) {
+        return PP_WIRE_NONE;
     }
-    if (rc != 0 || sscanf(rep.line, "DATA %ld %" APR_UINT64_T_FMT " %" APR_UINT64_T_FMT
-                          " %" APR_INT64_T_FMT " %" APR_INT64_T_FMT, &cpid, &dropped,
-                          &leaf_only, &started, &stopped) != 5) {
-        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
-                      "PP0102: child %ld did not hand over its CPU samples", (long)pid);
-        why = "did not hand over its samples";
-        goto done;
+    pprof_out_mappings(out);    /* without them every PC shows as an address */
+    if (tag_mutex) {
+        apr_thread_mutex_lock(tag_mutex);
     }
-    maps = pp_maps_parse(rep.blob[0], rep.len[0]);
-    m = apr_pcalloc(p, sizeof(*m));
-    m->prof = prof;
-    m->res = res;
-    m->maps = maps;
-    m->pid = cpid;
-    m->period = period;
-    parse_tags(m, rep.blob[1]);
-    if (!maps || pp_stacktab_parse((unsigned char *)rep.blob[2], rep.len[2], merge_stack, m) != 0 ||
-        m->failed) {
-        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
-                      "PP0104: could not merge the CPU data of child %ld", (long)pid);
-        why = "its samples could not be merged";
+    for (i = 1; i <= ntags; i++) {
+        const char *sep = strchr(tags[i], '\t');
+        pprof_out_tag(out, i, apr_pstrndup(out->pool, tags[i], (apr_size_t)(sep - tags[i])),
+                      sep + 1);
     }
-    if (dropped > 0) {
-        /* As Go does for samples its buffer could not take: a synthetic frame. */
-        uint64_t loc = pp_resolver_synthetic(res, "mod_pprof.lostProfileEvent");
-        int64_t values[2] = { (int64_t)dropped, (int64_t)dropped * period };
-        pp_label pidl = { "pid", NULL, cpid, NULL };
-        if (loc) {
-            pp_profile_add_sample(prof, &loc, 1, values, &pidl, 1);
+    if (tag_mutex) {
+        apr_thread_mutex_unlock(tag_mutex);
+    }
+    pprof_out_stacktab(out, tab);
+    pprof_out_counter(out, "dropped", (apr_int64_t)dropped);
+    pprof_out_counter(out, "leaf_only", (apr_int64_t)leaf_only);
+    pprof_out_counter(out, "started_us", started);
+    pprof_out_counter(out, "stopped_us", stopped);
+    /* Handed over (or lost with the collector): either way, not sent twice. */
+    data_gen = 0;
+    pp_stacktab_clear(tab);
+    return PP_WIRE_OK;
+}
+
+/* === The collector half ================================================================= */
+
+typedef struct {
+    request_rec *r;
+    pprof_answer *ans;          /* made at the first child's data: the symbolizer is held
+                                   while merging, not during the window */
+    int failed;                 /* out of memory: the answer is a 500 */
+    int64_t period;
+    apr_array_header_t *absent; /* "mod_pprof: pid N absent: why", a comment each */
+    apr_uint64_t total;
+} cpu_answer;
+
+static pprof_answer *answer_of(cpu_answer *c)
+{
+    pp_profile *prof;
+
+    if (!c->ans && !c->failed) {
+        if (!(c->ans = pprof_answer_new(c->r))) {
+            c->failed = 1;
+            return NULL;
         }
+        prof = pprof_answer_profile(c->ans);
+        pp_profile_add_sample_type(prof, "samples", "count");
+        pp_profile_add_sample_type(prof, "cpu", "nanoseconds");
+        pp_profile_set_period(prof, "cpu", "nanoseconds", c->period);
     }
-    *total += m->samples;
-    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
-                  "PP0105: child %ld: %" APR_UINT64_T_FMT " samples, %" APR_UINT64_T_FMT
-                  " dropped, %" APR_UINT64_T_FMT " leaf-only", cpid, m->samples, dropped,
-                  leaf_only);
-done:
-    pp_maps_free(maps);
-    apr_pool_destroy(p);
-    return why;
+    return c->ans;
 }
 
 /* A child that could not be sampled is never silently missing from a 200 profile: the
- * profile says so in a comment (`go tool pprof -comments`), and error_log in a warning. */
-static void note_absent(request_rec *r, apr_array_header_t *absent, pid_t pid, const char *why)
+ * profile says so in a comment (`go tool pprof -comments`), and error_log in a warning.
+ * Once per child. */
+static void note_absent(cpu_answer *c, pid_t pid, const char *why)
 {
-    ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
+    const char *head = apr_psprintf(c->r->pool, "mod_pprof: pid %ld absent: ", (long)pid);
+    int i;
+
+    for (i = 0; i < c->absent->nelts; i++) {
+        if (strncmp(APR_ARRAY_IDX(c->absent, i, const char *), head, strlen(head)) == 0) {
+            return;
+        }
+    }
+    ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, c->r,
                   "PP0103: child %ld is absent from the CPU profile: %s", (long)pid, why);
-    APR_ARRAY_PUSH(absent, const char *) =
-        apr_psprintf(r->pool, "mod_pprof: pid %ld absent: %s", (long)pid, why);
+    APR_ARRAY_PUSH(c->absent, const char *) = apr_pstrcat(c->r->pool, head, why, NULL);
 }
 
-/* Send "CPU-START" to one child: NULL on success, else its reason. */
-static const char *start_child(request_rec *r, pid_t pid, apr_uint32_t gen, int hz,
-                               apr_time_t child_deadline)
+/* One child's window: its stacks, labelled; its lost samples on Go's synthetic frame. */
+static void merge_data(cpu_answer *c, const pprof_child *ch)
 {
-    apr_time_t deadline = apr_time_now() + START_TIMEOUT;
-    char line[256];
-    int fd = pprof_ipc_connect(pid, r->pool);
-    const char *err = "no answer";
+    const pp_wire_reply *m = ch->reply;
+    const char *handler[MAX_TAGS + 1], *vhost[MAX_TAGS + 1];
+    apr_uint64_t samples = 0, lost = (apr_uint64_t)pp_wire_get_counter(m, "dropped", 0);
+    pprof_answer *ans = answer_of(c);
+    int ok = 1;
+    size_t i;
 
-    if (fd < 0) {
-        /* Not yet listening (it joins the window from child_init) or already gone. */
-        return "not listening";
+    if (!ans) {
+        return;
     }
-    apr_snprintf(line, sizeof(line), "CPU-START %lu %d %" APR_TIME_T_FMT "\n",
-                 (unsigned long)gen, hz, child_deadline);
-    if (pprof_ipc_write_all(fd, line, strlen(line), deadline) == 0 &&
-        pprof_ipc_read_line(fd, line, sizeof(line), deadline) == 0) {
-        err = strcmp(line, "OK") == 0 ? NULL
-            : apr_pstrdup(r->pool, strncmp(line, "ERR ", 4) == 0 ? line + 4 : line);
+    memset(handler, 0, sizeof(handler));
+    memset(vhost, 0, sizeof(vhost));
+    for (i = 0; i < m->n_tags; i++) {
+        if (m->tags[i]->id >= 1 && m->tags[i]->id <= MAX_TAGS) {
+            handler[m->tags[i]->id] = m->tags[i]->handler;
+            vhost[m->tags[i]->id] = m->tags[i]->vhost;
+        }
     }
-    close(fd);
-    return err;
+    for (i = 0; i < m->n_stacks; i++) {
+        const pp_wire_stack *st = m->stacks[i];
+        apr_uint64_t count = st->n_values ? st->values[0] : 0;
+        apr_uint32_t tag = (apr_uint32_t)st->key;
+        int64_t values[2] = { (int64_t)count, (int64_t)count * c->period };
+        pp_label labels[3] = { { "pid", NULL, ch->pid, NULL } };
+        size_t nl = 1;
+
+        if (tag && tag <= MAX_TAGS && handler[tag]) {
+            labels[1].key = "handler";
+            labels[1].str = handler[tag];
+            labels[2].key = "vhost";
+            labels[2].str = vhost[tag];
+            nl = 3;
+        }
+        if (pprof_answer_sample(ans, ch->maps, st->pcs, st->n_pcs, 0, values, labels, nl) != 0) {
+            ok = 0;
+        }
+        samples += count;
+    }
+    if (!ok) {
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, c->r,
+                      "PP0104: could not merge the CPU data of child %ld", (long)ch->pid);
+        note_absent(c, ch->pid, "its samples could not be merged");
+    }
+    if (lost > 0) {
+        /* As Go does for samples its buffer could not take: a synthetic frame. */
+        int64_t values[2] = { (int64_t)lost, (int64_t)lost * c->period };
+        pp_label pidl = { "pid", NULL, ch->pid, NULL };
+        pprof_answer_synthetic(ans, "mod_pprof.lostProfileEvent", values, &pidl, 1);
+    }
+    c->total += samples;
+    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, c->r,
+                  "PP0105: child %ld: %" APR_UINT64_T_FMT " samples, %" APR_UINT64_T_FMT
+                  " dropped, %" APR_INT64_T_FMT " leaf-only", (long)ch->pid, samples, lost,
+                  pp_wire_get_counter(m, "leaf_only", 0));
 }
 
-int pprof_serve_profile(request_rec *r, apr_table_t *args)
+static void cpu_merge(void *answer, const pprof_child *ch)
 {
-    pprof_server_conf *conf = ap_get_module_config(r->server->module_config, &pprof_module);
-    pprof_shared *sh = pprof_shared_get();
+    cpu_answer *c = answer;
+
+    if (ch->op == PP_WIRE_START) {
+        /* One not listening yet joins by itself from child_init; a gone one has nothing. */
+        if (ch->status != PPROF_CHILD_OK && ch->status != PPROF_CHILD_GONE) {
+            note_absent(c, ch->pid, ch->why);
+        }
+    } else if (ch->op == PP_WIRE_STOP) {
+        if (ch->status == PPROF_CHILD_OK) {
+            merge_data(c, ch);
+        } else if (ch->status == PPROF_CHILD_FAILED || ch->status == PPROF_CHILD_REFUSED) {
+            ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, c->r,
+                          "PP0102: child %ld did not hand over its CPU samples", (long)ch->pid);
+            note_absent(c, ch->pid, "did not hand over its samples");
+        }
+    }
+}
+
+/* Go's Profile handler for the whole server. */
+static int serve_profile(request_rec *r, apr_table_t *args)
+{
+    pprof_server_conf *conf = pprof_conf(r->server);
     double sec = pprof_seconds_or(args, 30, 1);
-    const char *err = NULL;
-    pid_t only = 0;
-    apr_uint32_t self = (apr_uint32_t)getpid(), gen;
-    apr_array_header_t *started, *now, *absent = apr_array_make(r->pool, 4, sizeof(char *));
-    apr_time_t t0, t1;
-    pp_profile *prof = NULL;
-    pp_resolver *res = NULL;
-    pp_symbolizer *sym;
-    pp_maps *own = NULL;
-    int64_t period = pp_cpu_period_ns(conf->cpu_hz);
-    apr_uint64_t total = 0;
-    int i, j, nstarted = 0, gone, rc;
+    pprof_window_run w;
+    cpu_answer c;
+    const char *err;
+    pid_t only;
+    int i;
 
     if (pprof_exceeds_timeout(r, sec)) {
         return pprof_serve_error(r, HTTP_BAD_REQUEST,
@@ -213,108 +336,58 @@ int pprof_serve_profile(request_rec *r, apr_table_t *args)
     if ((err = pprof_query_pid(r, args, &only)) != NULL) {
         return pprof_serve_error(r, HTTP_BAD_REQUEST, err);
     }
-    if (!sh) {
-        return pprof_serve_error(r, HTTP_INTERNAL_SERVER_ERROR,
-                                 "Could not enable CPU profiling: mod_pprof is not initialized");
+    memset(&c, 0, sizeof(c));
+    c.r = r;
+    c.period = pp_cpu_period_ns(conf->cpu_hz);
+    c.absent = apr_array_make(r->pool, 4, sizeof(const char *));
+    memset(&w, 0, sizeof(w));
+    w.kind = &pprof_kind_cpu;
+    w.answer = &c;
+    w.fail = "Could not enable CPU profiling";
+    w.busy = "cpu profiling already in use";
+    w.only = only;
+    w.hz = (apr_uint32_t)conf->cpu_hz;
+    w.seconds = sec;
+    if (pprof_run_window(r, &w) == DONE) {
+        return OK;
     }
-    if (!pprof_window_claim(&sh->cpu, self)) {
-        return pprof_serve_error(r, HTTP_INTERNAL_SERVER_ERROR,
-                                 "Could not enable CPU profiling: cpu profiling already in use");
-    }
-    t0 = apr_time_now();
-    gen = pprof_window_open(&sh->cpu, (apr_uint32_t)conf->cpu_hz, (apr_uint32_t)only,
-                            t0 + apr_time_from_sec((apr_time_t)sec) + GRACE);
-    started = pprof_children(r, (pid_t)only);
-    for (i = 0; i < started->nelts; i++) {
-        const char *e = start_child(r, APR_ARRAY_IDX(started, i, pid_t), gen, conf->cpu_hz,
-                                    t0 + apr_time_from_sec((apr_time_t)sec) + GRACE);
-        if (e) {
-            err = e;
-            if (strcmp(e, "not listening") != 0) {
-                note_absent(r, absent, APR_ARRAY_IDX(started, i, pid_t), e);
-            }
-        } else {
-            nstarted++;
-        }
-    }
-    if (nstarted == 0) {
-        pprof_window_close(&sh->cpu);
-        pprof_window_release(&sh->cpu, self);
-        return pprof_serve_error(r, HTTP_INTERNAL_SERVER_ERROR, apr_pstrcat(r->pool,
-                                 "Could not enable CPU profiling: ", err ? err : "no child", NULL));
-    }
-    gone = pprof_sleep_unless_gone(r, t0 + apr_time_from_sec((apr_time_t)sec));
-    pprof_window_close(&sh->cpu);
-    t1 = apr_time_now();
-
-    /* Gather from every child that was or now is in the window. */
-    now = pprof_children(r, (pid_t)only);
-    for (i = 0; i < started->nelts; i++) {
-        pid_t pid = APR_ARRAY_IDX(started, i, pid_t);
-        for (j = 0; j < now->nelts && APR_ARRAY_IDX(now, j, pid_t) != pid; j++) {
-        }
-        if (j == now->nelts) {
-            APR_ARRAY_PUSH(now, pid_t) = pid;
-        }
-    }
-    if (gone) {
-        /* Nobody to answer: stop every child now (their data is dropped unread). */
-        for (i = 0; i < now->nelts; i++) {
-            int fd = pprof_ipc_connect(APR_ARRAY_IDX(now, i, pid_t), r->pool);
-            if (fd >= 0) {
-                char line[64];
-                apr_snprintf(line, sizeof(line), "CPU-STOP %lu\n", (unsigned long)gen);
-                pprof_ipc_write_all(fd, line, strlen(line), apr_time_now() + START_TIMEOUT);
-                close(fd);
-            }
-        }
-        pprof_window_release(&sh->cpu, self);
+    if (w.gone) {
+        /* Nobody to answer: every child was told to stop and drop its data. */
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
                       "PP0101: client went away; CPU profiling stopped");
         return OK;
     }
-    if (!(sym = pprof_symbolizer_lock())) {
-        pprof_window_release(&sh->cpu, self);
-        return pprof_serve_error(r, HTTP_INTERNAL_SERVER_ERROR, "failed to collect profile");
+    if (!answer_of(&c)) {
+        return pprof_answer_fail(r, c.ans);
     }
-    prof = pp_profile_new();
-    res = prof ? pp_resolver_new(prof, sym) : NULL;
-    own = pp_maps_read(NULL);
-    if (!prof || !res || !own) {
-        rc = pprof_serve_error(r, HTTP_INTERNAL_SERVER_ERROR, "failed to collect profile");
-        goto done;
+    for (i = 0; i < c.absent->nelts; i++) {
+        pp_profile_add_comment(pprof_answer_profile(c.ans), APR_ARRAY_IDX(c.absent, i, const char *));
     }
-    pp_profile_add_sample_type(prof, "samples", "count");
-    pp_profile_add_sample_type(prof, "cpu", "nanoseconds");
-    pp_profile_set_period(prof, "cpu", "nanoseconds", period);
-    pp_profile_set_time(prof, (int64_t)t0 * 1000, (int64_t)(t1 - t0) * 1000);
-    pp_resolver_add_mappings(res, own);
-    for (i = 0; i < now->nelts; i++) {
-        pid_t pid = APR_ARRAY_IDX(now, i, pid_t);
-        const char *why = gather_child(r, pid, gen, prof, res, period, &total);
-        for (j = 0; why && j < absent->nelts; j++) {
-            /* A child that never started says so already. */
-            if (strstr(APR_ARRAY_IDX(absent, j, const char *),
-                       apr_psprintf(r->pool, " pid %ld ", (long)pid))) {
-                why = NULL;
-            }
-        }
-        if (why) {
-            note_absent(r, absent, pid, why);
-        }
-    }
-    for (i = 0; i < absent->nelts; i++) {
-        pp_profile_add_comment(prof, APR_ARRAY_IDX(absent, i, const char *));
-    }
+    pp_profile_set_time(pprof_answer_profile(c.ans), (int64_t)w.t0 * 1000,
+                        (int64_t)(w.t1 - w.t0) * 1000);
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
                   "PP0100: CPU profile: %d children, %" APR_UINT64_T_FMT " samples in %.1f s",
-                  now->nelts, total, (double)(t1 - t0) / APR_USEC_PER_SEC);
-    rc = pprof_send_profile(r, prof, "profile");
-done:
-    pp_maps_free(own);
-    pp_resolver_free(res);
-    pp_profile_free(prof);
-    pprof_symbolizer_unlock();
-    pprof_window_release(&sh->cpu, self);
-    return rc;
+                  w.nchildren, c.total, (double)(w.t1 - w.t0) / APR_USEC_PER_SEC);
+    return pprof_answer_send(c.ans, "profile");
 }
+
+static const pprof_endpoint endpoints[] = {
+    { "profile", serve_profile, NULL,
+      "CPU profile of every child of the server. You can specify the duration in the "
+      "seconds GET parameter (and one child with pid). After you get the profile file, use "
+      "the go tool pprof command to investigate the profile." },
+    { NULL }
+};
+
+const pprof_kind pprof_kind_cpu = {
+    .name = "cpu",
+    .endpoints = endpoints,
+    .window = 1,
+    .register_hooks = cpu_register_hooks,
+    .child_init = cpu_child_init,
+    .start = cpu_start,
+    .tick = cpu_tick,
+    .stop = cpu_stop,
+    .take = cpu_take,
+    .merge = cpu_merge,
+};

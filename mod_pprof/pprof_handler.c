@@ -1,14 +1,12 @@
-/* Endpoint dispatch and the endpoints that need no profiling machinery: the index page,
+/* Endpoint dispatch and the endpoints that are no kind of profile: the index page,
  * cmdline and symbol. Each follows Go 1.19's net/http/pprof in status, headers and text. */
-#include "mod_pprof.h"
-#include "pprof_cpu.h"
-#include "pprof_heap.h"
-#include "pprof_threads.h"
+#include "pprof_conf.h"
 #include "pprof_handler.h"
-#include "pprof_trace.h"
+#include "pprof_kinds.h"
+#include "pprof_respond.h"
+#include "pprof_symbols.h"
 
 #include "http_core.h"
-#include "http_log.h"
 #include "http_protocol.h"
 #include "http_request.h"
 #include "util_script.h"
@@ -16,91 +14,58 @@
 
 #include "pp_heap.h"
 #include "pp_maps.h"
-#include "pp_profile.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-#ifdef APLOG_USE_MODULE
-APLOG_USE_MODULE(pprof);
-#endif
-
 /* pprof sends a few addresses per request; this bounds what a client can make us read. */
 #define SYMBOL_BODY_MAX (8 * 1024 * 1024)
-
-typedef struct {
-    const char *name;
-    int (*serve)(request_rec *r, apr_table_t *args);
-    long (*count)(request_rec *r);      /* NULL: Go shows 0 */
-    int listed;                          /* on the index page */
-    const char *desc;
-} endpoint;
 
 static int serve_cmdline(request_rec *r, apr_table_t *args);
 static int serve_symbol(request_rec *r, apr_table_t *args);
 
-/* Sorted by name, as Go sorts the index. Names not here answer 404 "Unknown profile". */
-static const endpoint endpoints[] = {
-    { "allocs", pprof_serve_allocs, pprof_heap_count, 1,
-      "A sampling of all past memory allocations of every child (malloc and friends)" },
-    { "cmdline", serve_cmdline, NULL, 1,
+/* The endpoints that are no kind of profile. */
+static const pprof_endpoint own[] = {
+    { "cmdline", serve_cmdline, NULL,
       "The command line of the server's parent process, as it was started" },
-    { "goroutine", pprof_serve_goroutine, pprof_threads_count, 1,
-      "Stack traces of all current threads of every child, with the request each worker "
-      "serves (debug=2: a full dump with each worker's request)" },
-    { "heap", pprof_serve_heap, pprof_heap_count, 1,
-      "A sampling of memory allocations of live objects in every child. You can specify "
-      "the gc GET parameter to return freed memory to the system (malloc_trim) before "
-      "taking the heap sample." },
-    { "profile", pprof_serve_profile, NULL, 1,
-      "CPU profile of every child of the server. You can specify the duration in the "
-      "seconds GET parameter (and one child with pid). After you get the profile file, use "
-      "the go tool pprof command to investigate the profile." },
-    { "symbol", serve_symbol, NULL, 0, NULL },
-    { "threadcreate", pprof_serve_threadcreate, pprof_threads_count, 1,
-      "Stack traces that led to the creation of the live threads of every child" },
-    { "trace", pprof_serve_trace, NULL, 1,
-      "A trace of execution of the whole server: every worker thread of every child, each "
-      "request as a task with its phases as regions. You can specify the duration in the "
-      "seconds GET parameter. After you get the trace file, use the go tool trace command "
-      "to investigate the trace." },
+    { "symbol", serve_symbol, NULL, NULL },
+    { NULL }
 };
 
-int pprof_serve_error(request_rec *r, int status, const char *txt)
+/* Every endpoint, ours and each kind's, sorted by name as Go sorts the index; gathered
+ * once (the registry is constant). Names not here answer 404 "Unknown profile". */
+#define MAX_ENDPOINTS 64
+static const pprof_endpoint *endpoints[MAX_ENDPOINTS];
+static int nendpoints;
+
+static int by_name(const void *a, const void *b)
 {
-    r->status = status;
-    ap_set_content_type(r, "text/plain; charset=utf-8");
-    apr_table_setn(r->headers_out, "X-Go-Pprof", "1");
-    apr_table_setn(r->headers_out, "X-Content-Type-Options", "nosniff");
-    apr_table_unset(r->headers_out, "Content-Disposition");
-    if (!r->header_only) {
-        ap_rvputs(r, txt, "\n", NULL);
+    return strcmp((*(const pprof_endpoint *const *)a)->name,
+                  (*(const pprof_endpoint *const *)b)->name);
+}
+
+static void add_endpoints(const pprof_endpoint *e)
+{
+    for (; e && e->name && nendpoints < MAX_ENDPOINTS; e++) {
+        endpoints[nendpoints++] = e;
     }
-    return OK;
+}
+
+void pprof_handler_init(void)
+{
+    int i;
+
+    nendpoints = 0;
+    add_endpoints(own);
+    for (i = 0; pprof_kinds[i]; i++) {
+        add_endpoints(pprof_kinds[i]->endpoints);
+    }
+    qsort(endpoints, (size_t)nendpoints, sizeof(*endpoints), by_name);
 }
 
 /* The parent's argv as it was started: httpd's process->argv has "-k start" and the
  * like rewritten away, but every child is a fork of the parent and /proc keeps it all. */
-int pprof_send_profile(request_rec *r, pp_profile *prof, const char *filename)
-{
-    unsigned char *buf = NULL;
-    size_t len = 0;
-
-    if (pp_profile_encode(prof, 1, &buf, &len) != 0) {
-        return pprof_serve_error(r, HTTP_INTERNAL_SERVER_ERROR, "failed to encode profile");
-    }
-    ap_set_content_type(r, "application/octet-stream");
-    apr_table_setn(r->headers_out, "Content-Disposition",
-                   apr_psprintf(r->pool, "attachment; filename=\"%s\"", filename));
-    ap_set_content_length(r, (apr_off_t)len);
-    if (!r->header_only) {
-        ap_rwrite(buf, (int)len, r);
-    }
-    free(buf);
-    return OK;
-}
-
 static int serve_cmdline(request_rec *r, apr_table_t *args)
 {
     const process_rec *proc = r->server->process;
@@ -238,23 +203,21 @@ static int serve_symbol(request_rec *r, apr_table_t *args)
         apr_bucket_brigade *bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
         apr_brigade_puts(bb, NULL, NULL, "num_symbols: 1\n");
         maps = pp_maps_read(NULL);
-        sym = maps ? pprof_symbolizer_lock() : NULL;
+        sym = maps ? pprof_symbols_lock() : NULL;
         for (p = in, end = in + inlen; p < end && sym;) {
             const char *plus = memchr(p, '+', (apr_size_t)(end - p));
             apr_size_t wlen = plus ? (apr_size_t)(plus - p) : (apr_size_t)(end - p);
             apr_uint64_t pc = parse_uint0(p, wlen);
-            const pp_map_entry *e = pc ? pp_maps_find(maps, pc) : NULL;
             pp_frame fr[8];
 
-            if (e && pp_symbolize(sym, e->path, pc - e->start + e->offset, fr, 8) > 0 &&
-                fr[0].function) {
+            if (pc && pp_symbolize_pc(sym, maps, pc, 0, fr, 8, NULL) > 0 && fr[0].function) {
                 apr_brigade_printf(bb, NULL, NULL, "0x%" APR_UINT64_T_HEX_FMT " %s\n", pc,
                                    fr[0].function);
             }
             p += wlen + 1;
         }
         if (sym) {
-            pprof_symbolizer_unlock();
+            pprof_symbols_unlock();
         }
         pp_maps_free(maps);
         if (!r->header_only) {
@@ -273,7 +236,7 @@ static void html_escape_puts(request_rec *r, const char *s)
  * goroutine dump link, then the descriptions. */
 static int serve_index(request_rec *r)
 {
-    size_t i;
+    int i;
 
     ap_set_content_type(r, "text/html; charset=utf-8");
     if (r->header_only) {
@@ -283,9 +246,9 @@ static int serve_index(request_rec *r)
              "\tdisplay:inline-block;\n\twidth:6rem;\n}\n</style>\n</head>\n<body>\n"
              "/debug/pprof/<br>\n<br>\nTypes of profiles available:\n<table>\n"
              "<thead><td>Count</td><td>Profile</td></thead>\n", r);
-    for (i = 0; i < sizeof(endpoints) / sizeof(endpoints[0]); i++) {
-        const endpoint *e = &endpoints[i];
-        if (!e->listed) {
+    for (i = 0; i < nendpoints; i++) {
+        const pprof_endpoint *e = endpoints[i];
+        if (!e->desc) {
             continue;
         }
         ap_rprintf(r, "<tr><td>%ld</td><td><a href='%s?debug=1'>", e->count ? e->count(r) : 0,
@@ -295,9 +258,9 @@ static int serve_index(request_rec *r)
     }
     ap_rputs("</table>\n<a href=\"goroutine?debug=2\">full goroutine stack dump</a>\n<br>\n"
              "<p>\nProfile Descriptions:\n<ul>\n", r);
-    for (i = 0; i < sizeof(endpoints) / sizeof(endpoints[0]); i++) {
-        const endpoint *e = &endpoints[i];
-        if (!e->listed) {
+    for (i = 0; i < nendpoints; i++) {
+        const pprof_endpoint *e = endpoints[i];
+        if (!e->desc) {
             continue;
         }
         ap_rputs("<li><div class=profile-name>", r);
@@ -339,8 +302,7 @@ int pprof_handler(request_rec *r)
 {
     apr_table_t *args = NULL;
     const char *name;
-    size_t i;
-    int rc;
+    int i, rc;
 
     if (!r->handler || strcmp(r->handler, PPROF_HANDLER) != 0) {
         return DECLINED;
@@ -365,11 +327,11 @@ int pprof_handler(request_rec *r)
         pp_heap_guard_leave();
         return rc;
     }
-    for (i = 0; i < sizeof(endpoints) / sizeof(endpoints[0]); i++) {
-        if (strcmp(endpoints[i].name, name) == 0) {
+    for (i = 0; i < nendpoints; i++) {
+        if (strcmp(endpoints[i]->name, name) == 0) {
             /* What the profiler allocates to answer is not the server's: keep it out. */
             pp_heap_guard_enter();
-            rc = endpoints[i].serve(r, args);
+            rc = endpoints[i]->serve(r, args);
             pp_heap_guard_leave();
             return rc;
         }

@@ -1,124 +1,170 @@
-/* The heap and allocs endpoints. Every child samples its allocations all the time
- * (pp_heap, hooked in the parent before the fork); this asks each child's agent for its
- * buckets and merges them: a snapshot, or with "seconds" the difference of two. */
-#include "mod_pprof.h"
+/* The "heap" kind, /debug/pprof/heap and /debug/pprof/allocs: Go's memory profiles for the
+ * whole server, a snapshot kind. Every child samples its allocations all the time
+ * (pp_heap, hooked in the parent before the fork).
+ *
+ * Reply (take; flags 1: malloc_trim first, Go's gc=1 adapted): stacks (key = object
+ * size, values = PP_HEAP_NVALUES cumulative counters, PCs are return addresses),
+ * mappings, counters "rate", "dropped" and glibc's mallinfo2 "arena", "mmap", "inuse",
+ * "free".
+ *
+ * Collector half: one record per bucket of every child, answered as a profile (scaled back
+ * as Go does), as Go's debug=1 text, or as the delta of two takes. */
+#include "pprof_conf.h"
+#include "pprof_answer.h"
 #include "pprof_collect.h"
-#include "pprof_handler.h"
-#include "pprof_heap.h"
-#include "pprof_ipc.h"
+#include "pprof_kind.h"
+#include "pprof_query.h"
+#include "pprof_reply.h"
+#include "pprof_respond.h"
+#include "pprof_scoreboard.h"
+#include "pprof_symbols.h"
 #include "pprof_text.h"
 
 #include "http_log.h"
-#include "http_protocol.h"
-#include "apr_hash.h"
 #include "apr_escape.h"
+#include "apr_hash.h"
 #include "apr_strings.h"
 
 #include "pp_heap.h"
-#include "pp_maps.h"
-#include "pp_profile.h"
-#include "pp_resolve.h"
-#include "pp_stacktab.h"
 
+#include <malloc.h>
 #include <stdlib.h>
 
 APLOG_USE_MODULE(pprof);
 
+extern const pprof_kind pprof_kind_heap;
+
+/* === The module's life and the agent half =============================================== */
+
+/* Before this module is unloaded (restart), every GOT entry pointing into it goes back. */
+static apr_status_t heap_cleanup(void *unused)
+{
+    pp_heap_stop();
+    pp_heap_reset();
+    return APR_SUCCESS;
+}
+
+/* In the parent, before any child is forked: children inherit the hooks. */
+static void heap_post_config(apr_pool_t *pconf, server_rec *s)
+{
+    pprof_server_conf *conf = pprof_conf(s);
+    int n = pp_heap_start((size_t)conf->mem_rate);
+
+    if (n < 0) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, "PP0020: cannot hook the allocator");
+    } else {
+        ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s, "PP0021: heap sampling every %"
+                     APR_INT64_T_FMT " bytes; %d allocator entries hooked", conf->mem_rate, n);
+    }
+    apr_pool_cleanup_register(pconf, NULL, heap_cleanup, apr_pool_cleanup_null);
+}
+
+static void heap_child_init(apr_pool_t *pchild, server_rec *s)
+{
+    pp_heap_after_fork();
+    pp_heap_refresh();
+}
+
+static int heap_take(const pp_wire_request *req, pprof_out *out)
+{
+    unsigned char *recs = NULL;
+    size_t reclen = 0;
+    struct mallinfo2 mi;
+    int rc = PP_WIRE_OK;
+
+    if (req->flags & 1) {
+        /* C has no collector to run: give freed memory back to the system instead. */
+        malloc_trim(0);
+    }
+    pp_heap_refresh();
+    mi = mallinfo2();
+    if (pprof_out_mappings(out) != 0 || pp_heap_serialize(&recs, &reclen) != 0 ||
+        pprof_out_stacks_serialized(out, recs, reclen) != 0) {
+        rc = pprof_out_error(out, "out of memory");
+    }
+    free(recs);
+    pprof_out_counter(out, "rate", (apr_int64_t)pp_heap_rate());
+    pprof_out_counter(out, "dropped", (apr_int64_t)pp_heap_dropped());
+    pprof_out_counter(out, "arena", (apr_int64_t)mi.arena);
+    pprof_out_counter(out, "mmap", (apr_int64_t)mi.hblkhd);
+    pprof_out_counter(out, "inuse", (apr_int64_t)mi.uordblks);
+    pprof_out_counter(out, "free", (apr_int64_t)mi.fordblks);
+    return rc;
+}
+
+/* === The collector half ================================================================= */
+
+/* One child's snapshot. */
 typedef struct {
     long pid;
-    apr_size_t rate;
+    apr_uint64_t rate;
     apr_uint64_t dropped;
-    apr_size_t mi[4];           /* mallinfo2: arena, hblkhd, uordblks, fordblks */
-    pp_maps *maps;
-    const unsigned char *recs;
-    apr_size_t reclen;
+    apr_int64_t mi[4];          /* mallinfo2: arena, hblkhd, uordblks, fordblks */
+    const pp_maps *maps;
 } snapshot;
 
-/* One bucket, copied out of the wire format. */
+/* One bucket of one child. */
 typedef struct {
     const snapshot *from;
     apr_uint64_t size;
     apr_uint64_t v[PP_HEAP_NVALUES];
-    apr_uint64_t inuse_objects, inuse_bytes;    /* as collected: a delta keeps them */
+    apr_uint64_t inuse_objects, inuse_bytes;    /* as taken: a delta keeps them */
     apr_uint32_t npcs;
-    apr_uint64_t *pcs;
+    const apr_uint64_t *pcs;    /* the reply's: it lives as long as r->pool */
 } record;
 
-/* Every child's buckets (one "HEAP" call each). */
-static apr_array_header_t *collect(request_rec *r, pid_t only, int gc)
-{
-    apr_array_header_t *pids = pprof_children(r, only);
-    apr_array_header_t *snaps = apr_array_make(r->pool, pids->nelts, sizeof(snapshot));
-    int i;
-
-    for (i = 0; i < pids->nelts; i++) {
-        pprof_reply rep;
-        snapshot s;
-        pid_t pid = APR_ARRAY_IDX(pids, i, pid_t);
-        int rc;
-
-        memset(&s, 0, sizeof(s));
-        rc = pprof_call_child(r, pid, gc ? "HEAP 1" : "HEAP 0", 2, &rep, &s.maps);
-
-        if (rc == 1) {
-            continue;
-        }
-        if (rc != 0 || sscanf(rep.line, "HEAP %ld %" APR_SIZE_T_FMT " %" APR_UINT64_T_FMT
-                              " %" APR_SIZE_T_FMT " %" APR_SIZE_T_FMT " %" APR_SIZE_T_FMT
-                              " %" APR_SIZE_T_FMT, &s.pid, &s.rate, &s.dropped, &s.mi[0],
-                              &s.mi[1], &s.mi[2], &s.mi[3]) != 7) {
-            ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
-                          "PP0201: child %ld did not hand over its heap samples", (long)pid);
-            continue;
-        }
-        s.recs = (const unsigned char *)rep.blob[1];
-        s.reclen = rep.len[1];
-        APR_ARRAY_PUSH(snaps, snapshot) = s;
-    }
-    return snaps;
-}
-
 typedef struct {
-    apr_pool_t *p;
-    const snapshot *from;
-    apr_array_header_t *out;
-} parse_ctx;
+    request_rec *r;
+    apr_array_header_t *snaps;  /* snapshot * */
+    apr_array_header_t *recs;   /* record */
+} heap_answer;
 
-static void copy_record(void *baton, const pp_stack *st)
+static void heap_answer_init(heap_answer *h, request_rec *r)
 {
-    parse_ctx *c = baton;
-    record *rec = apr_array_push(c->out);
-    unsigned i;
-
-    rec->from = c->from;
-    rec->size = st->key;
-    for (i = 0; i < PP_HEAP_NVALUES; i++) {
-        rec->v[i] = i < st->nvalues ? st->values[i] : 0;
-    }
-    rec->inuse_objects = rec->v[PP_HEAP_ALLOC_OBJECTS] > rec->v[PP_HEAP_FREE_OBJECTS]
-        ? rec->v[PP_HEAP_ALLOC_OBJECTS] - rec->v[PP_HEAP_FREE_OBJECTS] : 0;
-    rec->inuse_bytes = rec->v[PP_HEAP_ALLOC_BYTES] > rec->v[PP_HEAP_FREE_BYTES]
-        ? rec->v[PP_HEAP_ALLOC_BYTES] - rec->v[PP_HEAP_FREE_BYTES] : 0;
-    rec->npcs = st->npcs;
-    rec->pcs = apr_pmemdup(c->p, st->pcs, st->npcs * sizeof(apr_uint64_t));
+    h->r = r;
+    h->snaps = apr_array_make(r->pool, 8, sizeof(snapshot *));
+    h->recs = apr_array_make(r->pool, 256, sizeof(record));
 }
 
-static apr_array_header_t *records(request_rec *r, apr_array_header_t *snaps)
+static void heap_merge(void *answer, const pprof_child *ch)
 {
-    apr_array_header_t *out = apr_array_make(r->pool, 256, sizeof(record));
-    parse_ctx c;
-    int i;
+    heap_answer *h = answer;
+    const pp_wire_reply *m = ch->reply;
+    snapshot *s;
+    size_t i, j;
 
-    c.p = r->pool;
-    c.out = out;
-    for (i = 0; i < snaps->nelts; i++) {
-        c.from = &APR_ARRAY_IDX(snaps, i, snapshot);
-        if (pp_stacktab_parse(c.from->recs, c.from->reclen, copy_record, &c) != 0) {
-            ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
-                          "PP0202: bad heap data from child %ld", c.from->pid);
-        }
+    if (ch->status == PPROF_CHILD_FAILED || ch->status == PPROF_CHILD_REFUSED) {
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, h->r,
+                      "PP0201: child %ld did not hand over its heap samples", (long)ch->pid);
     }
-    return out;
+    if (ch->status != PPROF_CHILD_OK) {
+        return;
+    }
+    s = apr_pcalloc(h->r->pool, sizeof(*s));
+    s->pid = (long)ch->pid;
+    s->rate = (apr_uint64_t)pp_wire_get_counter(m, "rate", 0);
+    s->dropped = (apr_uint64_t)pp_wire_get_counter(m, "dropped", 0);
+    s->mi[0] = pp_wire_get_counter(m, "arena", 0);
+    s->mi[1] = pp_wire_get_counter(m, "mmap", 0);
+    s->mi[2] = pp_wire_get_counter(m, "inuse", 0);
+    s->mi[3] = pp_wire_get_counter(m, "free", 0);
+    s->maps = ch->maps;
+    APR_ARRAY_PUSH(h->snaps, snapshot *) = s;
+    for (i = 0; i < m->n_stacks; i++) {
+        const pp_wire_stack *st = m->stacks[i];
+        record *rec = apr_array_push(h->recs);
+        rec->from = s;
+        rec->size = st->key;
+        for (j = 0; j < PP_HEAP_NVALUES; j++) {
+            rec->v[j] = j < st->n_values ? st->values[j] : 0;
+        }
+        rec->inuse_objects = rec->v[PP_HEAP_ALLOC_OBJECTS] > rec->v[PP_HEAP_FREE_OBJECTS]
+            ? rec->v[PP_HEAP_ALLOC_OBJECTS] - rec->v[PP_HEAP_FREE_OBJECTS] : 0;
+        rec->inuse_bytes = rec->v[PP_HEAP_ALLOC_BYTES] > rec->v[PP_HEAP_FREE_BYTES]
+            ? rec->v[PP_HEAP_ALLOC_BYTES] - rec->v[PP_HEAP_FREE_BYTES] : 0;
+        rec->npcs = (apr_uint32_t)st->n_pcs;
+        rec->pcs = st->pcs;
+    }
 }
 
 static const char *record_key(apr_pool_t *p, const record *rec)
@@ -132,7 +178,7 @@ static const char *record_key(apr_pool_t *p, const record *rec)
 static void subtract_allocs(request_rec *r, apr_array_header_t *end, apr_array_header_t *start)
 {
     apr_hash_t *ix = apr_hash_make(r->pool);
-    int i;
+    int i, k;
 
     for (i = 0; i < start->nelts; i++) {
         record *rec = &APR_ARRAY_IDX(start, i, record);
@@ -141,37 +187,26 @@ static void subtract_allocs(request_rec *r, apr_array_header_t *end, apr_array_h
     for (i = 0; i < end->nelts; i++) {
         record *rec = &APR_ARRAY_IDX(end, i, record);
         const record *old = apr_hash_get(ix, record_key(r->pool, rec), APR_HASH_KEY_STRING);
-        if (old) {
-            rec->v[PP_HEAP_ALLOC_OBJECTS] -= old->v[PP_HEAP_ALLOC_OBJECTS] <
-                rec->v[PP_HEAP_ALLOC_OBJECTS] ? old->v[PP_HEAP_ALLOC_OBJECTS]
-                                              : rec->v[PP_HEAP_ALLOC_OBJECTS];
-            rec->v[PP_HEAP_ALLOC_BYTES] -= old->v[PP_HEAP_ALLOC_BYTES] <
-                rec->v[PP_HEAP_ALLOC_BYTES] ? old->v[PP_HEAP_ALLOC_BYTES]
-                                            : rec->v[PP_HEAP_ALLOC_BYTES];
+        static const int cumulative[2] = { PP_HEAP_ALLOC_OBJECTS, PP_HEAP_ALLOC_BYTES };
+        for (k = 0; old && k < 2; k++) {
+            int v = cumulative[k];
+            rec->v[v] -= old->v[v] < rec->v[v] ? old->v[v] : rec->v[v];
         }
     }
-}
-
-static void inuse(const record *rec, apr_uint64_t *objects, apr_uint64_t *bytes)
-{
-    *objects = rec->inuse_objects;
-    *bytes = rec->inuse_bytes;
 }
 
 static int send_profile(request_rec *r, apr_array_header_t *recs, const char *name,
                         const char *filename, apr_time_t t0, apr_time_t t1)
 {
-    pprof_server_conf *conf = ap_get_module_config(r->server->module_config, &pprof_module);
-    pp_symbolizer *sym = pprof_symbolizer_lock();
-    pp_profile *prof = sym ? pp_profile_new() : NULL;
-    pp_resolver *res = prof ? pp_resolver_new(prof, sym) : NULL;
-    pp_maps *own = pp_maps_read(NULL);
-    int i, rc;
+    pprof_server_conf *conf = pprof_conf(r->server);
+    pprof_answer *ans = pprof_answer_new(r);
+    pp_profile *prof;
+    int i;
 
-    if (!res || !own) {
-        rc = pprof_serve_error(r, HTTP_INTERNAL_SERVER_ERROR, "failed to collect profile");
-        goto done;
+    if (!ans) {
+        return pprof_answer_fail(r, NULL);
     }
+    prof = pprof_answer_profile(ans);
     pp_profile_set_period(prof, "space", "bytes", (int64_t)conf->mem_rate);
     pp_profile_add_sample_type(prof, "alloc_objects", "count");
     pp_profile_add_sample_type(prof, "alloc_space", "bytes");
@@ -181,61 +216,46 @@ static int send_profile(request_rec *r, apr_array_header_t *recs, const char *na
         pp_profile_set_default_sample_type(prof, "alloc_space");
     }
     pp_profile_set_time(prof, (int64_t)t1 * 1000, (int64_t)(t1 - t0) * 1000);
-    pp_resolver_add_mappings(res, own);
     for (i = 0; i < recs->nelts; i++) {
         const record *rec = &APR_ARRAY_IDX(recs, i, record);
-        uint64_t locs[1024];
         int64_t values[4];
-        apr_uint64_t io, ib;
         pp_label labels[2] = { { "pid", NULL, rec->from->pid, NULL },
                                { "bytes", NULL, (int64_t)rec->size, NULL } };
-        int n;
 
-        inuse(rec, &io, &ib);
-        if (!rec->v[PP_HEAP_ALLOC_OBJECTS] && !io) {
+        if (!rec->v[PP_HEAP_ALLOC_OBJECTS] && !rec->inuse_objects) {
             continue;
         }
         pp_heap_scale(rec->v[PP_HEAP_ALLOC_OBJECTS], rec->v[PP_HEAP_ALLOC_BYTES],
-                      rec->from->rate, &values[0], &values[1]);
-        pp_heap_scale(io, ib, rec->from->rate, &values[2], &values[3]);
-        n = pp_resolver_stack(res, rec->from->maps, rec->pcs, rec->npcs, 1, locs);
-        if (n < 0 || pp_profile_add_sample(prof, locs, (size_t)n, values, labels, 2) != 0) {
-            rc = pprof_serve_error(r, HTTP_INTERNAL_SERVER_ERROR, "failed to collect profile");
-            goto done;
+                      (size_t)rec->from->rate, &values[0], &values[1]);
+        pp_heap_scale(rec->inuse_objects, rec->inuse_bytes, (size_t)rec->from->rate,
+                      &values[2], &values[3]);
+        if (pprof_answer_sample(ans, rec->from->maps, rec->pcs, rec->npcs, 1, values, labels,
+                                2) != 0) {
+            return pprof_answer_fail(r, ans);
         }
     }
-    rc = pprof_send_profile(r, prof, filename);
-done:
-    pp_maps_free(own);
-    pp_resolver_free(res);
-    pp_profile_free(prof);
-    if (sym) {
-        pprof_symbolizer_unlock();
-    }
-    return rc;
+    return pprof_answer_send(ans, filename);
 }
 
 static int by_inuse_bytes(const void *a, const void *b)
 {
-    apr_uint64_t ao, ab, bo, bb;
+    const record *x = a, *y = b;
 
-    inuse(a, &ao, &ab);
-    inuse(b, &bo, &bb);
-    return ab < bb ? 1 : ab > bb ? -1 : 0;
+    return x->inuse_bytes < y->inuse_bytes ? 1 : x->inuse_bytes > y->inuse_bytes ? -1 : 0;
 }
 
 /* Go's debug=1 heap text: totals, then records by in-use bytes with their frames, raw
  * (unscaled) sample counts, "@ heap/2*rate" for pprof to unsample; then, where Go
  * prints runtime.MemStats, each child's glibc mallinfo2. */
-static int send_text(request_rec *r, apr_array_header_t *snaps, apr_array_header_t *recs)
+static int send_text(request_rec *r, const heap_answer *h)
 {
-    pprof_server_conf *conf = ap_get_module_config(r->server->module_config, &pprof_module);
+    pprof_server_conf *conf = pprof_conf(r->server);
     apr_bucket_brigade *bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
-    apr_uint64_t tot[PP_HEAP_NVALUES] = { 0 }, io, ib;
+    apr_array_header_t *recs = h->recs;
+    apr_uint64_t tot[PP_HEAP_NVALUES] = { 0 };
     pp_symbolizer *sym;
     int i, j;
 
-    ap_set_content_type(r, "text/plain; charset=utf-8");
     qsort(recs->elts, (size_t)recs->nelts, sizeof(record), by_inuse_bytes);
     for (i = 0; i < recs->nelts; i++) {
         for (j = 0; j < PP_HEAP_NVALUES; j++) {
@@ -246,82 +266,98 @@ static int send_text(request_rec *r, apr_array_header_t *snaps, apr_array_header
                        APR_UINT64_T_FMT " [%" APR_UINT64_T_FMT ": %" APR_UINT64_T_FMT
                        "] @ heap/%" APR_INT64_T_FMT "\n",
                        tot[0] - tot[2], tot[1] - tot[3], tot[0], tot[1], 2 * conf->mem_rate);
-    if (!(sym = pprof_symbolizer_lock())) {
-        return pprof_serve_error(r, HTTP_INTERNAL_SERVER_ERROR, "failed to collect profile");
+    if (!(sym = pprof_symbols_lock())) {
+        return pprof_answer_fail(r, NULL);
     }
     for (i = 0; i < recs->nelts; i++) {
         const record *rec = &APR_ARRAY_IDX(recs, i, record);
-        inuse(rec, &io, &ib);
         apr_brigade_printf(bb, NULL, NULL, "%" APR_UINT64_T_FMT ": %" APR_UINT64_T_FMT " [%"
-                           APR_UINT64_T_FMT ": %" APR_UINT64_T_FMT "] @", io, ib,
-                           rec->v[PP_HEAP_ALLOC_OBJECTS], rec->v[PP_HEAP_ALLOC_BYTES]);
+                           APR_UINT64_T_FMT ": %" APR_UINT64_T_FMT "] @", rec->inuse_objects,
+                           rec->inuse_bytes, rec->v[PP_HEAP_ALLOC_OBJECTS],
+                           rec->v[PP_HEAP_ALLOC_BYTES]);
         pprof_text_pcs(bb, rec->pcs, rec->npcs);
         apr_brigade_printf(bb, NULL, NULL, "\n");
         pprof_text_stack(bb, sym, rec->from->maps, rec->pcs, rec->npcs, 1);
     }
-    pprof_symbolizer_unlock();
+    pprof_symbols_unlock();
     apr_brigade_puts(bb, NULL, NULL, "\n# glibc malloc statistics (mallinfo2), per child\n");
-    for (i = 0; i < snaps->nelts; i++) {
-        const snapshot *s = &APR_ARRAY_IDX(snaps, i, snapshot);
-        apr_brigade_printf(bb, NULL, NULL, "# pid %ld: Arena = %" APR_SIZE_T_FMT
-                           " Mmap = %" APR_SIZE_T_FMT " InUse = %" APR_SIZE_T_FMT
-                           " Free = %" APR_SIZE_T_FMT " MemProfileRate = %" APR_SIZE_T_FMT
+    for (i = 0; i < h->snaps->nelts; i++) {
+        const snapshot *s = APR_ARRAY_IDX(h->snaps, i, const snapshot *);
+        apr_brigade_printf(bb, NULL, NULL, "# pid %ld: Arena = %" APR_INT64_T_FMT
+                           " Mmap = %" APR_INT64_T_FMT " InUse = %" APR_INT64_T_FMT
+                           " Free = %" APR_INT64_T_FMT " MemProfileRate = %" APR_UINT64_T_FMT
                            " Dropped = %" APR_UINT64_T_FMT "\n", s->pid, s->mi[0], s->mi[1],
                            s->mi[2], s->mi[3], s->rate, s->dropped);
     }
-    if (r->header_only) {
-        return OK;
-    }
-    return ap_pass_brigade(r->output_filters, bb) == APR_SUCCESS ? OK : AP_FILTER_ERROR;
+    return pprof_send_text(r, bb);
 }
 
 /* Go's handler.ServeHTTP and serveDeltaProfile for a memory profile. */
 static int serve_memory(request_rec *r, apr_table_t *args, const char *name)
 {
-    const char *secs = apr_table_get(args, "seconds"), *err;
-    int debug = pprof_query_int(args, "debug");
-    int gc = strcmp(name, "heap") == 0 && pprof_query_int(args, "gc") > 0;
-    apr_array_header_t *s0, *s1;
-    apr_int64_t sec;
-    apr_time_t t0 = apr_time_now(), t1;
-    pid_t only;
+    heap_answer before, now;
+    pprof_snapshots s;
 
-    if ((err = pprof_query_pid(r, args, &only)) != NULL) {
-        return pprof_serve_error(r, HTTP_BAD_REQUEST, err);
+    heap_answer_init(&before, r);
+    heap_answer_init(&now, r);
+    memset(&s, 0, sizeof(s));
+    s.kind = &pprof_kind_heap;
+    s.flags = strcmp(name, "heap") == 0 && pprof_query_int(args, "gc") > 0;
+    s.gone_tag = "PP0203";
+    s.before = &before;
+    s.now = &now;
+    if (pprof_take_snapshots(r, args, &s) != OK) {
+        return OK;              /* answered (a 400), or the client is gone */
     }
-    /* Go serves a delta only for a non-empty "seconds". */
-    if (!secs || !*secs) {
-        s1 = collect(r, only, gc);
-        if (debug != 0) {
-            return send_text(r, s1, records(r, s1));
+    if (!s.delta) {
+        if (pprof_query_int(args, "debug") != 0) {
+            return send_text(r, &now);
         }
-        return send_profile(r, records(r, s1), name, name, t0, t0);
+        return send_profile(r, now.recs, name, name, s.t0, s.t0);
     }
-    if ((err = pprof_delta_seconds(r, args, &sec)) != NULL) {
-        return pprof_serve_error(r, HTTP_BAD_REQUEST, err);
-    }
-    s0 = collect(r, only, 0);
-    if (pprof_sleep_unless_gone(r, t0 + apr_time_from_sec(sec))) {
-        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "PP0203: client went away");
-        return OK;
-    }
-    t1 = apr_time_now();
-    s1 = records(r, collect(r, only, 0));
-    subtract_allocs(r, s1, records(r, s0));
-    return send_profile(r, s1, name, apr_pstrcat(r->pool, name, "-delta", NULL), t0, t1);
+    subtract_allocs(r, now.recs, before.recs);
+    return send_profile(r, now.recs, name, apr_pstrcat(r->pool, name, "-delta", NULL), s.t0,
+                        s.t1);
 }
 
-int pprof_serve_heap(request_rec *r, apr_table_t *args)
+static int serve_heap(request_rec *r, apr_table_t *args)
 {
     return serve_memory(r, args, "heap");
 }
 
-int pprof_serve_allocs(request_rec *r, apr_table_t *args)
+static int serve_allocs(request_rec *r, apr_table_t *args)
 {
     return serve_memory(r, args, "allocs");
 }
 
-long pprof_heap_count(request_rec *r)
+/* Go's index count: the number of records of the heap profile, server-wide. */
+static long heap_count(request_rec *r)
 {
-    return records(r, collect(r, 0, 0))->nelts;
+    pp_wire_request req = PPWIRE__REQUEST__INIT;
+    heap_answer h;
+
+    heap_answer_init(&h, r);
+    req.op = PP_WIRE_TAKE;
+    pprof_collect(r->pool, &pprof_kind_heap, &req, pprof_children(r->pool, 0),
+                  apr_time_from_sec(30), &h, NULL);
+    return h.recs->nelts;
 }
+
+static const pprof_endpoint endpoints[] = {
+    { "allocs", serve_allocs, heap_count,
+      "A sampling of all past memory allocations of every child (malloc and friends)" },
+    { "heap", serve_heap, heap_count,
+      "A sampling of memory allocations of live objects in every child. You can specify "
+      "the gc GET parameter to return freed memory to the system (malloc_trim) before "
+      "taking the heap sample." },
+    { NULL }
+};
+
+const pprof_kind pprof_kind_heap = {
+    .name = "heap",
+    .endpoints = endpoints,
+    .post_config = heap_post_config,
+    .child_init = heap_child_init,
+    .take = heap_take,
+    .merge = heap_merge,
+};

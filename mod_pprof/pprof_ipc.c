@@ -4,15 +4,22 @@
 #include "apr_strings.h"
 #include "unixd.h"
 
+#include "pp_wire.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdlib.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 APLOG_USE_MODULE(pprof);
+
+/* Connections open at once in an exchange: a server with more children is asked in
+ * batches (file descriptors are a child's to share with its requests). */
+#define EXCHANGE_BATCH 64
 
 static const char *sock_dir;
 
@@ -37,9 +44,14 @@ apr_status_t pprof_ipc_init(apr_pool_t *pconf, server_rec *s)
     return APR_SUCCESS;
 }
 
-const char *pprof_ipc_socket_path(apr_pool_t *p, pid_t pid)
+const char *pprof_ipc_dir(void)
 {
-    return sock_dir ? apr_psprintf(p, "%s/%ld.sock", sock_dir, (long)pid) : NULL;
+    return sock_dir;
+}
+
+const char *pprof_ipc_path(apr_pool_t *p, pid_t pid, const char *suffix)
+{
+    return sock_dir ? apr_psprintf(p, "%s/%ld%s", sock_dir, (long)pid, suffix) : NULL;
 }
 
 static int fill_addr(struct sockaddr_un *sa, const char *path)
@@ -55,7 +67,7 @@ static int fill_addr(struct sockaddr_un *sa, const char *path)
 
 int pprof_ipc_listen(apr_pool_t *pchild, server_rec *s)
 {
-    const char *path = pprof_ipc_socket_path(pchild, getpid());
+    const char *path = pprof_ipc_path(pchild, getpid(), ".sock");
     struct sockaddr_un sa;
     int fd;
 
@@ -101,16 +113,17 @@ static int wait_fd(int fd, short events, apr_time_t deadline)
     }
 }
 
-int pprof_ipc_connect(pid_t pid, apr_pool_t *p)
+static int connect_to(pid_t pid)
 {
     struct sockaddr_un sa;
+    char path[sizeof(sa.sun_path) + 1];
     int fd;
 
-    if (fill_addr(&sa, pprof_ipc_socket_path(p, pid)) != 0) {
-        return -1;
-    }
-    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0) {
+    if (!sock_dir ||
+        (apr_size_t)apr_snprintf(path, sizeof(path), "%s/%ld.sock", sock_dir, (long)pid) >=
+            sizeof(sa.sun_path) ||
+        fill_addr(&sa, path) != 0 ||
+        (fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)) < 0) {
         return -1;
     }
     /* A Unix connect either succeeds, fails, or (backlog full) says EAGAIN: no waiting. */
@@ -141,7 +154,7 @@ int pprof_ipc_write_all(int fd, const void *buf, apr_size_t len, apr_time_t dead
     return 0;
 }
 
-int pprof_ipc_read_full(int fd, void *buf, apr_size_t len, apr_time_t deadline)
+static int read_full(int fd, void *buf, apr_size_t len, apr_time_t deadline)
 {
     char *p = buf;
 
@@ -161,90 +174,141 @@ int pprof_ipc_read_full(int fd, void *buf, apr_size_t len, apr_time_t deadline)
     return 0;
 }
 
-int pprof_ipc_read_line(int fd, char *buf, apr_size_t cap, apr_time_t deadline)
+int pprof_ipc_read_frame(int fd, apr_pool_t *p, apr_size_t max, void **body, apr_size_t *len,
+                         apr_time_t deadline)
 {
-    apr_size_t n = 0;
+    unsigned char head[PP_WIRE_FRAME];
+    long n;
 
-    /* Byte by byte: lines are short and the blobs that follow must stay unread. */
-    while (n + 1 < cap) {
-        if (pprof_ipc_read_full(fd, buf + n, 1, deadline) != 0) {
-            return -1;
+    if (read_full(fd, head, sizeof(head), deadline) != 0 ||
+        (n = pp_wire_frame_length(head, max)) < 0) {
+        return -1;
+    }
+    *len = (apr_size_t)n;
+    *body = apr_palloc(p, *len + 1);
+    return read_full(fd, *body, *len, deadline);
+}
+
+/* One call of an exchange while it reads: the frame head, then the message. */
+typedef struct {
+    int fd;
+    unsigned char head[PP_WIRE_FRAME];
+    apr_size_t got;             /* bytes of head and message read */
+    long want;                  /* the message's length, -1 until the head is read */
+    apr_size_t cap;
+} reading;
+
+/* Read what is there for call c. 1: done (status set), 0: more to come. */
+static int read_some(pprof_ipc_call *c, reading *rd, apr_size_t max)
+{
+    for (;;) {
+        ssize_t n;
+        if (rd->want < 0) {
+            n = recv(rd->fd, rd->head + rd->got, PP_WIRE_FRAME - rd->got, 0);
+        } else {
+            apr_size_t have = rd->got - PP_WIRE_FRAME;
+            if (have == (apr_size_t)rd->want) {
+                c->status = PPROF_IPC_OK;
+                return 1;
+            }
+            if (have == rd->cap) {
+                /* Grow with what arrives, not with what the head claims. */
+                apr_size_t ncap = rd->cap ? rd->cap * 2 : 65536;
+                unsigned char *nb;
+                ncap = ncap < (apr_size_t)rd->want ? ncap : (apr_size_t)rd->want;
+                if (!(nb = realloc(c->body, ncap))) {
+                    return 1;
+                }
+                c->body = nb;
+                rd->cap = ncap;
+            }
+            n = recv(rd->fd, c->body + have, rd->cap - have, 0);
         }
-        if (buf[n] == '\n') {
-            buf[n] = '\0';
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
             return 0;
         }
-        n++;
+        if (n <= 0) {
+            return 1;           /* broke off: FAILED */
+        }
+        rd->got += (apr_size_t)n;
+        if (rd->want < 0 && rd->got == PP_WIRE_FRAME &&
+            (rd->want = pp_wire_frame_length(rd->head, max)) < 0) {
+            return 1;
+        }
+        if (rd->want >= 0) {
+            c->len = rd->got - PP_WIRE_FRAME;
+        }
     }
-    return -1;
 }
 
-int pprof_ipc_call(apr_pool_t *p, pid_t pid, const char *cmd, int nblobs, pprof_reply *out,
-                   apr_time_t deadline)
+static void exchange_batch(pprof_ipc_call *calls, int n, const void *frame,
+                           apr_size_t framelen, apr_size_t max, apr_time_t deadline)
 {
-    int fd = pprof_ipc_connect(pid, p), i, nf = 0, rc = -1;
-    char *fields[64], *copy, *tok, *last;
+    reading rd[EXCHANGE_BATCH];
+    struct pollfd pfd[EXCHANGE_BATCH];
+    int ix[EXCHANGE_BATCH], i, open = 0;
 
-    memset(out, 0, sizeof(*out));
-    if (fd < 0) {
-        return 1;               /* exited: what it held went with it */
-    }
-    if (pprof_ipc_write_all(fd, cmd, strlen(cmd), deadline) != 0 ||
-        pprof_ipc_write_all(fd, "\n", 1, deadline) != 0 ||
-        pprof_ipc_read_line(fd, out->line, sizeof(out->line), deadline) != 0) {
-        goto done;
-    }
-    if (strcmp(out->line, "NONE") == 0) {
-        rc = 1;
-        goto done;
-    }
-    copy = apr_pstrdup(p, out->line);
-    for (tok = apr_strtok(copy, " ", &last); tok && nf < 64; tok = apr_strtok(NULL, " ", &last)) {
-        fields[nf++] = tok;
-    }
-    if (nblobs > PPROF_MAX_BLOBS || nf < nblobs) {
-        goto done;
-    }
-    for (i = 0; i < nblobs; i++) {
-        apr_int64_t len = apr_atoi64(fields[nf - nblobs + i]);
-        if (len < 0 || (apr_uint64_t)len > PPROF_MAX_BLOB) {
-            goto done;
+    for (i = 0; i < n; i++) {
+        memset(&rd[i], 0, sizeof(rd[i]));
+        rd[i].want = -1;
+        calls[i].status = PPROF_IPC_FAILED;
+        calls[i].body = NULL;
+        calls[i].len = 0;
+        if ((rd[i].fd = connect_to(calls[i].pid)) < 0) {
+            calls[i].status = PPROF_IPC_UNREACHABLE;   /* exited, or not listening yet */
+        } else if (pprof_ipc_write_all(rd[i].fd, frame, framelen, deadline) != 0) {
+            close(rd[i].fd);
+            rd[i].fd = -1;
+        } else {
+            open++;
         }
-        out->len[i] = (apr_size_t)len;
-        out->blob[i] = apr_palloc(p, out->len[i] + 1);
-        if (pprof_ipc_read_full(fd, out->blob[i], out->len[i], deadline) != 0) {
-            goto done;
-        }
-        out->blob[i][out->len[i]] = '\0';
     }
-    rc = 0;
-done:
-    close(fd);
-    return rc;
+    while (open > 0) {
+        apr_time_t left = deadline - apr_time_now();
+        int np = 0, rc;
+        for (i = 0; i < n; i++) {
+            if (rd[i].fd >= 0) {
+                pfd[np].fd = rd[i].fd;
+                pfd[np].events = POLLIN;
+                pfd[np].revents = 0;
+                ix[np++] = i;
+            }
+        }
+        if (left <= 0) {
+            break;              /* the rest did not answer in time: FAILED */
+        }
+        rc = poll(pfd, (nfds_t)np, (int)(left / 1000) + 1);
+        if (rc < 0 && errno != EINTR) {
+            break;
+        }
+        for (i = 0; i < np && rc > 0; i++) {
+            int k = ix[i];
+            if (pfd[i].revents && read_some(&calls[k], &rd[k], max)) {
+                close(rd[k].fd);
+                rd[k].fd = -1;
+                open--;
+            }
+        }
+    }
+    for (i = 0; i < n; i++) {
+        if (rd[i].fd >= 0) {
+            close(rd[i].fd);
+        }
+        if (calls[i].status != PPROF_IPC_OK) {
+            free(calls[i].body);
+            calls[i].body = NULL;
+            calls[i].len = 0;
+        }
+    }
 }
 
-int pprof_ipc_reply(int fd, const char *head, int nblobs, const void *const *blobs,
-                    const apr_size_t *lens, apr_time_t deadline)
+void pprof_ipc_exchange(pprof_ipc_call *calls, int n, const void *frame, apr_size_t framelen,
+                        apr_size_t max, apr_time_t deadline)
 {
-    char line[512];
-    apr_size_t used = (apr_size_t)apr_snprintf(line, sizeof(line), "%s", head);
     int i;
 
-    for (i = 0; i < nblobs && used < sizeof(line); i++) {
-        used += (apr_size_t)apr_snprintf(line + used, sizeof(line) - used, " %" APR_SIZE_T_FMT,
-                                         lens[i]);
+    for (i = 0; i < n; i += EXCHANGE_BATCH) {
+        exchange_batch(calls + i, n - i < EXCHANGE_BATCH ? n - i : EXCHANGE_BATCH, frame,
+                       framelen, max, deadline);
     }
-    if (used + 1 >= sizeof(line)) {
-        return -1;
-    }
-    line[used++] = '\n';
-    if (pprof_ipc_write_all(fd, line, used, deadline) != 0) {
-        return -1;
-    }
-    for (i = 0; i < nblobs; i++) {
-        if (pprof_ipc_write_all(fd, blobs[i], lens[i], deadline) != 0) {
-            return -1;
-        }
-    }
-    return 0;
 }

@@ -1,7 +1,9 @@
-/* The channel between a collector and the agents of the other children: one Unix stream
- * socket per child, "<DefaultRuntimeDir>/mod_pprof/<pid>.sock", in a directory of mode
- * 0700 owned by the server's User. Requests are one text line; answers are a text line
- * and, for data, binary blobs whose lengths that line gives. Every call has a deadline. */
+/* The channel between a collector and the agents of the children: one Unix stream socket
+ * per child, "<DefaultRuntimeDir>/mod_pprof/<pid>.sock", in a directory of mode 0700
+ * owned by the server's User. One request per connection, one reply, each a frame of
+ * pp_wire (a u32 length, then the message); this file moves frames and knows nothing of
+ * what is in them. Every call has a deadline, and every length read is bounded before
+ * anything is allocated for it. */
 #ifndef PPROF_IPC_H
 #define PPROF_IPC_H
 
@@ -10,33 +12,46 @@
 /* Parent, post_config: make the directory (as root: chown it to User). */
 apr_status_t pprof_ipc_init(apr_pool_t *pconf, server_rec *s);
 
-const char *pprof_ipc_socket_path(apr_pool_t *p, pid_t pid);
+/* "<dir>/<pid><suffix>" (".sock": the agent's socket; others: files an agent leaves for
+ * the collector), or NULL before pprof_ipc_init. */
+const char *pprof_ipc_path(apr_pool_t *p, pid_t pid, const char *suffix);
+
+/* The directory itself, or NULL. */
+const char *pprof_ipc_dir(void);
+
+/* --- the agent's side ------------------------------------------------------------------ */
 
 /* Child: bind and listen on its socket. The fd, or -1 (logged). */
 int pprof_ipc_listen(apr_pool_t *pchild, server_rec *s);
 
-int pprof_ipc_connect(pid_t pid, apr_pool_t *p);
+/* Read one frame of at most max bytes: *body (from p) and *len. 0, or -1 on error, end of
+ * stream, deadline, or a length above max. */
+int pprof_ipc_read_frame(int fd, apr_pool_t *p, apr_size_t max, void **body, apr_size_t *len,
+                         apr_time_t deadline);
+
+/* Write all of buf (a frame as pp_wire packs it). 0, or -1 on error or deadline. */
 int pprof_ipc_write_all(int fd, const void *buf, apr_size_t len, apr_time_t deadline);
-/* A line without its newline, NUL-terminated. 0, or -1 on error, EOF or deadline. */
-int pprof_ipc_read_line(int fd, char *buf, apr_size_t cap, apr_time_t deadline);
-int pprof_ipc_read_full(int fd, void *buf, apr_size_t len, apr_time_t deadline);
 
-/* A reply: a line whose last nblobs fields are the lengths of the blobs that follow. */
-#define PPROF_MAX_BLOBS 4
-#define PPROF_MAX_BLOB (256u * 1024 * 1024)
+/* --- the collector's side --------------------------------------------------------------- */
+
+typedef enum {
+    PPROF_IPC_OK = 0,           /* a whole reply frame was read */
+    PPROF_IPC_UNREACHABLE,      /* no agent listens for that pid (gone, or not yet started) */
+    PPROF_IPC_FAILED            /* it did not answer by the deadline, broke off, or its
+                                   frame announced more than max */
+} pprof_ipc_status;
+
 typedef struct {
-    char line[512];
-    char *blob[PPROF_MAX_BLOBS];        /* NUL-terminated for convenience */
-    apr_size_t len[PPROF_MAX_BLOBS];
-} pprof_reply;
+    pid_t pid;                  /* in */
+    pprof_ipc_status status;    /* out */
+    unsigned char *body;        /* out: the reply's message, malloc'ed (the caller frees) */
+    apr_size_t len;
+} pprof_ipc_call;
 
-/* Send cmd (a line) to child pid and read its reply with nblobs blobs into out (from
- * pool p). 0: a reply; 1: the child answered NONE or is gone; -1: a broken reply. */
-int pprof_ipc_call(apr_pool_t *p, pid_t pid, const char *cmd, int nblobs, pprof_reply *out,
-                   apr_time_t deadline);
-
-/* Agent side: the reply line (head, then the blob lengths) and the blobs. */
-int pprof_ipc_reply(int fd, const char *head, int nblobs, const void *const *blobs,
-                    const apr_size_t *lens, apr_time_t deadline);
+/* Send the same request frame to the agent of every call's pid and read each one's reply
+ * frame (at most max bytes of message), all at once: the agents prepare their replies in
+ * parallel. Returns when every call has its status, by the deadline at the latest. */
+void pprof_ipc_exchange(pprof_ipc_call *calls, int n, const void *frame, apr_size_t framelen,
+                        apr_size_t max, apr_time_t deadline);
 
 #endif

@@ -1,12 +1,17 @@
 #include "pprof_shared.h"
 
 #include "http_log.h"
+#include "apr_shm.h"
 
 #include <errno.h>
 #include <signal.h>
 #include <sys/types.h>
 
 APLOG_USE_MODULE(pprof);
+
+typedef struct {
+    pprof_window window[PPROF_MAX_WINDOWS];
+} pprof_shared;
 
 static pprof_shared *shared;
 
@@ -26,14 +31,29 @@ apr_status_t pprof_shared_create(apr_pool_t *pconf, server_rec *s)
     return APR_SUCCESS;
 }
 
-pprof_shared *pprof_shared_get(void)
+pprof_window *pprof_shared_window(int index)
 {
-    return shared;
+    return shared && index >= 0 && index < PPROF_MAX_WINDOWS ? &shared->window[index] : NULL;
 }
 
-apr_uint32_t pprof_atomic_load32(const apr_uint32_t *p)
+apr_uint32_t pprof_window_active(const pprof_window *w)
 {
-    return __atomic_load_n(p, __ATOMIC_ACQUIRE);
+    return __atomic_load_n(&w->active, __ATOMIC_ACQUIRE);
+}
+
+apr_uint32_t pprof_window_hz(const pprof_window *w)
+{
+    return __atomic_load_n(&w->hz, __ATOMIC_ACQUIRE);
+}
+
+apr_uint32_t pprof_window_only(const pprof_window *w)
+{
+    return __atomic_load_n(&w->only_pid, __ATOMIC_ACQUIRE);
+}
+
+apr_time_t pprof_window_deadline(const pprof_window *w)
+{
+    return __atomic_load_n(&w->deadline, __ATOMIC_ACQUIRE);
 }
 
 int pprof_window_claim(pprof_window *w, apr_uint32_t pid)

@@ -1,11 +1,13 @@
-/* State shared by every process of the server: which profiles run, for which window.
+/* State shared by every process of the server: which window of each window kind is open.
  * It lives in anonymous shared memory made by the parent in post_config, so children of
  * one generation see the same copy. Fields are read and written with atomics only. */
 #ifndef PPROF_SHARED_H
 #define PPROF_SHARED_H
 
 #include "httpd.h"
-#include "apr_shm.h"
+
+/* Window slots: one per kind of the registry (pprof_kinds.h), by its index. */
+#define PPROF_MAX_WINDOWS 16
 
 typedef struct {
     apr_uint32_t owner;         /* pid of the collecting child, 0 when free */
@@ -17,26 +19,26 @@ typedef struct {
     apr_int64_t deadline;       /* apr_time_t after which children stop by themselves */
 } pprof_window;
 
-typedef struct {
-    pprof_window cpu;
-    pprof_window trace;
-} pprof_shared;
-
 /* Create the shared segment for this generation (parent, post_config). */
 apr_status_t pprof_shared_create(apr_pool_t *pconf, server_rec *s);
 
-/* This generation's segment, or NULL (for example in a config test run). */
-pprof_shared *pprof_shared_get(void);
+/* The window slot at index, or NULL (no shared segment, e.g. a config test, or an index
+ * out of range). */
+pprof_window *pprof_shared_window(int index);
 
 /* Claim a window for pid: 1 if it was free (or its owner is dead), 0 if busy. */
 int pprof_window_claim(pprof_window *w, apr_uint32_t pid);
 void pprof_window_release(pprof_window *w, apr_uint32_t pid);
 
-/* Open a window: returns its new generation. */
+/* Open a window: returns its new generation (never 0). */
 apr_uint32_t pprof_window_open(pprof_window *w, apr_uint32_t hz, apr_uint32_t only_pid,
                                apr_time_t deadline);
 void pprof_window_close(pprof_window *w);
 
-apr_uint32_t pprof_atomic_load32(const apr_uint32_t *p);
+/* The open window's generation (0: none), and its fields once it is seen open. */
+apr_uint32_t pprof_window_active(const pprof_window *w);
+apr_uint32_t pprof_window_hz(const pprof_window *w);
+apr_uint32_t pprof_window_only(const pprof_window *w);
+apr_time_t pprof_window_deadline(const pprof_window *w);
 
 #endif

@@ -17,18 +17,17 @@ void pprof_text_stack(apr_bucket_brigade *bb, pp_symbolizer *sym, const pp_maps 
     apr_size_t i;
 
     for (i = 0; i < n; i++) {
-        apr_uint64_t pc = pcs[i] - ((i > 0 || first_is_return) && pcs[i] ? 1 : 0);
-        const pp_map_entry *e = maps ? pp_maps_find(maps, pc) : NULL;
         pp_frame fr[16];
-        int nf = e ? pp_symbolize(sym, e->path, pc - e->start + e->offset, fr, 16) : 0, j;
+        pp_pc_site site;
+        int nf = pp_symbolize_pc(sym, maps, pcs[i], i > 0 || first_is_return, fr, 16, &site), j;
 
         if (nf <= 0) {
-            apr_brigade_printf(bb, NULL, NULL, "#\t0x%" APR_UINT64_T_HEX_FMT "\n", pc);
+            apr_brigade_printf(bb, NULL, NULL, "#\t0x%" APR_UINT64_T_HEX_FMT "\n", site.pc);
             continue;
         }
         for (j = 0; j < nf; j++) {
             apr_brigade_printf(bb, NULL, NULL, "#\t0x%" APR_UINT64_T_HEX_FMT "\t%s+0x%"
-                               APR_UINT64_T_HEX_FMT "\t%s:%d\n", pc,
+                               APR_UINT64_T_HEX_FMT "\t%s:%d\n", site.pc,
                                fr[j].function ? fr[j].function : "??", fr[j].offset,
                                fr[j].file ? fr[j].file : "??", fr[j].line);
         }

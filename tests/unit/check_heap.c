@@ -203,9 +203,8 @@ static int stack_has(const bucket *b, const char *fn, char *names, size_t namesz
     m = pp_maps_read(NULL);
     names[0] = '\0';
     for (i = 0; i < b->npcs; i++) {
-        const pp_map_entry *e = pp_maps_find(m, b->pcs[i]);
         pp_frame fr[8];
-        n = e ? pp_symbolize(s, e->path, b->pcs[i] - 1 - e->start + e->offset, fr, 8) : 0;
+        n = pp_symbolize_pc(s, m, b->pcs[i], 1, fr, 8, NULL);
         for (k = 0; k < n; k++) {
             if (fr[k].function && strcmp(fr[k].function, fn) == 0) {
                 found = 1;

@@ -105,6 +105,37 @@ START_TEST(read_text_round_trips_through_a_file)
 }
 END_TEST
 
+/* Maps that arrive as entries (another process's, over pp_wire): copied, sorted for
+ * pp_maps_find, and entries that are no range or have no path left out. */
+START_TEST(from_entries_sorts_copies_and_drops_the_invalid)
+{
+    char path[] = "/usr/lib/libb.so";
+    pp_map_entry in[5] = {
+        { 0x9000, 0xa000, 0x1000, path },
+        { 0x1000, 0x2000, 0, "/usr/lib/liba.so" },
+        { 0x5000, 0x5000, 0, "/empty" },            /* no range */
+        { 0x7000, 0x6000, 0, "/backwards" },        /* no range */
+        { 0x3000, 0x4000, 0, "" },                  /* no path */
+    };
+    pp_maps *m = pp_maps_from_entries(in, 5);
+
+    ck_assert_ptr_nonnull(m);
+    path[1] = 'X';                                  /* the paths were copied */
+    ck_assert_uint_eq(pp_maps_count(m), 2);
+    ck_assert_str_eq(pp_maps_get(m, 0)->path, "/usr/lib/liba.so");
+    ck_assert_str_eq(pp_maps_find(m, 0x9fff)->path, "/usr/lib/libb.so");
+    ck_assert_uint_eq(pp_maps_find(m, 0x9000)->offset, 0x1000);
+    ck_assert_ptr_null(pp_maps_find(m, 0x5000));
+    ck_assert_ptr_null(pp_maps_find(m, 0x3000));
+    pp_maps_free(m);
+    m = pp_maps_from_entries(NULL, 0);
+    ck_assert_ptr_nonnull(m);
+    ck_assert_uint_eq(pp_maps_count(m), 0);
+    ck_assert_ptr_null(pp_maps_find(m, 0x1000));
+    pp_maps_free(m);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("pp_maps");
@@ -117,6 +148,7 @@ int main(void)
     tcase_add_test(tc, garbage_is_skipped_not_fatal);
     tcase_add_test(tc, read_self_finds_this_function);
     tcase_add_test(tc, read_text_round_trips_through_a_file);
+    tcase_add_test(tc, from_entries_sorts_copies_and_drops_the_invalid);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -142,6 +142,93 @@ START_TEST(unknown_objects_and_offsets_give_nothing)
 }
 END_TEST
 
+
+/* pp_symbolize_pc is pp_maps_find + the file offset + pp_symbolize, in one place. */
+START_TEST(a_pc_in_a_process_s_maps_is_named_as_its_object_offset)
+{
+    pp_symbolizer *s = pp_symbolizer_new();
+    pp_maps *m = pp_maps_read(NULL);
+    uint64_t pc = (uint64_t)(uintptr_t)symbolize_target;
+    pp_frame a[8], b[8];
+    pp_pc_site site;
+    int na, nb;
+
+    na = pp_symbolize_pc(s, m, pc, 0, a, 8, &site);
+    ck_assert_int_ge(na, 1);
+    ck_assert_uint_eq(site.pc, pc);
+    ck_assert_ptr_eq(site.map, pp_maps_find(m, pc));
+    ck_assert_uint_eq(site.file_offset, pc - site.map->start + site.map->offset);
+    nb = pp_symbolize(s, site.map->path, site.file_offset, b, 8);
+    ck_assert_int_eq(na, nb);
+    ck_assert_str_eq(a[na - 1].function, "symbolize_target");
+    ck_assert_ptr_eq(a[na - 1].function, b[nb - 1].function);
+    /* A return address is looked up one byte back: the call instruction. */
+    pp_symbolize_pc(s, m, pc + 1, 1, a, 8, &site);
+    ck_assert_uint_eq(site.pc, pc);
+    /* Nothing maps address 8, and no maps at all finds nothing either. */
+    ck_assert_int_eq(pp_symbolize_pc(s, m, 8, 0, a, 8, &site), 0);
+    ck_assert_ptr_null(site.map);
+    ck_assert_uint_eq(site.pc, 8);
+    ck_assert_int_eq(pp_symbolize_pc(s, NULL, pc, 0, a, 8, &site), 0);
+    ck_assert_ptr_null(site.map);
+    /* A return address of 0 stays 0 (no wrap to the top of the address space). */
+    pp_symbolize_pc(s, m, 0, 1, a, 8, &site);
+    ck_assert_uint_eq(site.pc, 0);
+    pp_maps_free(m);
+    pp_symbolizer_free(s);
+}
+END_TEST
+
+/* Both NULL (unknown), or equal strings. */
+static int same_str(const char *a, const char *b)
+{
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+/* The site cache answers what a fresh lookup would, including the inline chain, a
+ * smaller max, and after it filled up and started over. */
+START_TEST(cached_sites_answer_as_fresh_lookups)
+{
+    pp_symbolizer *cached = pp_symbolizer_new();
+    pp_maps *m = pp_maps_read(NULL);
+    const unsigned char *p = (const unsigned char *)symbolize_target;
+    const pp_map_entry *e = pp_maps_find(m, (uint64_t)(uintptr_t)p);
+    pp_frame a[PP_SYMBOLIZE_MAX_FRAMES], b[PP_SYMBOLIZE_MAX_FRAMES];
+    int i, k, round;
+
+    ck_assert_ptr_nonnull(e);
+    for (round = 0; round < 2; round++) {
+        for (i = 0; i < 64; i++) {
+            uint64_t off = (uint64_t)(uintptr_t)(p + i) - e->start + e->offset;
+            pp_symbolizer *fresh = pp_symbolizer_new();
+            int na = pp_symbolize(cached, e->path, off, a, PP_SYMBOLIZE_MAX_FRAMES);
+            int nb = pp_symbolize(fresh, e->path, off, b, PP_SYMBOLIZE_MAX_FRAMES);
+            ck_assert_int_eq(na, nb);
+            for (k = 0; k < na; k++) {
+                ck_assert(same_str(a[k].function, b[k].function));
+                ck_assert(same_str(a[k].file, b[k].file));
+                ck_assert_int_eq(a[k].line, b[k].line);
+                ck_assert_uint_eq(a[k].offset, b[k].offset);
+            }
+            /* A smaller max is the same chain, cut. */
+            ck_assert_int_eq(pp_symbolize(cached, e->path, off, a, 1), na > 0 ? 1 : 0);
+            if (na > 0) {
+                ck_assert(same_str(a[0].function, b[0].function));
+            }
+            pp_symbolizer_free(fresh);
+        }
+        /* Fill the cache past its bound with other offsets of the same object: it
+         * starts over, and the sites above are looked up again, the same. */
+        for (i = 0; round == 0 && i < PP_SYMBOLIZE_CACHE_SITES + 16; i++) {
+            pp_symbolize(cached, e->path, e->offset + (uint64_t)i, a, 1);
+        }
+    }
+    ck_assert_int_eq(pp_symbolize(cached, e->path, 0, a, 0), 0);
+    pp_maps_free(m);
+    pp_symbolizer_free(cached);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("pp_symbolize");
@@ -155,6 +242,8 @@ int main(void)
     tcase_add_test(tc, names_libc_functions_from_dynsym);
     tcase_add_test(tc, build_id_is_hex_and_cached);
     tcase_add_test(tc, unknown_objects_and_offsets_give_nothing);
+    tcase_add_test(tc, a_pc_in_a_process_s_maps_is_named_as_its_object_offset);
+    tcase_add_test(tc, cached_sites_answer_as_fresh_lookups);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

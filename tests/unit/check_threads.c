@@ -84,14 +84,9 @@ static void namer_free(namer *nm)
 
 static const char *name_of(namer *nm, uint64_t pc)
 {
-    const pp_map_entry *e = pp_maps_find(nm->maps, pc);
     pp_frame frames[8];
-    int n;
+    int n = pp_symbolize_pc(nm->sym, nm->maps, pc, 0, frames, 8, NULL);
 
-    if (!e) {
-        return "";
-    }
-    n = pp_symbolize(nm->sym, e->path, pc - e->start + e->offset, frames, 8);
     return n > 0 && frames[n - 1].function ? frames[n - 1].function : "";
 }
 
@@ -631,9 +626,19 @@ START_TEST(a_process_that_changed_its_user_reads_blocked_threads_through_the_hel
         if (open(path, O_RDONLY) >= 0 || errno != EACCES) {
             _exit(11);              /* the case this is for: it cannot be opened */
         }
-        if (pp_sysfd_read(atomic_load(&p.tid), buf, sizeof(buf)) <= 0 ||
-            strncmp(buf, "202 ", 4) != 0) {
-            _exit(12);              /* futex */
+        {
+            /* Parked ('S') may first be another wait (the cond's mutex, a lazy binding):
+             * on a loaded machine, give it a moment to reach the condition wait. */
+            int64_t until = mono_ns() + 5000 * MS;
+            int got;
+            while ((got = pp_sysfd_read(atomic_load(&p.tid), buf, sizeof(buf))) <= 0 ||
+                   strncmp(buf, "202 ", 4) != 0) {
+                if (mono_ns() > until) {
+                    fprintf(stderr, "helper read %d: %.60s\n", got, got > 0 ? buf : "");
+                    _exit(12);      /* futex */
+                }
+                sleep_ms(10);
+            }
         }
         if (pp_threads_capture(&st, &n, ANSWER_MS) != 0) {
             _exit(13);

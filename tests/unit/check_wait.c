@@ -97,14 +97,9 @@ static void namer_free(namer *nm)
 /* The function calling at return address pc. */
 static const char *caller_at(namer *nm, uint64_t pc)
 {
-    const pp_map_entry *e = pp_maps_find(nm->maps, pc - 1);
     pp_frame frames[8];
-    int n;
+    int n = pp_symbolize_pc(nm->sym, nm->maps, pc, 1, frames, 8, NULL);
 
-    if (!e) {
-        return "";
-    }
-    n = pp_symbolize(nm->sym, e->path, pc - 1 - e->start + e->offset, frames, 8);
     return n > 0 && frames[n - 1].function ? frames[n - 1].function : "";
 }
 

@@ -1,0 +1,462 @@
+/* The trace's recorder: request hooks in every child through which each worker thread
+ * writes what it does into a ring of its own (pp_tbuf), and the reading of the rings for
+ * the trace kind's agent half (pprof_trace.c). */
+#include "pprof_conf.h"
+#include "pprof_scoreboard.h"
+#include "pprof_trace_rec.h"
+#include "pprof_waits.h"
+
+#include "ap_mpm.h"
+#include "http_connection.h"
+#include "http_core.h"
+#include "http_log.h"
+#include "http_protocol.h"
+#include "http_request.h"
+#include "apr_strings.h"
+
+#include "pp_tbuf.h"
+
+#include <stdlib.h>
+
+APLOG_USE_MODULE(pprof);
+
+/* Per worker thread: mapped on the first trace, given back after each. The agent empties
+ * it every 100 ms: room for about 100 requests of one thread in that time. */
+#define RING_BYTES (128 * 1024)
+
+static apr_uint32_t trace_gen;          /* 0: off. Read by every hook. */
+static pp_tbuf **rings;                 /* by scoreboard thread slot */
+static int nrings;
+static int async_mpm;
+static ap_filter_rec_t *out_filter;
+
+typedef struct {
+    apr_uint32_t gen;
+    pp_tbuf *ring;
+    apr_uint64_t task;          /* the request this thread serves, 0 when none */
+    apr_uint32_t count;         /* requests begun by this thread */
+    int slot;
+    int in_output;
+    apr_uint64_t out_task;      /* the task whose output region is open, 0 when none */
+    struct rstate *rs;          /* the request of `task` (valid while task is set) */
+} tstate;
+
+static __thread tstate tls;
+
+/* Per request: which task it is (any thread may end it: event's write completion). */
+typedef struct rstate {
+    apr_uint32_t gen;
+    apr_uint64_t task;          /* 0 until the request line has arrived */
+    apr_uint64_t t_begin;       /* when reading it began */
+    int ka_wait;                /* began waiting for the request on a kept-alive conn */
+    int in_handler;             /* its handler region is open */
+} rstate;
+
+/* The one test each hook makes while no trace runs. */
+static tstate *tracing(void)
+{
+    apr_uint32_t gen = __atomic_load_n(&trace_gen, __ATOMIC_ACQUIRE);
+
+    if (__builtin_expect(gen == 0, 1)) {
+        return NULL;
+    }
+    if (tls.gen != gen) {
+        int slot = pprof_slot_self();
+        if (slot < 0 || slot >= nrings || !rings[slot]) {
+            return NULL;
+        }
+        tls.gen = gen;
+        tls.ring = rings[slot];
+        tls.slot = slot;
+        tls.task = 0;
+        tls.in_output = 0;
+        tls.out_task = 0;
+        /* A task start held back in an earlier trace is dropped, never published: the
+         * ring may have been trimmed under it. */
+        pp_tbuf_discard_held(tls.ring);
+    }
+    return &tls;
+}
+
+static void put(tstate *s, int kind, apr_uint64_t a, const char *text)
+{
+    pp_tbuf_put(s->ring, s->gen, kind, pp_tbuf_now(), a, 0, text, text ? strlen(text) : 0);
+}
+
+static void put_log(tstate *s, apr_uint64_t task, const char *key, const char *value)
+{
+    char buf[PP_TB_STR_MAX];
+    size_t k = strlen(key), v = strlen(value);
+
+    if (k + 1 + v + 1 > sizeof(buf)) {
+        v = sizeof(buf) - k - 2;
+    }
+    memcpy(buf, key, k + 1);
+    memcpy(buf + k + 1, value, v);
+    buf[k + 1 + v] = '\0';
+    pp_tbuf_put(s->ring, s->gen, PP_TB_LOG, pp_tbuf_now(), task, 0, buf, k + 1 + v);
+}
+
+static rstate *req_state(request_rec *r, tstate *s)
+{
+    rstate *rs = r->main || r->prev ? NULL
+                                    : ap_get_module_config(r->request_config, &pprof_module);
+    return rs && rs->gen == s->gen && rs->task ? rs : NULL;
+}
+
+/* The traced main request r and this thread's state, or NULL. */
+static rstate *traced(request_rec *r, tstate **sp)
+{
+    tstate *s = tracing();
+
+    *sp = s;
+    return s ? req_state(r, s) : NULL;
+}
+
+/* A lock or network wait inside a request: a block, with where it waits written as
+ * "function 0xPC ..." (the collector names the callers). */
+static int wait_seen(int kind, const uint64_t *pcs, int npcs)
+{
+    tstate *s = tracing();
+
+    if (!s || !s->task || (kind & PP_WAIT_ASK)) {
+        return s && s->task;    /* only waits inside a request, and only then unwound */
+    }
+    if (kind == PP_WAIT_DONE) {
+        put(s, PP_TB_UNBLOCK, 0, NULL);
+    } else {
+        char text[PP_TB_STR_MAX];
+        const char *fn = kind == PP_WAIT_LOCK ? "pthread_mutex_lock" : "poll";
+        size_t n = strlen(fn);
+        int i;
+        memcpy(text, fn, n);
+        for (i = 0; i < npcs && n + 20 < sizeof(text); i++) {
+            n += (size_t)apr_snprintf(text + n, sizeof(text) - n, " 0x%" APR_UINT64_T_HEX_FMT,
+                                      pcs[i]);
+        }
+        pp_tbuf_put(s->ring, s->gen, PP_TB_BLOCK, pp_tbuf_now(),
+                    kind == PP_WAIT_LOCK ? PP_TB_BLOCK_SYNC : PP_TB_BLOCK_NET, 0, text, n);
+    }
+    return 1;
+}
+
+/* Every connection gets the output filter when it begins, traced or not (while no trace
+ * runs it passes the brigade on after one test). It used to be added only while tracing,
+ * and so, for a connection accepted before the trace began, from create_request: a
+ * connection filter inserted after ap_create_request had taken the chain's head left
+ * http_create_request's HTTP_HEADER and CONTENT_LENGTH filters out of the request's
+ * chain, and that response went out without its status line and headers (seen about once
+ * in 50,000 requests while traces ran back to back). */
+static int trace_pre_connection(conn_rec *c, void *csd)
+{
+    tstate *s = tracing();
+
+    ap_add_output_filter_handle(out_filter, NULL, NULL, c);
+    if (s) {
+        put(s, PP_TB_WAKE, 0, NULL);
+    }
+    return OK;
+}
+
+static apr_status_t request_done(void *data)
+{
+    rstate *rs = data;
+    tstate *s = tracing();
+
+    if (!s || rs->gen != s->gen) {
+        return APR_SUCCESS;
+    }
+    if (!rs->task) {
+        /* No request came (the client closed, or a keep-alive wait timed out). */
+        if (!s->task && !s->in_output) {
+            put(s, PP_TB_IDLE, 0, NULL);
+        }
+        return APR_SUCCESS;
+    }
+    if (s->task == rs->task) {
+        /* Never reached a handler: the held start goes out with no type. */
+        pp_tbuf_task_type(s->ring, "(none)");
+    }
+    if (s->out_task == rs->task) {
+        /* Freed from within the output filter (the end of the request was written). */
+        put(s, PP_TB_REGION_END, rs->task, "output");
+        s->out_task = 0;
+    }
+    put(s, PP_TB_TASK_END, rs->task, NULL);
+    if (s->task == rs->task) {
+        s->task = 0;
+    }
+    /* Idle again, unless the thread serves another request (or is in the output filter,
+     * which says so itself). Event's write completion ends requests on other threads. */
+    if (!s->task && !s->in_output) {
+        put(s, PP_TB_IDLE, 0, NULL);
+    }
+    return APR_SUCCESS;
+}
+
+static int trace_create_request(request_rec *r)
+{
+    tstate *s = tracing();
+    rstate *rs;
+
+    if (!s || r->main || r->prev || s->task) {
+        return OK;  /* off, a subrequest or redirect, or mod_proxy's backend request */
+    }
+    rs = apr_pcalloc(r->pool, sizeof(*rs));
+    rs->gen = s->gen;
+    ap_set_module_config(r->request_config, &pprof_module, rs);
+    apr_pool_cleanup_register(r->pool, rs, request_done, apr_pool_cleanup_null);
+    if (!async_mpm && r->connection->keepalives > 0) {
+        /* Prefork and worker wait for a kept-alive connection's next request in here:
+         * that is waiting on the network; the request begins once it has arrived. */
+        pp_tbuf_put(s->ring, s->gen, PP_TB_BLOCK, pp_tbuf_now(), PP_TB_BLOCK_NET, 0,
+                    "httpd.keepalive_wait", 20);
+        rs->ka_wait = 1;
+        return OK;
+    }
+    put(s, PP_TB_WAKE, 0, NULL);
+    /* The task is written once a request line has arrived (a connection the client
+     * closed makes no task), with the time reading began. */
+    rs->t_begin = pp_tbuf_now();
+    return OK;
+}
+
+static int trace_post_read_request(request_rec *r)
+{
+    tstate *s = tracing();
+    rstate *rs = s && !r->main && !r->prev
+                 ? ap_get_module_config(r->request_config, &pprof_module) : NULL;
+
+    if (!rs || rs->gen != s->gen || rs->task || s->task) {
+        return DECLINED;
+    }
+    /* Unique in this child (the trace wants them below 2^40): slot, then a count that
+     * may wrap only after 16M requests of one thread. */
+    rs->task = ((apr_uint64_t)(s->slot + 1) << 24) | (++s->count & 0xffffff);
+    s->task = rs->task;
+    s->rs = rs;
+    if (rs->ka_wait) {
+        rs->ka_wait = 0;
+        put(s, PP_TB_UNBLOCK, 0, NULL);
+        pp_tbuf_put_task(s->ring, s->gen, pp_tbuf_now(), rs->task);
+    } else {
+        pp_tbuf_put_task(s->ring, s->gen, rs->t_begin, rs->task);
+        pp_tbuf_put(s->ring, s->gen, PP_TB_REGION_BEGIN, rs->t_begin + 1, rs->task, 0,
+                    "read_request", 12);
+        put(s, PP_TB_REGION_END, rs->task, "read_request");
+    }
+    put_log(s, rs->task, "method", r->method ? r->method : "");
+    put_log(s, rs->task, "uri", r->unparsed_uri ? r->unparsed_uri : "");
+    put_log(s, rs->task, "vhost", r->server->server_hostname ? r->server->server_hostname : "");
+    put(s, PP_TB_REGION_BEGIN, rs->task, "access_auth");
+    return DECLINED;
+}
+
+static int trace_fixups(request_rec *r)
+{
+    tstate *s;
+    rstate *rs = traced(r, &s);
+
+    if (rs) {
+        put(s, PP_TB_REGION_END, rs->task, "access_auth");
+    }
+    return DECLINED;
+}
+
+static int trace_handler(request_rec *r)
+{
+    tstate *s;
+    rstate *rs;
+
+    /* Learn the worker's scoreboard slot and kernel tid once, traced or not (the trace's
+     * first state names the threads by them). */
+    pprof_slot_self();
+    rs = traced(r, &s);
+
+    if (rs) {
+        if (s->task == rs->task) {
+            pp_tbuf_task_type(s->ring, r->handler ? r->handler : "(none)");
+        }
+        put(s, PP_TB_REGION_BEGIN, rs->task, "handler");
+        rs->in_handler = 1;
+    }
+    return DECLINED;
+}
+
+static int trace_log_first(request_rec *r)
+{
+    tstate *s;
+    rstate *rs = traced(r, &s);
+
+    if (rs) {
+        if (rs->in_handler) {
+            /* A connection without our output filter: the handler ends here. */
+            put(s, PP_TB_REGION_END, rs->task, "handler");
+            rs->in_handler = 0;
+        }
+        put(s, PP_TB_REGION_BEGIN, rs->task, "log");
+    }
+    return DECLINED;
+}
+
+static int trace_log_last(request_rec *r)
+{
+    tstate *s;
+    rstate *rs = traced(r, &s);
+
+    if (rs) {
+        char num[32];
+        apr_snprintf(num, sizeof(num), "%d", r->status);
+        put_log(s, rs->task, "status", num);
+        apr_snprintf(num, sizeof(num), "%" APR_OFF_T_FMT, r->bytes_sent);
+        put_log(s, rs->task, "bytes", num);
+        put(s, PP_TB_REGION_END, rs->task, "log");
+    }
+    return DECLINED;
+}
+
+/* Just above the core's network filter: time spent handing the response to the network.
+ * The pass that carries a request's end (EOR) also ends its handler region, logs it and
+ * frees it; the thread is idle after it. */
+static apr_status_t trace_output(ap_filter_t *f, apr_bucket_brigade *bb)
+{
+    tstate *s = tracing();
+    apr_uint64_t task = s ? s->task : 0;
+    rstate *rs = task ? s->rs : NULL;
+    apr_bucket *e;
+    apr_status_t rv;
+    int eor = 0, outer;
+
+    if (!task) {
+        return ap_pass_brigade(f->next, bb);
+    }
+    for (e = APR_BRIGADE_FIRST(bb); e != APR_BRIGADE_SENTINEL(bb); e = APR_BUCKET_NEXT(e)) {
+        if (AP_BUCKET_IS_EOR(e)) {
+            eor = 1;
+        }
+    }
+    if (eor && rs && rs->task == task && rs->in_handler) {
+        put(s, PP_TB_REGION_END, task, "handler");
+        rs->in_handler = 0;
+    }
+    outer = s->in_output++ == 0;
+    if (outer) {
+        put(s, PP_TB_REGION_BEGIN, task, "output");
+        s->out_task = task;
+    }
+    rv = ap_pass_brigade(f->next, bb);
+    s->in_output--;
+    if (outer && s->out_task == task) {
+        put(s, PP_TB_REGION_END, task, "output");
+        s->out_task = 0;
+    }
+    if (eor && !s->in_output) {
+        /* The request is handed over: it ended in there, or event's write completion
+         * ends it on another thread. Either way this thread is done with it. */
+        if (s->task == task) {
+            s->task = 0;
+        }
+        if (!s->task) {
+            put(s, PP_TB_IDLE, 0, NULL);
+        }
+    }
+    return rv;
+}
+
+void pprof_trace_rec_register_hooks(apr_pool_t *p)
+{
+    ap_hook_pre_connection(trace_pre_connection, NULL, NULL, APR_HOOK_REALLY_FIRST);
+    ap_hook_create_request(trace_create_request, NULL, NULL, APR_HOOK_REALLY_FIRST);
+    ap_hook_post_read_request(trace_post_read_request, NULL, NULL, APR_HOOK_REALLY_FIRST);
+    ap_hook_fixups(trace_fixups, NULL, NULL, APR_HOOK_REALLY_LAST);
+    ap_hook_handler(trace_handler, NULL, NULL, APR_HOOK_REALLY_FIRST);
+    ap_hook_log_transaction(trace_log_first, NULL, NULL, APR_HOOK_REALLY_FIRST);
+    ap_hook_log_transaction(trace_log_last, NULL, NULL, APR_HOOK_REALLY_LAST);
+    out_filter = ap_register_output_filter("PPROF_TRACE_OUTPUT", trace_output, NULL,
+                                           (ap_filter_type)(AP_FTYPE_NETWORK - 1));
+}
+
+void pprof_trace_rec_post_config(server_rec *s)
+{
+    pprof_waits_install(s);
+}
+
+const char *pprof_trace_rec_start(apr_uint32_t gen, int nslots)
+{
+    int i, async = 0;
+
+    if (!rings) {
+        rings = calloc((size_t)nslots, sizeof(*rings));
+        if (!rings) {
+            return "out of memory";
+        }
+        nrings = nslots;
+        ap_mpm_query(AP_MPMQ_IS_ASYNC, &async);
+        async_mpm = async;
+    }
+    for (i = 0; i < nrings; i++) {
+        if (!rings[i] && !(rings[i] = pp_tbuf_new(RING_BYTES))) {
+            return "out of memory";
+        }
+    }
+    pprof_waits_observe(wait_seen);
+    __atomic_store_n(&trace_gen, gen, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+void pprof_trace_rec_stop(apr_uint32_t gen)
+{
+    if (__atomic_compare_exchange_n(&trace_gen, &gen, 0, 0, __ATOMIC_ACQ_REL,
+                                    __ATOMIC_ACQUIRE)) {
+        pprof_waits_unobserve(wait_seen);
+    }
+}
+
+void pprof_trace_rec_trim(void)
+{
+    int i;
+
+    for (i = 0; i < nrings; i++) {
+        if (rings[i]) {
+            pp_tbuf_trim(rings[i]);
+        }
+    }
+}
+
+apr_uint64_t pprof_trace_rec_drain(apr_uint32_t gen, pprof_trace_held *held,
+                                   apr_size_t *total, apr_size_t max)
+{
+    static apr_uint64_t last_lost;
+    apr_uint64_t lost = 0, delta;
+    int i, more;
+
+    for (i = 0; i < nrings; i++) {
+        pprof_trace_held *h = &held[i];
+        if (!rings[i]) {
+            continue;
+        }
+        lost += pp_tbuf_dropped(rings[i]);
+        for (more = 1; more && pp_tbuf_pending(rings[i]) > 0;) {
+            apr_size_t want = pp_tbuf_pending(rings[i]), n;
+            if (h->cap - h->len < want) {
+                apr_size_t ncap = h->cap ? h->cap : 65536;
+                unsigned char *nb;
+                while (ncap - h->len < want) {
+                    ncap *= 2;
+                }
+                /* Beyond max the rings keep what they hold; when full they count. */
+                if (*total - h->cap + ncap > max || !(nb = realloc(h->data, ncap))) {
+                    break;
+                }
+                *total = *total - h->cap + ncap;
+                h->data = nb;
+                h->cap = ncap;
+            }
+            n = pp_tbuf_read(rings[i], gen, h->data + h->len, h->cap - h->len, &more);
+            h->len += n;
+        }
+    }
+    delta = lost - last_lost;
+    last_lost = lost;
+    return delta;
+}

@@ -1,0 +1,43 @@
+/* The trace's recorder, in every child: each worker thread writes what it does into a
+ * ring of its own (pp_tbuf) from request hooks: it starts work, a request (a task named
+ * by its handler) goes through its phases (regions read_request, access_auth, handler,
+ * output, log), it waits for a held lock or the network, it goes idle. While no trace
+ * runs each hook costs one load and one predictable branch.
+ *
+ * The rings are read by the trace kind's agent half (pprof_trace.c) on the agent thread:
+ * start, stop, trim and drain are its, never called concurrently. */
+#ifndef PPROF_TRACE_REC_H
+#define PPROF_TRACE_REC_H
+
+#include "httpd.h"
+
+/* register_hooks: the request hooks and the output filter. */
+void pprof_trace_rec_register_hooks(apr_pool_t *p);
+
+/* post_config (parent): interpose pthread_mutex_lock and poll for the waits. */
+void pprof_trace_rec_post_config(server_rec *s);
+
+/* Make the rings (one per worker slot, once per child; they stay) and switch the hooks
+ * to trace gen. NULL, or why not. */
+const char *pprof_trace_rec_start(apr_uint32_t gen, int nslots);
+
+/* Switch the hooks off (if gen is still on). */
+void pprof_trace_rec_stop(apr_uint32_t gen);
+
+/* After the last read of a trace: the rings' memory goes back to the system. */
+void pprof_trace_rec_trim(void);
+
+/* The records read from one slot's ring and not yet handed over (malloc'ed). */
+typedef struct {
+    unsigned char *data;
+    apr_size_t len, cap;
+} pprof_trace_held;
+
+/* Append every ring's published records of gen to held[slot] (one per slot given to
+ * start), growing the buffers while their capacities together stay within max (*total
+ * tracks it); what does not fit stays in the rings, which count what they then lose.
+ * Returns the records lost to full rings since the last call. */
+apr_uint64_t pprof_trace_rec_drain(apr_uint32_t gen, pprof_trace_held *held,
+                                   apr_size_t *total, apr_size_t max);
+
+#endif

@@ -1,0 +1,149 @@
+/* Unit tests of the per-thread trace rings (pp_tbuf): records round trip in order, other
+ * generations are skipped, a held task start is published with its type, a full ring
+ * drops and counts and then wraps, and malformed buffers are refused by the walk. */
+#include "pp_tbuf.h"
+
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    int n;
+    int kinds[64];
+    uint64_t a[64];
+    char text[64][64];
+} seen;
+
+static int collect(void *baton, const pp_tb_record *r, const char *text)
+{
+    seen *s = baton;
+    if (s->n < 64) {
+        s->kinds[s->n] = r->kind;
+        s->a[s->n] = r->a;
+        snprintf(s->text[s->n], sizeof(s->text[0]), "%s", text);
+        s->n++;
+    }
+    return 0;
+}
+
+START_TEST(ring_round_trip_and_generations)
+{
+    pp_tbuf *b = pp_tbuf_new(4096);
+    unsigned char out[4096];
+    seen s;
+    int more;
+    size_t n;
+
+    ck_assert_ptr_nonnull(b);
+    ck_assert_int_eq(pp_tbuf_put(b, 7, PP_TB_WAKE, 100, 0, 0, NULL, 0), 0);
+    ck_assert_int_eq(pp_tbuf_put(b, 6, PP_TB_IDLE, 101, 0, 0, NULL, 0), 0);   /* stale */
+    ck_assert_int_eq(pp_tbuf_put(b, 7, PP_TB_REGION_BEGIN, 102, 5, 0, "handler", 7), 0);
+    n = pp_tbuf_read(b, 7, out, sizeof(out), &more);
+    ck_assert_int_eq(more, 0);
+    memset(&s, 0, sizeof(s));
+    ck_assert_int_eq(pp_tbuf_walk(out, n, collect, &s), 0);
+    ck_assert_int_eq(s.n, 2);
+    ck_assert_int_eq(s.kinds[0], PP_TB_WAKE);
+    ck_assert_int_eq(s.kinds[1], PP_TB_REGION_BEGIN);
+    ck_assert_str_eq(s.text[1], "handler");
+    ck_assert_int_eq(pp_tbuf_read(b, 7, out, sizeof(out), &more), 0);
+    pp_tbuf_free(b);
+}
+END_TEST
+
+START_TEST(held_task_is_published_with_its_type)
+{
+    pp_tbuf *b = pp_tbuf_new(4096);
+    unsigned char out[4096];
+    seen s;
+    int more;
+    size_t n;
+
+    ck_assert_int_eq(pp_tbuf_put_task(b, 1, 10, 42), 0);
+    ck_assert_int_eq(pp_tbuf_put(b, 1, PP_TB_REGION_BEGIN, 11, 42, 0, "read_request", 12), 0);
+    /* Nothing is visible until the task has its type. */
+    ck_assert_int_eq(pp_tbuf_read(b, 1, out, sizeof(out), &more), 0);
+    pp_tbuf_task_type(b, "a-handler-name-that-is-much-longer-than-thirty-two-bytes");
+    n = pp_tbuf_read(b, 1, out, sizeof(out), &more);
+    memset(&s, 0, sizeof(s));
+    ck_assert_int_eq(pp_tbuf_walk(out, n, collect, &s), 0);
+    ck_assert_int_eq(s.n, 2);
+    ck_assert_int_eq(s.kinds[0], PP_TB_TASK_BEGIN);
+    ck_assert_uint_eq(s.a[0], 42);
+    ck_assert_int_eq((int)strlen(s.text[0]), PP_TB_TYPE_MAX - 1);
+    ck_assert_str_eq(s.text[1], "read_request");
+    pp_tbuf_free(b);
+}
+END_TEST
+
+START_TEST(full_ring_drops_and_counts_then_wraps)
+{
+    pp_tbuf *b = pp_tbuf_new(4096);
+    unsigned char out[4096];
+    int more, i, ok = 0, total = 0;
+    size_t n;
+
+    for (i = 0; i < 1000; i++) {
+        ok += pp_tbuf_put(b, 1, PP_TB_WAKE, (uint64_t)i, (uint64_t)i, 0, NULL, 0) == 0;
+    }
+    ck_assert_int_eq(ok, 4096 / 40);    /* 40-byte records */
+    ck_assert_uint_eq(pp_tbuf_dropped(b), (uint64_t)(1000 - ok));
+    /* Read in two small pieces, then write across the ring's end many times. */
+    n = pp_tbuf_read(b, 1, out, 400, &more);
+    ck_assert_int_eq(more, 1);
+    ck_assert_uint_eq(n, 400);
+    for (i = 0; i < 5000; i++) {
+        seen s;
+        n = pp_tbuf_read(b, 1, out, sizeof(out), &more);
+        total += (int)(n / 40);
+        ck_assert_int_eq(pp_tbuf_put(b, 1, PP_TB_LOG, (uint64_t)i, 1, 0, "k\0value", 7), 0);
+        n = pp_tbuf_read(b, 1, out, sizeof(out), &more);
+        memset(&s, 0, sizeof(s));
+        ck_assert_int_eq(pp_tbuf_walk(out, n, collect, &s), 0);
+        ck_assert_int_eq(s.n, 1);
+        ck_assert_str_eq(s.text[0], "k");
+        ck_assert_str_eq((const char *)out + sizeof(pp_tb_record) + 2, "value");
+    }
+    ck_assert_int_eq(total, ok - 10);
+    pp_tbuf_free(b);
+}
+END_TEST
+
+START_TEST(walk_rejects_malformed_buffers)
+{
+    unsigned char buf[64];
+    pp_tb_record r;
+
+    memset(buf, 0, sizeof(buf));
+    memset(&r, 0, sizeof(r));
+    r.kind = PP_TB_WAKE;
+    r.size = 1000;
+    memcpy(buf, &r, sizeof(r));
+    ck_assert_int_eq(pp_tbuf_walk(buf, 40, collect, NULL), -1);
+    r.size = 40;
+    r.kind = 99;
+    memcpy(buf, &r, sizeof(r));
+    ck_assert_int_eq(pp_tbuf_walk(buf, 40, collect, NULL), -1);
+    ck_assert_int_eq(pp_tbuf_walk(buf, 20, collect, NULL), -1);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("pp_tbuf");
+    TCase *tc = tcase_create("core");
+    SRunner *sr;
+    int failed;
+
+    tcase_add_test(tc, ring_round_trip_and_generations);
+    tcase_add_test(tc, held_task_is_published_with_its_type);
+    tcase_add_test(tc, full_ring_drops_and_counts_then_wraps);
+    tcase_add_test(tc, walk_rejects_malformed_buffers);
+    suite_add_tcase(s, tc);
+    sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
