@@ -7,8 +7,13 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <time.h>
 
 static pp_wait_fn observer;
+static pp_contend_fn contender;
+static unsigned contend_fraction;
+/* observer or contender set: the one word the lock hook reads first */
+static int active;
 static uintptr_t self_lo, self_hi;
 /* Set while this thread reports a wait: the unwinder and the observer may take locks of
  * their own (libunwind's caches), which must go straight to the real call, else a held
@@ -16,6 +21,130 @@ static uintptr_t self_lo, self_hi;
 static __thread int tls_busy __attribute__((tls_model("initial-exec")));
 
 static int (*const real_lock)(pthread_mutex_t *) = pthread_mutex_lock;
+static int (*const real_unlock)(pthread_mutex_t *) = pthread_mutex_unlock;
+
+/* === Contention: waiters per mutex ====================================================== */
+
+#define SLOTS 512
+
+typedef struct {
+    int spin;
+    uintptr_t addr;             /* 0: free */
+    uint32_t n;                 /* waiters registered */
+    uint64_t sum;               /* sum of max(start, last) over them */
+    uint64_t last;              /* the last unlock that charged them */
+} waiters;
+
+static waiters slots[SLOTS];
+static int nwaiting;            /* waiters registered anywhere */
+static uint64_t untracked;
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static waiters *slot_of(const void *m)
+{
+    uintptr_t a = (uintptr_t)m;
+
+    return &slots[((a >> 3) ^ (a >> 12)) % SLOTS];
+}
+
+static void spin_lock(int *f)
+{
+    while (__atomic_exchange_n(f, 1, __ATOMIC_ACQUIRE)) {
+        while (__atomic_load_n(f, __ATOMIC_RELAXED)) {
+            __builtin_ia32_pause();
+        }
+    }
+}
+
+static void spin_unlock(int *f)
+{
+    __atomic_store_n(f, 0, __ATOMIC_RELEASE);
+}
+
+/* A waiter arrives: 1 if registered (then it must leave). */
+static int waiter_arrive(const void *m, uint64_t start)
+{
+    waiters *w = slot_of(m);
+    int ok = 0;
+
+    spin_lock(&w->spin);
+    if (w->addr == 0 || w->addr == (uintptr_t)m) {
+        if (w->addr == 0) {
+            w->addr = (uintptr_t)m;
+            w->n = 0;
+            w->sum = 0;
+            w->last = 0;
+        }
+        w->n++;
+        w->sum += start;
+        ok = 1;
+        __atomic_add_fetch(&nwaiting, 1, __ATOMIC_RELAXED);
+    }
+    spin_unlock(&w->spin);
+    if (!ok) {
+        __atomic_add_fetch(&untracked, 1, __ATOMIC_RELAXED);
+    }
+    return ok;
+}
+
+static void waiter_leave(const void *m, uint64_t start)
+{
+    waiters *w = slot_of(m);
+
+    spin_lock(&w->spin);
+    w->sum -= start > w->last ? start : w->last;
+    if (--w->n == 0) {
+        w->addr = 0;
+    }
+    __atomic_sub_fetch(&nwaiting, 1, __ATOMIC_RELAXED);
+    spin_unlock(&w->spin);
+}
+
+/* The unlocker charges the waiters of m: the delay, or 0. */
+static uint64_t charge(const void *m)
+{
+    waiters *w = slot_of(m);
+    uint64_t delay = 0, t;
+
+    if (__atomic_load_n(&w->addr, __ATOMIC_RELAXED) != (uintptr_t)m) {
+        return 0;
+    }
+    t = now_ns();
+    spin_lock(&w->spin);
+    if (w->addr == (uintptr_t)m && w->n) {
+        delay = (uint64_t)w->n * t - w->sum;
+        w->sum = (uint64_t)w->n * t;
+        w->last = t;
+    }
+    spin_unlock(&w->spin);
+    return delay;
+}
+
+static __thread uint32_t tls_rand __attribute__((tls_model("initial-exec")));
+
+static int sampled(unsigned fraction)
+{
+    uint32_t x = tls_rand;
+
+    if (fraction <= 1) {
+        return 1;
+    }
+    if (x == 0) {
+        x = (uint32_t)(uintptr_t)&x ^ (uint32_t)now_ns() ^ 0x9e3779b9u;
+    }
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    tls_rand = x;
+    return x % fraction == 0;
+}
 static int (*const real_poll)(struct pollfd *, nfds_t, int) = poll;
 
 /* Where the caller waits: return addresses without our own frames. */
@@ -79,10 +208,11 @@ static void end_on_cancel(void *arg)
 
 static int hook_lock(pthread_mutex_t *m)
 {
-    pp_wait_fn fn = __atomic_load_n(&observer, __ATOMIC_ACQUIRE);
-    int rc;
+    pp_wait_fn fn;
+    int rc, reported, registered = 0;
+    uint64_t start = 0;
 
-    if (__builtin_expect(fn == NULL, 1) || tls_busy) {
+    if (__builtin_expect(!__atomic_load_n(&active, __ATOMIC_RELAXED), 1) || tls_busy) {
         return real_lock(m);
     }
     rc = pthread_mutex_trylock(m);
@@ -92,12 +222,45 @@ static int hook_lock(pthread_mutex_t *m)
          * EBUSY here: it is reported as a wait, and the real call then fails at once. */
         return rc == 0 || rc == EOWNERDEAD ? rc : real_lock(m);
     }
-    if (!report(fn, PP_WAIT_LOCK)) {
-        return real_lock(m);
+    if (__atomic_load_n(&contender, __ATOMIC_ACQUIRE)) {
+        start = now_ns();
+        registered = waiter_arrive(m, start);
     }
+    fn = __atomic_load_n(&observer, __ATOMIC_ACQUIRE);
+    reported = fn && report(fn, PP_WAIT_LOCK);
     rc = real_lock(m);
-    report(fn, PP_WAIT_DONE);
+    if (registered) {
+        waiter_leave(m, start);
+    }
+    if (reported) {
+        report(fn, PP_WAIT_DONE);
+    }
     return rc;
+}
+
+static int hook_unlock(pthread_mutex_t *m)
+{
+    pp_contend_fn fn = __atomic_load_n(&contender, __ATOMIC_RELAXED);
+    uint64_t delay;
+
+    if (__builtin_expect(fn == NULL, 1) || !__atomic_load_n(&nwaiting, __ATOMIC_RELAXED) ||
+        tls_busy) {
+        return real_unlock(m);
+    }
+    delay = charge(m);
+    if (delay && sampled(contend_fraction)) {
+        uint64_t pcs[PP_WAIT_DEPTH];
+        int n, saved_errno = errno, cancel_state;
+
+        pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
+        tls_busy = 1;
+        n = waiting_stack(pcs);
+        fn(delay, n ? pcs : NULL, n);
+        tls_busy = 0;
+        pthread_setcancelstate(cancel_state, NULL);
+        errno = saved_errno;
+    }
+    return real_unlock(m);
 }
 
 static int hook_poll(struct pollfd *fds, nfds_t nfds, int timeout)
@@ -131,13 +294,42 @@ static const pp_got_hook hooks[] = {
     { "poll", (void *)hook_poll, unwinder_keep_in },
 };
 
+static const pp_got_hook unlock_hooks[] = {
+    { "pthread_mutex_unlock", (void *)hook_unlock, unwinder_keep_in },
+};
+
 int pp_wait_install(void)
 {
     pp_got_code_range((const void *)&hook_lock, &self_lo, &self_hi);
     return pp_got_patch(hooks, sizeof(hooks) / sizeof(hooks[0]));
 }
 
+int pp_wait_install_unlock(void)
+{
+    pp_got_code_range((const void *)&hook_lock, &self_lo, &self_hi);
+    return pp_got_patch(unlock_hooks, 1);
+}
+
+static void update_active(void)
+{
+    __atomic_store_n(&active, __atomic_load_n(&observer, __ATOMIC_RELAXED) != NULL ||
+                     __atomic_load_n(&contender, __ATOMIC_RELAXED) != NULL, __ATOMIC_RELEASE);
+}
+
 void pp_wait_observe(pp_wait_fn fn)
 {
     __atomic_store_n(&observer, fn, __ATOMIC_RELEASE);
+    update_active();
+}
+
+void pp_wait_contention(pp_contend_fn fn, unsigned fraction)
+{
+    contend_fraction = fraction;
+    __atomic_store_n(&contender, fn, __ATOMIC_RELEASE);
+    update_active();
+}
+
+uint64_t pp_wait_untracked(void)
+{
+    return __atomic_load_n(&untracked, __ATOMIC_RELAXED);
 }

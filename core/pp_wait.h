@@ -30,4 +30,26 @@ int pp_wait_install(void);
 /* Switch the observer on (fn) or off (NULL). */
 void pp_wait_observe(pp_wait_fn fn);
 
+/* Contention, attributed to the unlocker (Go's mutex profile). pthread_mutex_unlock is
+ * interposed too (pp_wait_install_unlock, once, in the parent). While a contention
+ * observer is on, a thread whose pthread_mutex_lock finds the mutex held registers as a
+ * waiter in a small table keyed by the mutex's address (a fixed array of slots, each
+ * guarded by a spin flag; a mutex whose slot another mutex holds is not tracked). Each
+ * pthread_mutex_unlock of a mutex with waiters charges the delay they suffered since
+ * they began to wait or since the previous unlock of that mutex, whichever is later:
+ * n waiters, each charged (now - max(start, last unlock)); so the delays charged add up
+ * to the waiting that happened (less each waiter's wake-up, after the last unlock). One
+ * such unlock in `fraction` (random, as Go's fastrand()%rate == 0) is reported:
+ * fn(delay_ns, pcs, npcs) with the unlocker's stack (the caller of pthread_mutex_unlock
+ * first; return addresses). With no contention observer the unlock hook costs one
+ * predictable branch; with one, an unlock while no thread waits anywhere costs one more
+ * load (a global count of waiters). */
+typedef void (*pp_contend_fn)(uint64_t delay_ns, const uint64_t *pcs, int npcs);
+
+int pp_wait_install_unlock(void);
+void pp_wait_contention(pp_contend_fn fn, unsigned fraction);
+
+/* Mutexes whose contention was not tracked (their slot was taken). */
+uint64_t pp_wait_untracked(void);
+
 #endif
