@@ -11,6 +11,10 @@
  *                  them (per child), keep=0 unmaps each at once
  *   munmap         unmaps every chunk this child kept
  *   lock?ms=N      holds a process-wide mutex for N ms in pprof_test_lock_hold
+ *   fight?threads=T&ms=N  T threads fight over one mutex, each holding it N ms: each
+ *                  waits in pprof_test_fight_wait (pthread_mutex_lock) and unlocks in
+ *                  pprof_test_fight_unlock; answers "fought T waited X ms", X the waiting
+ *                  measured around every pthread_mutex_lock, summed
  *   backend?ms=N   waits N ms in poll() for a peer that does not answer, in
  *                  pprof_test_backend_wait (a slow backend)
  *   waitsleep?ms=N one usleep(N ms) in pprof_test_wait_sleep, not retried
@@ -269,6 +273,64 @@ NOINLINE void pprof_test_lock_hold(long ms)
     pthread_mutex_unlock(&test_lock);
 }
 
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_barrier_t go;
+    long ms;
+    double waited;              /* under mu */
+} fight;
+
+void pprof_test_fight_unlock(fight *f);
+void pprof_test_fight_wait(fight *f);
+double pprof_test_fight(long nthreads, long ms);
+
+NOINLINE void pprof_test_fight_unlock(fight *f)
+{
+    pthread_mutex_unlock(&f->mu);
+}
+
+NOINLINE void pprof_test_fight_wait(fight *f)
+{
+    double t0 = now_ms(), w;
+    pthread_mutex_lock(&f->mu);
+    w = now_ms() - t0;
+    f->waited += w;
+    pprof_test_sleep(f->ms);
+    pprof_test_fight_unlock(f);
+}
+
+static NOINLINE void *pprof_test_fight_main(void *arg)
+{
+    fight *f = arg;
+    pthread_barrier_wait(&f->go);
+    pprof_test_fight_wait(f);
+    return NULL;
+}
+
+NOINLINE double pprof_test_fight(long nthreads, long ms)
+{
+    fight f;
+    pthread_t t[64];
+    long i, n = 0;
+
+    pthread_mutex_init(&f.mu, NULL);
+    pthread_barrier_init(&f.go, NULL, (unsigned)nthreads);
+    f.ms = ms;
+    f.waited = 0;
+    for (i = 0; i < nthreads; i++) {
+        if (pthread_create(&t[i], NULL, pprof_test_fight_main, &f) != 0) {
+            break;
+        }
+        n++;
+    }
+    for (i = 0; i < n; i++) {
+        pthread_join(t[i], NULL);
+    }
+    pthread_barrier_destroy(&f.go);
+    pthread_mutex_destroy(&f.mu);
+    return n == nthreads ? f.waited : -1;
+}
+
 static NOINLINE void *pprof_test_thread_main(void *arg)
 {
     pprof_test_sleep((long)(intptr_t)arg);
@@ -356,6 +418,18 @@ static int test_handler(request_rec *r)
         pprof_test_munmap_all();
     } else if (strcmp(what, "lock") == 0) {
         pprof_test_lock_hold(arg_long(args, "ms", 100, 60000));
+    } else if (strcmp(what, "fight") == 0) {
+        long n = arg_long(args, "threads", 4, 64);
+        double waited;
+        if (n < 2) {
+            n = 2;
+        }
+        waited = pprof_test_fight(n, arg_long(args, "ms", 50, 10000));
+        if (waited < 0) {
+            return HTTP_INTERNAL_SERVER_ERROR;
+        }
+        ap_rprintf(r, "fought %ld waited %.3f ms\n", n, waited);
+        return OK;
     } else if (strcmp(what, "backend") == 0) {
         pprof_test_backend_wait(arg_long(args, "ms", 100, 60000));
     } else if (strcmp(what, "thread") == 0) {
