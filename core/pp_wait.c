@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <time.h>
 
 static pp_wait_fn observer;
@@ -22,6 +23,13 @@ static __thread int tls_busy __attribute__((tls_model("initial-exec")));
 
 static int (*const real_lock)(pthread_mutex_t *) = pthread_mutex_lock;
 static int (*const real_unlock)(pthread_mutex_t *) = pthread_mutex_unlock;
+static int (*const real_cond_wait)(pthread_cond_t *, pthread_mutex_t *) = pthread_cond_wait;
+static int (*const real_cond_timedwait)(pthread_cond_t *, pthread_mutex_t *,
+                                        const struct timespec *) = pthread_cond_timedwait;
+static int (*const real_rdlock)(pthread_rwlock_t *) = pthread_rwlock_rdlock;
+static int (*const real_wrlock)(pthread_rwlock_t *) = pthread_rwlock_wrlock;
+static int (*const real_sem_wait)(sem_t *) = sem_wait;
+static int (*const real_sem_timedwait)(sem_t *, const struct timespec *) = sem_timedwait;
 
 /* === Contention: waiters per mutex ====================================================== */
 
@@ -293,6 +301,143 @@ static const pp_got_hook hooks[] = {
     { "pthread_mutex_lock", (void *)hook_lock, unwinder_keep_in },
     { "poll", (void *)hook_poll, unwinder_keep_in },
 };
+
+/* The observer, if it wants this synchronization wait reported (NULL: call the real one
+ * alone). */
+static pp_wait_fn sync_fn(void)
+{
+    pp_wait_fn fn;
+
+    if (__builtin_expect(!__atomic_load_n(&active, __ATOMIC_RELAXED), 1) || tls_busy) {
+        return NULL;
+    }
+    fn = __atomic_load_n(&observer, __ATOMIC_ACQUIRE);
+    return fn && report(fn, PP_WAIT_SYNC) ? fn : NULL;
+}
+
+static int hook_cond_wait(pthread_cond_t *c, pthread_mutex_t *m)
+{
+    pp_wait_fn fn = sync_fn();
+    int rc;
+
+    if (!fn) {
+        return real_cond_wait(c, m);
+    }
+    {
+        reported_wait w = { fn };
+        pthread_cleanup_push(end_on_cancel, &w);
+        rc = real_cond_wait(c, m);
+        pthread_cleanup_pop(0);
+    }
+    report(fn, PP_WAIT_DONE);
+    return rc;
+}
+
+static int hook_cond_timedwait(pthread_cond_t *c, pthread_mutex_t *m,
+                               const struct timespec *until)
+{
+    pp_wait_fn fn = sync_fn();
+    int rc;
+
+    if (!fn) {
+        return real_cond_timedwait(c, m, until);
+    }
+    {
+        reported_wait w = { fn };
+        pthread_cleanup_push(end_on_cancel, &w);
+        rc = real_cond_timedwait(c, m, until);
+        pthread_cleanup_pop(0);
+    }
+    report(fn, PP_WAIT_DONE);
+    return rc;
+}
+
+static int rwlock_wait(pthread_rwlock_t *l, int (*try)(pthread_rwlock_t *),
+                       int (*real)(pthread_rwlock_t *))
+{
+    pp_wait_fn fn;
+    int rc;
+
+    if (__builtin_expect(!__atomic_load_n(&active, __ATOMIC_RELAXED), 1) || tls_busy) {
+        return real(l);
+    }
+    rc = try(l);
+    if (rc != EBUSY) {
+        return rc == 0 ? 0 : real(l);
+    }
+    fn = __atomic_load_n(&observer, __ATOMIC_ACQUIRE);
+    if (!fn || !report(fn, PP_WAIT_SYNC)) {
+        return real(l);
+    }
+    rc = real(l);
+    report(fn, PP_WAIT_DONE);
+    return rc;
+}
+
+static int hook_rdlock(pthread_rwlock_t *l)
+{
+    return rwlock_wait(l, pthread_rwlock_tryrdlock, real_rdlock);
+}
+
+static int hook_wrlock(pthread_rwlock_t *l)
+{
+    return rwlock_wait(l, pthread_rwlock_trywrlock, real_wrlock);
+}
+
+/* sem_wait and sem_timedwait: a try first (errno kept as it was when it fails). */
+static int sem_common(sem_t *sem, const struct timespec *until)
+{
+    pp_wait_fn fn;
+    int rc, saved_errno;
+
+    if (__builtin_expect(!__atomic_load_n(&active, __ATOMIC_RELAXED), 1) || tls_busy) {
+        return until ? real_sem_timedwait(sem, until) : real_sem_wait(sem);
+    }
+    saved_errno = errno;
+    if (sem_trywait(sem) == 0) {
+        return 0;
+    }
+    errno = saved_errno;
+    fn = __atomic_load_n(&observer, __ATOMIC_ACQUIRE);
+    if (!fn || !report(fn, PP_WAIT_SYNC)) {
+        return until ? real_sem_timedwait(sem, until) : real_sem_wait(sem);
+    }
+    {
+        reported_wait w = { fn };
+        pthread_cleanup_push(end_on_cancel, &w);
+        rc = until ? real_sem_timedwait(sem, until) : real_sem_wait(sem);
+        pthread_cleanup_pop(0);
+    }
+    saved_errno = errno;
+    report(fn, PP_WAIT_DONE);
+    errno = saved_errno;
+    return rc;
+}
+
+static int hook_sem_wait(sem_t *sem)
+{
+    return sem_common(sem, NULL);
+}
+
+static int hook_sem_timedwait(sem_t *sem, const struct timespec *until)
+{
+    return sem_common(sem, until);
+}
+
+static const pp_got_hook sync_hooks[] = {
+    { "pthread_cond_wait", (void *)hook_cond_wait, unwinder_keep_in },
+    { "pthread_cond_timedwait", (void *)hook_cond_timedwait, unwinder_keep_in },
+    { "pthread_rwlock_rdlock", (void *)hook_rdlock, unwinder_keep_in },
+    { "pthread_rwlock_wrlock", (void *)hook_wrlock, unwinder_keep_in },
+    { "sem_wait", (void *)hook_sem_wait, unwinder_keep_in },
+    { "sem_timedwait", (void *)hook_sem_timedwait, unwinder_keep_in },
+};
+
+int pp_wait_install_sync(void)
+{
+    pp_got_code_range((const void *)&hook_lock, &self_lo, &self_hi);
+    return pp_got_patch(sync_hooks, sizeof(sync_hooks) / sizeof(sync_hooks[0]));
+}
 
 static const pp_got_hook unlock_hooks[] = {
     { "pthread_mutex_unlock", (void *)hook_unlock, unwinder_keep_in },

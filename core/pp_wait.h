@@ -14,7 +14,8 @@
 
 #define PP_WAIT_DEPTH 24
 
-enum { PP_WAIT_DONE = 0, PP_WAIT_LOCK = 1, PP_WAIT_NET = 2, PP_WAIT_ASK = 4 };
+enum { PP_WAIT_DONE = 0, PP_WAIT_LOCK = 1, PP_WAIT_NET = 2, PP_WAIT_ASK = 4,
+       PP_WAIT_SYNC = 8 };
 
 /* Called as fn(kind | PP_WAIT_ASK, NULL, 0) first (kind PP_WAIT_LOCK or PP_WAIT_NET): a
  * non-zero answer means "report this wait", and only then is the stack unwound and
@@ -26,6 +27,17 @@ typedef int (*pp_wait_fn)(int kind, const uint64_t *pcs, int npcs);
 /* Interpose (process-wide, once; inherited by forked children). Returns the number of
  * call sites hooked, or -1. */
 int pp_wait_install(void);
+
+/* Other synchronization waits (Go's block profile), reported as PP_WAIT_SYNC once
+ * pp_wait_install_sync has interposed them (once, in the parent): pthread_cond_wait and
+ * pthread_cond_timedwait (always a wait), pthread_rwlock_rdlock and _wrlock (when a
+ * try finds the lock taken), sem_wait and sem_timedwait (when a try finds the count 0).
+ * An observer that does not want them answers 0 to PP_WAIT_SYNC | PP_WAIT_ASK. Cond
+ * waits and sem waits are cancellation points: a thread cancelled in one still ends its
+ * wait, as in poll. Objects bound to glibc's pre-2.3.2 condition variables
+ * (pthread_cond_*@GLIBC_2.2.5) would reach the current ones: none in Debian's Apache.
+ * Returns the number of call sites hooked, or -1. */
+int pp_wait_install_sync(void);
 
 /* Switch the observer on (fn) or off (NULL). */
 void pp_wait_observe(pp_wait_fn fn);

@@ -2,9 +2,10 @@
  * contention profiles for the whole server, two snapshot kinds sharing this file (their
  * agent and collector halves differ only in what feeds them and how they are scaled).
  *
- * block (PprofBlockProfileRate N, Go's SetBlockProfileRate): every wait in
- * pthread_mutex_lock that pp_wait reports (the lock was held) is timed with the waiter's
- * stack (pprof_waits observer); Go's blocksampled decides whether it is recorded (a
+ * block (PprofBlockProfileRate N, Go's SetBlockProfileRate): every wait that pp_wait
+ * reports in pthread_mutex_lock (the lock was held), pthread_cond_wait/timedwait,
+ * pthread_rwlock_rdlock/wrlock (held) and sem_wait/timedwait (count 0) is timed with the
+ * waiter's stack (pprof_waits observer); Go's blocksampled decides whether it is recorded (a
  * delay >= N always, shorter with probability delay/N), and Go's saveblockevent how: a
  * sampled shorter event counts N/delay contentions and N ns (Go's bias removal).
  * mutex (PprofMutexProfileFraction N, Go's SetMutexProfileFraction): pp_wait's contention
@@ -126,9 +127,9 @@ static uint32_t fastrand(void)
 static int block_observer(int kind, const uint64_t *pcs, int npcs)
 {
     if (kind & PP_WAIT_ASK) {
-        return (kind & ~PP_WAIT_ASK) == PP_WAIT_LOCK;
+        return (kind & ~PP_WAIT_ASK) == PP_WAIT_LOCK || (kind & ~PP_WAIT_ASK) == PP_WAIT_SYNC;
     }
-    if (kind == PP_WAIT_LOCK) {
+    if (kind == PP_WAIT_LOCK || kind == PP_WAIT_SYNC) {
         w_npcs = npcs < PP_WAIT_DEPTH ? npcs : PP_WAIT_DEPTH;
         if (w_npcs > 0) {
             memcpy(w_pcs, pcs, (size_t)w_npcs * sizeof(*pcs));
@@ -172,6 +173,11 @@ static void contention_post_config(apr_pool_t *pconf, server_rec *s)
     mutex_fraction = conf->mutex_fraction;
     if (block_rate > 0 || mutex_fraction > 0) {
         pprof_waits_install(s);
+    }
+    if (block_rate > 0 && pp_wait_install_sync() < 0) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, "PP0411: cannot hook condition "
+                     "variable, rwlock and semaphore waits: the block profile shows only "
+                     "mutex waits");
     }
     if (mutex_fraction > 0 && pp_wait_install_unlock() < 0) {
         ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, "PP0410: cannot hook "

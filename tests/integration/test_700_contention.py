@@ -151,3 +151,21 @@ def test_bad_values_fail_config_test(make_httpd, directive, value):
                        timeout=60)
     assert p.returncode != 0
     assert "%s: '%s' is not" % (directive, value) in p.stdout + p.stderr
+
+
+@pytest.mark.parametrize("what,func", [("waitcond", "pprof_test_wait_cond"),
+                                       ("waitsem", "pprof_test_wait_sem"),
+                                       ("waitrw", "pprof_test_wait_rw")])
+def test_block_shows_cond_sem_rwlock_waits(make_httpd, what, func):
+    """pthread_cond_timedwait, sem_timedwait and pthread_rwlock_rdlock: the waiter's
+    function, with the delay it measured around the one call (within 20%)."""
+    h = make_httpd(extra_conf=ON)
+    r = h.get("/pprof-test/%s?ms=200" % what)
+    assert r.status == 200, r
+    m = re.match(rb"^waited ([0-9.]+) ms", r.body)
+    assert m, r.body
+    waited = float(m.group(1))
+    assert waited >= 150, waited
+    rows, out = top_ms(h, BLOCK, "delay")
+    assert func in rows, out
+    assert abs(rows[func] - waited) <= 0.2 * waited, (waited, out)

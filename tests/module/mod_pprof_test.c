@@ -15,6 +15,10 @@
  *                  waits in pprof_test_fight_wait (pthread_mutex_lock) and unlocks in
  *                  pprof_test_fight_unlock; answers "fought T waited X ms", X the waiting
  *                  measured around every pthread_mutex_lock, summed
+ *   waitsem?ms=N   one sem_timedwait until N ms from now on a semaphore nobody posts, in
+ *                  pprof_test_wait_sem; answers "waited X ms"
+ *   waitrw?ms=N    a thread holds a rwlock for writing N ms while pprof_test_wait_rw
+ *                  waits in pthread_rwlock_rdlock; answers "waited X ms"
  *   backend?ms=N   waits N ms in poll() for a peer that does not answer, in
  *                  pprof_test_backend_wait (a slow backend)
  *   waitsleep?ms=N one usleep(N ms) in pprof_test_wait_sleep, not retried
@@ -41,6 +45,7 @@
 #include <dlfcn.h>
 #include <poll.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -280,6 +285,70 @@ typedef struct {
     double waited;              /* under mu */
 } fight;
 
+double pprof_test_wait_sem(long ms);
+double pprof_test_wait_rw(long ms);
+
+NOINLINE double pprof_test_wait_sem(long ms)
+{
+    sem_t sem;
+    struct timespec until;
+    double t0, took;
+
+    sem_init(&sem, 0, 0);
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += ms / 1000;
+    until.tv_nsec += (ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    t0 = now_ms();
+    while (sem_timedwait(&sem, &until) != 0 && errno == EINTR) {
+    }
+    took = now_ms() - t0;
+    sem_destroy(&sem);
+    return took;
+}
+
+typedef struct {
+    pthread_rwlock_t rw;
+    pthread_barrier_t held;
+    long ms;
+} rwhold;
+
+static NOINLINE void *pprof_test_rw_writer(void *arg)
+{
+    rwhold *h = arg;
+    pthread_rwlock_wrlock(&h->rw);
+    pthread_barrier_wait(&h->held);
+    pprof_test_sleep(h->ms);
+    pthread_rwlock_unlock(&h->rw);
+    return NULL;
+}
+
+NOINLINE double pprof_test_wait_rw(long ms)
+{
+    rwhold h;
+    pthread_t t;
+    double t0, took;
+
+    pthread_rwlock_init(&h.rw, NULL);
+    pthread_barrier_init(&h.held, NULL, 2);
+    h.ms = ms;
+    if (pthread_create(&t, NULL, pprof_test_rw_writer, &h) != 0) {
+        return -1;
+    }
+    pthread_barrier_wait(&h.held);
+    t0 = now_ms();
+    pthread_rwlock_rdlock(&h.rw);
+    took = now_ms() - t0;
+    pthread_rwlock_unlock(&h.rw);
+    pthread_join(t, NULL);
+    pthread_barrier_destroy(&h.held);
+    pthread_rwlock_destroy(&h.rw);
+    return took;
+}
+
 void pprof_test_fight_unlock(fight *f);
 void pprof_test_fight_wait(fight *f);
 double pprof_test_fight(long nthreads, long ms);
@@ -418,6 +487,11 @@ static int test_handler(request_rec *r)
         pprof_test_munmap_all();
     } else if (strcmp(what, "lock") == 0) {
         pprof_test_lock_hold(arg_long(args, "ms", 100, 60000));
+    } else if (strcmp(what, "waitsem") == 0 || strcmp(what, "waitrw") == 0) {
+        long ms = arg_long(args, "ms", 100, 60000);
+        double took = what[4] == 's' ? pprof_test_wait_sem(ms) : pprof_test_wait_rw(ms);
+        ap_rprintf(r, "waited %.3f ms\n", took);
+        return OK;
     } else if (strcmp(what, "fight") == 0) {
         long n = arg_long(args, "threads", 4, 64);
         double waited;
