@@ -14,6 +14,14 @@
  * unlocker's stack (Go: the stack that unlocked), scaled by N when served (Go's
  * scaleMutexProfile).
  *
+ * Apache's accept mutex (prefork and worker serialize accept() across children with an
+ * apr_proc_mutex, whichever mechanism `Mutex` selects): apr_proc_mutex_lock is
+ * interposed too (pp_got) while the block profile is on; a lock that a try finds taken is
+ * a blocking event of its own, recorded with key = the mechanism (PROC_*) and served with
+ * a label wait="apr_proc_mutex_lock (<mechanism>)"; its stack names the MPM's caller
+ * (prefork's child_main, worker's listener_thread: accept serialization). The
+ * pthread_mutex_lock of the pthread mechanism inside it is not counted again.
+ *
  * Each child records into its own bounded table (pp_stacktab, 2 values: contentions in
  * thousandths, delay in ns; key 0) from the hooks, under a spin flag, from the child's
  * start: cumulative, as Go's are since the process started. Delays are nanoseconds of
@@ -38,8 +46,14 @@
 #include "apr_hash.h"
 #include "apr_strings.h"
 
+#include "apr_proc_mutex.h"
+
+#include "pp_got.h"
 #include "pp_stacktab.h"
 #include "pp_wait.h"
+
+#define UNW_LOCAL_ONLY
+#include <libunwind.h>
 
 #include <stdlib.h>
 #include <string.h>
@@ -81,8 +95,8 @@ static void tab_unlock(table *t)
     tls_holding = 0;
 }
 
-static void record(table *t, const uint64_t *pcs, int npcs, uint64_t millicount,
-                   uint64_t delay)
+static void record_key(table *t, uint64_t key, const uint64_t *pcs, int npcs,
+                       uint64_t millicount, uint64_t delay)
 {
     uint64_t v[2] = { millicount, delay };
 
@@ -90,10 +104,16 @@ static void record(table *t, const uint64_t *pcs, int npcs, uint64_t millicount,
         return;
     }
     tab_lock(t);
-    if (pp_stacktab_addv(t->tab, 0, pcs, (uint32_t)npcs, v) < 0) {
+    if (pp_stacktab_addv(t->tab, key, pcs, (uint32_t)npcs, v) < 0) {
         t->dropped++;
     }
     tab_unlock(t);
+}
+
+static void record(table *t, const uint64_t *pcs, int npcs, uint64_t millicount,
+                   uint64_t delay)
+{
+    record_key(t, 0, pcs, npcs, millicount, delay);
 }
 
 static uint64_t now_ns(void)
@@ -110,6 +130,7 @@ static __thread uint64_t w_pcs[PP_WAIT_DEPTH];
 static __thread int w_npcs;
 static __thread uint64_t w_start;
 static __thread uint32_t w_rand;
+static __thread int w_in_proc_lock;     /* inside apr_proc_mutex_lock's hook */
 
 static uint32_t fastrand(void)
 {
@@ -124,10 +145,26 @@ static uint32_t fastrand(void)
     return w_rand = x;
 }
 
+/* Go's blocksampled and saveblockevent. */
+static void block_event(uint64_t key, const uint64_t *pcs, int npcs, int64_t cycles)
+{
+    int64_t rate = block_rate;
+
+    if (rate > 0 && !(rate > cycles && (int64_t)(fastrand() % (uint64_t)rate) > cycles)) {
+        if (cycles < rate) {
+            record_key(&block_tab, key, pcs, npcs, (uint64_t)(MILLI * rate / cycles),
+                       (uint64_t)rate);
+        } else {
+            record_key(&block_tab, key, pcs, npcs, MILLI, (uint64_t)cycles);
+        }
+    }
+}
+
 static int block_observer(int kind, const uint64_t *pcs, int npcs)
 {
     if (kind & PP_WAIT_ASK) {
-        return (kind & ~PP_WAIT_ASK) == PP_WAIT_LOCK || (kind & ~PP_WAIT_ASK) == PP_WAIT_SYNC;
+        int what = kind & ~PP_WAIT_ASK;
+        return !w_in_proc_lock && (what == PP_WAIT_LOCK || what == PP_WAIT_SYNC);
     }
     if (kind == PP_WAIT_LOCK || kind == PP_WAIT_SYNC) {
         w_npcs = npcs < PP_WAIT_DEPTH ? npcs : PP_WAIT_DEPTH;
@@ -138,23 +175,69 @@ static int block_observer(int kind, const uint64_t *pcs, int npcs)
         return 1;
     }
     if (kind == PP_WAIT_DONE && w_npcs > 0) {
-        int64_t cycles = (int64_t)(now_ns() - w_start), rate = block_rate;
+        int64_t cycles = (int64_t)(now_ns() - w_start);
         if (cycles <= 0) {
             cycles = 1;
         }
         /* Go's blocksampled and saveblockevent */
-        if (rate > 0 && !(rate > cycles && (int64_t)(fastrand() % (uint64_t)rate) > cycles)) {
-            if (cycles < rate) {
-                record(&block_tab, w_pcs, w_npcs, (uint64_t)(MILLI * rate / cycles),
-                       (uint64_t)rate);
-            } else {
-                record(&block_tab, w_pcs, w_npcs, MILLI, (uint64_t)cycles);
-            }
-        }
+        block_event(0, w_pcs, w_npcs, cycles);
         w_npcs = 0;
     }
     return 1;
 }
+
+/* --- block: Apache's accept mutex (any apr_proc_mutex) ---------------------------------- */
+
+enum { PROC_FCNTL = 1, PROC_FLOCK, PROC_SYSVSEM, PROC_PTHREAD, PROC_POSIXSEM, PROC_OTHER };
+static const char *const proc_names[] = { NULL, "fcntl", "flock", "sysvsem", "pthread",
+                                          "posixsem", "other" };
+
+static uint64_t proc_mech(apr_proc_mutex_t *m)
+{
+    const char *n = apr_proc_mutex_name(m);
+    uint64_t i;
+
+    for (i = PROC_FCNTL; n && i < PROC_OTHER; i++) {
+        if (strcmp(n, proc_names[i]) == 0) {
+            return i;
+        }
+    }
+    return PROC_OTHER;
+}
+
+static apr_status_t hook_proc_lock(apr_proc_mutex_t *m)
+{
+    void *ips[PP_WAIT_DEPTH + 1];
+    uint64_t pcs[PP_WAIT_DEPTH];
+    int n, i;
+    uint64_t t0;
+    apr_status_t rv;
+
+    if (!__atomic_load_n(&block_tab.tab, __ATOMIC_RELAXED) || w_in_proc_lock) {
+        return apr_proc_mutex_lock(m);
+    }
+    rv = apr_proc_mutex_trylock(m);
+    if (rv == APR_SUCCESS || !APR_STATUS_IS_EBUSY(rv)) {
+        return rv == APR_SUCCESS ? rv : apr_proc_mutex_lock(m);
+    }
+    w_in_proc_lock = 1;
+    n = unw_backtrace(ips, PP_WAIT_DEPTH + 1);
+    for (i = 1; i < n; i++) {           /* without this hook's own frame */
+        pcs[i - 1] = (uint64_t)(uintptr_t)ips[i];
+    }
+    t0 = now_ns();
+    rv = apr_proc_mutex_lock(m);
+    if (n > 1) {
+        int64_t cycles = (int64_t)(now_ns() - t0);
+        block_event(proc_mech(m), pcs, n - 1, cycles > 0 ? cycles : 1);
+    }
+    w_in_proc_lock = 0;
+    return rv;
+}
+
+static const pp_got_hook proc_hooks[] = {
+    { "apr_proc_mutex_lock", (void *)hook_proc_lock, NULL },
+};
 
 /* --- mutex: the unlocker's stack, from pp_wait's contention table ----------------------- */
 
@@ -173,6 +256,10 @@ static void contention_post_config(apr_pool_t *pconf, server_rec *s)
     mutex_fraction = conf->mutex_fraction;
     if (block_rate > 0 || mutex_fraction > 0) {
         pprof_waits_install(s);
+    }
+    if (block_rate > 0 && pp_got_patch(proc_hooks, 1) < 0) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, "PP0412: cannot hook "
+                     "apr_proc_mutex_lock: the block profile does not show the accept mutex");
     }
     if (block_rate > 0 && pp_wait_install_sync() < 0) {
         ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, "PP0411: cannot hook condition "
@@ -247,6 +334,7 @@ typedef struct {
     const snapshot *from;
     apr_uint64_t milli;         /* contentions, thousandths, as recorded */
     apr_uint64_t delay;         /* ns, as recorded */
+    apr_uint64_t key;           /* 0, or an apr_proc_mutex's mechanism (PROC_*) */
     apr_uint32_t npcs;
     const apr_uint64_t *pcs;
 } crec;
@@ -292,6 +380,7 @@ static void contention_merge(void *answer, const pprof_child *ch)
         rec->from = s;
         rec->milli = st->n_values > 0 ? st->values[0] : 0;
         rec->delay = st->n_values > 1 ? st->values[1] : 0;
+        rec->key = st->key;
         rec->npcs = (apr_uint32_t)st->n_pcs;
         rec->pcs = st->pcs;
     }
@@ -299,7 +388,7 @@ static void contention_merge(void *answer, const pprof_child *ch)
 
 static const char *rec_key(apr_pool_t *p, const crec *rec)
 {
-    return apr_psprintf(p, "%ld/%s", rec->from->pid,
+    return apr_psprintf(p, "%ld/%" APR_UINT64_T_FMT "/%s", rec->from->pid, rec->key,
                         apr_pescape_hex(p, rec->pcs, rec->npcs * sizeof(apr_uint64_t), 0));
 }
 
@@ -359,14 +448,19 @@ static int send_profile(request_rec *r, const cont_answer *a, const char *filena
     for (i = 0; i < a->recs->nelts; i++) {
         const crec *rec = &APR_ARRAY_IDX(a->recs, i, crec);
         int64_t values[2];
-        pp_label labels[1] = { { "pid", NULL, rec->from->pid, NULL } };
+        pp_label labels[2] = { { "pid", NULL, rec->from->pid, NULL },
+                               { "wait", NULL, 0, NULL } };
 
         if (!rec->milli && !rec->delay) {
             continue;
         }
+        if (rec->key >= PROC_FCNTL && rec->key <= PROC_OTHER) {
+            labels[1].str = apr_psprintf(r->pool, "apr_proc_mutex_lock (%s)",
+                                         proc_names[rec->key]);
+        }
         scaled(a, rec, &values[0], &values[1]);
         if (pprof_answer_sample(ans, rec->from->maps, rec->pcs, rec->npcs, 1, values, labels,
-                                1) != 0) {
+                                labels[1].str ? 2 : 1) != 0) {
             return pprof_answer_fail(r, ans);
         }
     }

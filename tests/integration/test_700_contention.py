@@ -14,7 +14,7 @@ import threading
 
 import pytest
 
-from conftest import APACHE2, go_pprof, make_tmpdir, protoc_decode
+from conftest import APACHE2, free_port, go_pprof, make_tmpdir, protoc_decode
 from pprof_output import DecodedProfile
 from pprof_http import check_profile_response, check_text_response
 
@@ -169,3 +169,27 @@ def test_block_shows_cond_sem_rwlock_waits(make_httpd, what, func):
     rows, out = top_ms(h, BLOCK, "delay")
     assert func in rows, out
     assert abs(rows[func] - waited) <= 0.2 * waited, (waited, out)
+
+
+@pytest.mark.parametrize("mech", ["fcntl", "flock", "sysvsem", "pthread"])
+def test_accept_mutex_is_labelled(make_httpd, mpm, mech):
+    """prefork and worker serialize accept() with an apr_proc_mutex (two Listen lines, so
+    Apache uses it): children waiting for it show with label wait="apr_proc_mutex_lock
+    (<mechanism>)", whichever mechanism Mutex selects. event has no accept mutex."""
+    if mpm == "event":
+        pytest.skip("event: no accept mutex")
+    h = make_httpd(extra_conf=ON + "Listen 127.0.0.1:%d\nMutex %s\n" % (free_port(), mech))
+    want = "apr_proc_mutex_lock (%s)" % mech
+    d = make_tmpdir("mod_pprof-it-cont-")
+    f = os.path.join(d, "block.pb.gz")
+    for _ in range(10):         # until a child that waited took the mutex
+        for _ in range(20):
+            r = h.get("/pprof-test/pid")
+            assert r.status == 200, r
+        with open(f, "wb") as fh:
+            fh.write(h.get(BLOCK).body)
+        p = go_pprof("-tags", f)
+        assert p.returncode == 0, p.stdout + p.stderr
+        if want in p.stdout:
+            break
+    assert want in p.stdout, p.stdout
