@@ -20,3 +20,12 @@ __attribute__((noinline)) int ppw_poll(struct pollfd *fds, nfds_t nfds, int time
     __asm__ volatile("" ::: "memory");
     return rc;
 }
+
+int ppw_mutex_unlock(pthread_mutex_t *m);
+
+__attribute__((noinline)) int ppw_mutex_unlock(pthread_mutex_t *m)
+{
+    int rc = pthread_mutex_unlock(m);
+    __asm__ volatile("" ::: "memory");
+    return rc;
+}
