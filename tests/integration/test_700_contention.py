@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import threading
+import time
 
 import pytest
 
@@ -193,3 +194,18 @@ def test_accept_mutex_is_labelled(make_httpd, mpm, mech):
         if want in p.stdout:
             break
     assert want in p.stdout, p.stdout
+
+
+def test_after_graceful_restart(make_httpd):
+    """The module is unloaded and loaded again: its hooks go and come back with it."""
+    h = make_httpd(extra_conf=ON)
+    fight(h, threads=2, ms=50)
+    h.graceful()
+    time.sleep(0.5)             # old children finish
+    waited = fight(h, threads=3, ms=100)
+    rows, out = top_ms(h, MUTEX, "delay")
+    assert "pprof_test_fight_unlock" in rows, out
+    # Old children's records may still answer (graceful): at least the new fight's.
+    assert rows["pprof_test_fight_unlock"] >= 0.8 * waited, (waited, out)
+    rows, out = top_ms(h, BLOCK, "delay")
+    assert rows["pprof_test_fight_wait"] >= 0.8 * waited, (waited, out)
