@@ -209,3 +209,24 @@ def test_after_graceful_restart(make_httpd):
     assert rows["pprof_test_fight_unlock"] >= 0.8 * waited, (waited, out)
     rows, out = top_ms(h, BLOCK, "delay")
     assert rows["pprof_test_fight_wait"] >= 0.8 * waited, (waited, out)
+
+
+def test_mutex_fraction_scales_as_go(make_httpd):
+    """PprofMutexProfileFraction 2: the profile is the recorded events times 2 (Go's
+    scaleMutexProfile); debug=1 shows them raw, with sampling period=2."""
+    h = make_httpd(extra_conf="PprofMutexProfileFraction 2\n")
+    for _ in range(20):
+        fight(h, threads=4, ms=5)
+        text = h.get(MUTEX + "?debug=1").body.decode()
+        if re.search(r"^\d+ \d+ @", text, re.M):
+            break
+    assert text.startswith("--- mutex:\ncycles/second=1000000000\nsampling period=2\n"), text
+    for _ in range(3):
+        text = h.get(MUTEX + "?debug=1").body.decode()
+        p = decoded(h.get(MUTEX).body)
+        raw = [(int(d), int(c)) for d, c in re.findall(r"^(\d+) (\d+) @", text, re.M)]
+        got = [tuple(int(v) for v in s["value"]) for s in p.m.get("sample", [])]
+        if sorted((2 * c, 2 * d) for d, c in raw) == sorted(got):
+            break
+    assert raw
+    assert sorted((2 * c, 2 * d) for d, c in raw) == sorted(got), (raw, got)
