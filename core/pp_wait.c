@@ -78,8 +78,9 @@ static void spin_unlock(int *f)
     __atomic_store_n(f, 0, __ATOMIC_RELEASE);
 }
 
-/* A waiter arrives: 1 if registered (then it must leave). */
-static int waiter_arrive(const void *m, uint64_t start)
+/* A waiter arrives: 1 if registered (then it must leave). Its start is counted from the
+ * last charge at the earliest (an unlock that charged before it registered). */
+static int waiter_arrive(const void *m, uint64_t *start)
 {
     waiters *w = slot_of(m);
     int ok = 0;
@@ -92,8 +93,11 @@ static int waiter_arrive(const void *m, uint64_t start)
             w->sum = 0;
             w->last = 0;
         }
+        if (*start < w->last) {
+            *start = w->last;
+        }
         w->n++;
-        w->sum += start;
+        w->sum += *start;
         ok = 1;
         __atomic_add_fetch(&nwaiting, 1, __ATOMIC_RELAXED);
     }
@@ -109,7 +113,8 @@ static void waiter_leave(const void *m, uint64_t start)
     waiters *w = slot_of(m);
 
     spin_lock(&w->spin);
-    w->sum -= start > w->last ? start : w->last;
+    start = start > w->last ? start : w->last;
+    w->sum = w->sum > start ? w->sum - start : 0;
     if (--w->n == 0) {
         w->addr = 0;
     }
@@ -126,10 +131,12 @@ static uint64_t charge(const void *m)
     if (__atomic_load_n(&w->addr, __ATOMIC_RELAXED) != (uintptr_t)m) {
         return 0;
     }
-    t = now_ns();
     spin_lock(&w->spin);
+    /* Read under the flag: every registered start is earlier (taken before its owner
+     * held the flag), so the charge is never negative. */
+    t = now_ns();
     if (w->addr == (uintptr_t)m && w->n) {
-        delay = (uint64_t)w->n * t - w->sum;
+        delay = (uint64_t)w->n * t > w->sum ? (uint64_t)w->n * t - w->sum : 0;
         w->sum = (uint64_t)w->n * t;
         w->last = t;
     }
@@ -225,7 +232,7 @@ static __attribute__((noinline)) int lock_busy(pthread_mutex_t *m)
 
     if (__atomic_load_n(&contender, __ATOMIC_ACQUIRE)) {
         start = now_ns();
-        registered = waiter_arrive(m, start);
+        registered = waiter_arrive(m, &start);
     }
     fn = __atomic_load_n(&observer, __ATOMIC_ACQUIRE);
     reported = fn && report(fn, PP_WAIT_LOCK);
