@@ -122,6 +122,11 @@ def test_debug1_text(make_httpd):
         assert recs, text
         func = "pprof_test_fight_wait" if path == BLOCK else "pprof_test_fight_unlock"
         assert re.search(r"^#\t0x[0-9a-f]+\t%s\+0x[0-9a-f]+\t" % func, text, re.M), text
+        # The index counts the records (the server's own waits may add some meanwhile).
+        name = path.rsplit("/", 1)[1]
+        index = h.get("/debug/pprof/").body.decode()
+        m = re.search(r"<tr><td>(\d+)</td><td><a href='%s\?debug=1'>" % name, index)
+        assert m and int(m.group(1)) >= len(recs), (len(recs), index)   # waits go on
 
 
 def test_seconds_delta(make_httpd):
