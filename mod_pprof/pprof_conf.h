@@ -15,6 +15,11 @@ typedef struct {
     int cpu_hz_set;
     apr_int64_t mem_rate;       /* PprofMemProfileRate: mean bytes between heap samples */
     int mem_rate_set;
+    apr_int64_t block_rate;     /* PprofBlockProfileRate: ns (Go's SetBlockProfileRate) */
+    int block_rate_set;
+    apr_int64_t mutex_fraction; /* PprofMutexProfileFraction: 1 in N (Go's
+                                   SetMutexProfileFraction) */
+    int mutex_fraction_set;
 } pprof_server_conf;
 
 /* The configuration of server s. */

@@ -11,7 +11,9 @@
     X(heap)            \
     X(trace)           \
     X(threadcreate)    \
-    X(goroutine)
+    X(goroutine)       \
+    X(block)           \
+    X(mutex)
 
 #define DECLARE(name) extern const pprof_kind pprof_kind_##name;
 #define ENTRY(name) &pprof_kind_##name,

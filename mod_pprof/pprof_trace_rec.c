@@ -120,7 +120,8 @@ static int wait_seen(int kind, const uint64_t *pcs, int npcs)
     tstate *s = tracing();
 
     if (!s || !s->task || (kind & PP_WAIT_ASK)) {
-        return s && s->task;    /* only waits inside a request, and only then unwound */
+        /* only lock and network waits inside a request, and only then unwound */
+        return s && s->task && (kind & ~PP_WAIT_ASK) != PP_WAIT_SYNC;
     }
     if (kind == PP_WAIT_DONE) {
         put(s, PP_TB_UNBLOCK, 0, NULL);

@@ -1,10 +1,10 @@
-"""The profiles that take Go's "seconds" delta (heap, allocs, goroutine, threadcreate) share
-Go's serveDeltaProfile checks, in Go's order, and the pid parameter's check."""
+"""The profiles that take Go's "seconds" delta (heap, allocs, goroutine, threadcreate,
+block, mutex) share Go's serveDeltaProfile checks, in Go's order, and the pid parameter's check."""
 import pytest
 
 from pprof_http import BAD_SECONDS, INCOMPATIBLE, TOO_LONG, check_error
 
-DELTA_PROFILES = ["heap", "allocs", "goroutine", "threadcreate"]
+DELTA_PROFILES = ["heap", "allocs", "goroutine", "threadcreate", "block", "mutex"]
 
 
 @pytest.mark.parametrize("name", DELTA_PROFILES)

@@ -11,6 +11,14 @@
  *                  them (per child), keep=0 unmaps each at once
  *   munmap         unmaps every chunk this child kept
  *   lock?ms=N      holds a process-wide mutex for N ms in pprof_test_lock_hold
+ *   fight?threads=T&ms=N  T threads fight over one mutex, each holding it N ms: each
+ *                  waits in pprof_test_fight_wait (pthread_mutex_lock) and unlocks in
+ *                  pprof_test_fight_unlock; answers "fought T waited X ms", X the waiting
+ *                  measured around every pthread_mutex_lock, summed
+ *   waitsem?ms=N   one sem_timedwait until N ms from now on a semaphore nobody posts, in
+ *                  pprof_test_wait_sem; answers "waited X ms"
+ *   waitrw?ms=N    a thread holds a rwlock for writing N ms while pprof_test_wait_rw
+ *                  waits in pthread_rwlock_rdlock; answers "waited X ms"
  *   backend?ms=N   waits N ms in poll() for a peer that does not answer, in
  *                  pprof_test_backend_wait (a slow backend)
  *   waitsleep?ms=N one usleep(N ms) in pprof_test_wait_sleep, not retried
@@ -37,6 +45,7 @@
 #include <dlfcn.h>
 #include <poll.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -269,6 +278,128 @@ NOINLINE void pprof_test_lock_hold(long ms)
     pthread_mutex_unlock(&test_lock);
 }
 
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_barrier_t go;
+    long ms;
+    double waited;              /* under mu */
+} fight;
+
+double pprof_test_wait_sem(long ms);
+double pprof_test_wait_rw(long ms);
+
+NOINLINE double pprof_test_wait_sem(long ms)
+{
+    sem_t sem;
+    struct timespec until;
+    double t0, took;
+
+    sem_init(&sem, 0, 0);
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += ms / 1000;
+    until.tv_nsec += (ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    t0 = now_ms();
+    while (sem_timedwait(&sem, &until) != 0 && errno == EINTR) {
+    }
+    took = now_ms() - t0;
+    sem_destroy(&sem);
+    return took;
+}
+
+typedef struct {
+    pthread_rwlock_t rw;
+    pthread_barrier_t held;
+    long ms;
+} rwhold;
+
+static NOINLINE void *pprof_test_rw_writer(void *arg)
+{
+    rwhold *h = arg;
+    pthread_rwlock_wrlock(&h->rw);
+    pthread_barrier_wait(&h->held);
+    pprof_test_sleep(h->ms);
+    pthread_rwlock_unlock(&h->rw);
+    return NULL;
+}
+
+NOINLINE double pprof_test_wait_rw(long ms)
+{
+    rwhold h;
+    pthread_t t;
+    double t0, took;
+
+    pthread_rwlock_init(&h.rw, NULL);
+    pthread_barrier_init(&h.held, NULL, 2);
+    h.ms = ms;
+    if (pthread_create(&t, NULL, pprof_test_rw_writer, &h) != 0) {
+        return -1;
+    }
+    pthread_barrier_wait(&h.held);
+    t0 = now_ms();
+    pthread_rwlock_rdlock(&h.rw);
+    took = now_ms() - t0;
+    pthread_rwlock_unlock(&h.rw);
+    pthread_join(t, NULL);
+    pthread_barrier_destroy(&h.held);
+    pthread_rwlock_destroy(&h.rw);
+    return took;
+}
+
+void pprof_test_fight_unlock(fight *f);
+void pprof_test_fight_wait(fight *f);
+double pprof_test_fight(long nthreads, long ms);
+
+NOINLINE void pprof_test_fight_unlock(fight *f)
+{
+    pthread_mutex_unlock(&f->mu);
+}
+
+NOINLINE void pprof_test_fight_wait(fight *f)
+{
+    double t0 = now_ms(), w;
+    pthread_mutex_lock(&f->mu);
+    w = now_ms() - t0;
+    f->waited += w;
+    pprof_test_sleep(f->ms);
+    pprof_test_fight_unlock(f);
+}
+
+static NOINLINE void *pprof_test_fight_main(void *arg)
+{
+    fight *f = arg;
+    pthread_barrier_wait(&f->go);
+    pprof_test_fight_wait(f);
+    return NULL;
+}
+
+NOINLINE double pprof_test_fight(long nthreads, long ms)
+{
+    fight f;
+    pthread_t t[64];
+    long i, n = 0;
+
+    pthread_mutex_init(&f.mu, NULL);
+    pthread_barrier_init(&f.go, NULL, (unsigned)nthreads);
+    f.ms = ms;
+    f.waited = 0;
+    for (i = 0; i < nthreads; i++) {
+        if (pthread_create(&t[i], NULL, pprof_test_fight_main, &f) != 0) {
+            break;
+        }
+        n++;
+    }
+    for (i = 0; i < n; i++) {
+        pthread_join(t[i], NULL);
+    }
+    pthread_barrier_destroy(&f.go);
+    pthread_mutex_destroy(&f.mu);
+    return n == nthreads ? f.waited : -1;
+}
+
 static NOINLINE void *pprof_test_thread_main(void *arg)
 {
     pprof_test_sleep((long)(intptr_t)arg);
@@ -356,6 +487,23 @@ static int test_handler(request_rec *r)
         pprof_test_munmap_all();
     } else if (strcmp(what, "lock") == 0) {
         pprof_test_lock_hold(arg_long(args, "ms", 100, 60000));
+    } else if (strcmp(what, "waitsem") == 0 || strcmp(what, "waitrw") == 0) {
+        long ms = arg_long(args, "ms", 100, 60000);
+        double took = what[4] == 's' ? pprof_test_wait_sem(ms) : pprof_test_wait_rw(ms);
+        ap_rprintf(r, "waited %.3f ms\n", took);
+        return OK;
+    } else if (strcmp(what, "fight") == 0) {
+        long n = arg_long(args, "threads", 4, 64);
+        double waited;
+        if (n < 2) {
+            n = 2;
+        }
+        waited = pprof_test_fight(n, arg_long(args, "ms", 50, 10000));
+        if (waited < 0) {
+            return HTTP_INTERNAL_SERVER_ERROR;
+        }
+        ap_rprintf(r, "fought %ld waited %.3f ms\n", n, waited);
+        return OK;
     } else if (strcmp(what, "backend") == 0) {
         pprof_test_backend_wait(arg_long(args, "ms", 100, 60000));
     } else if (strcmp(what, "thread") == 0) {

@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -58,6 +59,9 @@ static uint32_t my_tid(void)
 
 static int (*lib_lock)(pthread_mutex_t *);
 static int (*lib_poll)(struct pollfd *, nfds_t, int);
+static int (*lib_unlock)(pthread_mutex_t *);
+static int (*lib_cond_timedwait)(pthread_cond_t *, pthread_mutex_t *, const struct timespec *);
+static int (*lib_sem_wait)(sem_t *);
 
 /* Load the library, then hook: everything loaded is patched. */
 static void install(void)
@@ -67,6 +71,12 @@ static void install(void)
     ck_assert_msg(h != NULL, "dlopen %s: %s", TEST_WAITLIB, dlerror());
     *(void **)&lib_lock = dlsym(h, "ppw_mutex_lock");
     *(void **)&lib_poll = dlsym(h, "ppw_poll");
+    *(void **)&lib_unlock = dlsym(h, "ppw_mutex_unlock");
+    *(void **)&lib_cond_timedwait = dlsym(h, "ppw_cond_timedwait");
+    *(void **)&lib_sem_wait = dlsym(h, "ppw_sem_wait");
+    ck_assert_ptr_nonnull(lib_unlock);
+    ck_assert_ptr_nonnull(lib_cond_timedwait);
+    ck_assert_ptr_nonnull(lib_sem_wait);
     ck_assert_ptr_nonnull(lib_lock);
     ck_assert_ptr_nonnull(lib_poll);
     /* At least the library's two call sites. */
@@ -164,7 +174,7 @@ static int count_events(void)
 }
 
 /* The events of one thread, in order, as a string of letters: a ask lock, n ask net,
- * L lock, N net, D done. */
+ * s ask sync, L lock, N net, S sync, D done. */
 static const char *sequence(uint32_t tid)
 {
     static char buf[MAX_EVENTS + 1];
@@ -180,6 +190,8 @@ static const char *sequence(uint32_t tid)
         case PP_WAIT_NET | PP_WAIT_ASK: buf[k++] = 'n'; break;
         case PP_WAIT_LOCK: buf[k++] = 'L'; break;
         case PP_WAIT_NET: buf[k++] = 'N'; break;
+        case PP_WAIT_SYNC | PP_WAIT_ASK: buf[k++] = 's'; break;
+        case PP_WAIT_SYNC: buf[k++] = 'S'; break;
         case PP_WAIT_DONE: buf[k++] = 'D'; break;
         default: buf[k++] = '?'; break;
         }
@@ -831,6 +843,130 @@ START_TEST(the_observer_is_not_reentered_by_its_own_waits)
 }
 END_TEST
 
+/* ---- contention charged to the unlocker; cond, rwlock and sem waits --------------------- */
+
+static _Atomic int ncharges;
+static _Atomic uint64_t charged;
+static uint64_t charge_pcs[PP_WAIT_DEPTH];
+static _Atomic int charge_npcs;
+
+static void contended(uint64_t delay, const uint64_t *pcs, int npcs)
+{
+    if (atomic_fetch_add(&ncharges, 1) == 0 && pcs && npcs > 0) {
+        int n = npcs > PP_WAIT_DEPTH ? PP_WAIT_DEPTH : npcs;
+        memcpy(charge_pcs, pcs, (size_t)n * sizeof(*pcs));
+        atomic_store(&charge_npcs, n);
+    }
+    atomic_fetch_add(&charged, delay);
+}
+
+START_TEST(contention_is_charged_to_the_unlocker_with_the_waiting_it_caused)
+{
+    pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
+    waiter w1, w2;
+    int64_t t_start, t_held, t_end;
+    namer nm;
+
+    install();
+    ck_assert_int_ge(pp_wait_install_unlock(), 1);
+    pp_wait_contention(contended, 1);
+    ck_assert_int_eq(lib_lock(&m), 0);             /* free: taken at once, not charged */
+    t_start = mono_ns();
+    memset(&w1, 0, sizeof(w1));
+    memset(&w2, 0, sizeof(w2));
+    w1.m = w2.m = &m;
+    await_sleeping(start_waiter(&w1, lock_main));
+    await_sleeping(start_waiter(&w2, lock_main));
+    t_held = mono_ns();
+    sleep_ms(20);
+    ck_assert_int_eq(lib_unlock(&m), 0);           /* charged: two waiters */
+    t_end = mono_ns();
+    ck_assert_int_eq(pthread_join(w1.th, NULL), 0);
+    ck_assert_int_eq(pthread_join(w2.th, NULL), 0);
+    /* The waiters unlock from this executable, never hooked: one charge only. */
+    ck_assert_int_eq(atomic_load(&ncharges), 1);
+    ck_assert_int_ge((int64_t)atomic_load(&charged), 2 * (t_end - t_held) - 2 * MS);
+    ck_assert_int_le((int64_t)atomic_load(&charged), 2 * (t_end - t_start));
+    namer_init(&nm);
+    ck_assert_int_gt(atomic_load(&charge_npcs), 0);
+    ck_assert_str_eq(caller_at(&nm, charge_pcs[0]), "ppw_mutex_unlock");
+    namer_free(&nm);
+
+    /* Off: the same contention is not charged, and nothing is left registered. */
+    pp_wait_contention(NULL, 0);
+    ck_assert_int_eq(lib_lock(&m), 0);
+    memset(&w1, 0, sizeof(w1));
+    w1.m = &m;
+    await_sleeping(start_waiter(&w1, lock_main));
+    ck_assert_int_eq(lib_unlock(&m), 0);
+    ck_assert_int_eq(pthread_join(w1.th, NULL), 0);
+    ck_assert_int_eq(atomic_load(&ncharges), 1);
+    ck_assert_int_eq(pp_wait_untracked(), 0);
+}
+END_TEST
+
+static sem_t sem;
+static _Atomic uint32_t sem_tid;
+
+static void *sem_main(void *arg)
+{
+    (void)arg;
+    atomic_store(&sem_tid, my_tid());
+    lib_sem_wait(&sem);
+    return NULL;
+}
+
+START_TEST(cond_and_sem_waits_are_reported_as_sync_waits)
+{
+    pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
+    pthread_cond_t c = PTHREAD_COND_INITIALIZER;
+    struct timespec until;
+    pthread_t th;
+    const event *sy, *done;
+    uint32_t tid;
+    namer nm;
+
+    install();
+    ck_assert_int_ge(pp_wait_install_sync(), 2);
+    pp_wait_observe(observer);
+    /* A cond wait is always a wait: 10 ms of it, nobody signalling. */
+    pthread_mutex_lock(&m);
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_nsec += 10 * MS;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    ck_assert_int_eq(lib_cond_timedwait(&c, &m, &until), ETIMEDOUT);
+    pthread_mutex_unlock(&m);
+    ck_assert_str_eq(sequence(my_tid()), "sSD");
+    sy = find_event(my_tid(), PP_WAIT_SYNC);
+    done = find_event(my_tid(), PP_WAIT_DONE);
+    ck_assert_int_ge(done->ts - sy->ts, 9 * MS);
+    namer_init(&nm);
+    ck_assert_int_gt(sy->npcs, 0);
+    ck_assert_str_eq(caller_at(&nm, sy->pcs[0]), "ppw_cond_timedwait");
+
+    /* A sem_wait at 0 waits until posted; one with a count does not wait. */
+    sem_init(&sem, 0, 0);
+    ck_assert_int_eq(pthread_create(&th, NULL, sem_main, NULL), 0);
+    while (!(tid = atomic_load(&sem_tid))) {
+        sleep_ms(1);
+    }
+    await_sleeping(tid);
+    sem_post(&sem);
+    ck_assert_int_eq(pthread_join(th, NULL), 0);
+    ck_assert_str_eq(sequence(tid), "sSD");
+    sy = find_event(tid, PP_WAIT_SYNC);
+    ck_assert_str_eq(caller_at(&nm, sy->pcs[0]), "ppw_sem_wait");
+    sem_post(&sem);
+    ck_assert_int_eq(lib_sem_wait(&sem), 0);
+    ck_assert_str_eq(sequence(my_tid()), "sSD");   /* nothing more for this thread */
+    namer_free(&nm);
+    pp_wait_observe(NULL);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("pp_wait");
@@ -847,6 +983,8 @@ int main(void)
     tcase_add_test(tc, the_observer_is_not_reentered_by_its_own_waits);
     tcase_add_test(tc, observed_waits_leave_errno_as_the_real_calls_do);
     tcase_add_test(tc, cancellation_acts_where_the_real_calls_let_it);
+    tcase_add_test(tc, contention_is_charged_to_the_unlocker_with_the_waiting_it_caused);
+    tcase_add_test(tc, cond_and_sem_waits_are_reported_as_sync_waits);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
