@@ -1,41 +1,50 @@
 #include "pp_symreq.h"
 
-#include <errno.h>
-#include <stdlib.h>
 #include <string.h>
+
+/* A character's value as a digit of any base up to 36; 36 for what is no digit. */
+static unsigned digit_value(char c)
+{
+    if (c >= '0' && c <= '9') {
+        return (unsigned)(c - '0');
+    }
+    c = (char)(c | 0x20);
+    return c >= 'a' && c <= 'z' ? (unsigned)(c - 'a') + 10 : 36;
+}
 
 uint64_t pp_symreq_addr(const char *s, size_t len)
 {
-    char buf[80], *end;
-    int base = 10;
-    const char *digits = buf;
-    unsigned long long v;
+    const char *p = s, *end = s + len;
+    unsigned base = 10;
+    uint64_t v = 0;
+    int after_digit;            /* an underscore may only come between digits */
 
-    if (len == 0 || len >= sizeof(buf)) {
+    if (len == 0 || s[0] < '0' || s[0] > '9') {
         return 0;
     }
-    memcpy(buf, s, len);
-    buf[len] = '\0';
-    if (buf[0] < '0' || buf[0] > '9') {
-        return 0;
+    if (s[0] == '0') {
+        char x = len >= 3 ? (char)(s[1] | 0x20) : 0;
+        base = x == 'x' ? 16 : x == 'o' ? 8 : x == 'b' ? 2 : 8;
+        /* The prefix, or the octal 0, counts as a digit for the underscores. */
+        p += (x == 'x' || x == 'o' || x == 'b') ? 2 : 1;
     }
-    if (buf[0] == '0' && len > 1) {
-        switch (buf[1]) {
-        case 'x': case 'X': base = 16; digits = buf + 2; break;
-        case 'o': case 'O': base = 8; digits = buf + 2; break;
-        case 'b': case 'B': base = 2; digits = buf + 2; break;
-        default: base = 8; digits = buf + 1; break;
+    after_digit = p > s;
+    for (; p < end; p++) {
+        unsigned d;
+        if (*p == '_') {
+            if (!after_digit) {
+                return 0;
+            }
+            after_digit = 0;
+            continue;
         }
+        if ((d = digit_value(*p)) >= base || v > (UINT64_MAX - d) / base) {
+            return 0;           /* no digit of the base, or out of range */
+        }
+        v = v * base + d;
+        after_digit = 1;
     }
-    if (!*digits || *digits == '-' || *digits == '+' || *digits == ' ') {
-        return 0;
-    }
-    errno = 0;
-    v = strtoull(digits, &end, base);
-    if (errno || *end) {
-        return 0;
-    }
-    return (uint64_t)v;
+    return after_digit ? v : 0;
 }
 
 int pp_symreq_next(const char **p, const char *end, uint64_t *pc)

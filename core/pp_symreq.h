@@ -8,7 +8,8 @@
 #include <stdint.h>
 
 /* One word as Go's strconv.ParseUint(word, 0, 64) reads it: 0x/0o/0b prefixes, a leading
- * 0 for octal, no sign and no spaces. 0 for anything else, which Go's Symbol skips. */
+ * 0 for octal, underscores between digits, no sign, no spaces, any length. 0 for anything
+ * else, which Go's Symbol skips (out of range too: Go's maximum names no code either). */
 uint64_t pp_symreq_addr(const char *word, size_t len);
 
 /* The next word of the request [*p, end): 1 with its address in *pc (0 when it is none)

@@ -21,6 +21,16 @@ START_TEST(words_read_as_go_reads_them)
     ck_assert_uint_eq(addr("0B101"), 5);
     ck_assert_uint_eq(addr("18446744073709551615"), UINT64_MAX);
     ck_assert_uint_eq(addr("0xffffffffffffffff"), UINT64_MAX);
+    /* Go's underscores: between digits, the base prefix and the octal 0 count as one. */
+    ck_assert_uint_eq(addr("1_1"), 11);
+    ck_assert_uint_eq(addr("1_000_000"), 1000000);
+    ck_assert_uint_eq(addr("0x_4a_5b"), 0x4a5b);
+    ck_assert_uint_eq(addr("0_17"), 017);
+    ck_assert_uint_eq(addr("0b_1_0"), 2);
+    /* Any length: leading zeros are digits like any other. */
+    ck_assert_uint_eq(addr("0x00000000000000000000000000000000000000000000000000000000000000"
+                           "00000000000000000000000000000000000000000000000000000000004a5b"),
+                      0x4a5b);
 }
 END_TEST
 
@@ -31,6 +41,10 @@ START_TEST(what_is_no_address_is_zero)
     static const char *const bad[] = {
         "", "0", "-1", "+1", " 1", "1 ", "0x", "0xg", "09", "0b2", "0o8", "x1", "1x",
         "18446744073709551616", "0x10000000000000000", "0x-1", "0x+1", "0x 1",
+        /* What strtoull would take and Go does not: a second prefix, other spaces. */
+        "0x0x1", "0X0x1", "0x\t1", "0x\n1", "0b0b1", "00x1",
+        /* Underscores out of place. */
+        "_1", "1_", "1__0", "0x__1", "0b_", "0x_", "1_x", "0_x1",
     };
     size_t i;
 
