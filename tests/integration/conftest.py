@@ -13,9 +13,9 @@ Environment:
   PPROF_SANITIZE   set to 1 when the build was configured with --enable-sanitizers: every
                    apache2 runs with the ASan runtime preloaded (Debian's apache2 has no
                    ASan of its own, and an instrumented module must find the runtime
-                   loaded first) and the sanitizers' reports written to the server's
-                   sanitizer/ directory; any report fails the test at teardown, like a
-                   problem in error_log (see sanitizer_env)
+                   loaded first) and ASan's reports written to the server's sanitizer/
+                   directory (UBSan's go to error_log); any report fails the test at
+                   teardown, like a problem in error_log (see sanitizer_env)
 """
 import gzip
 import html
@@ -83,6 +83,12 @@ FATAL_LOG_PATTERNS = [
     "Aborted",
     "double free",
     "corrupted",
+    # The sanitizers' (configure --enable-sanitizers, PPROF_SANITIZE=1). UBSan writes to
+    # stderr, a child's error_log, whatever its options say when ASan is in the process.
+    "runtime error:",
+    "ERROR: AddressSanitizer",
+    "ERROR: LeakSanitizer",
+    "SUMMARY: UndefinedBehaviorSanitizer",
 ]
 PPROF_ERROR_RE = re.compile(r"\[pprof:(error|crit|alert|emerg)\]")
 PPROF_WARN_RE = re.compile(r"\[pprof:warn\]")
@@ -110,15 +116,18 @@ def asan_runtime():
 
 
 def sanitizer_env(logdir, env=None):
-    """The environment additions that run apache2 under the sanitizers, reporting into
-    logdir (one file per process: asan.PID, ubsan.PID):
+    """The environment additions that run apache2 under the sanitizers, ASan reporting
+    into logdir (one file per process: asan.PID):
       LD_PRELOAD     the ASan runtime first, then whatever env preloads;
       ASAN_OPTIONS   detect_leaks=0: httpd leaves its pools to the exit of each process,
                      so LeakSanitizer would only list those (the unit tests do check for
                      leaks); abort_on_error=0: a finding ends the process with exit code 1
                      instead of a core dump, its report is the log file;
       UBSAN_OPTIONS  the report with its stack, the process stopped (as the build's
-                     -fno-sanitize-recover=all does anyway);
+                     -fno-sanitize-recover=all does anyway). With ASan in the process,
+                     gcc's UBSan writes its reports to stderr, whatever log_path says: a
+                     child's stderr is the error_log, where "runtime error:" fails the run
+                     (FATAL_LOG_PATTERNS);
       PHP_INI_SCAN_DIR  empty: mod_php loads no extension (opcache, ctype, ...; the PHP
                      tests use none), because PHP dlopens extensions with RTLD_DEEPBIND,
                      which the ASan runtime refuses (it stops the process: see
@@ -130,7 +139,7 @@ def sanitizer_env(logdir, env=None):
     preload = [asan_runtime()] + [x for x in (env.get("LD_PRELOAD") or
                                               os.environ.get("LD_PRELOAD") or "").split()]
     asan = "detect_leaks=0:abort_on_error=0:log_path=%s/asan" % logdir
-    ubsan = "print_stacktrace=1:halt_on_error=1:log_path=%s/ubsan" % logdir
+    ubsan = "print_stacktrace=1:halt_on_error=1"
     env["LD_PRELOAD"] = " ".join(preload)
     env["ASAN_OPTIONS"] = ":".join(x for x in (asan, os.environ.get("ASAN_OPTIONS")) if x)
     env["UBSAN_OPTIONS"] = ":".join(x for x in (ubsan, os.environ.get("UBSAN_OPTIONS"))
