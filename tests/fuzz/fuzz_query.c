@@ -1,8 +1,8 @@
-/* libFuzzer target: the query values every endpoint parses (mod_pprof/pprof_collect.c,
+/* libFuzzer target: the query values every endpoint parses (mod_pprof/pprof_query.c,
  * built here with httpd's headers): pprof_parse_int against Go's strconv.ParseInt(s, 10,
  * 64) written out, pprof_parse_float for what its callers rely on. A value reaches them
  * as apr_table_get gives it: a C string, so the input is cut at its first NUL. */
-#include "pprof_collect.h"
+#include "pprof_query.h"
 
 #include <math.h>
 #include <stdint.h>
