@@ -3,11 +3,13 @@
 of each format, from which libFuzzer mutates. Run again after changing a format; the
 corpus also keeps regression inputs (regress-*: what a fuzz run once found), which this
 script leaves alone. Formats: core/pp_stacktab.h (records), core/pp_tbuf.h (pp_tb_record),
-/proc/PID/maps (proc(5))."""
+/proc/PID/maps (proc(5)), proto/pprof_wire.proto (encoded by protoc)."""
 import os
 import struct
+import subprocess
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+PROTO_DIR = os.path.join(os.path.dirname(os.path.dirname(HERE)), "proto")
 
 
 def write(target, name, data):
@@ -98,9 +100,43 @@ def trace():
           rec("TASK_BEGIN", 1500, 3, 0, b"") + rec("TASK_BEGIN", 1600, 3, 0, b"POST"))
 
 
+def encode(message, text):
+    return subprocess.run(["protoc", "--encode=ppwire." + message, "-I", PROTO_DIR,
+                           "pprof_wire.proto"], input=text.encode(), capture_output=True,
+                          check=True).stdout
+
+
+def wire():
+    """fuzz_wire's first byte: 0 a reply's bytes, 1 a framed reply, 2 a request."""
+    cpu = encode("Reply", """
+status: OK pid: 4242
+mappings { start: 0x55d4c8e2a000 end: 0x55d4c8e8c000 offset: 0x2a000 path: "/usr/sbin/apache2" }
+mappings { start: 0x7f3a20a4e000 end: 0x7f3a20ba3000 offset: 0x26000 path: "/lib/libc.so.6" }
+counters { name: "dropped" value: 3 } counters { name: "hz" value: 100 }
+stacks { key: 0x100000007 values: 12 pcs: 0x55d4c8e2b000 pcs: 0x7f3a20a4e100 }
+tags { id: 7 handler: "php-script" vhost: "www.example.com:80" }
+""")
+    threads = encode("Reply", """
+status: OK pid: 4243
+threads { tid: 4243 pcs: 0x7f3a20a4e100 answered: true state: 83 name: "apache2"
+          role: "worker" status: "writing" client: "127.0.0.1" vhost: "localhost:80"
+          request: "GET /x HTTP/1.1" handler: "pprof-test" seconds: 0.25 slot: 3 busy: true }
+threads { tid: 4244 answered: false state: 82 name: "apache2" role: "agent" seconds: -1 }
+sections { slot: 3 tid: 4243 records: "\\001\\000\\000\\000\\001\\000(\\000" }
+samples { ts: 123456789 tid: 4243 pcs: 0x55d4c8e2b000 pcs: 0x55d4c8e2b100 }
+""")
+    request = encode("Request", 'kind: "heap" op: TAKE gen: 2 hz: 100 deadline_us: 1700000000000000 '
+                     'flags: 1')
+    write("wire", "reply-cpu", b"\0" + cpu)
+    write("wire", "frame-threads", b"\1" + struct.pack("<I", len(threads)) + threads)
+    write("wire", "request", b"\2" + request)
+    write("wire", "reply-error", b"\0" + encode("Reply", 'status: ERROR error: "no memory"'))
+
+
 if __name__ == "__main__":
     symbol()
     query()
     maps()
     stacktab()
     trace()
+    wire()
