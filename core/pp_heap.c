@@ -204,8 +204,13 @@ static int live_insert(uintptr_t p, uint32_t bucket, uint64_t size)
     size_t i = live_slot(p), n;
     live_entry *tab;
 
-    if (!live && !(live = new_table())) {
-        return -1;
+    if (!atomic_load(&live)) {
+        /* In two steps: clang 14 refuses '!' on the value of an assignment to an atomic. */
+        live_entry *t = new_table();
+        if (!t) {
+            return -1;
+        }
+        atomic_store(&live, t);
     }
     /* Keep a quarter empty so probes end quickly; deleted slots are reclaimed first. */
     if (atomic_load(&live_used) + live_deleted >= LIVE_CAP - LIVE_CAP / 4 &&

@@ -79,8 +79,10 @@ int pp_tasks_list(const char *dir, uint32_t **out, size_t *outn)
     }
     closedir(d);
     /* Ascending, each once: a directory that changes while it is read may list an entry
-     * twice. */
-    qsort(tids, n, sizeof(*tids), by_value);
+     * twice. An empty directory leaves tids NULL, which qsort must not be given. */
+    if (n > 1) {
+        qsort(tids, n, sizeof(*tids), by_value);
+    }
     for (i = 0, j = 0; i < n; i++) {
         if (j == 0 || tids[j - 1] != tids[i]) {
             tids[j++] = tids[i];

@@ -881,13 +881,17 @@ static int one_record(void *baton, const pp_tb_record *r, const char *text)
         break;
     }
     case PP_TB_LOG: {
-        const char *value = text + strlen(text) + 1;
+        /* "key\0value", both within the record's text: pp_tbuf_walk vouches for the key's
+         * NUL only, so the value ends at its NUL or at the record's end. */
+        size_t room = r->size - sizeof(*r), klen = strlen(text);
+        const char *value = text + klen + 1;
+        size_t vlen = klen + 1 < room ? strnlen(value, room - klen - 1) : 0;
         uint64_t gid = task_of(t, th, r->a);
         run(t, th, ts);
         a[0] = gid;
         a[1] = string_id(t, text);
         a[2] = named_stack(t, "task");
-        event(t, g_of(t, th), stamp(th, ts), EV_LOG, a, 3, value, strlen(value));
+        event(t, g_of(t, th), stamp(th, ts), EV_LOG, a, 3, value, vlen);
         break;
     }
     default:

@@ -22,6 +22,8 @@ AC_DEFUN([PP_CHECK_APXS], [
     APU_INCLUDES="`$APU_CONFIG --includes 2>/dev/null`"
     HTTPD_CPPFLAGS="-I$APXS_INCLUDEDIR $APR_CPPFLAGS $APU_INCLUDES $APXS_EXTRA_CPPFLAGS"
     HTTPD_CFLAGS="$APR_CFLAGS"
+    dnl Only programs that link APR themselves need these (a fuzz target); modules do not.
+    APR_LIBS="`$APR_CONFIG --link-ld` `$APU_CONFIG --link-ld 2>/dev/null`"
     APXS_SBINDIR=`$APXS -q SBINDIR`
     APXS_TARGET=`$APXS -q TARGET`
     HTTPD_BIN="$APXS_SBINDIR/$APXS_TARGET"
@@ -36,6 +38,7 @@ AC_DEFUN([PP_CHECK_APXS], [
     AC_SUBST([APXS])
     AC_SUBST([HTTPD_CPPFLAGS])
     AC_SUBST([HTTPD_CFLAGS])
+    AC_SUBST([APR_LIBS])
     AC_SUBST([HTTPD_BIN])
     AC_SUBST([HTTPD_VERSION])
     AC_SUBST([APACHE_MODDIR])

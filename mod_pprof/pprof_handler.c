@@ -14,6 +14,7 @@
 
 #include "pp_heap.h"
 #include "pp_maps.h"
+#include "pp_symreq.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -101,42 +102,6 @@ static int serve_cmdline(request_rec *r, apr_table_t *args)
     return OK;
 }
 
-/* Go's strconv.ParseUint(word, 0, 64): 0x/0o/0b prefixes, a leading 0 for octal, no sign
- * and no spaces. 0 for anything else, which Go then skips. */
-static apr_uint64_t parse_uint0(const char *s, size_t len)
-{
-    char buf[80], *end;
-    int base = 10;
-    const char *digits = buf;
-    apr_uint64_t v;
-
-    if (len == 0 || len >= sizeof(buf)) {
-        return 0;
-    }
-    memcpy(buf, s, len);
-    buf[len] = '\0';
-    if (buf[0] < '0' || buf[0] > '9') {
-        return 0;
-    }
-    if (buf[0] == '0' && len > 1) {
-        switch (buf[1]) {
-        case 'x': case 'X': base = 16; digits = buf + 2; break;
-        case 'o': case 'O': base = 8; digits = buf + 2; break;
-        case 'b': case 'B': base = 2; digits = buf + 2; break;
-        default: base = 8; digits = buf + 1; break;
-        }
-    }
-    if (!*digits || *digits == '-' || *digits == '+' || *digits == ' ') {
-        return 0;
-    }
-    errno = 0;
-    v = strtoull(digits, &end, base);
-    if (errno || *end) {
-        return 0;
-    }
-    return v;
-}
-
 static int read_body(request_rec *r, char **out, apr_size_t *outlen)
 {
     apr_size_t cap = 8192, n = 0;
@@ -184,6 +149,7 @@ static int serve_symbol(request_rec *r, apr_table_t *args)
     pp_symbolizer *sym;
     char *body;
     const char *p, *end;
+    uint64_t pc;
     int rc;
 
     if (r->method_number == M_POST) {
@@ -204,17 +170,13 @@ static int serve_symbol(request_rec *r, apr_table_t *args)
         apr_brigade_puts(bb, NULL, NULL, "num_symbols: 1\n");
         maps = pp_maps_read(NULL);
         sym = maps ? pprof_symbols_lock() : NULL;
-        for (p = in, end = in + inlen; p < end && sym;) {
-            const char *plus = memchr(p, '+', (apr_size_t)(end - p));
-            apr_size_t wlen = plus ? (apr_size_t)(plus - p) : (apr_size_t)(end - p);
-            apr_uint64_t pc = parse_uint0(p, wlen);
+        for (p = in, end = in + inlen; sym && pp_symreq_next(&p, end, &pc);) {
             pp_frame fr[8];
 
             if (pc && pp_symbolize_pc(sym, maps, pc, 0, fr, 8, NULL) > 0 && fr[0].function) {
-                apr_brigade_printf(bb, NULL, NULL, "0x%" APR_UINT64_T_HEX_FMT " %s\n", pc,
-                                   fr[0].function);
+                apr_brigade_printf(bb, NULL, NULL, "0x%" APR_UINT64_T_HEX_FMT " %s\n",
+                                   (apr_uint64_t)pc, fr[0].function);
             }
-            p += wlen + 1;
         }
         if (sym) {
             pprof_symbols_unlock();

@@ -26,15 +26,15 @@ int pprof_parse_int(const char *s, apr_int64_t *out)
         return -1;
     }
     for (; *p; p++) {
-        if (*p < '0' || *p > '9') {
+        apr_uint64_t d = (apr_uint64_t)(*p - '0');
+        /* Checked before the product, which would wrap: 2^63 for a '-', else 2^63 - 1. */
+        if (*p < '0' || *p > '9' || v > ((apr_uint64_t)APR_INT64_MAX + neg - d) / 10) {
             return -1;
         }
-        v = v * 10 + (apr_uint64_t)(*p - '0');
-        if (v > (apr_uint64_t)APR_INT64_MAX + (apr_uint64_t)neg) {
-            return -1;
-        }
+        v = v * 10 + d;
     }
-    *out = neg ? -(apr_int64_t)v : (apr_int64_t)v;
+    /* -2^63 is an int64, 2^63 is not: negate what is one. */
+    *out = neg ? (v ? -(apr_int64_t)(v - 1) - 1 : 0) : (apr_int64_t)v;
     return 0;
 }
 

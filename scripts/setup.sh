@@ -12,7 +12,10 @@ PACKAGES=(
     python3 python3-pytest python3-protobuf
     curl wrk apache2-utils
     libapache2-mod-php8.2 php8.2-dev openssl
+    clang libclang-rt-14-dev
 )
+# clang and libclang-rt-14-dev (libFuzzer's runtime): make fuzz. The sanitizer build
+# (--enable-sanitizers) uses gcc's libasan and libubsan, which come with build-essential.
 
 # Go 1.23, whose `go tool trace` (the newer viewer) the trace tests also use; Debian 12
 # has it in the bookworm-backports suite, beside the default Go 1.19.

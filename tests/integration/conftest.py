@@ -10,6 +10,12 @@ Environment:
   PPROF_BUILDDIR   build tree holding mod_pprof/.libs/mod_pprof.so and
                    tests/module/.libs/mod_pprof_test.so (default: the source tree)
   PPROF_KEEP_TMP   set to 1 to keep the servers' temporary directories
+  PPROF_SANITIZE   set to 1 when the build was configured with --enable-sanitizers: every
+                   apache2 runs with the ASan runtime preloaded (Debian's apache2 has no
+                   ASan of its own, and an instrumented module must find the runtime
+                   loaded first) and ASan's reports written to the server's sanitizer/
+                   directory (UBSan's go to error_log); any report fails the test at
+                   teardown, like a problem in error_log (see sanitizer_env)
 """
 import gzip
 import html
@@ -77,9 +83,69 @@ FATAL_LOG_PATTERNS = [
     "Aborted",
     "double free",
     "corrupted",
+    # The sanitizers' (configure --enable-sanitizers, PPROF_SANITIZE=1). UBSan writes to
+    # stderr, a child's error_log, whatever its options say when ASan is in the process.
+    "runtime error:",
+    "ERROR: AddressSanitizer",
+    "ERROR: LeakSanitizer",
+    "SUMMARY: UndefinedBehaviorSanitizer",
 ]
 PPROF_ERROR_RE = re.compile(r"\[pprof:(error|crit|alert|emerg)\]")
 PPROF_WARN_RE = re.compile(r"\[pprof:warn\]")
+
+
+SANITIZE = os.environ.get("PPROF_SANITIZE") == "1"
+
+
+_asan_runtime = None
+
+
+def asan_runtime():
+    """The ASan runtime that mod_pprof.so was linked against (its path, from ldd)."""
+    global _asan_runtime
+    if _asan_runtime:
+        return _asan_runtime
+    p = subprocess.run(["ldd", MOD_PPROF], capture_output=True, text=True, timeout=60)
+    for line in p.stdout.splitlines():
+        m = re.match(r"\s*libasan\.so\S* => (\S+)", line)
+        if m:
+            _asan_runtime = m.group(1)
+            return _asan_runtime
+    pytest.fail("PPROF_SANITIZE=1 but %s is not linked with ASan (configure "
+                "--enable-sanitizers): %s%s" % (MOD_PPROF, p.stdout, p.stderr), pytrace=False)
+
+
+def sanitizer_env(logdir, env=None):
+    """The environment additions that run apache2 under the sanitizers, ASan reporting
+    into logdir (one file per process: asan.PID):
+      LD_PRELOAD     the ASan runtime first, then whatever env preloads;
+      ASAN_OPTIONS   detect_leaks=0: httpd leaves its pools to the exit of each process,
+                     so LeakSanitizer would only list those (the unit tests do check for
+                     leaks); abort_on_error=0: a finding ends the process with exit code 1
+                     instead of a core dump, its report is the log file;
+      UBSAN_OPTIONS  the report with its stack, the process stopped (as the build's
+                     -fno-sanitize-recover=all does anyway). With ASan in the process,
+                     gcc's UBSan writes its reports to stderr, whatever log_path says: a
+                     child's stderr is the error_log, where "runtime error:" fails the run
+                     (FATAL_LOG_PATTERNS);
+      PHP_INI_SCAN_DIR  empty: mod_php loads no extension (opcache, ctype, ...; the PHP
+                     tests use none), because PHP dlopens extensions with RTLD_DEEPBIND,
+                     which the ASan runtime refuses (it stops the process: see
+                     google/sanitizers#611).
+    ASAN_OPTIONS and UBSAN_OPTIONS already in the environment come after ours: theirs win.
+    Nothing else is turned off: the heap sampler's GOT-patched malloc calls through to
+    ASan's (its real_malloc is the malloc the dynamic linker resolves: the preloaded one)."""
+    env = dict(env or {})
+    preload = [asan_runtime()] + [x for x in (env.get("LD_PRELOAD") or
+                                              os.environ.get("LD_PRELOAD") or "").split()]
+    asan = "detect_leaks=0:abort_on_error=0:log_path=%s/asan" % logdir
+    ubsan = "print_stacktrace=1:halt_on_error=1"
+    env["LD_PRELOAD"] = " ".join(preload)
+    env["ASAN_OPTIONS"] = ":".join(x for x in (asan, os.environ.get("ASAN_OPTIONS")) if x)
+    env["UBSAN_OPTIONS"] = ":".join(x for x in (ubsan, os.environ.get("UBSAN_OPTIONS"))
+                                    if x)
+    env.setdefault("PHP_INI_SCAN_DIR", "")
+    return env
 
 
 def _check_modules():
@@ -159,6 +225,13 @@ class Httpd:
         self.timeout = timeout
         self.extra_conf = extra_conf
         # Extra process environment for apache2 (e.g. USE_ZEND_ALLOC=0 for PHP).
+        self.sanitizer_dir = None
+        if SANITIZE:
+            # Written by the parent (root) and the children (www-data).
+            self.sanitizer_dir = os.path.join(self.dir, "sanitizer")
+            os.makedirs(self.sanitizer_dir, exist_ok=True)
+            os.chmod(self.sanitizer_dir, 0o1777)
+            env = sanitizer_env(self.sanitizer_dir, env)
         self.env = dict(os.environ, **(env or {}))
         self.conf = os.path.join(self.dir, "httpd.conf")
         self.pidfile = os.path.join(self.dir, "httpd.pid")
@@ -262,10 +335,24 @@ CustomLog "{access_log}" pprof_it
             pid = self.read_pid()
             if pid and pid_alive(pid) and self._answers():
                 self.parent_pid = pid
+                if SANITIZE:
+                    self._check_sanitized(pid)
                 return self
             time.sleep(0.05)
         self._fail("server did not answer on port %d within %ds" % (self.port,
                                                                     START_TIMEOUT))
+
+    def _check_sanitized(self, pid):
+        """PPROF_SANITIZE: the parent really runs with the ASan runtime (so does every
+        child, a fork of it)."""
+        try:
+            with open("/proc/%d/maps" % pid) as f:
+                maps = f.read()
+        except OSError:
+            return
+        if os.path.basename(asan_runtime()) not in maps:
+            self._fail("PPROF_SANITIZE=1 but apache2 (pid %d) has no %s mapped" % (
+                pid, asan_runtime()))
 
     def stop(self):
         if not self.running:
@@ -385,9 +472,30 @@ CustomLog "{access_log}" pprof_it
                 out.append(int(d))
         return sorted(out)
 
+    def sanitizer_reports(self):
+        """{file name: text} of the sanitizers' reports (PPROF_SANITIZE), none if clean."""
+        out = {}
+        if not self.sanitizer_dir or not os.path.isdir(self.sanitizer_dir):
+            return out
+        for name in sorted(os.listdir(self.sanitizer_dir)):
+            try:
+                with open(os.path.join(self.sanitizer_dir, name), errors="replace") as f:
+                    text = f.read()
+            except OSError:
+                continue
+            if text.strip():
+                out[name] = text
+        return out
+
     def log_problems(self):
-        """error_log lines that fail a run (see check_error_log)."""
+        """What fails a run (see check_error_log): the first lines of each sanitizer
+        report, then the error_log lines."""
         bad = []
+        for name, text in self.sanitizer_reports().items():
+            lines = text.splitlines()
+            bad.append("sanitizer report %s/%s:\n  %s%s" % (
+                self.sanitizer_dir, name, "\n  ".join(lines[:60]),
+                "\n  ... (%d more lines)" % (len(lines) - 60) if len(lines) > 60 else ""))
         for line in self.error_log().splitlines():
             if any(p in line for p in FATAL_LOG_PATTERNS) or PPROF_ERROR_RE.search(line):
                 bad.append(line)

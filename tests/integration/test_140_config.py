@@ -10,7 +10,7 @@ from conftest import APACHE2
 def test_bad_cpu_rate_fails_config_test(make_httpd, value):
     h = make_httpd(extra_conf='PprofCPURate "%s"\n' % value, start=False)
     p = subprocess.run([APACHE2, "-f", h.conf, "-t"], capture_output=True, text=True,
-                       timeout=60)
+                       timeout=60, env=h.env)
     assert p.returncode != 0
     out = p.stdout + p.stderr
     assert "PprofCPURate: '%s' is not a rate from 1 to 1000" % value in out, out
@@ -19,7 +19,7 @@ def test_bad_cpu_rate_fails_config_test(make_httpd, value):
 def test_missing_cpu_rate_fails_config_test(make_httpd):
     h = make_httpd(extra_conf='PprofCPURate ""\n', start=False)
     p = subprocess.run([APACHE2, "-f", h.conf, "-t"], capture_output=True, text=True,
-                       timeout=60)
+                       timeout=60, env=h.env)
     assert p.returncode != 0
     assert "PprofCPURate takes one argument" in p.stdout + p.stderr
 
@@ -27,5 +27,5 @@ def test_missing_cpu_rate_fails_config_test(make_httpd):
 def test_good_cpu_rate_is_accepted(make_httpd):
     h = make_httpd(extra_conf="PprofCPURate 250\n", start=False)
     p = subprocess.run([APACHE2, "-f", h.conf, "-t"], capture_output=True, text=True,
-                       timeout=60)
+                       timeout=60, env=h.env)
     assert p.returncode == 0, p.stdout + p.stderr

@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from conftest import BUILDDIR, MOD_PPROF_TEST, SRCDIR, go_pprof, protoc_decode
+from conftest import BUILDDIR, MOD_PPROF_TEST, SANITIZE, SRCDIR, go_pprof, protoc_decode
 from pprof_output import DecodedProfile, parse_top as read_top, parse_tags
 from pprof_http import check_profile_response
 
@@ -729,6 +729,9 @@ def legacy_inuse(raw):
 
 DELTA_SECONDS = 2
 PRE_CHURN = 3 * MiB + 4096     # churned before the window: an object size of its own
+# How long before the window's end the churn stops: a churn request (ten 1 MiB objects)
+# takes ~2 ms, but ~100 ms under ASan and up to a second on a loaded machine.
+CHURN_MARGIN = 1.0 if SANITIZE else 0.5
 
 
 class Delta:
@@ -773,9 +776,9 @@ def delta(httpd):
             conn.close()
 
     out.t0 = time.time()
-    # Churn from 0.3 s (both first snapshots taken) to 0.5 s before the window ends:
-    # nothing of it is in flight when the last snapshots are taken.
-    churn_until = time.monotonic() + DELTA_SECONDS - 0.5
+    # Churn from 0.3 s (both first snapshots taken) to CHURN_MARGIN before the window
+    # ends: nothing of it is in flight when the last snapshots are taken.
+    churn_until = time.monotonic() + DELTA_SECONDS - CHURN_MARGIN
     deltas = [threading.Thread(target=get_delta, args=(p,), daemon=True)
               for p in (HEAP, ALLOCS)]
     for t in deltas:

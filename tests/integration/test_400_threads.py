@@ -23,8 +23,8 @@ import time
 
 import pytest
 
-from conftest import (MODULES_DIR, SRCDIR, Httpd, _finish, _check_modules, go_pprof,
-                      make_tmpdir, protoc_decode)
+from conftest import (MODULES_DIR, SANITIZE, SRCDIR, Httpd, _finish, _check_modules,
+                      go_pprof, make_tmpdir, protoc_decode)
 from pprof_output import DecodedProfile, parse_top as read_top, parse_tags as read_tags
 from pprof_http import check_profile_response, check_text_response
 
@@ -32,7 +32,9 @@ GOROUTINE = "/debug/pprof/goroutine"
 THREADCREATE = "/debug/pprof/threadcreate"
 
 SLEEPERS = 4
-SLEEP_MS = 4000
+# The fetches made while they sleep must end 0.3 s before they wake: longer under ASan,
+# where a dump of prefork's children beside the burners takes seconds on a loaded machine.
+SLEEP_MS = 6000 if SANITIZE else 4000
 SLEEP = "/pprof-test/sleep?ms=%d" % SLEEP_MS
 SLEEP_LINE = "GET %s HTTP/1.1" % SLEEP
 BURNERS = 2
@@ -1026,6 +1028,9 @@ def test_waits_keep_their_length_under_dumps_and_cpu_profile(srv):
         assert m and m.group(1).decode() == verb, r.body
         lengths[kind] = float(m.group(2))
     late = max(0.0, res["control"] - WAIT_MS)
+    # Fewer dumps from a loaded machine, and under ASan (a dump of prefork's children takes
+    # ~200 ms there).
+    slow = late >= 5 or SANITIZE
     print("wait lengths (ms) under %d dumps and a CPU profile: %s; an unobserved sleep here: "
           "%.1f" % (len(dumps), lengths, res["control"]))
     for kind, ms in lengths.items():
@@ -1035,7 +1040,7 @@ def test_waits_keep_their_length_under_dumps_and_cpu_profile(srv):
             "%s took %.1f ms, not %d (+10, +%.1f: the machine's lateness)" % (
                 kind, ms, WAIT_MS, 2 * late)
     # Every 100 ms (a loaded machine slows the dumps of prefork's many children down).
-    assert len(dumps) >= (8 if late < 5 else 4), [d[0] for d in dumps]
+    assert len(dumps) >= (4 if slow else 8), [d[0] for d in dumps]
     # The dumps from 300 ms on (the requests are in their handlers by then) show each wait.
     seen = 0
     for at, debug, r in dumps:
@@ -1053,7 +1058,7 @@ def test_waits_keep_their_length_under_dumps_and_cpu_profile(srv):
             check_text_response(r)
             for _, fn in WAITS.values():
                 assert "\t%s+0x" % fn in r.text, (fn, r.text)
-    assert seen >= (6 if late < 5 else 2), [d[0] for d in dumps]
+    assert seen >= (2 if slow else 6), [d[0] for d in dumps]
 
 
 def test_delta(srv):

@@ -116,9 +116,30 @@ static void print_stack(namer *nm, const pp_thread_stack *st)
     }
 }
 
+/* Under ASan (configure --enable-sanitizers), a thread waiting in a call that ASan
+ * intercepts (read, poll...) is cut at the interceptor: libasan keeps frame pointers and
+ * the libc call below leaves rbp alone, which the register-only unwinder cannot recover
+ * (pp_regunwind.h: cut short, never made up). That, and only under ASan, is forgiven. */
+static int cut_at_asan_interceptor(namer *nm, const pp_thread_stack *st)
+{
+#ifdef __SANITIZE_ADDRESS__
+    uint32_t last = st->npcs - 1;
+
+    if (st->npcs > 0 && strncmp(name_of(nm, last == 0 ? st->pcs[0] : st->pcs[last] - 1),
+                                "__interceptor_", 14) == 0) {
+        fprintf(stderr, "thread %u (%s): cut at ASan's interceptor\n", st->tid, st->name);
+        return 1;
+    }
+#else
+    (void)nm;
+    (void)st;
+#endif
+    return 0;
+}
+
 static void assert_stack_has(namer *nm, const pp_thread_stack *st, const char *fn)
 {
-    if (!stack_has(nm, st, fn)) {
+    if (!stack_has(nm, st, fn) && !cut_at_asan_interceptor(nm, st)) {
         print_stack(nm, st);
         ck_abort_msg("thread %u (%s): no frame in %s", st->tid, st->name, fn);
     }

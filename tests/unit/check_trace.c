@@ -426,6 +426,59 @@ START_TEST(proc_starts_only_on_a_known_thread_id)
 }
 END_TEST
 
+/* One record as a writer lays it out: header, text (len bytes, as given), zeros to size. */
+static size_t put_record(unsigned char *buf, int kind, uint64_t ts, uint64_t a,
+                         const char *text, size_t len, size_t size)
+{
+    pp_tb_record r;
+
+    memset(&r, 0, sizeof(r));
+    r.gen = 1;
+    r.kind = (uint16_t)kind;
+    r.size = (uint16_t)size;
+    r.ts = ts;
+    r.a = a;
+    memset(buf, 0, size);
+    memcpy(buf, &r, sizeof(r));
+    memcpy(buf + sizeof(r), text, len);
+    return size;
+}
+
+START_TEST(log_value_ends_with_its_record)
+{
+    /* A log record whose value has no NUL of its own (a torn or forged record: the walk
+     * only vouches for the key's): the value is what the record holds, not a byte more. */
+    uint64_t t0 = 1000;
+    pp_trace *t = pp_trace_new(t0);
+    unsigned char buf[256];
+    size_t n = 0, len, i;
+    const unsigned char *data;
+    int th = pp_trace_thread(t, 5, 0, 55, PP_TRACE_RUNNING), found = 0;
+
+    n += put_record(buf + n, PP_TB_WAKE, t0 + 10, 0, "", 1, sizeof(pp_tb_record) + 8);
+    n += put_record(buf + n, PP_TB_LOG, t0 + 20, 0, "uri\0/index.html!", 16,
+                    sizeof(pp_tb_record) + 16);
+    n += put_record(buf + n, PP_TB_IDLE, t0 + 30, 0, "", 1, sizeof(pp_tb_record) + 8);
+    ck_assert_int_eq(pp_trace_records(t, th, buf, n), 0);
+    /* The same record last in its buffer: nothing past the buffer is read (ASan). */
+    n = put_record(buf, PP_TB_LOG, t0 + 40, 0, "uri\0/index.html!", 16,
+                   sizeof(pp_tb_record) + 16);
+    ck_assert_int_eq(pp_trace_records(t, th, buf, n), 0);
+    ck_assert_int_eq(pp_trace_finish(t, t0 + 100), 0);
+    data = pp_trace_data(t, &len);
+    /* The event's string: its length (12, a one-byte varint), then its bytes. */
+    for (i = 0; i + 13 <= len; i++) {
+        if (memcmp(data + i, "/index.html!", 12) == 0) {
+            ck_assert_uint_gt(i, 0);
+            ck_assert_uint_eq(data[i - 1], 12);
+            found++;
+        }
+    }
+    ck_assert_int_eq(found, 2);
+    pp_trace_free(t);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("pp_trace");
@@ -439,6 +492,7 @@ int main(void)
     tcase_add_test(tc, dump_creates_are_the_earliest_events_alone);
     tcase_add_test(tc, transitions_end_in_the_thread_frame);
     tcase_add_test(tc, proc_starts_only_on_a_known_thread_id);
+    tcase_add_test(tc, log_value_ends_with_its_record);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

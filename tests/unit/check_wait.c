@@ -411,10 +411,19 @@ START_TEST(without_an_observer_calls_go_through_unchanged)
     ck_assert_int_eq(lib_poll(&p, 1, 1000), 1);
     ck_assert_int_eq(p.revents, POLLNVAL);
     ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
-    if (rl.rlim_cur != RLIM_INFINITY) {
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < (1u << 24)) {
+        /* The kernel refuses more fds than RLIMIT_NOFILE before it reads any; the array
+         * is whole all the same, as the call's contract wants (ASan's poll reads it). */
+        struct pollfd *many = calloc((size_t)rl.rlim_cur + 1, sizeof(*many));
+        nfds_t k;
+        ck_assert_ptr_nonnull(many);
+        for (k = 0; k <= (nfds_t)rl.rlim_cur; k++) {
+            many[k].fd = -1;
+        }
         errno = 0;
-        ck_assert_int_eq(lib_poll(&p, (nfds_t)rl.rlim_cur + 1, 1000), -1);
+        ck_assert_int_eq(lib_poll(many, (nfds_t)rl.rlim_cur + 1, 1000), -1);
         ck_assert_int_eq(errno, EINVAL);
+        free(many);
     }
 
     memset(&w, 0, sizeof(w));
@@ -701,10 +710,19 @@ START_TEST(observed_waits_leave_errno_as_the_real_calls_do)
     ck_assert_str_eq(sequence(tid), "nND");
 
     ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
-    if (rl.rlim_cur != RLIM_INFINITY) {
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < (1u << 24)) {
+        /* The kernel refuses more fds than RLIMIT_NOFILE before it reads any; the array
+         * is whole all the same, as the call's contract wants (ASan's poll reads it). */
+        struct pollfd *many = calloc((size_t)rl.rlim_cur + 1, sizeof(*many));
+        nfds_t k;
+        ck_assert_ptr_nonnull(many);
+        for (k = 0; k <= (nfds_t)rl.rlim_cur; k++) {
+            many[k].fd = -1;
+        }
         errno = 0;
-        ck_assert_int_eq(lib_poll(&p, (nfds_t)rl.rlim_cur + 1, 1000), -1);
+        ck_assert_int_eq(lib_poll(many, (nfds_t)rl.rlim_cur + 1, 1000), -1);
         ck_assert_int_eq(errno, EINVAL);
+        free(many);
     }
     pp_wait_observe(NULL);
     close(fds[0]);
