@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up (as scripts/setup.sh), then run the test suite. Run as root on Debian 12.
 #
-#   scripts/test.sh              the core's unit tests (Check), make distcheck, and the
+#   scripts/test.sh              everything below, one after the other (what CI runs)
+#   scripts/test.sh --default    the core's unit tests (Check), make distcheck, and the
 #                                integration tests against Debian's real apache2 under every
 #                                MPM
 #   scripts/test.sh --sanitize   the sanitizer pass: a build configured with
@@ -11,7 +12,7 @@
 #                                with the ASan runtime preloaded (PPROF_SANITIZE=1, see
 #                                tests/integration/conftest.py)
 #   scripts/test.sh --fuzz       make fuzz, FUZZ_SECONDS (default 20) per target
-#   scripts/test.sh --all        all three, one after the other (what CI runs)
+#   scripts/test.sh --all        the same as no argument
 #
 # Each part prints its own results; the last line is "N passed, N failed" for them all.
 # PYTEST_ARGS is passed to every pytest run.
@@ -23,11 +24,11 @@ run_default=0
 run_sanitize=0
 run_fuzz=0
 case "${1:-}" in
-    "") run_default=1 ;;
+    ""|--all) run_default=1; run_sanitize=1; run_fuzz=1 ;;
+    --default) run_default=1 ;;
     --sanitize) run_sanitize=1 ;;
     --fuzz) run_fuzz=1 ;;
-    --all) run_default=1; run_sanitize=1; run_fuzz=1 ;;
-    *) echo "usage: $0 [--sanitize | --fuzz | --all]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--default | --sanitize | --fuzz | --all]" >&2; exit 2 ;;
 esac
 
 # The integration tests of the sanitizer pass: all but the files that never load
