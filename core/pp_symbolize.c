@@ -414,7 +414,9 @@ static void remember(pp_symbolizer *s, const void *key, size_t keylen, const pp_
     }
     s->sites[ix].first = (uint32_t)s->npool;
     s->sites[ix].n = (uint32_t)n;
-    memcpy(s->pool + s->npool, frames, (size_t)n * sizeof(*frames));
+    if (n > 0) {                /* a site with no frames: frames may be NULL */
+        memcpy(s->pool + s->npool, frames, (size_t)n * sizeof(*frames));
+    }
     s->npool += (size_t)n;
     s->nsites++;
 }

@@ -301,8 +301,10 @@ static ALWAYS_INLINE int walk(const pp_interp_ctx *ctx, pp_interp_frame *frames,
          * samples are 10 ms of PHP apart): start the next frame's and this function's
          * lines now, so that they overlap (a prefetch never faults). */
         __builtin_prefetch(ex->prev_execute_data);
-        __builtin_prefetch(&ex->func->op_array.filename);
-        __builtin_prefetch(&ex->func->op_array.opcodes);
+        if (ex->func) {         /* no member address of a NULL function (UBSan) */
+            __builtin_prefetch(&ex->func->op_array.filename);
+            __builtin_prefetch(&ex->func->op_array.opcodes);
+        }
         /* zend_call_function's frames have no function: nothing to show. */
         if (ex->func) {
             if (!plausible(ex->func, 8) ||

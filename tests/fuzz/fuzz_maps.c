@@ -22,7 +22,10 @@ static void check(const pp_maps *m)
 
     for (i = 0; i < n; i++) {
         const pp_map_entry *e = pp_maps_get(m, i);
-        if (!e || !e->path || (e->path[0] != '/' && strcmp(e->path, "[vdso]") != 0)) {
+        /* Kept: executable file mappings, the vDSO, and interpreter records
+         * ("[pp-interp] ...", pp_interp's pseudo-mappings). */
+        if (!e || !e->path || (e->path[0] != '/' && strcmp(e->path, "[vdso]") != 0 &&
+                               strncmp(e->path, "[pp-interp] ", 12) != 0)) {
             fprintf(stderr, "entry %zu is no executable file mapping\n", i);
             abort();
         }

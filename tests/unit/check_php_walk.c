@@ -19,10 +19,35 @@
 
 #define NOPS 10
 
+/* Every block a test builds is kept here and freed when the test ends (the sanitizer
+ * pass runs the suites under LeakSanitizer). */
+static void *kept[4096];
+static size_t nkept;
+
+static void *keep(void *p)
+{
+    ck_assert_ptr_nonnull(p);
+    ck_assert_uint_lt(nkept, sizeof(kept) / sizeof(kept[0]));
+    kept[nkept++] = p;
+    return p;
+}
+
+static void *tcalloc(size_t n, size_t size)
+{
+    return keep(calloc(n, size));
+}
+
+static void free_kept(void)
+{
+    while (nkept > 0) {
+        free(kept[--nkept]);
+    }
+}
+
 static zend_string *zs(const char *s, zend_ulong h)
 {
     size_t n = strlen(s);
-    zend_string *z = aligned_alloc(8, (_ZSTR_STRUCT_SIZE(n) + 7) & ~(size_t)7);
+    zend_string *z = keep(aligned_alloc(8, (_ZSTR_STRUCT_SIZE(n) + 7) & ~(size_t)7));
 
     memset(z, 0, _ZSTR_STRUCT_SIZE(n));
     z->gc.refcount = 1;
@@ -36,7 +61,7 @@ static zend_string *zs(const char *s, zend_ulong h)
 static zend_function *user_fn(const char *name, const char *file, uint32_t first_line,
                               zend_class_entry *scope)
 {
-    zend_function *f = calloc(1, sizeof(*f));
+    zend_function *f = tcalloc(1, sizeof(*f));
     uint32_t i;
 
     f->op_array.type = ZEND_USER_FUNCTION;
@@ -45,7 +70,7 @@ static zend_function *user_fn(const char *name, const char *file, uint32_t first
     f->op_array.filename = zs(file, 0x2000 + strlen(file));
     f->op_array.line_start = first_line;
     f->op_array.last = NOPS;
-    f->op_array.opcodes = calloc(NOPS, sizeof(zend_op));
+    f->op_array.opcodes = tcalloc(NOPS, sizeof(zend_op));
     for (i = 0; i < NOPS; i++) {
         f->op_array.opcodes[i].lineno = first_line + i;
     }
@@ -54,7 +79,7 @@ static zend_function *user_fn(const char *name, const char *file, uint32_t first
 
 static zend_function *internal_fn(const char *name)
 {
-    zend_function *f = calloc(1, sizeof(*f));
+    zend_function *f = tcalloc(1, sizeof(*f));
 
     f->internal_function.type = ZEND_INTERNAL_FUNCTION;
     f->internal_function.function_name = zs(name, 0x3000);
@@ -63,7 +88,7 @@ static zend_function *internal_fn(const char *name)
 
 static zend_class_entry *class_named(const char *name)
 {
-    zend_class_entry *ce = calloc(1, sizeof(*ce));
+    zend_class_entry *ce = tcalloc(1, sizeof(*ce));
 
     ce->name = zs(name, 0x4000);
     return ce;
@@ -78,16 +103,16 @@ typedef struct {
 
 static chain *chain_new(void)
 {
-    chain *c = calloc(1, sizeof(*c));
+    chain *c = tcalloc(1, sizeof(*c));
 
-    c->eg = calloc(1, sizeof(*c->eg));
+    c->eg = tcalloc(1, sizeof(*c->eg));
     pprof_php_walk_init(c->eg);
     return c;
 }
 
 static zend_execute_data *push(chain *c, zend_function *f, int op_index, uint32_t call_info)
 {
-    zend_execute_data *ex = calloc(1, sizeof(*ex));
+    zend_execute_data *ex = tcalloc(1, sizeof(*ex));
 
     ex->func = f;
     if (f && f->type != ZEND_INTERNAL_FUNCTION && op_index >= 0) {
@@ -416,6 +441,7 @@ int main(void)
     SRunner *sr;
     int failed;
 
+    tcase_add_checked_fixture(tc, NULL, free_kept);
     tcase_add_test(tc, a_chain_is_named_newest_first_with_files_and_lines);
     tcase_add_test(tc, without_an_executor_or_a_frame_there_is_nothing);
 #if defined(__x86_64__) || defined(__aarch64__)
