@@ -14,6 +14,7 @@
 #include "pp_symbolize.h"
 
 #include <check.h>
+#include "unit_util.h"
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -89,26 +90,6 @@ static int64_t thread_cpu_ns(void)
 
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = { 0, (long)ms * 1000000L };
-
-    nanosleep(&ts, NULL);
-}
-
-static pid_t my_tid(void)
-{
-    return (pid_t)syscall(SYS_gettid);
 }
 
 /* Every burn uses at least its minimum of CPU, then goes on until enough() says it has
@@ -246,32 +227,10 @@ static int counted_enough(void *arg)
 
 /* ---- naming PCs ----------------------------------------------------------------------- */
 
-typedef struct {
-    pp_maps *maps;
-    pp_symbolizer *sym;
-} namer;
-
-static void namer_init(namer *nm)
-{
-    nm->maps = pp_maps_read(NULL);
-    nm->sym = pp_symbolizer_new();
-    ck_assert_ptr_nonnull(nm->maps);
-    ck_assert_ptr_nonnull(nm->sym);
-}
-
-static void namer_free(namer *nm)
-{
-    pp_maps_free(nm->maps);
-    pp_symbolizer_free(nm->sym);
-}
-
 /* The function containing pc ("" when unknown). */
 static const char *name_of(namer *nm, uint64_t pc)
 {
-    pp_frame frames[8];
-    int n = pp_symbolize_pc(nm->sym, nm->maps, pc, 0, frames, 8, NULL);
-
-    return n > 0 && frames[n - 1].function ? frames[n - 1].function : "";
+    return pc_function(nm, pc, 0);
 }
 
 /* The caller of frame i > 0: a return address, so look at the call instruction. */

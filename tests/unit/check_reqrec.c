@@ -4,6 +4,7 @@
 #include "pp_reqrec.h"
 
 #include <check.h>
+#include "unit_util.h"
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -12,11 +13,6 @@
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
-
-static uint32_t my_tid(void)
-{
-    return (uint32_t)syscall(SYS_gettid);
-}
 
 static void fill(pp_reqrec_info *info, uint64_t token, const char *req, const char *handler)
 {

@@ -7,6 +7,7 @@
 #include "pp_tasks.h"
 
 #include <check.h>
+#include "unit_util.h"
 #include <errno.h>
 #include <ftw.h>
 #include <pthread.h>
@@ -22,26 +23,6 @@
 #include <unistd.h>
 
 #define MS 1000000LL
-
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = { 0, (long)ms * 1000000L };
-
-    nanosleep(&ts, NULL);
-}
-
-static uint32_t my_tid(void)
-{
-    return (uint32_t)syscall(SYS_gettid);
-}
 
 static int listed(const uint32_t *tids, size_t n, uint32_t tid)
 {

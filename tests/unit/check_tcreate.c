@@ -14,6 +14,7 @@
 #include "pp_tcreate.h"
 
 #include <check.h>
+#include "unit_util.h"
 #include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
@@ -28,26 +29,6 @@
 
 #define MS 1000000LL
 #define NOINLINE __attribute__((noinline, noclone))
-
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = { 0, (long)ms * 1000000L };
-
-    nanosleep(&ts, NULL);
-}
-
-static uint32_t my_tid(void)
-{
-    return (uint32_t)syscall(SYS_gettid);
-}
 
 /* ---- the library that creates threads through its GOT ---------------------------------- */
 
@@ -66,32 +47,10 @@ static void load_lib(void)
 
 /* ---- naming PCs (as check_cpu does) ----------------------------------------------------- */
 
-typedef struct {
-    pp_maps *maps;
-    pp_symbolizer *sym;
-} namer;
-
-static void namer_init(namer *nm)
-{
-    nm->maps = pp_maps_read(NULL);
-    nm->sym = pp_symbolizer_new();
-    ck_assert_ptr_nonnull(nm->maps);
-    ck_assert_ptr_nonnull(nm->sym);
-}
-
-static void namer_free(namer *nm)
-{
-    pp_maps_free(nm->maps);
-    pp_symbolizer_free(nm->sym);
-}
-
 /* The function calling at return address pc. */
 static const char *caller_at(namer *nm, uint64_t pc)
 {
-    pp_frame frames[8];
-    int n = pp_symbolize_pc(nm->sym, nm->maps, pc, 1, frames, 8, NULL);
-
-    return n > 0 && frames[n - 1].function ? frames[n - 1].function : "";
+    return pc_function(nm, pc, 1);
 }
 
 static int record_has(namer *nm, const pp_tcreate_record *r, const char *fn)

@@ -15,6 +15,7 @@
 #include "pp_threads.h"
 
 #include <check.h>
+#include "unit_util.h"
 #include <dirent.h>
 #include <errno.h>
 #include <malloc.h>
@@ -41,53 +42,11 @@
  * machine to schedule them all, and never reached when they do. */
 #define ANSWER_MS 20000
 
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = { 0, (long)ms * 1000000L };
-
-    nanosleep(&ts, NULL);
-}
-
-static uint32_t my_tid(void)
-{
-    return (uint32_t)syscall(SYS_gettid);
-}
-
 /* ---- naming PCs (as check_cpu does) ----------------------------------------------------- */
-
-typedef struct {
-    pp_maps *maps;
-    pp_symbolizer *sym;
-} namer;
-
-static void namer_init(namer *nm)
-{
-    nm->maps = pp_maps_read(NULL);
-    nm->sym = pp_symbolizer_new();
-    ck_assert_ptr_nonnull(nm->maps);
-    ck_assert_ptr_nonnull(nm->sym);
-}
-
-static void namer_free(namer *nm)
-{
-    pp_maps_free(nm->maps);
-    pp_symbolizer_free(nm->sym);
-}
 
 static const char *name_of(namer *nm, uint64_t pc)
 {
-    pp_frame frames[8];
-    int n = pp_symbolize_pc(nm->sym, nm->maps, pc, 0, frames, 8, NULL);
-
-    return n > 0 && frames[n - 1].function ? frames[n - 1].function : "";
+    return pc_function(nm, pc, 0);
 }
 
 /* Whether a captured stack has a frame in fn: pcs[0] is the exact PC, the others return
