@@ -126,10 +126,18 @@ static int connect_to(pid_t pid)
         (fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)) < 0) {
         return -1;
     }
-    /* A Unix connect either succeeds, fails, or (backlog full) says EAGAIN: no waiting. */
-    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
-        close(fd);
-        return -1;
+    /* A Unix connect either succeeds, fails, or (backlog full: the agent is busy with
+     * other collectors) says EAGAIN: that is retried for up to 200 ms, so a busy child is
+     * not taken for one that does not listen. */
+    {
+        int tries = 0;
+        while (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+            if (errno != EAGAIN || ++tries > 20) {
+                close(fd);
+                return -1;
+            }
+            apr_sleep(apr_time_from_msec(10));
+        }
     }
     return fd;
 }
