@@ -2,6 +2,8 @@
 #define _GNU_SOURCE /* process_vm_readv, dl_iterate_phdr */
 #endif
 #include "pp_regunwind.h"
+#include "pp_cpu.h"
+#include "pp_threads.h"
 
 #if defined(__x86_64__)
 
@@ -11,6 +13,7 @@
 #include <elf.h>
 #include <link.h>
 #include <pthread.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -254,11 +257,22 @@ static int find_object(struct dl_phdr_info *info, size_t size, void *data)
 static int find_proc_info(unw_addr_space_t as, unw_word_t ip, unw_proc_info_t *pi,
                           int need_unwind_info, void *arg)
 {
+    sigset_t ours, old;
     lookup lk;
 
     memset(&lk, 0, sizeof(lk));
     lk.ip = ip;
+    /* With our own signals blocked, as pp_got's passes: a CPU sample taken here would
+     * unwind and wait for libunwind's cache lock, whose holder (a worker's sample, in
+     * libunwind's own dl_iterate_phdr) waits for the loader's lock that this iteration
+     * holds. Found by the PHP soak: a child hung for good, its agent in this callback and
+     * its worker in a sample. */
+    sigemptyset(&ours);
+    sigaddset(&ours, pp_cpu_signal());
+    sigaddset(&ours, pp_threads_signal());
+    pthread_sigmask(SIG_BLOCK, &ours, &old);
     dl_iterate_phdr(find_object, &lk);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (lk.found != 1 || ip < lk.di.start_ip || ip >= lk.di.end_ip) {
         return -UNW_ENOINFO;
     }
