@@ -125,6 +125,9 @@ def count_ok(name):
     return ok
 
 
+# The second loop of a window kind races the first for the one window of its kind.
+RACING = {"profile2": "profile", "trace2": "trace"}
+
 # (name, method, path, window seconds, check of a 200 body, accepted busy 500 body)
 SCRAPES = [
     ("profile", "GET", "/debug/pprof/profile?seconds=2", 2, profile_ok, CPU_BUSY),
@@ -232,7 +235,7 @@ def test_every_endpoint_at_once_under_load(srv, mpm):
         t.join(max(s[3] for s in SCRAPES) + BOUND + 30)
     assert not any(t.is_alive() for t in loops + loads), "a request never ended"
 
-    problems, lines = [], []
+    problems, lines, complete = [], [], {}
     for t in loops:
         name, _, _, window, check, busy = t.scrape
         ok = busy500 = 0
@@ -256,8 +259,13 @@ def test_every_endpoint_at_once_under_load(srv, mpm):
         slowest = max((took for _, took, _, _ in t.results), default=0)
         lines.append("%-14s %3d answers: %3d complete, %2d busy (Go's 500), slowest %.2f s"
                      % (name, len(t.results), ok, busy500, slowest))
+        # The two CPU profile loops race for one window, as do the two trace loops:
+        # either may have all of it.
+        group = RACING.get(name, name)
+        complete[group] = complete.get(group, 0) + ok
+    for group, ok in sorted(complete.items()):
         if not ok:
-            problems.append("%s: no complete answer in %d s" % (name, RUN_SECONDS))
+            problems.append("%s: no complete answer in %d s" % (group, RUN_SECONDS))
     load_errors = [e for t in loads for e in t.errors]
     print("\n%s: %d load requests\n%s" % (mpm, sum(t.n for t in loads), "\n".join(lines)))
     assert not problems, "\n".join(problems[:20])
