@@ -787,6 +787,20 @@ int pp_heap_serialize(unsigned char **out, size_t *outlen)
     return rc;
 }
 
+size_t pp_heap_records(void)
+{
+    size_t n = 0;
+
+    if (heap_lock() != 0) {
+        return 0;
+    }
+    if (buckets) {
+        n = pp_stacktab_count(buckets);
+    }
+    heap_unlock();
+    return n;
+}
+
 uint64_t pp_heap_dropped(void)
 {
     return atomic_load(&dropped);

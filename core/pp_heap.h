@@ -59,6 +59,10 @@ void pp_heap_reset(void);
  * values). *out is malloc'ed. */
 int pp_heap_serialize(unsigned char **out, size_t *outlen);
 
+/* How many buckets pp_heap_serialize would write now (what Go's index counts), without
+ * copying them. */
+size_t pp_heap_records(void);
+
 /* Samples not recorded because a table was full. */
 uint64_t pp_heap_dropped(void);
 

@@ -6,9 +6,13 @@
 #include <elfutils/libdw.h>
 #include <elfutils/libdwfl.h>
 #include <dwarf.h>
+#include <fcntl.h>
 #include <gelf.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <zlib.h>
 
 typedef struct {
     Dwfl *dwfl;                 /* NULL: the object could not be opened */
@@ -41,9 +45,61 @@ struct pp_symbolizer {
 
 static char *debuginfo_path;
 
+/* Does the file at fd have the CRC-32 that .gnu_debuglink names (zlib's CRC-32)? */
+static int crc_matches(int fd, GElf_Word want)
+{
+    unsigned char buf[65536];
+    uLong crc = crc32(0L, Z_NULL, 0);
+    ssize_t n;
+
+    while ((n = read(fd, buf, sizeof(buf))) > 0) {
+        crc = crc32(crc, buf, (uInt)n);
+    }
+    return n == 0 && (GElf_Word)crc == want;
+}
+
+/* The debug information installed on this machine, found where
+ * dwfl_standard_find_debuginfo looks (by build id under /usr/lib/debug/.build-id, then by
+ * .gnu_debuglink next to the object, in its .debug/ and under /usr/lib/debug), but never
+ * through debuginfod: that step gives every Dwfl (one per object here) a client of its
+ * own, a libcurl multi handle holding two sockets until the Dwfl ends, even with no
+ * DEBUGINFOD_URLS set (elfutils 0.188). A collector then held 40 sockets more after its
+ * first profile, and paid for the clients' set-up; a profiler asks no server anyway. */
+static int find_local_debuginfo(Dwfl_Module *mod, void **userdata, const char *modname,
+                                Dwarf_Addr base, const char *file_name,
+                                const char *debuglink_file, GElf_Word debuglink_crc,
+                                char **debuginfo_file_name)
+{
+    static const char *const formats[] = { "%s/%s", "%s/.debug/%s", "/usr/lib/debug%s/%s" };
+    char dir[4096], cand[4096 + 512];
+    const char *slash;
+    size_t i;
+    int fd = dwfl_build_id_find_debuginfo(mod, userdata, modname, base, file_name,
+                                          debuglink_file, debuglink_crc, debuginfo_file_name);
+
+    if (fd >= 0 || !file_name || !debuglink_file || !(slash = strrchr(file_name, '/')) ||
+        (size_t)(slash - file_name) >= sizeof(dir) || strchr(debuglink_file, '/')) {
+        return fd >= 0 ? fd : -1;
+    }
+    memcpy(dir, file_name, (size_t)(slash - file_name));
+    dir[slash - file_name] = '\0';
+    for (i = 0; i < sizeof(formats) / sizeof(formats[0]); i++) {
+        snprintf(cand, sizeof(cand), formats[i], dir, debuglink_file);
+        if (strcmp(cand, file_name) == 0 || (fd = open(cand, O_RDONLY | O_CLOEXEC)) < 0) {
+            continue;
+        }
+        if (crc_matches(fd, debuglink_crc) && lseek(fd, 0, SEEK_SET) == 0 &&
+            (*debuginfo_file_name = strdup(cand)) != NULL) {
+            return fd;
+        }
+        close(fd);
+    }
+    return -1;
+}
+
 static const Dwfl_Callbacks callbacks = {
     .find_elf = dwfl_build_id_find_elf,
-    .find_debuginfo = dwfl_standard_find_debuginfo,
+    .find_debuginfo = find_local_debuginfo,
     .section_address = dwfl_offline_section_address,
     .debuginfo_path = &debuginfo_path,
 };

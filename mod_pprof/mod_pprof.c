@@ -51,6 +51,7 @@ static int post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp, s
             pprof_kinds[i]->post_config(pconf, s);
         }
     }
+    pprof_symbols_post_config(pconf);
     return OK;
 }
 

@@ -75,9 +75,11 @@ static void read_answer(apr_pool_t *pool, pprof_ipc_call *call, pprof_child *ch)
     }
 }
 
-int pprof_collect(apr_pool_t *pool, const pprof_kind *k, const pp_wire_request *req,
-                  apr_array_header_t *pids, apr_interval_time_t timeout, void *answer,
-                  const char **why)
+typedef void merge_fn(void *answer, const pprof_child *child);
+
+static int collect(apr_pool_t *pool, const pprof_kind *k, const pp_wire_request *req,
+                   apr_array_header_t *pids, apr_interval_time_t timeout, merge_fn *merge,
+                   void *answer, const char **why)
 {
     int n = pids->nelts, i, kept = 0, ok = 0;
     pprof_ipc_call *calls = apr_pcalloc(pool, (apr_size_t)(n ? n : 1) * sizeof(*calls));
@@ -105,7 +107,7 @@ int pprof_collect(apr_pool_t *pool, const pprof_kind *k, const pp_wire_request *
         ch.pid = calls[i].pid;
         ch.op = req->op;
         read_answer(pool, &calls[i], &ch);
-        k->merge(answer, &ch);
+        merge(answer, &ch);
         if (ch.status == PPROF_CHILD_OK) {
             ok++;
         } else if (why) {
@@ -119,6 +121,43 @@ int pprof_collect(apr_pool_t *pool, const pprof_kind *k, const pp_wire_request *
     }
     pids->nelts = kept;
     return ok;
+}
+
+int pprof_collect(apr_pool_t *pool, const pprof_kind *k, const pp_wire_request *req,
+                  apr_array_header_t *pids, apr_interval_time_t timeout, void *answer,
+                  const char **why)
+{
+    return collect(pool, k, req, pids, timeout, k->merge, answer, why);
+}
+
+static void add_count(void *answer, const pprof_child *ch)
+{
+    if (ch->status == PPROF_CHILD_OK) {
+        *(long *)answer += (long)pp_wire_get_counter(ch->reply, "records", 0);
+    }
+}
+
+long pprof_collect_count(request_rec *r, const pprof_kind *k)
+{
+    const char *key = apr_pstrcat(r->pool, "mod_pprof.count.", k->name, NULL);
+    pp_wire_request req = PPWIRE__REQUEST__INIT;
+    apr_pool_t *scratch;
+    long *count = NULL;
+
+    apr_pool_userdata_get((void **)&count, key, r->pool);
+    if (count) {
+        return *count;
+    }
+    count = apr_pcalloc(r->pool, sizeof(*count));
+    req.op = PP_WIRE_TAKE;
+    req.flags = PPROF_TAKE_COUNT;
+    /* The replies are a counter each: let them go at once. */
+    apr_pool_create(&scratch, r->pool);
+    collect(scratch, k, &req, pprof_children(scratch, 0), START_TIMEOUT, add_count, count,
+            NULL);
+    apr_pool_destroy(scratch);
+    apr_pool_userdata_setn(count, key, NULL, r->pool);
+    return *count;
 }
 
 int pprof_take_snapshots(request_rec *r, apr_table_t *args, pprof_snapshots *s)

@@ -18,6 +18,12 @@ int pprof_collect(apr_pool_t *pool, const pprof_kind *k, const pp_wire_request *
                   apr_array_header_t *pids, apr_interval_time_t timeout, void *answer,
                   const char **why);
 
+/* The index page's count for snapshot kind k: the sum over every child of the records
+ * it holds (a TAKE with PPROF_TAKE_COUNT: a counter, no stacks, no mappings), which is
+ * the number of records a plain TAKE would merge. Asked once per request and kind (heap
+ * and allocs share one answer). Children that do not answer count 0. */
+long pprof_collect_count(request_rec *r, const pprof_kind *k);
+
 /* --- snapshot kinds ---------------------------------------------------------------------- */
 
 /* Go's handler.ServeHTTP for a snapshot kind, up to the answer: the "pid" restriction,

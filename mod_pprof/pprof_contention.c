@@ -311,14 +311,30 @@ static int take(table *t, apr_int64_t rate, pprof_out *out)
     return rc;
 }
 
+/* The index page's question: how many records, nothing copied. */
+static int count_take(table *t, pprof_out *out)
+{
+    size_t n = 0;
+
+    if (t->tab) {
+        tab_lock(t);
+        n = pp_stacktab_count(t->tab);
+        tab_unlock(t);
+    }
+    pprof_out_counter(out, "records", (apr_int64_t)n);
+    return PP_WIRE_OK;
+}
+
 static int block_take(const pp_wire_request *req, pprof_out *out)
 {
-    return take(&block_tab, block_rate, out);
+    return req->flags & PPROF_TAKE_COUNT ? count_take(&block_tab, out)
+                                         : take(&block_tab, block_rate, out);
 }
 
 static int mutex_take(const pp_wire_request *req, pprof_out *out)
 {
-    return take(&mutex_tab, mutex_fraction, out);
+    return req->flags & PPROF_TAKE_COUNT ? count_take(&mutex_tab, out)
+                                         : take(&mutex_tab, mutex_fraction, out);
 }
 
 /* === The collector half ================================================================= */
@@ -539,26 +555,16 @@ static int serve_mutex(request_rec *r, apr_table_t *args)
     return serve(r, args, 1);
 }
 
-static long count(request_rec *r, int mutex)
-{
-    pp_wire_request req = PPWIRE__REQUEST__INIT;
-    cont_answer a;
-
-    answer_init(&a, r, mutex);
-    req.op = PP_WIRE_TAKE;
-    pprof_collect(r->pool, mutex ? &pprof_kind_mutex : &pprof_kind_block, &req,
-                  pprof_children(r->pool, 0), apr_time_from_sec(30), &a, NULL);
-    return a.recs->nelts;
-}
-
+/* Go's index count: the records of every child (each counts its table, nothing is
+ * copied). */
 static long block_count(request_rec *r)
 {
-    return count(r, 0);
+    return pprof_collect_count(r, &pprof_kind_block);
 }
 
 static long mutex_count(request_rec *r)
 {
-    return count(r, 1);
+    return pprof_collect_count(r, &pprof_kind_mutex);
 }
 
 static const pprof_endpoint block_endpoints[] = {

@@ -72,6 +72,10 @@ static int heap_take(const pp_wire_request *req, pprof_out *out)
     struct mallinfo2 mi;
     int rc = PP_WIRE_OK;
 
+    if (req->flags & PPROF_TAKE_COUNT) {
+        pprof_out_counter(out, "records", (apr_int64_t)pp_heap_records());
+        return PP_WIRE_OK;
+    }
     if (req->flags & 1) {
         /* C has no collector to run: give freed memory back to the system instead. */
         malloc_trim(0);
@@ -330,17 +334,11 @@ static int serve_allocs(request_rec *r, apr_table_t *args)
     return serve_memory(r, args, "allocs");
 }
 
-/* Go's index count: the number of records of the heap profile, server-wide. */
+/* Go's index count: the number of records of the heap profile, server-wide (each child
+ * counts its buckets; nothing is copied). */
 static long heap_count(request_rec *r)
 {
-    pp_wire_request req = PPWIRE__REQUEST__INIT;
-    heap_answer h;
-
-    heap_answer_init(&h, r);
-    req.op = PP_WIRE_TAKE;
-    pprof_collect(r->pool, &pprof_kind_heap, &req, pprof_children(r->pool, 0),
-                  apr_time_from_sec(30), &h, NULL);
-    return h.recs->nelts;
+    return pprof_collect_count(r, &pprof_kind_heap);
 }
 
 static const pprof_endpoint endpoints[] = {

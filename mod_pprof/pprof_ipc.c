@@ -17,8 +17,8 @@
 
 APLOG_USE_MODULE(pprof);
 
-/* Connections open at once in an exchange: a server with more children is asked in
- * batches (file descriptors are a child's to share with its requests). */
+/* Connections open at once in an exchange: a server with more children has the rest
+ * asked as earlier ones end (file descriptors are a child's to share with its requests). */
 #define EXCHANGE_BATCH 64
 
 static const char *sock_dir;
@@ -82,7 +82,7 @@ int pprof_ipc_listen(apr_pool_t *pchild, server_rec *s)
     }
     unlink(path);               /* a dead child with our recycled pid */
     if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || chmod(path, 0600) != 0 ||
-        listen(fd, 64) != 0) {
+        listen(fd, SOMAXCONN) != 0) {
         ap_log_error(APLOG_MARK, APLOG_ERR, errno, s, "PP0005: cannot listen on %s", path);
         close(fd);
         return -1;
@@ -249,74 +249,96 @@ static int read_some(pprof_ipc_call *c, reading *rd, apr_size_t max)
     }
 }
 
-static void exchange_batch(pprof_ipc_call *calls, int n, const void *frame,
-                           apr_size_t framelen, apr_size_t max, apr_time_t deadline)
+/* Open call c (its connection, then the request written); 0, or -1 with its status set. */
+static int open_call(pprof_ipc_call *c, reading *rd, const void *frame, apr_size_t framelen,
+                     apr_time_t deadline)
 {
+    memset(rd, 0, sizeof(*rd));
+    rd->want = -1;
+    if ((rd->fd = connect_to(c->pid)) < 0) {
+        c->status = PPROF_IPC_UNREACHABLE;     /* exited, or not listening yet */
+        return -1;
+    }
+    /* A request is a few dozen bytes: it fits in an empty socket buffer at once. */
+    if (pprof_ipc_write_all(rd->fd, frame, framelen, deadline) != 0) {
+        close(rd->fd);
+        rd->fd = -1;
+        return -1;
+    }
+    return 0;
+}
+
+void pprof_ipc_exchange(pprof_ipc_call *calls, int n, const void *frame, apr_size_t framelen,
+                        apr_size_t max, apr_time_t deadline)
+{
+    /* A sliding window: EXCHANGE_BATCH calls at most are open at once, and the next one
+     * opens as soon as any ends, so a slow child delays nobody but itself (in batches,
+     * each batch waited for its slowest). Every call shares the one deadline: the whole
+     * exchange ends by then, however many children there are. */
     reading rd[EXCHANGE_BATCH];
     struct pollfd pfd[EXCHANGE_BATCH];
-    int ix[EXCHANGE_BATCH], i, open = 0;
+    int at[EXCHANGE_BATCH];         /* the call each slot holds, -1 when free */
+    int i, next = 0, open = 0;
 
     for (i = 0; i < n; i++) {
-        memset(&rd[i], 0, sizeof(rd[i]));
-        rd[i].want = -1;
         calls[i].status = PPROF_IPC_FAILED;
         calls[i].body = NULL;
         calls[i].len = 0;
-        if ((rd[i].fd = connect_to(calls[i].pid)) < 0) {
-            calls[i].status = PPROF_IPC_UNREACHABLE;   /* exited, or not listening yet */
-        } else if (pprof_ipc_write_all(rd[i].fd, frame, framelen, deadline) != 0) {
-            close(rd[i].fd);
-            rd[i].fd = -1;
-        } else {
-            open++;
-        }
     }
-    while (open > 0) {
-        apr_time_t left = deadline - apr_time_now();
-        int np = 0, rc;
-        for (i = 0; i < n; i++) {
-            if (rd[i].fd >= 0) {
+    for (i = 0; i < EXCHANGE_BATCH; i++) {
+        at[i] = -1;
+        rd[i].fd = -1;
+    }
+    for (;;) {
+        int np = 0, ix[EXCHANGE_BATCH], rc;
+        apr_time_t left;
+
+        /* Fill the free slots (a child that does not listen takes none). */
+        for (i = 0; i < EXCHANGE_BATCH && next < n; i++) {
+            while (at[i] < 0 && next < n && apr_time_now() < deadline) {
+                int k = next++;
+                if (open_call(&calls[k], &rd[i], frame, framelen, deadline) == 0) {
+                    at[i] = k;
+                    open++;
+                }
+            }
+        }
+        left = deadline - apr_time_now();
+        if (open == 0 || left <= 0) {
+            break;              /* the rest did not answer in time: FAILED */
+        }
+        for (i = 0; i < EXCHANGE_BATCH; i++) {
+            if (at[i] >= 0) {
                 pfd[np].fd = rd[i].fd;
                 pfd[np].events = POLLIN;
                 pfd[np].revents = 0;
                 ix[np++] = i;
             }
         }
-        if (left <= 0) {
-            break;              /* the rest did not answer in time: FAILED */
-        }
         rc = poll(pfd, (nfds_t)np, (int)(left / 1000) + 1);
         if (rc < 0 && errno != EINTR) {
             break;
         }
         for (i = 0; i < np && rc > 0; i++) {
-            int k = ix[i];
-            if (pfd[i].revents && read_some(&calls[k], &rd[k], max)) {
-                close(rd[k].fd);
-                rd[k].fd = -1;
+            int sl = ix[i];
+            if (pfd[i].revents && read_some(&calls[at[sl]], &rd[sl], max)) {
+                close(rd[sl].fd);
+                rd[sl].fd = -1;
+                at[sl] = -1;
                 open--;
             }
         }
     }
-    for (i = 0; i < n; i++) {
-        if (rd[i].fd >= 0) {
+    for (i = 0; i < EXCHANGE_BATCH; i++) {
+        if (at[i] >= 0) {
             close(rd[i].fd);
         }
+    }
+    for (i = 0; i < n; i++) {
         if (calls[i].status != PPROF_IPC_OK) {
             free(calls[i].body);
             calls[i].body = NULL;
             calls[i].len = 0;
         }
-    }
-}
-
-void pprof_ipc_exchange(pprof_ipc_call *calls, int n, const void *frame, apr_size_t framelen,
-                        apr_size_t max, apr_time_t deadline)
-{
-    int i;
-
-    for (i = 0; i < n; i += EXCHANGE_BATCH) {
-        exchange_batch(calls + i, n - i < EXCHANGE_BATCH ? n - i : EXCHANGE_BATCH, frame,
-                       framelen, max, deadline);
     }
 }

@@ -49,8 +49,10 @@ typedef struct {
 } pprof_ipc_call;
 
 /* Send the same request frame to the agent of every call's pid and read each one's reply
- * frame (at most max bytes of message), all at once: the agents prepare their replies in
- * parallel. Returns when every call has its status, by the deadline at the latest. */
+ * frame (at most max bytes of message), many at once: the agents prepare their replies in
+ * parallel. At most 64 connections are open at a time; each one that ends lets the next
+ * call open. One deadline for all: returns when every call has its status, by the
+ * deadline at the latest (calls not yet opened by then are FAILED). */
 void pprof_ipc_exchange(pprof_ipc_call *calls, int n, const void *frame, apr_size_t framelen,
                         apr_size_t max, apr_time_t deadline);
 

@@ -72,6 +72,12 @@ typedef enum {
                            socket, pprof_ipc_path), then drop everything */
 } pprof_stop_why;
 
+/* A TAKE with this flag asks only how many records the kind holds now, for the index
+ * page's count (pprof_collect_count): the kind's take answers the counter "records" and
+ * nothing else, no stacks and no mappings, so the index costs every child next to
+ * nothing. Kinds never use this bit for flags of their own. */
+#define PPROF_TAKE_COUNT 0x80000000u
+
 /* A reply being built by an agent half. */
 typedef struct {
     apr_pool_t *pool;           /* freed once the reply is sent: the reply's parts live here */

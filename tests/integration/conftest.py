@@ -213,11 +213,13 @@ class Response:
 class Httpd:
     """An Apache httpd instance: writes its httpd.conf and controls it."""
 
-    def __init__(self, mpm, tmpdir, extra_conf="", timeout=60, env=None):
+    def __init__(self, mpm, tmpdir, extra_conf="", timeout=60, env=None, tuning=None):
+        """tuning: the MPM's directives instead of MPM_TUNING's (the scale tests')."""
         _check_modules()
         if mpm not in MPM_TUNING:
             raise ValueError("unknown MPM %r" % mpm)
         self.mpm = mpm
+        self.tuning = MPM_TUNING[mpm] if tuning is None else tuning
         self.dir = os.path.abspath(str(tmpdir))
         os.makedirs(self.dir, exist_ok=True)
         os.chmod(self.dir, 0o755)
@@ -285,7 +287,7 @@ CustomLog "{access_log}" pprof_it
 """.format(dir=self.dir, port=self.port, rundir=self.rundir, pidfile=self.pidfile,
            error_log=self.error_log_path, access_log=self.access_log_path,
            timeout=self.timeout, mpm=self.mpm, moddir=MODULES_DIR, mod_pprof=MOD_PPROF,
-           mod_pprof_test=MOD_PPROF_TEST, tuning=MPM_TUNING[self.mpm],
+           mod_pprof_test=MOD_PPROF_TEST, tuning=self.tuning,
            extra=self.extra_conf)
 
     def write_conf(self):

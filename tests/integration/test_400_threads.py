@@ -185,12 +185,17 @@ def parse_count_text(text, name, goroutine):
                                       int(fm.group("line")) if fm.group("line") else None))
             i += 1
         i += 1
-        # Inlined frames repeat a PC; the distinct PCs are the stack's, adjusted.
+        # Inlined frames repeat a PC; the distinct PCs are the stack's, adjusted. A
+        # recursive call repeats a PC in the stack too: runs collapse on both sides.
         shown = []
         for pc, _, _, _ in grp["frames"]:
             if not shown or shown[-1] != pc:
                 shown.append(pc)
-        want = [pc - (0 if (k == 0 and goroutine) else 1) for k, pc in enumerate(grp["pcs"])]
+        want = []
+        for k, pc in enumerate(grp["pcs"]):
+            pc -= 0 if (k == 0 and goroutine) else 1
+            if not want or want[-1] != pc:
+                want.append(pc)
         if not grp["no_answer"]:
             assert shown == want, "frame PCs %s do not follow the stack %s" % (
                 [hex(p) for p in shown], [hex(p) for p in grp["pcs"]])

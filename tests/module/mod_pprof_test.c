@@ -31,6 +31,12 @@
  *   dlopen?lib=PATH&bytes=N  dlopens PATH at run time and calls its ppt_retain_named(N)
  *                  (tests/unit/pp_alloc_testlib.c): an object loaded after start-up
  *   addr           prints "0xADDR pprof_test_hot_a" (and _b) for the symbol tests
+ *   spread?hold=H&cpu=C&token=T  sleeps H ms, then burns C ms of this thread's CPU time
+ *                  (not wall time: a loaded machine still gives every profile its
+ *                  samples) in pprof_test_hot_a/b, but only in the first request of
+ *                  each child to carry token T; answers "spread pid=P burned=0|1". Many
+ *                  at once fill every worker of every child during the hold: each child
+ *                  then burns once, whatever the kernel's choice of who accepts
  *   pid            prints this child's pid
  *   extended       prints "extended N": httpd's ap_extended_status in this child
  * Functions are noinline and built with -fno-inline so their names are on the stack. */
@@ -123,6 +129,21 @@ static NOINLINE void pprof_test_burn(long ms)
         pprof_test_hot_a(3);
         pprof_test_hot_b(1);
     } while (now_ms() < end);
+}
+
+/* Burn ms milliseconds of this thread's CPU time, as pprof_test_burn does. */
+static NOINLINE void pprof_test_burn_cpu(long ms)
+{
+    struct timespec ts;
+    double end;
+
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    end = ts.tv_sec * 1e3 + ts.tv_nsec / 1e6 + (double)ms;
+    do {
+        pprof_test_hot_a(3);
+        pprof_test_hot_b(1);
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    } while (ts.tv_sec * 1e3 + ts.tv_nsec / 1e6 < end);
 }
 
 NOINLINE void pprof_test_sleep(long ms)
@@ -533,6 +554,18 @@ static int test_handler(request_rec *r)
         if (sigaction(SIGRTMIN + (int)arg_long(args, "rtmin_plus", 6, 20), &sa, NULL) != 0) {
             return HTTP_INTERNAL_SERVER_ERROR;
         }
+    } else if (strcmp(what, "spread") == 0) {
+        /* The child's last token: one burn per child and token, whichever thread. */
+        static long last_token;
+        long token = arg_long(args, "token", 0, 1L << 30);
+        int burn;
+        pprof_test_sleep(arg_long(args, "hold", 0, 60000));
+        burn = token && __atomic_exchange_n(&last_token, token, __ATOMIC_ACQ_REL) != token;
+        if (burn) {
+            pprof_test_burn_cpu(arg_long(args, "cpu", 20, 60000));
+        }
+        ap_rprintf(r, "spread pid=%ld burned=%d\n", (long)getpid(), burn);
+        return OK;
     } else if (strcmp(what, "pid") == 0) {
         ap_rprintf(r, "%ld\n", (long)getpid());
         return OK;

@@ -8,13 +8,16 @@
 #endif
 #include "pp_cpu.h"
 #include <sys/time.h>
+#include "pp_heap.h"
 #include "pp_log.h"
 #include "pp_maps.h"
 #include "pp_stacktab.h"
 #include "pp_symbolize.h"
+#include "pp_threads.h"
 
 #include <check.h>
 #include "unit_util.h"
+#include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -950,6 +953,169 @@ START_TEST(invalid_arguments_leave_nothing_installed)
 }
 END_TEST
 
+/* ---- nesting: our two handlers, and the heap sampler ---------------------------------- */
+
+START_TEST(our_two_handlers_mask_each_other)
+{
+    struct sigaction cpu, dump;
+    pp_thread_stack *st = NULL;
+    size_t n = 0;
+
+    ck_assert_int_eq(pp_cpu_start(100, 64), 0);
+    /* The first capture installs the thread dump's handler, for the life of the process. */
+    ck_assert_int_eq(pp_threads_capture(&st, &n, 250), 0);
+    free(st);
+    ck_assert_int_eq(sigaction(pp_cpu_signal(), NULL, &cpu), 0);
+    ck_assert_int_eq(sigaction(pp_threads_signal(), NULL, &dump), 0);
+    /* The kernel blocks a handler's sa_mask, and its own signal (no SA_NODEFER), while it
+     * runs: a CPU sample never starts on a thread inside a dump's unwind, nor a dump's
+     * inside a sample's, nor either inside itself. */
+    ck_assert_msg(sigismember(&cpu.sa_mask, pp_threads_signal()) == 1,
+                  "the CPU sample's handler lets the thread dump's signal in");
+    ck_assert_msg(sigismember(&dump.sa_mask, pp_cpu_signal()) == 1,
+                  "the thread dump's handler lets the CPU sample's signal in");
+    ck_assert_int_eq(cpu.sa_flags & SA_NODEFER, 0);
+    ck_assert_int_eq(dump.sa_flags & SA_NODEFER, 0);
+    pp_cpu_stop(NULL, NULL);
+    /* Both masks hold for the next window too. */
+    ck_assert_int_eq(pp_cpu_start(100, 64), 0);
+    ck_assert_int_eq(sigaction(pp_cpu_signal(), NULL, &cpu), 0);
+    ck_assert_int_eq(sigismember(&cpu.sa_mask, pp_threads_signal()), 1);
+    pp_cpu_stop(NULL, NULL);
+}
+END_TEST
+
+typedef struct {
+    _Atomic int stop;
+    int captures;
+} dumper;
+
+/* Thread dumps, one after another, while the main thread allocates: their signal lands on
+ * it while it runs, in the heap sampler or not. */
+static void *dump_loop(void *arg)
+{
+    dumper *d = arg;
+
+    while (!atomic_load(&d->stop)) {
+        pp_thread_stack *st = NULL;
+        size_t n = 0;
+        if (pp_threads_capture(&st, &n, 100) == 0) {
+            d->captures++;
+        }
+        free(st);
+        sleep_ms(2);
+    }
+    return NULL;
+}
+
+typedef struct {
+    namer nm;
+    int bad;                    /* heap stacks through one of our handlers */
+    int from_lib;               /* heap stacks of the test library's allocations */
+    char first_bad[256];
+} heap_scan;
+
+static void scan_bucket(void *baton, const pp_stack *s)
+{
+    heap_scan *hs = baton;
+    uint32_t i;
+    int saw_lib = 0;
+
+    /* The whole stack: a handler's allocation has the handler above whatever it
+     * interrupted (the library's malloc loop too). */
+    for (i = 0; i < s->npcs; i++) {
+        const char *f = pc_function(&hs->nm, s->pcs[i], 1);
+        if (strcmp(f, "on_sample") == 0 || strcmp(f, "on_signal") == 0 ||
+            strcmp(f, "capture") == 0 || strcmp(f, "unwind_into") == 0) {
+            if (!hs->bad++) {
+                snprintf(hs->first_bad, sizeof(hs->first_bad), "%s at frame %u", f, i);
+            }
+        }
+        if (strcmp(f, "ppt_malloc") == 0 && !saw_lib) {
+            saw_lib = 1;
+            hs->from_lib++;
+        }
+    }
+}
+
+/* The heap sampler and our handlers on one thread, both ways round, with every allocation
+ * sampled (rate 1): the sampler unwinds (unw_step) and takes its lock on every malloc,
+ * and CPU samples (1000 Hz) and thread dumps land meanwhile. A handler takes no lock and
+ * allocates nothing, so it neither waits for the sampler's lock nor runs the sampler
+ * itself: this ends (no deadlock), samples did land inside the sampler (the nesting
+ * happened), and no allocation was ever made from inside a handler (it would be sampled
+ * here, with the handler on its stack: libunwind's allocations go through its GOT, which
+ * the heap hooks patch). */
+START_TEST(heap_sampling_and_our_handlers_nest_safely)
+{
+    void *lib = dlopen(TEST_ALLOCLIB, RTLD_NOW);
+    void *(*lib_malloc)(size_t);
+    void (*lib_free)(void *);
+    dumper d = { 0, 0 };
+    samples ss = { 0, 0, NULL };
+    heap_scan hs;
+    pthread_t t;
+    int64_t start, wall_end;
+    size_t i, in_sampler = 0;
+    unsigned char *buf = NULL;
+    size_t len = 0;
+    unsigned k = 0;
+
+    ck_assert_msg(lib != NULL, "dlopen %s: %s", TEST_ALLOCLIB, dlerror());
+    *(void **)&lib_malloc = dlsym(lib, "ppt_malloc");
+    *(void **)&lib_free = dlsym(lib, "ppt_free");
+    ck_assert_ptr_nonnull(lib_malloc);
+    ck_assert_ptr_nonnull(lib_free);
+    ck_assert_int_gt(pp_heap_start(1), 0);
+    lib_free(lib_malloc(1));    /* a thread's first allocation only draws its threshold */
+    ck_assert_int_eq(pp_cpu_start(1000, 4096), 0);
+    pp_cpu_thread_warm();
+    pp_threads_allow();
+    ck_assert_int_eq(pthread_create(&t, NULL, dump_loop, &d), 0);
+    start = thread_cpu_ns();
+    wall_end = mono_ns() + 10000 * MS;
+    while (thread_cpu_ns() - start < 400 * MS && mono_ns() < wall_end) {
+        void *p = lib_malloc(40 + (k++ % 8) * 8);
+        ck_assert_ptr_nonnull(p);
+        lib_free(p);
+        if (k % 256 == 0) {
+            pp_cpu_drain(keep, &ss);
+        }
+    }
+    atomic_store(&d.stop, 1);
+    pthread_join(t, NULL);
+    pp_cpu_stop(keep, &ss);
+    pp_heap_stop();
+
+    memset(&hs, 0, sizeof(hs));
+    namer_init(&hs.nm);
+    for (i = 0; i < ss.n; i++) {
+        uint32_t j;
+        for (j = 0; j < ss.s[i].npcs; j++) {
+            if (strcmp(pc_function(&hs.nm, ss.s[i].pcs[j], j > 0), "sample") == 0) {
+                in_sampler++;
+                break;
+            }
+        }
+    }
+    ck_assert_int_eq(pp_heap_serialize(&buf, &len), 0);
+    ck_assert_int_eq(pp_stacktab_parse(buf, len, scan_bucket, &hs), 0);
+    free(buf);
+    fprintf(stderr, "nesting: %u allocations, %zu CPU samples (%zu inside the heap "
+            "sampler), %d thread dumps, %d heap stacks of the library's malloc\n", k, ss.n,
+            in_sampler, d.captures, hs.from_lib);
+    ck_assert_msg(hs.from_lib > 0, "the heap sampler sampled nothing");
+    ck_assert_msg(in_sampler > 0, "no CPU sample landed inside the heap sampler "
+                  "(%zu samples)", ss.n);
+    ck_assert_int_gt(d.captures, 0);
+    ck_assert_msg(hs.bad == 0, "%d heap samples were taken inside one of our handlers (%s)",
+                  hs.bad, hs.first_bad);
+    namer_free(&hs.nm);
+    free(ss.s);
+    pp_heap_reset();
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("pp_cpu");
@@ -969,6 +1135,8 @@ int main(void)
     tcase_add_test(tc, a_full_ring_drops_and_counts);
     tcase_add_test(tc, the_handler_can_be_measured);
     tcase_add_test(tc, invalid_arguments_leave_nothing_installed);
+    tcase_add_test(tc, our_two_handlers_mask_each_other);
+    tcase_add_test(tc, heap_sampling_and_our_handlers_nest_safely);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -1,0 +1,116 @@
+#!/usr/bin/python3
+"""What answering costs on a big prefork server (CHILDREN children, default 150), with
+the modules of PPROF_BUILDDIR (default this tree): run it once per build to compare.
+
+  index:     the index page (/debug/pprof/), median of 7, once every child holds heap
+             records (churn requests of many sizes, PprofMemProfileRate 4096)
+  first:     the first heap profile served by each of FIRST fresh connections (most land
+             on a child that never collected: its first answer), median and max; then
+             the private memory (Private_Dirty + Private_Clean) of the children that
+             served one, median and max
+  together:  CONC heap profiles at once, 3 each: median and max of their times
+  memory:    every child's Pss and private memory at start, median
+
+Apache's integration harness (tests/integration/conftest.py) runs the server: as root.
+Usage: bench/scale_cost.py   (CHILDREN=150 FIRST=20 CONC=10)
+"""
+import http.client
+import os
+import re
+import statistics
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
+os.environ.setdefault("PPROF_BUILDDIR", os.path.dirname(HERE))
+
+from conftest import Httpd, _finish, make_tmpdir     # noqa: E402
+
+CHILDREN = int(os.environ.get("CHILDREN", "150"))
+FIRST = int(os.environ.get("FIRST", "20"))
+CONC = int(os.environ.get("CONC", "10"))
+ROW_RE = re.compile(r"<tr><td>(\d+)</td><td><a href='([^']*)\?debug=1'>([^<]*)</a>")
+
+
+def memory(pid):
+    m = {}
+    with open("/proc/%d/smaps_rollup" % pid) as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 2 and parts[1].isdigit():
+                m[parts[0].rstrip(":")] = int(parts[1])
+    return m.get("Pss", 0), m.get("Private_Dirty", 0) + m.get("Private_Clean", 0)
+
+
+def timed(h, path):
+    t0 = time.monotonic()
+    r = h.get(path, timeout=120)
+    assert r.status == 200, r
+    return time.monotonic() - t0, r
+
+
+def main():
+    tuning = ("ServerLimit {n}\nStartServers {n}\nMinSpareServers {n}\nMaxSpareServers {m}\n"
+              "MaxRequestWorkers {n}\n").format(n=CHILDREN, m=CHILDREN + 1)
+    d = make_tmpdir("mod_pprof-bench-scale-")
+    h = Httpd("prefork", d, tuning=tuning, extra_conf="PprofMemProfileRate 4096\n")
+    h.start()
+    try:
+        until = time.monotonic() + 120
+        while len(h.child_pids()) < CHILDREN and time.monotonic() < until:
+            time.sleep(0.1)
+        time.sleep(1)
+        kids = h.child_pids()
+        mem = [memory(p) for p in kids]
+        print("build %s, prefork, %d children" % (os.environ["PPROF_BUILDDIR"], len(kids)))
+        print("memory:   per child at start: Pss median %d KiB, private median %d KiB" % (
+            statistics.median(m[0] for m in mem), statistics.median(m[1] for m in mem)))
+
+        def fill():
+            for i in range(30):
+                h.get("/pprof-test/churn?count=20&bytes=%d" % (1000 + 37 * i))
+        ts = [threading.Thread(target=fill) for _ in range(CHILDREN // 3)]
+        [t.start() for t in ts]
+        [t.join() for t in ts]
+        times = [timed(h, "/debug/pprof/")[0] for _ in range(7)]
+        rows = {n: int(c) for c, _, n in ROW_RE.findall(timed(h, "/debug/pprof/")[1].text)}
+        print("index:    median %.3f s (min %.3f, max %.3f) of 7; %d heap records" % (
+            statistics.median(times), min(times), max(times), rows["heap"]))
+
+        first, served = [], set()
+        for _ in range(FIRST):
+            # One connection: the same prefork child answers both.
+            c = http.client.HTTPConnection("127.0.0.1", h.port, timeout=120)
+            t0 = time.monotonic()
+            c.request("GET", "/debug/pprof/heap")
+            assert c.getresponse().read()[:2] == b"\x1f\x8b"
+            first.append(time.monotonic() - t0)
+            c.request("GET", "/pprof-test/pid")
+            served.add(int(c.getresponse().read()))
+            c.close()
+        m = [memory(p)[1] for p in served if os.path.exists("/proc/%d" % p)]
+        print("first:    heap profile on fresh connections: median %.3f s, max %.3f s (%d); "
+              "private memory of the %d children that served them: median %d KiB, max %d "
+              "KiB" % (statistics.median(first), max(first), FIRST, len(m),
+                       statistics.median(m), max(m)))
+
+        together = []
+
+        def three():
+            for _ in range(3):
+                together.append(timed(h, "/debug/pprof/heap")[0])
+        ts = [threading.Thread(target=three) for _ in range(CONC)]
+        t0 = time.monotonic()
+        [t.start() for t in ts]
+        [t.join() for t in ts]
+        print("together: %d heap profiles at once, 3 each: median %.3f s, max %.3f s, all "
+              "in %.2f s" % (CONC, statistics.median(together), max(together),
+                             time.monotonic() - t0))
+    finally:
+        _finish([h], [d])
+
+
+if __name__ == "__main__":
+    main()
