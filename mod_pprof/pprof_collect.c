@@ -1,5 +1,6 @@
 #include "pprof_collect.h"
 #include "pprof_client.h"
+#include "pprof_handover.h"
 #include "pprof_ipc.h"
 #include "pprof_kinds.h"
 #include "pprof_query.h"
@@ -8,6 +9,7 @@
 #include "pprof_shared.h"
 
 #include "http_log.h"
+#include "apr_hash.h"
 #include "apr_strings.h"
 
 #include <signal.h>
@@ -75,9 +77,22 @@ static void read_answer(apr_pool_t *pool, pprof_ipc_call *call, pprof_child *ch)
     }
 }
 
-int pprof_collect(apr_pool_t *pool, const pprof_kind *k, const pp_wire_request *req,
-                  apr_array_header_t *pids, apr_interval_time_t timeout, void *answer,
-                  const char **why)
+/* The children that answered OK (a set of pid_t keys), if asked for. */
+static void note_ok(apr_hash_t *answered, pid_t pid)
+{
+    if (answered) {
+        pid_t *key = apr_palloc(apr_hash_pool_get(answered), sizeof(*key));
+        *key = pid;
+        apr_hash_set(answered, key, sizeof(*key), key);
+    }
+}
+
+/* pprof_collect, and: a child that did not answer a TAKE or STOP may have ended meanwhile
+ * and left its reply in ho, which is then its answer; the children that answered OK (by
+ * reply or hand-over) go into answered. */
+static int collect(apr_pool_t *pool, const pprof_kind *k, const pp_wire_request *req,
+                   apr_array_header_t *pids, apr_interval_time_t timeout, void *answer,
+                   const char **why, pprof_handover *ho, apr_hash_t *answered)
 {
     int n = pids->nelts, i, kept = 0, ok = 0;
     pprof_ipc_call *calls = apr_pcalloc(pool, (apr_size_t)(n ? n : 1) * sizeof(*calls));
@@ -104,10 +119,19 @@ int pprof_collect(apr_pool_t *pool, const pprof_kind *k, const pp_wire_request *
         memset(&ch, 0, sizeof(ch));
         ch.pid = calls[i].pid;
         ch.op = req->op;
+        /* The hand-over is written before the socket closes: a call that failed for a
+         * child that ended finds it. */
+        if (calls[i].status != PPROF_IPC_OK && ho &&
+            (req->op == PP_WIRE_TAKE || req->op == PP_WIRE_STOP) &&
+            pprof_handover_read(ho, ch.pid, &calls[i].body, &calls[i].len) == 0) {
+            calls[i].status = PPROF_IPC_OK;
+            ch.handed_over = 1;
+        }
         read_answer(pool, &calls[i], &ch);
         k->merge(answer, &ch);
         if (ch.status == PPROF_CHILD_OK) {
             ok++;
+            note_ok(answered, ch.pid);
         } else if (why) {
             *why = ch.why;
         }
@@ -121,10 +145,72 @@ int pprof_collect(apr_pool_t *pool, const pprof_kind *k, const pp_wire_request *
     return ok;
 }
 
+int pprof_collect(apr_pool_t *pool, const pprof_kind *k, const pp_wire_request *req,
+                  apr_array_header_t *pids, apr_interval_time_t timeout, void *answer,
+                  const char **why)
+{
+    return collect(pool, k, req, pids, timeout, answer, why, NULL, NULL);
+}
+
+/* Merge the replies left in ho by children that ended (op: how the kind sees them), each
+ * once: those of children in skip (they answered the last take themselves, which ended
+ * the window for them; what a snapshot kind's child left later is past the window) are
+ * removed unread. */
+static void adopt(apr_pool_t *pool, const pprof_kind *k, int op, pprof_handover *ho,
+                  void *answer, apr_hash_t *skip)
+{
+    apr_array_header_t *left = pprof_handover_pids(ho, pool);
+    int i;
+
+    for (i = 0; i < left->nelts; i++) {
+        pprof_ipc_call call;
+        pprof_child ch;
+
+        memset(&call, 0, sizeof(call));
+        call.pid = APR_ARRAY_IDX(left, i, pid_t);
+        if (pprof_handover_read(ho, call.pid, &call.body, &call.len) != 0) {
+            continue;
+        }
+        if (skip && apr_hash_get(skip, &call.pid, sizeof(call.pid))) {
+            free(call.body);
+            continue;
+        }
+        call.status = PPROF_IPC_OK;
+        memset(&ch, 0, sizeof(ch));
+        ch.pid = call.pid;
+        ch.op = op;
+        ch.handed_over = 1;
+        read_answer(pool, &call, &ch);
+        if (ch.status == PPROF_CHILD_OK) {
+            k->merge(answer, &ch);
+        } else {
+            ap_log_perror(APLOG_MARK, APLOG_WARNING, 0, pool, "PP0063: the %s data that "
+                          "child %ld left when it ended is unusable: %s", k->name,
+                          (long)ch.pid, ch.why);
+        }
+    }
+}
+
+/* The window is over: seal ho, merge what is left in it (adopt) unless discard, remove. */
+static void close_handover(apr_pool_t *pool, const pprof_kind *k, int op, pprof_handover *ho,
+                           void *answer, apr_hash_t *skip, int discard)
+{
+    if (!ho) {
+        return;
+    }
+    pprof_handover_seal(ho);
+    if (!discard) {
+        adopt(pool, k, op, ho, answer, skip);
+    }
+    pprof_handover_remove(ho);
+}
+
 int pprof_take_snapshots(request_rec *r, apr_table_t *args, pprof_snapshots *s)
 {
     const char *secs = apr_table_get(args, "seconds"), *err;
     pp_wire_request req = PPWIRE__REQUEST__INIT;
+    pprof_handover *ho = NULL;
+    apr_hash_t *answered = NULL;
     apr_int64_t sec;
     pid_t only;
 
@@ -148,13 +234,22 @@ int pprof_take_snapshots(request_rec *r, apr_table_t *args, pprof_snapshots *s)
     }
     pprof_collect(r->pool, s->kind, &req, pprof_children(r->pool, only), TAKE_TIMEOUT,
                   s->before, NULL);
+    /* Children that end from now on leave their last take: the delta keeps what they did
+     * in the window. Opened after the first take: a child's take from before the window
+     * must not count as in it. */
+    if (s->kind->handover && !only) {
+        ho = pprof_handover_open(r->pool, s->kind->name, 0, apr_time_now());
+        answered = apr_hash_make(r->pool);
+    }
     if (pprof_sleep_unless_gone(r, s->t0 + apr_time_from_sec(sec))) {
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "%s: client went away", s->gone_tag);
+        close_handover(r->pool, s->kind, PP_WIRE_TAKE, ho, NULL, NULL, 1);
         return -1;
     }
     s->t1 = apr_time_now();
-    pprof_collect(r->pool, s->kind, &req, pprof_children(r->pool, only), TAKE_TIMEOUT,
-                  s->now, NULL);
+    collect(r->pool, s->kind, &req, pprof_children(r->pool, only), TAKE_TIMEOUT, s->now, NULL,
+            ho, answered);
+    close_handover(r->pool, s->kind, PP_WIRE_TAKE, ho, s->now, answered, 0);
     s->delta = 1;
     return OK;
 }
@@ -181,6 +276,8 @@ int pprof_run_window(request_rec *r, pprof_window_run *w)
     apr_uint32_t self = (apr_uint32_t)getpid();
     pp_wire_request req = PPWIRE__REQUEST__INIT;
     apr_array_header_t *pids;
+    pprof_handover *ho;
+    apr_hash_t *answered = apr_hash_make(r->pool);
     const char *why = NULL;
     apr_time_t end, child_deadline;
     int gone = 0;
@@ -202,11 +299,15 @@ int pprof_run_window(request_rec *r, pprof_window_run *w)
     req.hz = w->hz;
     req.deadline_us = child_deadline;
     req.op = PP_WIRE_START;
+    /* Before any child is asked: one that joins and ends before it is asked hands over
+     * too. Its children know the window by gen and deadline. */
+    ho = pprof_handover_open(r->pool, w->kind->name, w->gen, child_deadline);
     pids = pprof_children(r->pool, w->only);
     if (pprof_collect(r->pool, w->kind, &req, pids, START_TIMEOUT, w->answer, &why) == 0) {
         pprof_window_close(win);
         req.op = PP_WIRE_QUIT;
         pprof_collect(r->pool, w->kind, &req, pids, START_TIMEOUT, w->answer, NULL);
+        close_handover(r->pool, w->kind, PP_WIRE_STOP, ho, NULL, NULL, 1);
         pprof_window_release(win, self);
         pprof_serve_error(r, HTTP_INTERNAL_SERVER_ERROR,
                           apr_pstrcat(r->pool, w->fail, ": ", why ? why : "no child", NULL));
@@ -228,18 +329,26 @@ int pprof_run_window(request_rec *r, pprof_window_run *w)
         apr_pool_create(&round, r->pool);
         add_children(r, pids, w->only);
         req.op = PP_WIRE_TAKE;
-        pprof_collect(round, w->kind, &req, pids, ROUND_TIMEOUT, w->answer, NULL);
+        collect(round, w->kind, &req, pids, ROUND_TIMEOUT, w->answer, NULL, ho, NULL);
+        /* And children born and ended since the last round, never asked. */
+        if (ho) {
+            adopt(round, w->kind, PP_WIRE_TAKE, ho, w->answer, NULL);
+        }
         gone = w->rounded ? w->rounded(w) : 0;
         apr_pool_destroy(round);
     }
     w->t1 = apr_time_now();
     /* Each child is stopped by its last take; only then is the window closed (a child
-     * that sees it closed first stops by itself and drops what a collector would read). */
+     * that sees it closed first stops by itself and drops what a collector would read).
+     * A child that ended before its last take left it in the hand-over: read as its
+     * answer, or below with the rest, once the window is closed and no child can join
+     * it any more; one that answered the STOP has nothing left there. */
     add_children(r, pids, w->only);
     req.op = gone ? PP_WIRE_QUIT : PP_WIRE_STOP;
-    pprof_collect(r->pool, w->kind, &req, pids, gone ? START_TIMEOUT : TAKE_TIMEOUT,
-                  w->answer, NULL);
+    collect(r->pool, w->kind, &req, pids, gone ? START_TIMEOUT : TAKE_TIMEOUT, w->answer, NULL,
+            gone ? NULL : ho, answered);
     pprof_window_close(win);
+    close_handover(r->pool, w->kind, PP_WIRE_STOP, ho, w->answer, answered, gone);
     pprof_window_release(win, self);
     w->gone = gone;
     w->nchildren = pids->nelts;

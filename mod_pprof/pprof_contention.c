@@ -579,6 +579,7 @@ const pprof_kind pprof_kind_block = {
     .endpoints = block_endpoints,
     .post_config = contention_post_config,
     .child_init = contention_child_init,
+    .handover = 1,
     .take = block_take,
     .merge = contention_merge,
 };
@@ -587,6 +588,7 @@ const pprof_kind pprof_kind_block = {
 const pprof_kind pprof_kind_mutex = {
     .name = "mutex",
     .endpoints = mutex_endpoints,
+    .handover = 1,
     .take = mutex_take,
     .merge = contention_merge,
 };

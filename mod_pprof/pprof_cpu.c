@@ -4,6 +4,8 @@
  * thread; each tick moves its samples into a bounded table of (request tag, flags, stack)
  * counts. take hands over the table, what its tags stand for, and the counters below.
  * Request threads tag themselves with their request's (handler, vhost) while sampling.
+ * A child that ends during the window keeps its table for one last take, which the agent
+ * leaves for the collector (pprof_handover.h): recycled children's samples are not lost.
  *
  * Reply: stacks (key = tag | flags << 32, values[0] = samples), tags, mappings, counters
  * "dropped" (lost to a full ring or table), "leaf_only" (samples of unwarmed threads),
@@ -157,7 +159,7 @@ static void cpu_stop(apr_uint32_t gen, pprof_stop_why why)
     dropped += pprof_sampler_dropped() + pp_stacktab_overflow(tab);
     stopped = apr_time_now();
     sampling = 0;
-    if (why == PPROF_STOP_QUIT || why == PPROF_STOP_EXIT) {
+    if (why == PPROF_STOP_QUIT) {
         data_gen = 0;           /* nobody will read it */
     }
 }
