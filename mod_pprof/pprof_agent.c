@@ -3,6 +3,7 @@
 #include "pprof_ipc.h"
 #include "pprof_kinds.h"
 #include "pprof_reply.h"
+#include "pprof_sampler.h"
 #include "pprof_shared.h"
 
 #include "http_log.h"
@@ -36,6 +37,20 @@ typedef struct {
     apr_uint32_t gen[PPROF_MAX_WINDOWS];
     apr_time_t deadline[PPROF_MAX_WINDOWS];
 } agent_t;
+
+/* This child's agent, for pprof_sampler's announcer. */
+static agent_t *the_agent;
+
+/* A request thread serves for the first time while sampling: wake the agent, whose tick
+ * arms that thread's timer (pprof_sampler_drain follows new threads). */
+static void new_thread(void)
+{
+    agent_t *a = the_agent;
+
+    if (a && !a->stopping && write(a->wake[1], "t", 1) < 0) {
+        /* full: a wake-up is pending anyway */
+    }
+}
 
 static int any_open(const agent_t *a)
 {
@@ -223,6 +238,11 @@ static void *APR_THREAD_FUNC agent_main(apr_thread_t *t, void *data)
         if (a->stopping) {
             break;
         }
+        if (rc > 0 && (pfd[1].revents & POLLIN)) {
+            char buf[64];
+            while (read(a->wake[0], buf, sizeof(buf)) > 0) {
+            }
+        }
         tick(a);
         if (rc > 0 && (pfd[0].revents & POLLIN)) {
             int fd = accept4(a->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
@@ -299,6 +319,8 @@ static apr_status_t agent_cleanup(void *data)
     apr_status_t rv;
 
     a->stopping = 1;
+    pprof_sampler_announcer(NULL);
+    the_agent = NULL;
     if (write(a->wake[1], "x", 1) < 0) {
         /* the thread still sees `stopping` at its next wake-up */
     }
@@ -356,6 +378,8 @@ void pprof_agent_child_init(apr_pool_t *pchild, server_rec *s)
         return;
     }
     join_open_windows(a);
+    the_agent = a;
+    pprof_sampler_announcer(new_thread);
     /* The MPM's signals must keep going to its own threads, never to ours. */
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old);

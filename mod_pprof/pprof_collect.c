@@ -313,6 +313,9 @@ int pprof_run_window(request_rec *r, pprof_window_run *w)
                           apr_pstrcat(r->pool, w->fail, ": ", why ? why : "no child", NULL));
         return DONE;
     }
+    /* The window starts when every child asked samples: what ran before its START
+     * reached it (a busy child's agent waits for a core) is not in it. */
+    w->t0 = apr_time_now();
     gone = w->started ? w->started(w) : 0;
     while (!gone && apr_time_now() < end) {
         apr_time_t next = w->round ? apr_time_now() + w->round : end;

@@ -55,7 +55,8 @@ typedef struct pprof_window_run {
     int (*rounded)(struct pprof_window_run *w);
     /* out */
     apr_uint32_t gen;           /* the window's generation */
-    apr_time_t t0, t1;          /* the window's start, and when the wait ended */
+    apr_time_t t0, t1;          /* the window's start (every child asked has started),
+                                   and when the wait ended */
     int gone;                   /* the client went away (children were told QUIT) */
     int nchildren;              /* the children asked at the end */
 } pprof_window_run;
