@@ -254,6 +254,54 @@ int pprof_take_snapshots(request_rec *r, apr_table_t *args, pprof_snapshots *s)
     return OK;
 }
 
+/* The bytes that pair a record with its counterpart in another take. */
+static void *rec_key(apr_pool_t *p, const pprof_rec_id *id, apr_size_t *len)
+{
+    apr_size_t n = 2 * sizeof(apr_uint64_t) + (apr_size_t)id->npcs * sizeof(apr_uint64_t);
+    apr_uint64_t *k = apr_palloc(p, n);
+
+    k[0] = (apr_uint64_t)id->pid;
+    k[1] = id->key;
+    if (id->npcs) {
+        memcpy(k + 2, id->pcs, (apr_size_t)id->npcs * sizeof(apr_uint64_t));
+    }
+    *len = n;
+    return k;
+}
+
+void pprof_delta_subtract(apr_pool_t *p, apr_array_header_t *end,
+                          const apr_array_header_t *start, apr_size_t values_at,
+                          const int *which, int nwhich)
+{
+    apr_hash_t *ix = apr_hash_make(p);
+    apr_size_t len;
+    void *key;
+    int i, k;
+
+    for (i = 0; i < start->nelts; i++) {
+        const char *rec = start->elts + (apr_size_t)i * (apr_size_t)start->elt_size;
+        key = rec_key(p, (const pprof_rec_id *)rec, &len);
+        apr_hash_set(ix, key, (apr_ssize_t)len, rec);
+    }
+    for (i = 0; i < end->nelts; i++) {
+        char *rec = end->elts + (apr_size_t)i * (apr_size_t)end->elt_size;
+        const char *old;
+        apr_uint64_t *v;
+        const apr_uint64_t *ov;
+
+        key = rec_key(p, (const pprof_rec_id *)rec, &len);
+        if (!(old = apr_hash_get(ix, key, (apr_ssize_t)len))) {
+            continue;
+        }
+        v = (apr_uint64_t *)(rec + values_at);
+        ov = (const apr_uint64_t *)(old + values_at);
+        for (k = 0; k < nwhich; k++) {
+            int j = which[k];
+            v[j] -= ov[j] < v[j] ? ov[j] : v[j];
+        }
+    }
+}
+
 /* Add to pids the children alive now (those born during the window joined it). */
 static void add_children(request_rec *r, apr_array_header_t *pids, pid_t only)
 {
