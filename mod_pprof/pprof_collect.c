@@ -205,12 +205,29 @@ static void close_handover(apr_pool_t *pool, const pprof_kind *k, int op, pprof_
     pprof_handover_remove(ho);
 }
 
+/* Add to pids the children alive now (those born during the window joined it). */
+static void add_children(request_rec *r, apr_array_header_t *pids, pid_t only)
+{
+    apr_array_header_t *now = pprof_children(r->pool, only);
+    int i, j;
+
+    for (i = 0; i < now->nelts; i++) {
+        pid_t pid = APR_ARRAY_IDX(now, i, pid_t);
+        for (j = 0; j < pids->nelts && APR_ARRAY_IDX(pids, j, pid_t) != pid; j++) {
+        }
+        if (j == pids->nelts) {
+            APR_ARRAY_PUSH(pids, pid_t) = pid;
+        }
+    }
+}
+
 int pprof_take_snapshots(request_rec *r, apr_table_t *args, pprof_snapshots *s)
 {
     const char *secs = apr_table_get(args, "seconds"), *err;
     pp_wire_request req = PPWIRE__REQUEST__INIT;
     pprof_handover *ho = NULL;
     apr_hash_t *answered = NULL;
+    apr_array_header_t *pids;
     apr_int64_t sec;
     pid_t only;
 
@@ -232,8 +249,8 @@ int pprof_take_snapshots(request_rec *r, apr_table_t *args, pprof_snapshots *s)
         pprof_serve_error(r, HTTP_BAD_REQUEST, err);
         return DONE;
     }
-    pprof_collect(r->pool, s->kind, &req, pprof_children(r->pool, only), TAKE_TIMEOUT,
-                  s->before, NULL);
+    pids = pprof_children(r->pool, only);
+    pprof_collect(r->pool, s->kind, &req, pids, TAKE_TIMEOUT, s->before, NULL);
     /* Children that end from now on leave their last take: the delta keeps what they did
      * in the window. Opened after the first take: a child's take from before the window
      * must not count as in it. */
@@ -247,8 +264,11 @@ int pprof_take_snapshots(request_rec *r, apr_table_t *args, pprof_snapshots *s)
         return -1;
     }
     s->t1 = apr_time_now();
-    collect(r->pool, s->kind, &req, pprof_children(r->pool, only), TAKE_TIMEOUT, s->now, NULL,
-            ho, answered);
+    /* The children of the first take too: one that reached MaxConnectionsPerChild while
+     * it serves a long request may have lost its scoreboard slot to a new child (worker
+     * and event take the slot of a child that quiesces), and still holds its data. */
+    add_children(r, pids, only);
+    collect(r->pool, s->kind, &req, pids, TAKE_TIMEOUT, s->now, NULL, ho, answered);
     close_handover(r->pool, s->kind, PP_WIRE_TAKE, ho, s->now, answered, 0);
     s->delta = 1;
     return OK;
@@ -298,22 +318,6 @@ void pprof_delta_subtract(apr_pool_t *p, apr_array_header_t *end,
         for (k = 0; k < nwhich; k++) {
             int j = which[k];
             v[j] -= ov[j] < v[j] ? ov[j] : v[j];
-        }
-    }
-}
-
-/* Add to pids the children alive now (those born during the window joined it). */
-static void add_children(request_rec *r, apr_array_header_t *pids, pid_t only)
-{
-    apr_array_header_t *now = pprof_children(r->pool, only);
-    int i, j;
-
-    for (i = 0; i < now->nelts; i++) {
-        pid_t pid = APR_ARRAY_IDX(now, i, pid_t);
-        for (j = 0; j < pids->nelts && APR_ARRAY_IDX(pids, j, pid_t) != pid; j++) {
-        }
-        if (j == pids->nelts) {
-            APR_ARRAY_PUSH(pids, pid_t) = pid;
         }
     }
 }

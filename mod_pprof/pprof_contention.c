@@ -360,7 +360,8 @@ static void contention_merge(void *answer, const pprof_child *ch)
 
     if (ch->status == PPROF_CHILD_FAILED || ch->status == PPROF_CHILD_REFUSED) {
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, a->r, "PP0201: child %ld did not hand "
-                      "over its %s profile", (long)ch->pid, a->mutex ? "mutex" : "block");
+                      "over its %s profile: %s", (long)ch->pid, a->mutex ? "mutex" : "block",
+                      ch->why);
     }
     if (ch->status != PPROF_CHILD_OK) {
         return;
