@@ -63,7 +63,7 @@ def handover_dirs(httpd):
 class Burners:
     """CLIENTS threads looping on cpuburn, each answer noted (cpu ms, pid, t0 s, t1 s)."""
 
-    def __init__(self, httpd, max_seconds):
+    def __init__(self, httpd, max_seconds, clients=CLIENTS):
         self.httpd = httpd
         self.deadline = time.monotonic() + max_seconds
         self.stop = threading.Event()
@@ -72,7 +72,7 @@ class Burners:
         self.errors = []
         self.resets = []
         self.threads = [threading.Thread(target=self._client, daemon=True)
-                        for _ in range(CLIENTS)]
+                        for _ in range(clients)]
 
     def _client(self):
         while not self.stop.is_set() and time.monotonic() < self.deadline:
@@ -101,9 +101,11 @@ class Burners:
         for t in self.threads:
             t.start()
         until = time.monotonic() + 30
-        while time.monotonic() < until and len(self.burns) < CLIENTS and not self.errors:
+        while time.monotonic() < until and len(self.burns) < len(self.threads) and \
+                not self.errors:
             time.sleep(0.05)
-        assert len(self.burns) >= CLIENTS and not self.errors, (self.burns, self.errors[:5])
+        assert len(self.burns) >= len(self.threads) and not self.errors, (self.burns,
+                                                                        self.errors[:5])
         return self
 
     def __exit__(self, *exc):
@@ -162,6 +164,122 @@ def test_cpu_of_children_that_recycle(make_httpd, mpm):
     assert handover_dirs(h) == [], handover_dirs(h)
 
 
+# Few spare children: once a burst of load is over, the parent ends the idle ones, one a
+# second (prefork's spare trimming; event's and worker's idle-child reaping: both a
+# graceful stop of the child).
+SPARE = {
+    "prefork": """\
+StartServers 1
+MinSpareServers 1
+MaxSpareServers 1
+MaxRequestWorkers 8
+""",
+    "worker": """\
+StartServers 1
+ServerLimit 8
+ThreadsPerChild 2
+MaxRequestWorkers 12
+MinSpareThreads 2
+MaxSpareThreads 4
+""",
+}
+SPARE["event"] = SPARE["worker"]
+
+
+def check_cpu(h, load, r, at_start, ended_in_window):
+    """The profile r against the burns of load: within CPU_TOLERANCE. Returns a summary."""
+    check_profile_response(r, "profile")
+    prof = Profile(r.body)
+    w0 = prof.one(prof.m, "time_nanos") / 1e9
+    w1 = w0 + prof.one(prof.m, "duration_nanos") / 1e9
+    burned = 0.0
+    inside = set()
+    for cpu_ms, pid, t0, t1 in load.burns:
+        overlap = min(t1, w1) - max(t0, w0)
+        if overlap > 0:
+            burned += cpu_ms * 1e6 * overlap / max(t1 - t0, 1e-6)
+            inside.add(pid)
+    funcs = prof.location_functions()
+    profiled = 0
+    by_pid = {}
+    for values, labels, locs in prof.samples():
+        if any("pprof_test_burn_cpu" in funcs.get(loc, []) for loc in locs):
+            profiled += values[1]
+            pid = [nv for k, _, nv in labels if k == "pid"][0]
+            by_pid[pid] = by_pid.get(pid, 0) + values[1]
+    ended = ended_in_window(inside, w1)
+    born = set(by_pid) - at_start
+    print("\n%s: burned %.0f ms in the %.2f s window by %d requests in %d children (%d "
+          "ended in it, %d born during it); profile: %.0f ms (%.3f)" % (
+              h.mpm, burned / 1e6, w1 - w0, len(load.burns), len(inside), len(ended),
+              len(born), profiled / 1e6, profiled / burned if burned else 0))
+    assert burned > 0
+    assert abs(profiled - burned) <= CPU_TOLERANCE * burned, (profiled / 1e6, burned / 1e6,
+                                                             by_pid)
+    return ended, born, by_pid
+
+
+class Watcher:
+    """The server's children every 0.1 s: when each was last seen alive."""
+
+    def __init__(self, httpd):
+        self.httpd = httpd
+        self.last_seen = {}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self.stop.is_set():
+            now = time.time()
+            for pid in self.httpd.child_pids():
+                self.last_seen[pid] = now
+            self.stop.wait(0.1)
+
+    def ended_before(self, pids, t):
+        """Those of pids gone (not alive now) and last seen before t."""
+        alive = set(self.httpd.child_pids())
+        return {p for p in pids if p not in alive and self.last_seen.get(p, 0) < t}
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(10)
+        return False
+
+
+def test_cpu_of_children_started_and_ended_by_the_parent(make_httpd, mpm):
+    """The server idles with one child (StartServers 1) when the window opens; a burst of
+    load makes the parent start children during it, and when the burst is over the parent
+    ends the spare ones, still during it (a graceful stop). The born children are in the
+    profile (pid labels), and the CPU of every child, ended or not, is (within 15%)."""
+    h = make_httpd(extra_conf=SPARE[mpm])
+    seconds = 7
+    got = {}
+    with Watcher(h) as watch:
+        at_start = set(h.child_pids())
+        t = threading.Thread(target=lambda: got.setdefault("r", h.get(
+            "/debug/pprof/profile?seconds=%d" % seconds, timeout=seconds + 60)))
+        t.start()
+        time.sleep(0.5)
+        with Burners(h, 60, clients=6) as load:
+            time.sleep(2)
+        t.join(seconds + 60)
+        assert not load.errors, load.errors[:5]
+        assert len(load.resets) <= 0.1 * len(load.burns), (len(load.resets), len(load.burns))
+        ended, born, by_pid = check_cpu(h, load, got["r"], at_start, watch.ended_before)
+    assert born and all(by_pid[p] > 0 for p in born), (born, by_pid, at_start)
+    # event quiesces one child at a time, and the first it picks is often the collector's
+    # (its other thread is idle), which the profile keeps busy to the end: the others wait
+    # (without mod_pprof too, for any long request). Its children that end during a
+    # window are the MaxConnectionsPerChild test's.
+    if mpm != "event":
+        assert ended, "no child ended during the window"
+    assert handover_dirs(h) == [], handover_dirs(h)
+
+
 def top_ms(h, body, sample_index):
     d = make_tmpdir("mod_pprof-it-handover-")
     f = os.path.join(d, "p.pb.gz")
@@ -206,7 +324,14 @@ def test_contention_of_children_that_end(make_httpd, mpm):
     sent = time.monotonic()
     for t in ts:
         t.start()
-    time.sleep(1.0)             # both windows are open (their first takes are done)
+    # Both windows are open (their first takes done, their hand-overs made: a loaded
+    # machine may take a while).
+    until = time.monotonic() + 30
+    while len([d for d in handover_dirs(h) if d.endswith(".hand")]) < 2:
+        assert time.monotonic() < until, handover_dirs(h)
+        time.sleep(0.05)
+    sent_at = time.monotonic() - sent
+    assert sent_at < seconds - 2, "the windows opened %.1f s late" % sent_at
     waited, n = 0.0, 0
     while time.monotonic() - sent < seconds - 1.5 and n < 6:
         try:
@@ -238,5 +363,5 @@ def test_contention_of_children_that_end(make_httpd, mpm):
         print("\n%s %s: fights waited %.1f ms, profile %.1f ms" % (
             mpm, name, waited, rows.get(func, 0)))
         assert func in rows, out
-        assert abs(rows[func] - waited) <= 0.2 * waited, (waited, out)
+        assert abs(rows[func] - waited) <= 0.1 * waited, (waited, out)
     assert handover_dirs(h) == [], handover_dirs(h)
