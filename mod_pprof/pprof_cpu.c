@@ -293,6 +293,17 @@ static void merge_data(cpu_answer *c, const pprof_child *ch)
         pp_label pidl = { "pid", NULL, ch->pid, NULL };
         pprof_answer_synthetic(ans, "mod_pprof.lostProfileEvent", values, &pidl, 1);
     }
+    if (pp_wire_get_counter(m, "handover_cut", 0) > 0) {
+        /* It ended during the window and its stacks did not fit the hand-over's bound:
+         * the profile says so, as for a child that could not be sampled. */
+        const char *why = apr_psprintf(c->r->pool, "%" APR_INT64_T_FMT " of its stacks were "
+                                       "cut from its hand-over",
+                                       pp_wire_get_counter(m, "handover_cut", 0));
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, c->r, "PP0106: child %ld: %s",
+                      (long)ch->pid, why);
+        APR_ARRAY_PUSH(c->absent, const char *) =
+            apr_psprintf(c->r->pool, "mod_pprof: pid %ld partly absent: %s", (long)ch->pid, why);
+    }
     c->total += samples;
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, c->r,
                   "PP0105: child %ld: %" APR_UINT64_T_FMT " samples, %" APR_UINT64_T_FMT
