@@ -3,6 +3,7 @@
 #include "pprof_conf.h"
 #include "pprof_agent.h"
 #include "pprof_handler.h"
+#include "pprof_handover.h"
 #include "pprof_interp.h"
 #include "pprof_ipc.h"
 #include "pprof_kinds.h"
@@ -44,6 +45,8 @@ static int post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp, s
     if (pprof_shared_create(pconf, s) != APR_SUCCESS || pprof_ipc_init(pconf, s) != APR_SUCCESS) {
         return HTTP_INTERNAL_SERVER_ERROR;
     }
+    /* Hand-overs of collectors that are gone (a crash, an earlier run) are read by none. */
+    pprof_handover_sweep(pconf);
     /* In the parent, before any child is forked: children inherit what the kinds hook.
      * ExtendedStatus stays the admin's (or mod_status's): nothing here sets it. */
     for (i = 0; pprof_kinds[i]; i++) {

@@ -1,7 +1,9 @@
 #include "pprof_agent.h"
+#include "pprof_handover.h"
 #include "pprof_ipc.h"
 #include "pprof_kinds.h"
 #include "pprof_reply.h"
+#include "pprof_sampler.h"
 #include "pprof_shared.h"
 
 #include "http_log.h"
@@ -35,6 +37,20 @@ typedef struct {
     apr_uint32_t gen[PPROF_MAX_WINDOWS];
     apr_time_t deadline[PPROF_MAX_WINDOWS];
 } agent_t;
+
+/* This child's agent, for pprof_sampler's announcer. */
+static agent_t *the_agent;
+
+/* A request thread serves for the first time while sampling: wake the agent, whose tick
+ * arms that thread's timer (pprof_sampler_drain follows new threads). */
+static void new_thread(void)
+{
+    agent_t *a = the_agent;
+
+    if (a && !a->stopping && write(a->wake[1], "t", 1) < 0) {
+        /* full: a wake-up is pending anyway */
+    }
+}
 
 static int any_open(const agent_t *a)
 {
@@ -222,6 +238,11 @@ static void *APR_THREAD_FUNC agent_main(apr_thread_t *t, void *data)
         if (a->stopping) {
             break;
         }
+        if (rc > 0 && (pfd[1].revents & POLLIN)) {
+            char buf[64];
+            while (read(a->wake[0], buf, sizeof(buf)) > 0) {
+            }
+        }
         tick(a);
         if (rc > 0 && (pfd[0].revents & POLLIN)) {
             int fd = accept4(a->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
@@ -234,15 +255,72 @@ static void *APR_THREAD_FUNC agent_main(apr_thread_t *t, void *data)
     return NULL;
 }
 
-/* The child ends (its workers are done): stop the thread, then every open window, which
- * hands over by file what it can (PPROF_STOP_EXIT). */
+/* Kind i's take for req, into a reply in p; PP_WIRE_OK or what the kind answered. */
+static int take_for_handover(int i, const pp_wire_request *req, apr_pool_t *p,
+                             pp_wire_reply *reply)
+{
+    pprof_out out;
+
+    ppwire__reply__init(reply);
+    reply->pid = getpid();
+    out.pool = p;
+    out.reply = reply;
+    return pprof_kinds[i]->take(req, &out);
+}
+
+/* The child ends: what each kind holds for a collector goes to it by file
+ * (pprof_handover.h). A window kind stops its open window (PPROF_STOP_EXIT) and gives its
+ * last take, always (that take lets go of what it holds), left in the window's hand-over
+ * if its collector opened one. A snapshot kind that hands over gives one take, left in
+ * every delta of it in progress. */
+static void hand_over_all(agent_t *a)
+{
+    int i;
+
+    for (i = 0; pprof_kinds[i]; i++) {
+        const pprof_kind *k = pprof_kinds[i];
+        pp_wire_request req = PPWIRE__REQUEST__INIT;
+        pp_wire_reply reply;
+        apr_array_header_t *dirs;
+        apr_pool_t *p;
+
+        if (k->window ? !a->gen[i] : !k->handover) {
+            continue;
+        }
+        if (apr_pool_create(&p, a->pool) != APR_SUCCESS) {
+            window_stop(a, i, PPROF_STOP_QUIT);
+            continue;
+        }
+        req.kind = (char *)k->name;
+        if (k->window) {
+            req.op = PP_WIRE_STOP;
+            req.gen = a->gen[i];
+            dirs = pprof_handover_find(p, k->name, req.gen, a->deadline[i]);
+            window_stop(a, i, PPROF_STOP_EXIT);
+            if (take_for_handover(i, &req, p, &reply) == PP_WIRE_OK) {
+                pprof_handover_leave(p, dirs, &reply);
+            }
+        } else if ((dirs = pprof_handover_find(p, k->name, 0, 0))->nelts > 0) {
+            req.op = PP_WIRE_TAKE;
+            if (take_for_handover(i, &req, p, &reply) == PP_WIRE_OK) {
+                pprof_handover_leave(p, dirs, &reply);
+            }
+        }
+        apr_pool_destroy(p);
+    }
+}
+
+/* The child ends (its workers are done): stop the thread, then hand over what every kind
+ * holds for a collector, before the socket closes: a collector that finds the socket
+ * gone (or its call broken) finds the reply left for it. */
 static apr_status_t agent_cleanup(void *data)
 {
     agent_t *a = data;
     apr_status_t rv;
-    int i;
 
     a->stopping = 1;
+    pprof_sampler_announcer(NULL);
+    the_agent = NULL;
     if (write(a->wake[1], "x", 1) < 0) {
         /* the thread still sees `stopping` at its next wake-up */
     }
@@ -250,9 +328,7 @@ static apr_status_t agent_cleanup(void *data)
         apr_thread_join(&rv, a->thread);
     }
     pp_heap_guard_enter();
-    for (i = 0; pprof_kinds[i]; i++) {
-        window_stop(a, i, PPROF_STOP_EXIT);
-    }
+    hand_over_all(a);
     pp_heap_guard_leave();
     close(a->listen_fd);
     close(a->wake[0]);
@@ -302,6 +378,8 @@ void pprof_agent_child_init(apr_pool_t *pchild, server_rec *s)
         return;
     }
     join_open_windows(a);
+    the_agent = a;
+    pprof_sampler_announcer(new_thread);
     /* The MPM's signals must keep going to its own threads, never to ours. */
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old);

@@ -1,5 +1,6 @@
 #include "pprof_collect.h"
 #include "pprof_client.h"
+#include "pprof_handover.h"
 #include "pprof_ipc.h"
 #include "pprof_kinds.h"
 #include "pprof_query.h"
@@ -8,6 +9,7 @@
 #include "pprof_shared.h"
 
 #include "http_log.h"
+#include "apr_hash.h"
 #include "apr_strings.h"
 
 #include <signal.h>
@@ -75,11 +77,24 @@ static void read_answer(apr_pool_t *pool, pprof_ipc_call *call, pprof_child *ch)
     }
 }
 
+/* The children that answered OK (a set of pid_t keys), if asked for. */
+static void note_ok(apr_hash_t *answered, pid_t pid)
+{
+    if (answered) {
+        pid_t *key = apr_palloc(apr_hash_pool_get(answered), sizeof(*key));
+        *key = pid;
+        apr_hash_set(answered, key, sizeof(*key), key);
+    }
+}
+
+/* pprof_collect, and: a child that did not answer a TAKE or STOP may have ended meanwhile
+ * and left its reply in ho, which is then its answer; the children that answered OK (by
+ * reply or hand-over) go into answered. */
 typedef void merge_fn(void *answer, const pprof_child *child);
 
 static int collect(apr_pool_t *pool, const pprof_kind *k, const pp_wire_request *req,
                    apr_array_header_t *pids, apr_interval_time_t timeout, merge_fn *merge,
-                   void *answer, const char **why)
+                   void *answer, const char **why, pprof_handover *ho, apr_hash_t *answered)
 {
     int n = pids->nelts, i, kept = 0, ok = 0;
     pprof_ipc_call *calls = apr_pcalloc(pool, (apr_size_t)(n ? n : 1) * sizeof(*calls));
@@ -106,10 +121,19 @@ static int collect(apr_pool_t *pool, const pprof_kind *k, const pp_wire_request 
         memset(&ch, 0, sizeof(ch));
         ch.pid = calls[i].pid;
         ch.op = req->op;
+        /* The hand-over is written before the socket closes: a call that failed for a
+         * child that ended finds it. */
+        if (calls[i].status != PPROF_IPC_OK && ho &&
+            (req->op == PP_WIRE_TAKE || req->op == PP_WIRE_STOP) &&
+            pprof_handover_read(ho, ch.pid, &calls[i].body, &calls[i].len) == 0) {
+            calls[i].status = PPROF_IPC_OK;
+            ch.handed_over = 1;
+        }
         read_answer(pool, &calls[i], &ch);
         merge(answer, &ch);
         if (ch.status == PPROF_CHILD_OK) {
             ok++;
+            note_ok(answered, ch.pid);
         } else if (why) {
             *why = ch.why;
         }
@@ -127,7 +151,7 @@ int pprof_collect(apr_pool_t *pool, const pprof_kind *k, const pp_wire_request *
                   apr_array_header_t *pids, apr_interval_time_t timeout, void *answer,
                   const char **why)
 {
-    return collect(pool, k, req, pids, timeout, k->merge, answer, why);
+    return collect(pool, k, req, pids, timeout, k->merge, answer, why, NULL, NULL);
 }
 
 static void add_count(void *answer, const pprof_child *ch)
@@ -154,16 +178,88 @@ long pprof_collect_count(request_rec *r, const pprof_kind *k)
     /* The replies are a counter each: let them go at once. */
     apr_pool_create(&scratch, r->pool);
     collect(scratch, k, &req, pprof_children(scratch, 0), START_TIMEOUT, add_count, count,
-            NULL);
+            NULL, NULL, NULL);
     apr_pool_destroy(scratch);
     apr_pool_userdata_setn(count, key, NULL, r->pool);
     return *count;
+}
+
+/* Merge the replies left in ho by children that ended (op: how the kind sees them), each
+ * once: those of children in skip (they answered the last take themselves, which ended
+ * the window for them; what a snapshot kind's child left later is past the window) are
+ * removed unread. */
+static void adopt(apr_pool_t *pool, const pprof_kind *k, int op, pprof_handover *ho,
+                  void *answer, apr_hash_t *skip)
+{
+    apr_array_header_t *left = pprof_handover_pids(ho, pool);
+    int i;
+
+    for (i = 0; i < left->nelts; i++) {
+        pprof_ipc_call call;
+        pprof_child ch;
+
+        memset(&call, 0, sizeof(call));
+        call.pid = APR_ARRAY_IDX(left, i, pid_t);
+        if (pprof_handover_read(ho, call.pid, &call.body, &call.len) != 0) {
+            continue;
+        }
+        if (skip && apr_hash_get(skip, &call.pid, sizeof(call.pid))) {
+            free(call.body);
+            continue;
+        }
+        call.status = PPROF_IPC_OK;
+        memset(&ch, 0, sizeof(ch));
+        ch.pid = call.pid;
+        ch.op = op;
+        ch.handed_over = 1;
+        read_answer(pool, &call, &ch);
+        if (ch.status == PPROF_CHILD_OK) {
+            k->merge(answer, &ch);
+        } else {
+            ap_log_perror(APLOG_MARK, APLOG_WARNING, 0, pool, "PP0063: the %s data that "
+                          "child %ld left when it ended is unusable: %s", k->name,
+                          (long)ch.pid, ch.why);
+        }
+    }
+}
+
+/* The window is over: seal ho, merge what is left in it (adopt) unless discard, remove. */
+static void close_handover(apr_pool_t *pool, const pprof_kind *k, int op, pprof_handover *ho,
+                           void *answer, apr_hash_t *skip, int discard)
+{
+    if (!ho) {
+        return;
+    }
+    pprof_handover_seal(ho);
+    if (!discard) {
+        adopt(pool, k, op, ho, answer, skip);
+    }
+    pprof_handover_remove(ho);
+}
+
+/* Add to pids the children alive now (those born during the window joined it). */
+static void add_children(request_rec *r, apr_array_header_t *pids, pid_t only)
+{
+    apr_array_header_t *now = pprof_children(r->pool, only);
+    int i, j;
+
+    for (i = 0; i < now->nelts; i++) {
+        pid_t pid = APR_ARRAY_IDX(now, i, pid_t);
+        for (j = 0; j < pids->nelts && APR_ARRAY_IDX(pids, j, pid_t) != pid; j++) {
+        }
+        if (j == pids->nelts) {
+            APR_ARRAY_PUSH(pids, pid_t) = pid;
+        }
+    }
 }
 
 int pprof_take_snapshots(request_rec *r, apr_table_t *args, pprof_snapshots *s)
 {
     const char *secs = apr_table_get(args, "seconds"), *err;
     pp_wire_request req = PPWIRE__REQUEST__INIT;
+    pprof_handover *ho = NULL;
+    apr_hash_t *answered = NULL;
+    apr_array_header_t *pids;
     apr_int64_t sec;
     pid_t only;
 
@@ -185,31 +281,76 @@ int pprof_take_snapshots(request_rec *r, apr_table_t *args, pprof_snapshots *s)
         pprof_serve_error(r, HTTP_BAD_REQUEST, err);
         return DONE;
     }
-    pprof_collect(r->pool, s->kind, &req, pprof_children(r->pool, only), TAKE_TIMEOUT,
-                  s->before, NULL);
+    pids = pprof_children(r->pool, only);
+    pprof_collect(r->pool, s->kind, &req, pids, TAKE_TIMEOUT, s->before, NULL);
+    /* Children that end from now on leave their last take: the delta keeps what they did
+     * in the window. Opened after the first take: a child's take from before the window
+     * must not count as in it. */
+    if (s->kind->handover && !only) {
+        ho = pprof_handover_open(r->pool, s->kind->name, 0, apr_time_now());
+        answered = apr_hash_make(r->pool);
+    }
     if (pprof_sleep_unless_gone(r, s->t0 + apr_time_from_sec(sec))) {
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "%s: client went away", s->gone_tag);
+        close_handover(r->pool, s->kind, PP_WIRE_TAKE, ho, NULL, NULL, 1);
         return -1;
     }
     s->t1 = apr_time_now();
-    pprof_collect(r->pool, s->kind, &req, pprof_children(r->pool, only), TAKE_TIMEOUT,
-                  s->now, NULL);
+    /* The children of the first take too: one that reached MaxConnectionsPerChild while
+     * it serves a long request may have lost its scoreboard slot to a new child (worker
+     * and event take the slot of a child that quiesces), and still holds its data. */
+    add_children(r, pids, only);
+    collect(r->pool, s->kind, &req, pids, TAKE_TIMEOUT, s->kind->merge, s->now, NULL, ho,
+            answered);
+    close_handover(r->pool, s->kind, PP_WIRE_TAKE, ho, s->now, answered, 0);
     s->delta = 1;
     return OK;
 }
 
-/* Add to pids the children alive now (those born during the window joined it). */
-static void add_children(request_rec *r, apr_array_header_t *pids, pid_t only)
+/* The bytes that pair a record with its counterpart in another take. */
+static void *rec_key(apr_pool_t *p, const pprof_rec_id *id, apr_size_t *len)
 {
-    apr_array_header_t *now = pprof_children(r->pool, only);
-    int i, j;
+    apr_size_t n = 2 * sizeof(apr_uint64_t) + (apr_size_t)id->npcs * sizeof(apr_uint64_t);
+    apr_uint64_t *k = apr_palloc(p, n);
 
-    for (i = 0; i < now->nelts; i++) {
-        pid_t pid = APR_ARRAY_IDX(now, i, pid_t);
-        for (j = 0; j < pids->nelts && APR_ARRAY_IDX(pids, j, pid_t) != pid; j++) {
+    k[0] = (apr_uint64_t)id->pid;
+    k[1] = id->key;
+    if (id->npcs) {
+        memcpy(k + 2, id->pcs, (apr_size_t)id->npcs * sizeof(apr_uint64_t));
+    }
+    *len = n;
+    return k;
+}
+
+void pprof_delta_subtract(apr_pool_t *p, apr_array_header_t *end,
+                          const apr_array_header_t *start, apr_size_t values_at,
+                          const int *which, int nwhich)
+{
+    apr_hash_t *ix = apr_hash_make(p);
+    apr_size_t len;
+    void *key;
+    int i, k;
+
+    for (i = 0; i < start->nelts; i++) {
+        const char *rec = start->elts + (apr_size_t)i * (apr_size_t)start->elt_size;
+        key = rec_key(p, (const pprof_rec_id *)rec, &len);
+        apr_hash_set(ix, key, (apr_ssize_t)len, rec);
+    }
+    for (i = 0; i < end->nelts; i++) {
+        char *rec = end->elts + (apr_size_t)i * (apr_size_t)end->elt_size;
+        const char *old;
+        apr_uint64_t *v;
+        const apr_uint64_t *ov;
+
+        key = rec_key(p, (const pprof_rec_id *)rec, &len);
+        if (!(old = apr_hash_get(ix, key, (apr_ssize_t)len))) {
+            continue;
         }
-        if (j == pids->nelts) {
-            APR_ARRAY_PUSH(pids, pid_t) = pid;
+        v = (apr_uint64_t *)(rec + values_at);
+        ov = (const apr_uint64_t *)(old + values_at);
+        for (k = 0; k < nwhich; k++) {
+            int j = which[k];
+            v[j] -= ov[j] < v[j] ? ov[j] : v[j];
         }
     }
 }
@@ -220,6 +361,8 @@ int pprof_run_window(request_rec *r, pprof_window_run *w)
     apr_uint32_t self = (apr_uint32_t)getpid();
     pp_wire_request req = PPWIRE__REQUEST__INIT;
     apr_array_header_t *pids;
+    pprof_handover *ho;
+    apr_hash_t *answered = apr_hash_make(r->pool);
     const char *why = NULL;
     apr_time_t end, child_deadline;
     int gone = 0;
@@ -241,16 +384,23 @@ int pprof_run_window(request_rec *r, pprof_window_run *w)
     req.hz = w->hz;
     req.deadline_us = child_deadline;
     req.op = PP_WIRE_START;
+    /* Before any child is asked: one that joins and ends before it is asked hands over
+     * too. Its children know the window by gen and deadline. */
+    ho = pprof_handover_open(r->pool, w->kind->name, w->gen, child_deadline);
     pids = pprof_children(r->pool, w->only);
     if (pprof_collect(r->pool, w->kind, &req, pids, START_TIMEOUT, w->answer, &why) == 0) {
         pprof_window_close(win);
         req.op = PP_WIRE_QUIT;
         pprof_collect(r->pool, w->kind, &req, pids, START_TIMEOUT, w->answer, NULL);
+        close_handover(r->pool, w->kind, PP_WIRE_STOP, ho, NULL, NULL, 1);
         pprof_window_release(win, self);
         pprof_serve_error(r, HTTP_INTERNAL_SERVER_ERROR,
                           apr_pstrcat(r->pool, w->fail, ": ", why ? why : "no child", NULL));
         return DONE;
     }
+    /* The window starts when every child asked samples: what ran before its START
+     * reached it (a busy child's agent waits for a core) is not in it. */
+    w->t0 = apr_time_now();
     gone = w->started ? w->started(w) : 0;
     while (!gone && apr_time_now() < end) {
         apr_time_t next = w->round ? apr_time_now() + w->round : end;
@@ -267,18 +417,27 @@ int pprof_run_window(request_rec *r, pprof_window_run *w)
         apr_pool_create(&round, r->pool);
         add_children(r, pids, w->only);
         req.op = PP_WIRE_TAKE;
-        pprof_collect(round, w->kind, &req, pids, ROUND_TIMEOUT, w->answer, NULL);
+        collect(round, w->kind, &req, pids, ROUND_TIMEOUT, w->kind->merge, w->answer, NULL,
+                ho, NULL);
+        /* And children born and ended since the last round, never asked. */
+        if (ho) {
+            adopt(round, w->kind, PP_WIRE_TAKE, ho, w->answer, NULL);
+        }
         gone = w->rounded ? w->rounded(w) : 0;
         apr_pool_destroy(round);
     }
     w->t1 = apr_time_now();
     /* Each child is stopped by its last take; only then is the window closed (a child
-     * that sees it closed first stops by itself and drops what a collector would read). */
+     * that sees it closed first stops by itself and drops what a collector would read).
+     * A child that ended before its last take left it in the hand-over: read as its
+     * answer, or below with the rest, once the window is closed and no child can join
+     * it any more; one that answered the STOP has nothing left there. */
     add_children(r, pids, w->only);
     req.op = gone ? PP_WIRE_QUIT : PP_WIRE_STOP;
-    pprof_collect(r->pool, w->kind, &req, pids, gone ? START_TIMEOUT : TAKE_TIMEOUT,
-                  w->answer, NULL);
+    collect(r->pool, w->kind, &req, pids, gone ? START_TIMEOUT : TAKE_TIMEOUT, w->kind->merge,
+            w->answer, NULL, gone ? NULL : ho, answered);
     pprof_window_close(win);
+    close_handover(r->pool, w->kind, PP_WIRE_STOP, ho, w->answer, answered, gone);
     pprof_window_release(win, self);
     w->gone = gone;
     w->nchildren = pids->nelts;

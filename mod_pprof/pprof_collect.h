@@ -43,6 +43,24 @@ typedef struct {
  * already (a 400 with Go's text) or -1: the client went away (nothing to answer). */
 int pprof_take_snapshots(request_rec *r, apr_table_t *args, pprof_snapshots *s);
 
+/* Go's serveDeltaProfile subtracts two takes record by record. What tells a child's
+ * records apart; a snapshot kind's record type begins with it. */
+typedef struct {
+    long pid;
+    apr_uint64_t key;           /* the stack's key (pp_wire_stack): the kind's meaning */
+    apr_uint32_t npcs;
+    const apr_uint64_t *pcs;
+} pprof_rec_id;
+
+/* Each record of end (an array of a kind's records, each beginning with a pprof_rec_id)
+ * that start has too (same pid, key and PCs) keeps what accumulated in between: for each
+ * index i of which[0..nwhich), its value ((apr_uint64_t *)((char *)rec + values_at))[i]
+ * less start's, never below 0. Values not named (the heap's in-use ones) stay as they are
+ * at the end; records of end that start lacks (a child born in between) stay whole. */
+void pprof_delta_subtract(apr_pool_t *p, apr_array_header_t *end,
+                          const apr_array_header_t *start, apr_size_t values_at,
+                          const int *which, int nwhich);
+
 /* --- window kinds ------------------------------------------------------------------------ */
 
 typedef struct pprof_window_run {
@@ -61,7 +79,8 @@ typedef struct pprof_window_run {
     int (*rounded)(struct pprof_window_run *w);
     /* out */
     apr_uint32_t gen;           /* the window's generation */
-    apr_time_t t0, t1;          /* the window's start, and when the wait ended */
+    apr_time_t t0, t1;          /* the window's start (every child asked has started),
+                                   and when the wait ended */
     int gone;                   /* the client went away (children were told QUIT) */
     int nchildren;              /* the children asked at the end */
 } pprof_window_run;

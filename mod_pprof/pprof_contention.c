@@ -42,8 +42,6 @@
 #include "pprof_waits.h"
 
 #include "http_log.h"
-#include "apr_escape.h"
-#include "apr_hash.h"
 #include "apr_strings.h"
 
 #include "apr_proc_mutex.h"
@@ -346,13 +344,12 @@ typedef struct {
     const pp_maps *maps;
 } snapshot;
 
+enum { V_MILLI, V_DELAY, NV };  /* what a record holds, as its stack's values */
+
 typedef struct {
+    pprof_rec_id id;            /* key: 0, or an apr_proc_mutex's mechanism (PROC_*) */
     const snapshot *from;
-    apr_uint64_t milli;         /* contentions, thousandths, as recorded */
-    apr_uint64_t delay;         /* ns, as recorded */
-    apr_uint64_t key;           /* 0, or an apr_proc_mutex's mechanism (PROC_*) */
-    apr_uint32_t npcs;
-    const apr_uint64_t *pcs;
+    apr_uint64_t v[NV];         /* contentions in thousandths, delay in ns; as recorded */
 } crec;
 
 typedef struct {
@@ -379,7 +376,8 @@ static void contention_merge(void *answer, const pprof_child *ch)
 
     if (ch->status == PPROF_CHILD_FAILED || ch->status == PPROF_CHILD_REFUSED) {
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, a->r, "PP0201: child %ld did not hand "
-                      "over its %s profile", (long)ch->pid, a->mutex ? "mutex" : "block");
+                      "over its %s profile: %s", (long)ch->pid, a->mutex ? "mutex" : "block",
+                      ch->why);
     }
     if (ch->status != PPROF_CHILD_OK) {
         return;
@@ -393,38 +391,13 @@ static void contention_merge(void *answer, const pprof_child *ch)
     for (i = 0; i < m->n_stacks; i++) {
         const pp_wire_stack *st = m->stacks[i];
         crec *rec = apr_array_push(a->recs);
+        rec->id.pid = s->pid;
+        rec->id.key = st->key;
+        rec->id.npcs = (apr_uint32_t)st->n_pcs;
+        rec->id.pcs = st->pcs;
         rec->from = s;
-        rec->milli = st->n_values > 0 ? st->values[0] : 0;
-        rec->delay = st->n_values > 1 ? st->values[1] : 0;
-        rec->key = st->key;
-        rec->npcs = (apr_uint32_t)st->n_pcs;
-        rec->pcs = st->pcs;
-    }
-}
-
-static const char *rec_key(apr_pool_t *p, const crec *rec)
-{
-    return apr_psprintf(p, "%ld/%" APR_UINT64_T_FMT "/%s", rec->from->pid, rec->key,
-                        apr_pescape_hex(p, rec->pcs, rec->npcs * sizeof(apr_uint64_t), 0));
-}
-
-/* Go's serveDeltaProfile: what accumulated during the window. */
-static void subtract(request_rec *r, apr_array_header_t *end, apr_array_header_t *start)
-{
-    apr_hash_t *ix = apr_hash_make(r->pool);
-    int i;
-
-    for (i = 0; i < start->nelts; i++) {
-        crec *rec = &APR_ARRAY_IDX(start, i, crec);
-        apr_hash_set(ix, rec_key(r->pool, rec), APR_HASH_KEY_STRING, rec);
-    }
-    for (i = 0; i < end->nelts; i++) {
-        crec *rec = &APR_ARRAY_IDX(end, i, crec);
-        const crec *old = apr_hash_get(ix, rec_key(r->pool, rec), APR_HASH_KEY_STRING);
-        if (old) {
-            rec->milli -= old->milli < rec->milli ? old->milli : rec->milli;
-            rec->delay -= old->delay < rec->delay ? old->delay : rec->delay;
-        }
+        rec->v[V_MILLI] = st->n_values > 0 ? st->values[0] : 0;
+        rec->v[V_DELAY] = st->n_values > 1 ? st->values[1] : 0;
     }
 }
 
@@ -433,15 +406,15 @@ static void scaled(const cont_answer *a, const crec *rec, int64_t *count, int64_
 {
     int64_t k = a->mutex && rec->from->rate > 0 ? rec->from->rate : 1;
 
-    *count = (int64_t)(rec->milli / MILLI) * k;
-    *ns = (int64_t)rec->delay * k;
+    *count = (int64_t)(rec->v[V_MILLI] / MILLI) * k;
+    *ns = (int64_t)rec->v[V_DELAY] * k;
 }
 
 static int by_delay(const void *x, const void *y)
 {
     const crec *a = x, *b = y;
 
-    return a->delay < b->delay ? 1 : a->delay > b->delay ? -1 : 0;
+    return a->v[V_DELAY] < b->v[V_DELAY] ? 1 : a->v[V_DELAY] > b->v[V_DELAY] ? -1 : 0;
 }
 
 /* Go's printCountCycleProfile. */
@@ -467,15 +440,15 @@ static int send_profile(request_rec *r, const cont_answer *a, const char *filena
         pp_label labels[2] = { { "pid", NULL, rec->from->pid, NULL },
                                { "wait", NULL, 0, NULL } };
 
-        if (!rec->milli && !rec->delay) {
+        if (!rec->v[V_MILLI] && !rec->v[V_DELAY]) {
             continue;
         }
-        if (rec->key >= PROC_FCNTL && rec->key <= PROC_OTHER) {
+        if (rec->id.key >= PROC_FCNTL && rec->id.key <= PROC_OTHER) {
             labels[1].str = apr_psprintf(r->pool, "apr_proc_mutex_lock (%s)",
-                                         proc_names[rec->key]);
+                                         proc_names[rec->id.key]);
         }
         scaled(a, rec, &values[0], &values[1]);
-        if (pprof_answer_sample(ans, rec->from->maps, rec->pcs, rec->npcs, 1, values, labels,
+        if (pprof_answer_sample(ans, rec->from->maps, rec->id.pcs, rec->id.npcs, 1, values, labels,
                                 labels[1].str ? 2 : 1) != 0) {
             return pprof_answer_fail(r, ans);
         }
@@ -509,10 +482,10 @@ static int send_text(request_rec *r, const cont_answer *a)
     for (i = 0; i < a->recs->nelts; i++) {
         const crec *rec = &APR_ARRAY_IDX(a->recs, i, crec);
         apr_brigade_printf(bb, NULL, NULL, "%" APR_UINT64_T_FMT " %" APR_UINT64_T_FMT " @",
-                           rec->delay, rec->milli / MILLI);
-        pprof_text_pcs(bb, rec->pcs, rec->npcs);
+                           rec->v[V_DELAY], rec->v[V_MILLI] / MILLI);
+        pprof_text_pcs(bb, rec->id.pcs, rec->id.npcs);
         apr_brigade_printf(bb, NULL, NULL, "\n");
-        pprof_text_stack(bb, sym, rec->from->maps, rec->pcs, rec->npcs, 1);
+        pprof_text_stack(bb, sym, rec->from->maps, rec->id.pcs, rec->id.npcs, 1);
     }
     pprof_symbols_unlock();
     return pprof_send_text(r, bb);
@@ -540,7 +513,11 @@ static int serve(request_rec *r, apr_table_t *args, int mutex)
         }
         return send_profile(r, &now, name, s.t0, s.t0);
     }
-    subtract(r, now.recs, before.recs);
+    {
+        /* Go's serveDeltaProfile: both values accumulate. */
+        static const int both[NV] = { V_MILLI, V_DELAY };
+        pprof_delta_subtract(r->pool, now.recs, before.recs, APR_OFFSETOF(crec, v), both, NV);
+    }
     now.dropped -= before.dropped < now.dropped ? before.dropped : now.dropped;
     return send_profile(r, &now, apr_pstrcat(r->pool, name, "-delta", NULL), s.t0, s.t1);
 }
@@ -585,6 +562,7 @@ const pprof_kind pprof_kind_block = {
     .endpoints = block_endpoints,
     .post_config = contention_post_config,
     .child_init = contention_child_init,
+    .handover = 1,
     .take = block_take,
     .merge = contention_merge,
 };
@@ -593,6 +571,7 @@ const pprof_kind pprof_kind_block = {
 const pprof_kind pprof_kind_mutex = {
     .name = "mutex",
     .endpoints = mutex_endpoints,
+    .handover = 1,
     .take = mutex_take,
     .merge = contention_merge,
 };

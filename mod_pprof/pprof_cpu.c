@@ -4,6 +4,8 @@
  * thread; each tick moves its samples into a bounded table of (request tag, flags, stack)
  * counts. take hands over the table, what its tags stand for, and the counters below.
  * Request threads tag themselves with their request's (handler, vhost) while sampling.
+ * A child that ends during the window keeps its table for one last take, which the agent
+ * leaves for the collector (pprof_handover.h): recycled children's samples are not lost.
  *
  * Reply: stacks (key = tag | flags << 32, values[0] = samples), tags, mappings, counters
  * "dropped" (lost to a full ring or table), "leaf_only" (samples of unwarmed threads),
@@ -157,7 +159,7 @@ static void cpu_stop(apr_uint32_t gen, pprof_stop_why why)
     dropped += pprof_sampler_dropped() + pp_stacktab_overflow(tab);
     stopped = apr_time_now();
     sampling = 0;
-    if (why == PPROF_STOP_QUIT || why == PPROF_STOP_EXIT) {
+    if (why == PPROF_STOP_QUIT) {
         data_gen = 0;           /* nobody will read it */
     }
 }
@@ -290,6 +292,17 @@ static void merge_data(cpu_answer *c, const pprof_child *ch)
         int64_t values[2] = { (int64_t)lost, (int64_t)lost * c->period };
         pp_label pidl = { "pid", NULL, ch->pid, NULL };
         pprof_answer_synthetic(ans, "mod_pprof.lostProfileEvent", values, &pidl, 1);
+    }
+    if (pp_wire_get_counter(m, "handover_cut", 0) > 0) {
+        /* It ended during the window and its stacks did not fit the hand-over's bound:
+         * the profile says so, as for a child that could not be sampled. */
+        const char *why = apr_psprintf(c->r->pool, "%" APR_INT64_T_FMT " of its stacks were "
+                                       "cut from its hand-over",
+                                       pp_wire_get_counter(m, "handover_cut", 0));
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, c->r, "PP0106: child %ld: %s",
+                      (long)ch->pid, why);
+        APR_ARRAY_PUSH(c->absent, const char *) =
+            apr_psprintf(c->r->pool, "mod_pprof: pid %ld partly absent: %s", (long)ch->pid, why);
     }
     c->total += samples;
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, c->r,

@@ -21,8 +21,6 @@
 #include "pprof_text.h"
 
 #include "http_log.h"
-#include "apr_escape.h"
-#include "apr_hash.h"
 #include "apr_strings.h"
 
 #include "pp_heap.h"
@@ -109,12 +107,11 @@ typedef struct {
 
 /* One bucket of one child. */
 typedef struct {
+    pprof_rec_id id;            /* key: the object size; PCs: the reply's (as long as
+                                   r->pool) */
     const snapshot *from;
-    apr_uint64_t size;
     apr_uint64_t v[PP_HEAP_NVALUES];
     apr_uint64_t inuse_objects, inuse_bytes;    /* as taken: a delta keeps them */
-    apr_uint32_t npcs;
-    const apr_uint64_t *pcs;    /* the reply's: it lives as long as r->pool */
 } record;
 
 typedef struct {
@@ -157,8 +154,9 @@ static void heap_merge(void *answer, const pprof_child *ch)
     for (i = 0; i < m->n_stacks; i++) {
         const pp_wire_stack *st = m->stacks[i];
         record *rec = apr_array_push(h->recs);
+        rec->id.pid = s->pid;
+        rec->id.key = st->key;
         rec->from = s;
-        rec->size = st->key;
         for (j = 0; j < PP_HEAP_NVALUES; j++) {
             rec->v[j] = j < st->n_values ? st->values[j] : 0;
         }
@@ -166,36 +164,8 @@ static void heap_merge(void *answer, const pprof_child *ch)
             ? rec->v[PP_HEAP_ALLOC_OBJECTS] - rec->v[PP_HEAP_FREE_OBJECTS] : 0;
         rec->inuse_bytes = rec->v[PP_HEAP_ALLOC_BYTES] > rec->v[PP_HEAP_FREE_BYTES]
             ? rec->v[PP_HEAP_ALLOC_BYTES] - rec->v[PP_HEAP_FREE_BYTES] : 0;
-        rec->npcs = (apr_uint32_t)st->n_pcs;
-        rec->pcs = st->pcs;
-    }
-}
-
-static const char *record_key(apr_pool_t *p, const record *rec)
-{
-    return apr_psprintf(p, "%ld/%" APR_UINT64_T_FMT "/%s", rec->from->pid, rec->size,
-                        apr_pescape_hex(p, rec->pcs, rec->npcs * sizeof(apr_uint64_t), 0));
-}
-
-/* Unlike Go (golang/go#67942), a delta subtracts only what accumulates (allocations);
- * what is in use is as it stands at the end of the window. */
-static void subtract_allocs(request_rec *r, apr_array_header_t *end, apr_array_header_t *start)
-{
-    apr_hash_t *ix = apr_hash_make(r->pool);
-    int i, k;
-
-    for (i = 0; i < start->nelts; i++) {
-        record *rec = &APR_ARRAY_IDX(start, i, record);
-        apr_hash_set(ix, record_key(r->pool, rec), APR_HASH_KEY_STRING, rec);
-    }
-    for (i = 0; i < end->nelts; i++) {
-        record *rec = &APR_ARRAY_IDX(end, i, record);
-        const record *old = apr_hash_get(ix, record_key(r->pool, rec), APR_HASH_KEY_STRING);
-        static const int cumulative[2] = { PP_HEAP_ALLOC_OBJECTS, PP_HEAP_ALLOC_BYTES };
-        for (k = 0; old && k < 2; k++) {
-            int v = cumulative[k];
-            rec->v[v] -= old->v[v] < rec->v[v] ? old->v[v] : rec->v[v];
-        }
+        rec->id.npcs = (apr_uint32_t)st->n_pcs;
+        rec->id.pcs = st->pcs;
     }
 }
 
@@ -224,7 +194,7 @@ static int send_profile(request_rec *r, apr_array_header_t *recs, const char *na
         const record *rec = &APR_ARRAY_IDX(recs, i, record);
         int64_t values[4];
         pp_label labels[2] = { { "pid", NULL, rec->from->pid, NULL },
-                               { "bytes", NULL, (int64_t)rec->size, NULL } };
+                               { "bytes", NULL, (int64_t)rec->id.key, NULL } };
 
         if (!rec->v[PP_HEAP_ALLOC_OBJECTS] && !rec->inuse_objects) {
             continue;
@@ -233,7 +203,7 @@ static int send_profile(request_rec *r, apr_array_header_t *recs, const char *na
                       (size_t)rec->from->rate, &values[0], &values[1]);
         pp_heap_scale(rec->inuse_objects, rec->inuse_bytes, (size_t)rec->from->rate,
                       &values[2], &values[3]);
-        if (pprof_answer_sample(ans, rec->from->maps, rec->pcs, rec->npcs, 1, values, labels,
+        if (pprof_answer_sample(ans, rec->from->maps, rec->id.pcs, rec->id.npcs, 1, values, labels,
                                 2) != 0) {
             return pprof_answer_fail(r, ans);
         }
@@ -279,9 +249,9 @@ static int send_text(request_rec *r, const heap_answer *h)
                            APR_UINT64_T_FMT ": %" APR_UINT64_T_FMT "] @", rec->inuse_objects,
                            rec->inuse_bytes, rec->v[PP_HEAP_ALLOC_OBJECTS],
                            rec->v[PP_HEAP_ALLOC_BYTES]);
-        pprof_text_pcs(bb, rec->pcs, rec->npcs);
+        pprof_text_pcs(bb, rec->id.pcs, rec->id.npcs);
         apr_brigade_printf(bb, NULL, NULL, "\n");
-        pprof_text_stack(bb, sym, rec->from->maps, rec->pcs, rec->npcs, 1);
+        pprof_text_stack(bb, sym, rec->from->maps, rec->id.pcs, rec->id.npcs, 1);
     }
     pprof_symbols_unlock();
     apr_brigade_puts(bb, NULL, NULL, "\n# glibc malloc statistics (mallinfo2), per child\n");
@@ -319,7 +289,13 @@ static int serve_memory(request_rec *r, apr_table_t *args, const char *name)
         }
         return send_profile(r, now.recs, name, name, s.t0, s.t0);
     }
-    subtract_allocs(r, now.recs, before.recs);
+    {
+        /* Unlike Go (golang/go#67942), a delta subtracts only what accumulates
+         * (allocations); what is in use is as it stands at the end of the window. */
+        static const int cumulative[2] = { PP_HEAP_ALLOC_OBJECTS, PP_HEAP_ALLOC_BYTES };
+        pprof_delta_subtract(r->pool, now.recs, before.recs, APR_OFFSETOF(record, v),
+                             cumulative, 2);
+    }
     return send_profile(r, now.recs, name, apr_pstrcat(r->pool, name, "-delta", NULL), s.t0,
                         s.t1);
 }

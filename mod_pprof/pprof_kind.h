@@ -11,7 +11,8 @@
  *  - a window kind (cpu, trace) captures between START and STOP in every child, in a
  *    window that the collector opens in shared memory (pprof_shared): children born
  *    during the window join it, each child stops by itself at the window's deadline or
- *    when the window closes, and one window of a kind is open at a time, server-wide.
+ *    when the window closes, a child that ends during it hands over its last take
+ *    (pprof_handover.h), and one window of a kind is open at a time, server-wide.
  *    pprof_run_window drives one: START every child, wait (taking every round if asked),
  *    STOP and take (or QUIT when the client left), close.
  *
@@ -30,7 +31,8 @@
  *         cleared; pprof_waits_observe(its observer) - the observer records each wait it
  *         asks for (stack, then the time it lasted) into per-thread or locked storage;
  *       - tick: moves what the observer recorded into the table;
- *       - stop: pprof_waits_unobserve; drop the table unless why is PPROF_STOP_TAKE;
+ *       - stop: pprof_waits_unobserve; drop the table unless why is PPROF_STOP_TAKE
+ *         or PPROF_STOP_EXIT (a take follows: the child's hand-over);
  *       - take: pprof_out_mappings, pprof_out_stacktab, pprof_out_counter("dropped", ..),
  *         then clear the table: each take is the delta since the last (Go's delta
  *         semantics: what happened during the window);
@@ -68,8 +70,9 @@ typedef enum {
                            closed or reopened in shared memory): nobody may come for what
                            is held; drop what costs memory */
     PPROF_STOP_QUIT,    /* the collector gave up (its client left): drop everything */
-    PPROF_STOP_EXIT     /* the child ends: hand over what can be (a file next to the
-                           socket, pprof_ipc_path), then drop everything */
+    PPROF_STOP_EXIT     /* the child ends: keep what is held, as for TAKE. The agent
+                           takes it at once (op STOP) and leaves the reply for the
+                           collector (pprof_handover.h); after that take, drop everything */
 } pprof_stop_why;
 
 /* A TAKE with this flag asks only how many records the kind holds now, for the index
@@ -101,12 +104,18 @@ typedef struct {
     const char *why;            /* REFUSED: the child's reason; FAILED: what went wrong */
     const pp_wire_reply *reply; /* OK: checked against pp_wire's bounds */
     const pp_maps *maps;        /* OK: its mappings, for pp_symbolize_pc and pp_resolver */
+    int handed_over;            /* OK: the reply it left when it ended (pprof_handover.h),
+                                   merged as its answer */
 } pprof_child;
 
 typedef struct pprof_kind {
     const char *name;                   /* on the wire; unique */
     const pprof_endpoint *endpoints;    /* ended by { NULL } */
     int window;                         /* 1: a window kind; 0: a snapshot kind */
+    /* A snapshot kind: 1 when a child that ends during a delta (seconds=N) hands over its
+     * last take, so the delta keeps what it did in the window (pprof_take_snapshots).
+     * Window kinds always hand over (PPROF_STOP_EXIT). */
+    int handover;
 
     /* The module's life; each may be NULL. */
     void (*register_hooks)(apr_pool_t *p);
@@ -126,7 +135,8 @@ typedef struct pprof_kind {
     void (*tick)(apr_uint32_t gen);
 
     /* Window kinds: stop capturing for gen (see pprof_stop_why). The agent calls it once
-     * per window, and no tick follows. */
+     * per window, and no tick follows; after PPROF_STOP_EXIT, one take of gen (op STOP)
+     * whose reply the agent hands over. */
     void (*stop)(apr_uint32_t gen, pprof_stop_why why);
 
     /* Hand over: a snapshot kind its snapshot; a window kind what window req->gen holds
@@ -138,7 +148,9 @@ typedef struct pprof_kind {
 
     /* Merge one child's answer to a request of this kind into answer (the kind's own
      * type, passed through pprof_collect). Called for every child asked, in order,
-     * whatever its status. */
+     * whatever its status; then for every child that ended during the window and left
+     * its reply (handed_over: op STOP for a window kind's, TAKE for a snapshot's; a
+     * child's reply is merged once, whether it answered or left it). */
     void (*merge)(void *answer, const pprof_child *child);
 } pprof_kind;
 

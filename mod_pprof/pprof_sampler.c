@@ -8,6 +8,9 @@ static struct {
     void *baton;
 } sinks[MAX_SINKS];
 static volatile int running;    /* read by request threads */
+static volatile unsigned starts; /* bumped at every start: a thread is new to each */
+static __thread unsigned seen;  /* the start this thread was announced for */
+static void (*announce)(void);
 static uint64_t dropped;
 
 void pprof_sampler_subscribe(pprof_sample_sink fn, void *baton)
@@ -60,6 +63,7 @@ const char *pprof_sampler_start(int hz)
                         : "cpu profiling already in use";
     }
     dropped = 0;
+    __atomic_add_fetch(&starts, 1, __ATOMIC_RELEASE);
     running = 1;
     return NULL;
 }
@@ -95,8 +99,20 @@ int pprof_sampler_running(void)
 void pprof_sampler_thread_ready(void)
 {
     if (running) {
+        unsigned now = __atomic_load_n(&starts, __ATOMIC_ACQUIRE);
         pp_cpu_thread_warm();
+        if (seen != now) {
+            seen = now;
+            if (announce) {
+                announce();
+            }
+        }
     } else {
         pp_cpu_thread_allow();
     }
+}
+
+void pprof_sampler_announcer(void (*fn)(void))
+{
+    announce = fn;
 }

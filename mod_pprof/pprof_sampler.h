@@ -36,7 +36,15 @@ int pprof_sampler_running(void);
 
 /* Request threads, at every connection and request: let this thread be sampled, and warm
  * its unwinder (about 257 KiB, libunwind's cache) only while sampling, so that idle
- * servers do not pay for it. Until warmed its samples are leaf-only. */
+ * servers do not pay for it. Until warmed its samples are leaf-only. The first time a
+ * thread comes here while sampling, the announcer (below) is called. */
 void pprof_sampler_thread_ready(void);
+
+/* The agent's: called (from any request thread) when a thread serves for the first time
+ * while sampling, so that its timer is armed now (pprof_sampler_drain) and not at the
+ * next tick: a worker thread of a child born during the window would otherwise burn up
+ * to a tick of CPU unseen, and a recycled child's life is a few ticks. Must be
+ * async-signal-safe and must not block (a write to a pipe). */
+void pprof_sampler_announcer(void (*fn)(void));
 
 #endif

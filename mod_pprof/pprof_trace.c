@@ -6,20 +6,19 @@
  * worker thread's records into its ring; each tick moves them into per-slot buffers
  * (bounded: AGENT_BUF_MAX), and a CPU profile running at the same time also hands its
  * samples here (pprof_sampler). take hands over what was gathered since the last take.
- * A child that ends during the window leaves its last records in "<pid>.trace" next to its
- * socket (a framed reply, as a take would send it), for the collector: nothing is lost to
- * an exit.
+ * A child that ends during the window gives its last records in one last take, which the
+ * agent leaves for the collector (pprof_handover.h): nothing is lost to an exit.
  *
  * Reply: start: threads (slot, tid, busy: the worker slots in use when tracing started).
  * take: sections (per worker slot: its tid and its pp_tbuf records), samples (CPU samples:
  * time, tid, stack), mappings (name the samples' PCs and the waits' callers), counters
- * "dropped" (records lost to full rings since the last take) and "gen" (leftover files).
+ * "dropped" (records lost to full rings since the last take); a hand-over cut to its
+ * bound also has "handover_cut" (sections and samples left out).
  *
  * Collector half: turns every child's records into Go's events (pp_trace), symbolizing the
  * PCs of samples and waits, and streams them to the client after each round. */
 #include "pprof_conf.h"
 #include "pprof_collect.h"
-#include "pprof_ipc.h"
 #include "pprof_kind.h"
 #include "pprof_query.h"
 #include "pprof_reply.h"
@@ -36,12 +35,7 @@
 #include "pp_tbuf.h"
 #include "pp_trace.h"
 
-#include <dirent.h>
-#include <signal.h>
-#include <stdio.h>
 #include <stdlib.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 APLOG_USE_MODULE(pprof);
 
@@ -51,7 +45,6 @@ APLOG_USE_MODULE(pprof);
 #define SAMPLES_MAX (64 * 1024 * 1024)  /* bytes of CPU samples held between takes */
 #define ROUND_MS 250                    /* the collector's round: how fast the file grows */
 #define MAX_FRAMES 64
-#define LEFTOVER ".trace"
 
 extern const pprof_kind pprof_kind_trace;
 
@@ -239,43 +232,7 @@ static void hand_over(pprof_out *out)
         pprof_out_mappings(out);
     }
     pprof_out_counter(out, "dropped", (apr_int64_t)tr.dropped);
-    pprof_out_counter(out, "gen", tr.data_gen);
     tr.dropped = 0;
-}
-
-/* The child ends during the window: what its threads wrote since the last take goes to
- * "<pid>.trace" for the collector (written aside, then renamed: a reader sees it whole). */
-static void leave_leftovers(void)
-{
-    apr_pool_t *p;
-    pp_wire_reply reply = PPWIRE__REPLY__INIT;
-    pprof_out out;
-    unsigned char *frame = NULL;
-    size_t len;
-    const char *path, *tmp;
-    FILE *f;
-
-    if (apr_pool_create(&p, NULL) != APR_SUCCESS) {
-        return;
-    }
-    out.pool = p;
-    out.reply = &reply;
-    reply.pid = getpid();
-    hand_over(&out);
-    path = pprof_ipc_path(p, getpid(), LEFTOVER);
-    if (path && reply.n_sections && pp_wire_pack_reply(&reply, &frame, &len) == 0) {
-        tmp = apr_pstrcat(p, path, ".tmp", NULL);
-        if ((f = fopen(tmp, "wb")) != NULL) {
-            int ok = fwrite(frame, 1, len, f) == len;
-            if (fclose(f) == 0 && ok) {
-                rename(tmp, path);
-            } else {
-                unlink(tmp);
-            }
-        }
-    }
-    free(frame);
-    apr_pool_destroy(p);
 }
 
 static void trace_stop(apr_uint32_t gen, pprof_stop_why why)
@@ -287,17 +244,13 @@ static void trace_stop(apr_uint32_t gen, pprof_stop_why why)
         trace_end();            /* the collector is gone (or never asked): unread */
         return;
     }
-    /* A CPU profile's samples up to here. */
+    /* A CPU profile's samples up to here; the last take (the collector's STOP, or the
+     * hand-over of a child that ends) has the rest and lets everything go. */
     pprof_sampler_drain();
     pprof_trace_rec_stop(gen);
     pprof_sampler_unsubscribe(to_trace, NULL);
     tr.gen = 0;
     tr.stopped = 1;
-    if (why == PPROF_STOP_EXIT) {
-        drain();
-        leave_leftovers();
-        trace_end();
-    }
 }
 
 static int trace_take(const pp_wire_request *req, pprof_out *out)
@@ -321,8 +274,8 @@ static int trace_take(const pp_wire_request *req, pprof_out *out)
 typedef struct {
     request_rec *r;
     pp_trace *tr;
-    apr_uint32_t gen;
     apr_uint64_t dropped;
+    apr_uint64_t cut;           /* parts of hand-overs cut to their bound */
     int failed;
     /* While one child's answer is read: its pid, maps, and the symbolizer (held). */
     pid_t maps_pid;
@@ -386,6 +339,7 @@ static void feed(collector *c, pid_t pid, const pp_wire_reply *m, const pp_maps 
     apr_uint32_t k;
 
     c->dropped += (apr_uint64_t)pp_wire_get_counter(m, "dropped", 0);
+    c->cut += (apr_uint64_t)pp_wire_get_counter(m, "handover_cut", 0);
     c->maps_pid = pid;
     c->maps = maps;
     c->sym = maps && pp_maps_count(maps) ? pprof_symbols_lock() : NULL;
@@ -413,68 +367,6 @@ static void feed(collector *c, pid_t pid, const pp_wire_reply *m, const pp_maps 
     c->sym = NULL;
 }
 
-static apr_status_t free_reply(void *m)
-{
-    pp_wire_free_reply(m);
-    return APR_SUCCESS;
-}
-
-/* The last records of a child that has ended (leave_leftovers). */
-static void adopt_leftovers(collector *c, pid_t pid)
-{
-    const char *path = pprof_ipc_path(c->r->pool, pid, LEFTOVER);
-    apr_pool_t *p;
-    apr_file_t *f;
-    apr_finfo_t fi;
-    char *buf;
-    apr_size_t n;
-    pp_wire_reply *m;
-    pp_maps *maps;
-
-    if (!path || apr_pool_create(&p, c->r->pool) != APR_SUCCESS) {
-        return;
-    }
-    if (apr_file_open(&f, path, APR_FOPEN_READ | APR_FOPEN_BINARY, 0, p) == APR_SUCCESS) {
-        if (apr_file_info_get(&fi, APR_FINFO_SIZE, f) == APR_SUCCESS &&
-            fi.size >= PP_WIRE_FRAME && fi.size <= PP_WIRE_FRAME + PP_WIRE_MAX_REPLY) {
-            n = (apr_size_t)fi.size;
-            buf = apr_palloc(p, n);
-            if (apr_file_read_full(f, buf, n, &n) == APR_SUCCESS &&
-                (m = pp_wire_unpack_reply_frame(buf, n)) != NULL) {
-                apr_pool_cleanup_register(p, m, free_reply, apr_pool_cleanup_null);
-                if ((apr_uint32_t)pp_wire_get_counter(m, "gen", 0) == c->gen &&
-                    (maps = pp_wire_maps(m)) != NULL) {
-                    feed(c, pid, m, maps);
-                    pp_maps_free(maps);
-                }
-            }
-        }
-        apr_file_close(f);
-        apr_file_remove(path, p);
-    }
-    apr_pool_destroy(p);
-}
-
-/* Leftovers of children that were born and ended between two rounds. */
-static void adopt_orphans(collector *c)
-{
-    const char *dir = pprof_ipc_dir();
-    apr_dir_t *d;
-    apr_finfo_t fi;
-
-    if (!dir || apr_dir_open(&d, dir, c->r->pool) != APR_SUCCESS) {
-        return;
-    }
-    while (apr_dir_read(&fi, APR_FINFO_NAME, d) == APR_SUCCESS) {
-        char *end;
-        long pid = strtol(fi.name, &end, 10);
-        if (pid > 0 && strcmp(end, LEFTOVER) == 0 && kill((pid_t)pid, 0) != 0) {
-            adopt_leftovers(c, (pid_t)pid);
-        }
-    }
-    apr_dir_close(d);
-}
-
 static void trace_merge(void *answer, const pprof_child *ch)
 {
     collector *c = answer;
@@ -488,10 +380,10 @@ static void trace_merge(void *answer, const pprof_child *ch)
                             t->busy ? PP_TRACE_RUNNING : PP_TRACE_WAITING);
         }
     } else if (ch->op == PP_WIRE_TAKE || ch->op == PP_WIRE_STOP) {
+        /* A child that ended during the window left its last take: it comes as OK
+         * (pprof_collect reads it). */
         if (ch->status == PPROF_CHILD_OK) {
             feed(c, ch->pid, ch->reply, ch->maps);
-        } else {
-            adopt_leftovers(c, ch->pid);    /* it may have ended in the meantime */
         }
     }
 }
@@ -515,17 +407,13 @@ static int started(pprof_window_run *w)
 {
     collector *c = w->answer;
 
-    c->gen = w->gen;            /* leftover files name the window */
     pprof_attach(c->r, "trace");
     return send_data(c);
 }
 
 static int rounded(pprof_window_run *w)
 {
-    collector *c = w->answer;
-
-    adopt_orphans(c);
-    return send_data(c);
+    return send_data(w->answer);
 }
 
 /* Go's Trace handler for the whole server. */
@@ -567,7 +455,6 @@ static int serve_trace(request_rec *r, apr_table_t *args)
         pp_trace_free(c.tr);
         return OK;
     }
-    adopt_orphans(&c);
     if (!w.gone) {
         pp_trace_finish(c.tr, pp_tbuf_now());
         send_data(&c);
@@ -577,9 +464,10 @@ static int serve_trace(request_rec *r, apr_table_t *args)
                   "PP0401: trace %s after %.1f s: %d children, %" APR_UINT64_T_FMT
                   " threads, %" APR_UINT64_T_FMT " tasks, %" APR_UINT64_T_FMT " events, %"
                   APR_UINT64_T_FMT " CPU samples, %" APR_UINT64_T_FMT " records lost, %"
-                  APR_UINT64_T_FMT " repaired", w.gone ? "stopped: client went away" : "done",
+                  APR_UINT64_T_FMT " repaired, %" APR_UINT64_T_FMT " hand-over parts cut",
+                  w.gone ? "stopped: client went away" : "done",
                   (double)(apr_time_now() - w.t0) / APR_USEC_PER_SEC, w.nchildren, st.threads,
-                  st.tasks, st.events, st.cpu_samples, c.dropped, st.repaired);
+                  st.tasks, st.events, st.cpu_samples, c.dropped, st.repaired, c.cut);
     if (c.failed) {
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
                       "PP0402: some trace records of the children could not be read");

@@ -3,6 +3,11 @@
  * picks the workload:
  *   burn?ms=N      CPU in pprof_test_hot_a and pprof_test_hot_b, 3:1 by work done
  *                  (&block_rtmin_plus=K: with SIGRTMIN+K blocked meanwhile)
+ *   cpuburn?ms=N   N ms of this thread's CPU time (not wall time, which a loaded machine
+ *                  stretches) in pprof_test_burn_cpu, which calls pprof_test_hot_a and _b
+ *                  as burn does; answers "burned X ms cpu pid=P t0=T0 t1=T1": X the thread
+ *                  CPU time it took, measured, T0 and T1 the burn's start and end (Unix
+ *                  time, microseconds)
  *   sleep?ms=N     sleeps in pprof_test_sleep
  *   retain?bytes=N allocates and keeps N bytes from pprof_test_retain (per child)
  *   churn?bytes=N  allocates and frees N bytes in pprof_test_churn
@@ -131,19 +136,32 @@ static NOINLINE void pprof_test_burn(long ms)
     } while (now_ms() < end);
 }
 
-/* Burn ms milliseconds of this thread's CPU time, as pprof_test_burn does. */
-static NOINLINE void pprof_test_burn_cpu(long ms)
+static double thread_cpu_ms(void)
 {
     struct timespec ts;
-    double end;
-
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    end = ts.tv_sec * 1e3 + ts.tv_nsec / 1e6 + (double)ms;
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static apr_int64_t unix_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (apr_int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+double pprof_test_burn_cpu(long ms);
+
+/* Burn ms of this thread's CPU time, in the rounds of pprof_test_burn; the CPU time it
+ * took. Everything it runs (the clock reads too) has it on the stack. */
+NOINLINE double pprof_test_burn_cpu(long ms)
+{
+    double start = thread_cpu_ms(), now;
     do {
         pprof_test_hot_a(3);
         pprof_test_hot_b(1);
-        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    } while (ts.tv_sec * 1e3 + ts.tv_nsec / 1e6 < end);
+    } while ((now = thread_cpu_ms()) < start + (double)ms);
+    return now - start;
 }
 
 NOINLINE void pprof_test_sleep(long ms)
@@ -483,6 +501,13 @@ static int test_handler(request_rec *r)
                       : what[4] == 'p' ? pprof_test_wait_poll(ms) : pprof_test_wait_cond(ms);
         ap_rprintf(r, "%s %.1f ms pid=%ld\n", what[4] == 's' ? "slept"
                    : what[4] == 'p' ? "polled" : "waited", took, (long)getpid());
+        return OK;
+    } else if (strcmp(what, "cpuburn") == 0) {
+        apr_int64_t t0 = unix_us(), t1;
+        double burned = pprof_test_burn_cpu(arg_long(args, "ms", 40, 60000));
+        t1 = unix_us();
+        ap_rprintf(r, "burned %.3f ms cpu pid=%ld t0=%" APR_INT64_T_FMT " t1=%" APR_INT64_T_FMT
+                   "\n", burned, (long)getpid(), t0, t1);
         return OK;
     } else if (strcmp(what, "sleep") == 0) {
         pprof_test_sleep(arg_long(args, "ms", 100, 60000));
