@@ -1,0 +1,282 @@
+"""Graceful restarts and graceful-stop while profiles run (issue 10).
+
+A graceful restart leaves the old generation's children serving what they serve (a
+collector in a 30 s CPU profile or trace among them) beside the new generation's, and
+every endpoint keeps working for both (README, "Graceful restarts and graceful-stop"):
+  - a goroutine dump asked of a new child shows an old child still serving, and a dump
+    and a heap delta across a restart answer in full;
+No child may crash: every server's error_log is checked at teardown (conftest).
+"""
+import os
+import re
+import threading
+import time
+
+import pytest
+
+import go_trace
+from conftest import go_trace_d, pid_alive, pprof_top, STOP_TIMEOUT
+from pprof_http import check_error, check_profile_response
+from test_200_cpu import Profile, sampling_children
+from test_400_threads import parse_dump
+
+PROFILE = "/debug/pprof/profile"
+TRACE = "/debug/pprof/trace"
+HEAP = "/debug/pprof/heap"
+GOROUTINE = "/debug/pprof/goroutine"
+CPU_IN_USE = b"Could not enable CPU profiling: cpu profiling already in use\n"
+TRACE_IN_USE = b"Could not enable tracing: tracing is already enabled\n"
+BURN = "/pprof-test/burn?ms=30"
+WINDOW = 6                  # seconds of the profile and trace the restarts fall into
+RESTARTS_AT = (1.0, 2.5)    # seconds into the window
+SLEEP_MS = 5000
+SLEEP = "/pprof-test/sleep?ms=%d" % SLEEP_MS
+# No spare row in the scoreboard: after a graceful restart, worker gives the row of a
+# child that is going away (some of its threads ended) to a new child while the old one
+# still serves; the scoreboard then no longer names the old child. (Event waits for the
+# row instead: the new generation would start only once the old child is gone.)
+TIGHT = {"worker": "ServerLimit 2\nMaxRequestWorkers 16\n"}
+
+
+class Load:
+    """Clients asking for BURN in a loop: CPU for every generation's children."""
+
+    def __init__(self, httpd, clients=3, max_seconds=90):
+        self.httpd = httpd
+        self.stop = threading.Event()
+        self.deadline = time.monotonic() + max_seconds
+        self.errors = []
+        self.threads = [threading.Thread(target=self.run) for _ in range(clients)]
+
+    def run(self):
+        while not self.stop.is_set() and time.monotonic() < self.deadline:
+            try:
+                r = self.httpd.get(BURN)
+                if r.status != 200:
+                    self.errors.append(r.status)
+            except Exception as e:      # noqa: BLE001 -- every failure is reported
+                self.errors.append(e)
+
+    def __enter__(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        for t in self.threads:
+            t.join(timeout=120)
+        # A graceful restart drops no request.
+        assert not self.errors, self.errors[:5]
+        return False
+
+
+class Fetch(threading.Thread):
+    """One GET in the background: .resp (or .error), .end (monotonic)."""
+
+    def __init__(self, httpd, path, timeout=60):
+        super().__init__()
+        self.httpd, self.path, self.timeout = httpd, path, timeout
+        self.resp = self.error = None
+        self.end = None
+
+    def run(self):
+        try:
+            self.resp = self.httpd.get(self.path, timeout=self.timeout)
+        except Exception as e:          # noqa: BLE001 -- reported by result()
+            self.error = e
+        self.end = time.monotonic()
+
+    def result(self):
+        self.join(timeout=self.timeout + 30)
+        assert not self.is_alive(), "%s did not end" % self.path
+        assert self.error is None, (self.path, self.error)
+        return self.resp
+
+
+def sleep_until(t):
+    left = t - time.monotonic()
+    if left > 0:
+        time.sleep(left)
+
+
+def wait_for(cond, seconds, step=0.05):
+    until = time.monotonic() + seconds
+    while True:
+        v = cond()
+        if v or time.monotonic() >= until:
+            return v
+        time.sleep(step)
+
+
+def save(tmp_path, name, body):
+    path = str(tmp_path / name)
+    with open(path, "wb") as f:
+        f.write(body)
+    return path
+
+
+def readable_profile(r, tmp_path, filename, name):
+    """A 200 profile attached as filename that `go tool pprof` reads; decoded."""
+    check_profile_response(r, filename)
+    pprof_top(save(tmp_path, name, r.body))
+    return Profile(r.body)
+
+
+def readable_trace(r, tmp_path, name):
+    """A 200 trace that passes every rule of go_trace.py and `go tool trace -d`."""
+    assert r.status == 200, r
+    assert r.headers.get("content-disposition") == 'attachment; filename="trace"', r
+    assert go_trace.check(r.body, strict_ts=True, strict_start=True) == []
+    p = go_trace_d(save(tmp_path, name, r.body))
+    assert p.returncode == 0, p.stderr[-2000:]
+
+
+def sample_pids(prof):
+    return {num for _, labels, _ in prof.samples() for key, _, num in labels if key == "pid"}
+
+
+def access_log_pid(httpd, request_line):
+    """The pid (%P) that served the one access_log entry for request_line."""
+    def entries():
+        return [int(m.group(1)) for m in re.finditer(
+            r'"%s" .* pid=(\d+)$' % re.escape(request_line), httpd.access_log(), re.M)]
+    pids = wait_for(entries, 10)
+    assert len(pids) == 1, (request_line, pids)
+    return pids[0]
+
+
+# --- what a process holds ------------------------------------------------------------------
+
+def fds(pid):
+    """What pid's descriptors are open on, pipes and sockets by kind (a restart may
+    make new ones of the same kind: the pipe of death)."""
+    out = []
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            out.append(re.sub(r":\[\d+\]$", "", os.readlink("/proc/%d/fd/%s" % (pid, fd))))
+        except OSError:
+            pass
+    return sorted(out)
+
+
+def shared_anon_mappings(pid):
+    """Anonymous shared mappings (apr_shm's anonymous segments, the scoreboard's) and
+    any /dev/shm or SysV one."""
+    out = []
+    with open("/proc/%d/maps" % pid) as f:
+        for line in f:
+            if "/dev/zero" in line or "/dev/shm/" in line or "/SYSV" in line:
+                out.append(line.split(None, 5)[-1].strip())
+    return sorted(out)
+
+
+def sysv_segments(pids):
+    """SysV shared memory segments made or last attached by any of pids."""
+    out = []
+    with open("/proc/sysvipc/shm") as f:
+        next(f)
+        for line in f:
+            cols = line.split()
+            if int(cols[4]) in pids or int(cols[5]) in pids:
+                out.append(cols[1])
+    return out
+
+
+def armed_timers(pid):
+    try:
+        with open("/proc/%d/timers" % pid) as f:
+            return f.read().count("signal:")
+    except OSError:
+        return 0
+
+
+def thread_count(pid):
+    try:
+        return len(os.listdir("/proc/%d/task" % pid))
+    except OSError:
+        return None
+
+
+def thread_counts(httpd):
+    """The set of thread counts of the live children, once two looks 0.2 s apart agree
+    (a child that just started may still be starting its threads)."""
+    def look():
+        return {p: thread_count(p) for p in httpd.child_pids()}
+    prev = look()
+    for _ in range(50):
+        time.sleep(0.2)
+        cur = look()
+        if cur == prev:
+            break
+        prev = cur
+    return set(cur.values()) - {None}
+
+
+def sysfd_helpers(httpd):
+    """The helpers (pp_sysfd, named pprof-sysfd) of this server: one per generation that
+    still has a child or the parent holding its socket."""
+    out = set()
+    for d in os.listdir("/proc"):
+        try:
+            with open("/proc/%s/comm" % d) as f:
+                if f.read().strip() != "pprof-sysfd":
+                    continue
+            with open("/proc/%s/cmdline" % d) as f:
+                if httpd.conf in f.read().split("\0"):
+                    out.add(int(d))
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+def socket_dir(httpd):
+    return os.path.join(httpd.rundir, "mod_pprof")
+
+
+@pytest.fixture(scope="module")
+def baseline(httpd):
+    """What the first generation holds, before any restart of this file's tests."""
+    parent = httpd.read_pid()
+    children = httpd.child_pids()
+    return {
+        "parent": parent,
+        "fds": fds(parent),
+        "shm": shared_anon_mappings(parent),
+        "sysv": sysv_segments({parent, *children}),
+        "threads": thread_counts(httpd),
+    }
+
+
+# --- the tests -----------------------------------------------------------------------------
+
+def test_dumps_across_a_graceful_restart(make_httpd, mpm, tmp_path):
+    """A goroutine delta and a heap delta across a graceful restart answer in full, and a
+    goroutine dump asked of a new child shows the old child still serving a request, even
+    once the scoreboard no longer names it (TIGHT)."""
+    httpd = make_httpd(extra_conf=TIGHT.get(mpm, ""))
+    sleeper = Fetch(httpd, SLEEP)
+    sleeper.start()
+    time.sleep(0.5)
+    old = set(httpd.child_pids())
+    heap = Fetch(httpd, HEAP + "?seconds=2")
+    gor = Fetch(httpd, GOROUTINE + "?seconds=2")
+    heap.start()
+    gor.start()
+    time.sleep(0.5)
+    httpd.graceful()
+    dump = httpd.get(GOROUTINE + "?debug=2")
+    # The old child still served it (else this cannot judge).
+    assert sleeper.is_alive(), "the sleeper ended before the dump"
+    new = set(httpd.child_pids()) - old
+    assert access_log_pid(httpd, "GET %s?debug=2 HTTP/1.1" % GOROUTINE) in new
+    assert dump.status == 200, dump
+    blocks = parse_dump(dump.text)
+    serving = [b["head"] for b in blocks if b["head"]["request"] == "GET %s HTTP/1.1" % SLEEP]
+    assert len(serving) == 1, (old, new, dump.text[:3000])
+    assert int(serving[0]["pid"]) in old, (serving, old)
+    readable_profile(heap.result(), tmp_path, "heap-delta", "heap-delta.pb.gz")
+    readable_profile(gor.result(), tmp_path, "goroutine-delta", "goroutine.pb.gz")
+    assert sleeper.result().status == 200
+
+
