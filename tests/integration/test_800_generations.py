@@ -3,8 +3,14 @@
 A graceful restart leaves the old generation's children serving what they serve (a
 collector in a 30 s CPU profile or trace among them) beside the new generation's, and
 every endpoint keeps working for both (README, "Graceful restarts and graceful-stop"):
+  - a CPU profile and a trace taken across two graceful restarts answer 200 with a body
+    the real tools read, and children of the new generations join the window;
+  - one CPU profile and one trace at a time holds across generations (Go's 500 texts for
+    a second one asked of a new child);
   - a goroutine dump asked of a new child shows an old child still serving, and a dump
     and a heap delta across a restart answer in full;
+  - a restart that stops the children while a profile runs leaves no window behind for
+    the new generation to join or find busy;
 No child may crash: every server's error_log is checked at teardown (conftest).
 """
 import os
@@ -250,6 +256,47 @@ def baseline(httpd):
 
 # --- the tests -----------------------------------------------------------------------------
 
+def test_profile_and_trace_across_two_graceful_restarts(httpd, baseline, tmp_path):
+    """A CPU profile and a trace of WINDOW seconds, two graceful restarts inside: both
+    answer 200 with a readable body, children of the new generations were profiled, and
+    each new generation finds the windows of the old one's collector busy."""
+    with Load(httpd):
+        time.sleep(0.3)
+        gens = [set(httpd.child_pids())]
+        t0 = time.monotonic()
+        prof = Fetch(httpd, PROFILE + "?seconds=%d" % WINDOW)
+        trace = Fetch(httpd, TRACE + "?seconds=%d" % WINDOW)
+        prof.start()
+        trace.start()
+        refused = []
+        for i, at in enumerate(RESTARTS_AT):
+            sleep_until(t0 + at)
+            seen = set().union(*gens)
+            httpd.graceful()
+            gens.append(set(httpd.child_pids()) - seen)
+            # Asked of a child of the new generation while the old one's collector runs.
+            # The restart fell inside the windows (else this cannot judge: a machine too
+            # slow for WINDOW).
+            assert prof.is_alive() and trace.is_alive(), "window over at restart %d" % i
+            refused.append((httpd.get(PROFILE + "?seconds=1&gen=%d" % i),
+                            httpd.get(TRACE + "?seconds=1&gen=%d" % i)))
+        p, t = prof.result(), trace.result()
+    readable_trace(t, tmp_path, "across.trace")
+    profile = readable_profile(p, tmp_path, "profile", "across.pb.gz")
+    pids = sample_pids(profile)
+    assert pids & gens[0], (pids, gens)
+    # Children born after the restarts joined the window they found open.
+    assert pids & (gens[1] | gens[2]), (pids, gens)
+    for i, (rp, rt) in enumerate(refused):
+        check_error(rp, 500, CPU_IN_USE)
+        check_error(rt, 500, TRACE_IN_USE)
+        line = "GET %s?seconds=1&gen=%d HTTP/1.1" % (PROFILE, i)
+        assert access_log_pid(httpd, line) in gens[i + 1], (line, gens)
+    # The windows are free again, for any generation.
+    readable_profile(httpd.get(PROFILE + "?seconds=1"), tmp_path, "profile", "next.pb.gz")
+    readable_trace(httpd.get(TRACE + "?seconds=1"), tmp_path, "next.trace")
+
+
 def test_dumps_across_a_graceful_restart(make_httpd, mpm, tmp_path):
     """A goroutine delta and a heap delta across a graceful restart answer in full, and a
     goroutine dump asked of a new child shows the old child still serving a request, even
@@ -278,5 +325,29 @@ def test_dumps_across_a_graceful_restart(make_httpd, mpm, tmp_path):
     readable_profile(heap.result(), tmp_path, "heap-delta", "heap-delta.pb.gz")
     readable_profile(gor.result(), tmp_path, "goroutine-delta", "goroutine.pb.gz")
     assert sleeper.result().status == 200
+
+
+def hard_restart(h):
+    """apache2 -k restart: the children are stopped (SIGTERM), a new generation starts."""
+    before = h.error_log().count("resuming normal operations")
+    p = h._apachectl("restart")
+    assert p.returncode == 0, (p.stdout, p.stderr)
+    assert wait_for(lambda: h.error_log().count("resuming normal operations") > before and
+                    h._answers(), 30), "no new generation after restart"
+
+
+def test_hard_restart_frees_the_window_of_a_killed_collector(httpd, baseline):
+    """A restart that stops the children while a CPU profile runs: the new generation
+    neither joins that window (no child samples) nor finds it busy."""
+    prof = Fetch(httpd, PROFILE + "?seconds=20")
+    prof.start()
+    assert wait_for(lambda: sampling_children(httpd), 10), "the profile did not start"
+    hard_restart(httpd)
+    # (prefork's collector is killed: error_log says PP0007 as its window is freed;
+    # worker's and event's see their connection closed and stop by themselves.)
+    assert not sampling_children(httpd)
+    r = httpd.get(PROFILE + "?seconds=1")
+    assert r.status == 200, r
+    prof.join(timeout=30)
 
 
