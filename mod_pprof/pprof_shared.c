@@ -181,6 +181,18 @@ void pprof_window_release(pprof_window *w, apr_uint32_t pid)
     __atomic_compare_exchange_n(&w->owner, &expect, 0, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
 }
 
+int pprof_windows_busy(void)
+{
+    int i;
+
+    for (i = 0; shared && i < PPROF_MAX_WINDOWS; i++) {
+        if (owner_alive(__atomic_load_n(&shared->window[i].owner, __ATOMIC_ACQUIRE))) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 apr_uint32_t pprof_window_open(pprof_window *w, apr_uint32_t hz, apr_uint32_t only_pid,
                                apr_time_t deadline)
 {

@@ -41,6 +41,9 @@ pprof_window *pprof_shared_window(int index);
 int pprof_window_claim(pprof_window *w, apr_uint32_t pid);
 void pprof_window_release(pprof_window *w, apr_uint32_t pid);
 
+/* Whether any window is claimed now (by a live owner). */
+int pprof_windows_busy(void);
+
 /* Open a window: returns its generation, never 0 and never one of an earlier window of
  * any kind during the parent's life. */
 apr_uint32_t pprof_window_open(pprof_window *w, apr_uint32_t hz, apr_uint32_t only_pid,

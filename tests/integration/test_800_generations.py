@@ -11,6 +11,10 @@ every endpoint keeps working for both (README, "Graceful restarts and graceful-s
     and a heap delta across a restart answer in full;
   - a restart that stops the children while a profile runs leaves no window behind for
     the new generation to join or find busy;
+  - once the old children are gone nothing of theirs stays: no socket or hand-over file,
+    no shared memory, no descriptor of the parent, no armed timer, no extra thread;
+  - graceful-stop lets a profile and a trace in flight finish, and the server then leaves
+    no socket directory behind.
 No child may crash: every server's error_log is checked at teardown (conftest).
 """
 import os
@@ -351,3 +355,63 @@ def test_hard_restart_frees_the_window_of_a_killed_collector(httpd, baseline):
     prof.join(timeout=30)
 
 
+def test_nothing_of_old_generations_stays(httpd, baseline):
+    """Once the old generations' children are gone: the socket directory holds the
+    sockets of the live children only, the parent holds what it held before the restarts
+    (descriptors, shared memory), one helper runs, and the children have the first
+    generation's threads and no timer armed."""
+    old = set(httpd.child_pids())
+    httpd.graceful()
+    assert wait_for(lambda: not old & set(httpd.child_pids()), 30), (old, httpd.child_pids())
+    children = set(httpd.child_pids())
+    parent = httpd.read_pid()
+    assert parent == baseline["parent"]
+
+    # Children are started and reaped as the MPM sees fit: compare a settled view.
+    def listing():
+        files = sorted(os.listdir(socket_dir(httpd)))
+        return files, sorted("%d.sock" % p for p in httpd.child_pids())
+
+    def same():
+        files, want = listing()
+        return (files, want) if files == want else None
+
+    files, want = wait_for(same, 10) or listing()
+    assert files == want, (files, want)
+    assert fds(parent) == baseline["fds"], (fds(parent), baseline["fds"])
+    # The old generations' helpers ended with their last child (one when run as root).
+    assert wait_for(lambda: len(sysfd_helpers(httpd)) <= 1, 10), sysfd_helpers(httpd)
+    assert shared_anon_mappings(parent) == baseline["shm"], baseline["shm"]
+    assert sysv_segments({parent, *children}) == baseline["sysv"]
+    for pid in children:
+        assert armed_timers(pid) == 0, pid
+    assert thread_counts(httpd) == baseline["threads"], (
+        {p: thread_count(p) for p in httpd.child_pids()}, baseline["threads"])
+
+
+def graceful_stop(h):
+    """apache2 -k graceful-stop: the parent lets its children finish, then exits. Returns
+    the parent's pid."""
+    pid = h.read_pid()
+    p = h._apachectl("graceful-stop")
+    assert p.returncode == 0, (p.stdout, p.stderr)
+    return pid
+
+
+def test_graceful_stop_during_profile_and_trace(make_httpd, tmp_path):
+    """graceful-stop while a CPU profile and a trace run: both finish with a readable
+    200, the server then exits and leaves no socket directory behind."""
+    h = make_httpd()
+    with Load(h, clients=2, max_seconds=2):
+        prof = Fetch(h, PROFILE + "?seconds=3")
+        trace = Fetch(h, TRACE + "?seconds=3")
+        prof.start()
+        trace.start()
+        time.sleep(1)
+    parent = graceful_stop(h)
+    p, t = prof.result(), trace.result()
+    readable_profile(p, tmp_path, "profile", "stop.pb.gz")
+    readable_trace(t, tmp_path, "stop.trace")
+    assert wait_for(lambda: not pid_alive(parent), STOP_TIMEOUT), "parent still runs"
+    h.running = False
+    assert not os.path.exists(socket_dir(h)), os.listdir(socket_dir(h))
