@@ -19,16 +19,16 @@ No child may crash: every server's error_log is checked at teardown (conftest).
 """
 import os
 import re
+import signal
 import threading
 import time
 
 import pytest
 
 import go_trace
-from conftest import go_trace_d, pid_alive, pprof_top, STOP_TIMEOUT
+from conftest import go_trace_d, pid_alive, pprof_top, protoc_decode, STOP_TIMEOUT
 from pprof_http import check_error, check_profile_response
-from test_200_cpu import Profile, sampling_children
-from test_400_threads import parse_dump
+from pprof_output import DecodedProfile
 
 PROFILE = "/debug/pprof/profile"
 TRACE = "/debug/pprof/trace"
@@ -41,11 +41,12 @@ WINDOW = 6                  # seconds of the profile and trace the restarts fall
 RESTARTS_AT = (1.0, 2.5)    # seconds into the window
 SLEEP_MS = 5000
 SLEEP = "/pprof-test/sleep?ms=%d" % SLEEP_MS
-# No spare row in the scoreboard: after a graceful restart, worker gives the row of a
-# child that is going away (some of its threads ended) to a new child while the old one
-# still serves; the scoreboard then no longer names the old child. (Event waits for the
-# row instead: the new generation would start only once the old child is gone.)
-TIGHT = {"worker": "ServerLimit 2\nMaxRequestWorkers 16\n"}
+SAMPLER_SIGNAL = signal.SIGRTMIN + 6
+# One row in the scoreboard: after a graceful restart, worker gives the row of a child
+# that is going away (some of its threads ended) to a new child while the old one still
+# serves; the scoreboard then no longer names the old child. (Event waits for the row
+# instead: its new generation would start only once the old child is gone.)
+TIGHT = {"worker": "ServerLimit 1\nStartServers 1\nMaxRequestWorkers 8\n"}
 
 
 class Load:
@@ -130,7 +131,7 @@ def readable_profile(r, tmp_path, filename, name):
     """A 200 profile attached as filename that `go tool pprof` reads; decoded."""
     check_profile_response(r, filename)
     pprof_top(save(tmp_path, name, r.body))
-    return Profile(r.body)
+    return DecodedProfile(r.body, protoc_decode)
 
 
 def readable_trace(r, tmp_path, name):
@@ -143,7 +144,28 @@ def readable_trace(r, tmp_path, name):
 
 
 def sample_pids(prof):
-    return {num for _, labels, _ in prof.samples() for key, _, num in labels if key == "pid"}
+    """The values of the samples' numeric label pid."""
+    return {prof.one(label, "num") for smp in prof.m.get("sample", [])
+            for label in smp.get("label", []) if prof.s(prof.one(label, "key")) == "pid"}
+
+
+def sampling_children(httpd):
+    """Children with a POSIX timer of the CPU sampler's signal armed right now."""
+    out = set()
+    for pid in httpd.child_pids():
+        try:
+            with open("/proc/%d/timers" % pid) as f:
+                if re.search(r"^signal: %d/" % SAMPLER_SIGNAL, f.read(), re.M):
+                    out.add(pid)
+        except OSError:
+            pass
+    return out
+
+
+# debug=2: "goroutine TID [STATE, pid P, ROLE, NAME, STATUS, client C, vhost V, handler H,
+# request "R", S s in request]:"
+DUMP_REQUEST_RE = re.compile(r'^goroutine \d+ \[[^,]*, pid (?P<pid>\d+), .*, request '
+                             r'"(?P<request>.*)", -?[0-9.]+ s in request\]:$', re.M)
 
 
 def access_log_pid(httpd, request_line):
@@ -322,10 +344,11 @@ def test_dumps_across_a_graceful_restart(make_httpd, mpm, tmp_path):
     new = set(httpd.child_pids()) - old
     assert access_log_pid(httpd, "GET %s?debug=2 HTTP/1.1" % GOROUTINE) in new
     assert dump.status == 200, dump
-    blocks = parse_dump(dump.text)
-    serving = [b["head"] for b in blocks if b["head"]["request"] == "GET %s HTTP/1.1" % SLEEP]
+    assert dump.text.endswith("\n\n"), dump.text[-300:]
+    serving = [int(m.group("pid")) for m in DUMP_REQUEST_RE.finditer(dump.text)
+               if m.group("request") == "GET %s HTTP/1.1" % SLEEP]
     assert len(serving) == 1, (old, new, dump.text[:3000])
-    assert int(serving[0]["pid"]) in old, (serving, old)
+    assert serving[0] in old, (serving, old)
     readable_profile(heap.result(), tmp_path, "heap-delta", "heap-delta.pb.gz")
     readable_profile(gor.result(), tmp_path, "goroutine-delta", "goroutine.pb.gz")
     assert sleeper.result().status == 200
