@@ -39,7 +39,7 @@ TRACE_IN_USE = b"Could not enable tracing: tracing is already enabled\n"
 BURN = "/pprof-test/burn?ms=30"
 WINDOW = 6                  # seconds of the profile and trace the restarts fall into
 RESTARTS_AT = (1.0, 2.5)    # seconds into the window
-SLEEP_MS = 5000
+SLEEP_MS = 7000
 SLEEP = "/pprof-test/sleep?ms=%d" % SLEEP_MS
 SAMPLER_SIGNAL = signal.SIGRTMIN + 6
 # One row in the scoreboard: after a graceful restart, worker gives the row of a child
@@ -326,7 +326,8 @@ def test_profile_and_trace_across_two_graceful_restarts(httpd, baseline, tmp_pat
 def test_dumps_across_a_graceful_restart(make_httpd, mpm, tmp_path):
     """A goroutine delta and a heap delta across a graceful restart answer in full, and a
     goroutine dump asked of a new child shows the old child still serving a request, even
-    once the scoreboard no longer names it (TIGHT)."""
+    once the scoreboard no longer names it (TIGHT); a profile and a trace taken then
+    answer in full."""
     httpd = make_httpd(extra_conf=TIGHT.get(mpm, ""))
     sleeper = Fetch(httpd, SLEEP)
     sleeper.start()
@@ -351,6 +352,12 @@ def test_dumps_across_a_graceful_restart(make_httpd, mpm, tmp_path):
     assert serving[0] in old, (serving, old)
     readable_profile(heap.result(), tmp_path, "heap-delta", "heap-delta.pb.gz")
     readable_profile(gor.result(), tmp_path, "goroutine-delta", "goroutine.pb.gz")
+    # A profile and a trace while the old child still serves (in a row of a new one).
+    prof = Fetch(httpd, PROFILE + "?seconds=1")
+    prof.start()
+    readable_trace(httpd.get(TRACE + "?seconds=1"), tmp_path, "both.trace")
+    readable_profile(prof.result(), tmp_path, "profile", "both.pb.gz")
+    assert sleeper.is_alive(), "the sleeper ended before the profile and trace"
     assert sleeper.result().status == 200
 
 
