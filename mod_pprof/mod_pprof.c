@@ -18,6 +18,7 @@
 #include "http_request.h"
 
 #include <signal.h>
+#include <unistd.h>
 
 #include "pp_log.h"
 #include "pp_cpu.h"
@@ -30,6 +31,19 @@ static void core_log(void *baton, pp_log_level level, const char *tag, const cha
     static const int levels[] = { APLOG_ERR, APLOG_WARNING, APLOG_INFO, APLOG_DEBUG };
 
     ap_log_error(APLOG_MARK, levels[level], 0, log_server, "%s: %s", tag, msg);
+}
+
+static pid_t parent_pid;
+
+/* pconf goes at every restart; only when the parent exits (stop, graceful-stop: its
+ * children are gone by then) does the socket directory go with what is left in it. */
+static apr_status_t parent_exit(void *unused)
+{
+    if (getpid() == parent_pid && ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_EXITING) {
+        pprof_handover_sweep(NULL);     /* their collectors are gone with the children */
+        pprof_ipc_sweep(0, 1);
+    }
+    return APR_SUCCESS;
 }
 
 static int post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp, server_rec *s)
@@ -47,6 +61,12 @@ static int post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp, s
     }
     /* Hand-overs of collectors that are gone (a crash, an earlier run) are read by none. */
     pprof_handover_sweep(pconf);
+    /* Children of older generations may still serve (graceful restart): only what dead
+     * ones left goes, and their hand-over files only when no window could still read
+     * them. */
+    pprof_ipc_sweep(pprof_windows_busy(), 0);
+    parent_pid = getpid();
+    apr_pool_cleanup_register(pconf, NULL, parent_exit, apr_pool_cleanup_null);
     /* In the parent, before any child is forked: children inherit what the kinds hook.
      * ExtendedStatus stays the admin's (or mod_status's): nothing here sets it. */
     for (i = 0; pprof_kinds[i]; i++) {

@@ -6,9 +6,11 @@
 
 #include "pp_wire.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -47,6 +49,29 @@ apr_status_t pprof_ipc_init(apr_pool_t *pconf, server_rec *s)
 const char *pprof_ipc_dir(void)
 {
     return sock_dir;
+}
+
+void pprof_ipc_sweep(int keep_files, int remove_dir)
+{
+    DIR *d;
+    struct dirent *e;
+
+    if (!sock_dir || !(d = opendir(sock_dir))) {
+        return;
+    }
+    while ((e = readdir(d)) != NULL) {
+        char *end;
+        long pid = strtol(e->d_name, &end, 10);
+        if (pid <= 0 || *end != '.' || (keep_files && strcmp(end, ".sock") != 0) ||
+            kill((pid_t)pid, 0) == 0 || errno != ESRCH) {
+            continue;
+        }
+        unlinkat(dirfd(d), e->d_name, 0);
+    }
+    closedir(d);
+    if (remove_dir) {
+        rmdir(sock_dir);        /* fails, as it should, while anything is left */
+    }
 }
 
 const char *pprof_ipc_path(apr_pool_t *p, pid_t pid, const char *suffix)

@@ -19,6 +19,13 @@ const char *pprof_ipc_path(apr_pool_t *p, pid_t pid, const char *suffix);
 /* The directory itself, or NULL. */
 const char *pprof_ipc_dir(void);
 
+/* Parent: remove what children that no longer live left in the directory (a child killed
+ * before its cleanup ran leaves its socket): every "<pid>.sock" of a dead pid, and, unless
+ * keep_files (a window is open: its collector may still come for them), every other
+ * "<pid>.*" file of a dead pid too (hand-over files nobody will read). Then, when
+ * remove_dir, the directory itself if it is empty (the server stops). */
+void pprof_ipc_sweep(int keep_files, int remove_dir);
+
 /* --- the agent's side ------------------------------------------------------------------ */
 
 /* Child: bind and listen on its socket. The fd, or -1 (logged). */

@@ -1,11 +1,17 @@
 #include "pprof_scoreboard.h"
+#include "pprof_ipc.h"
 
 #include "ap_mpm.h"
 #include "scoreboard.h"
 
 #include "pp_tcreate.h"
 
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -52,6 +58,68 @@ void pprof_scoreboard_child_init(apr_pool_t *pchild)
     }
 }
 
+int pprof_is_child(pid_t pid, pid_t parent)
+{
+    char path[64], buf[512], state;
+    const char *rp;
+    long ppid;
+    ssize_t n;
+    int fd;
+
+    if (pid <= 0) {
+        return 0;
+    }
+    snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+        return errno == ENOENT ? 0 : -1;
+    }
+    n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0) {
+        return n == 0 || errno == ESRCH ? 0 : -1;
+    }
+    buf[n] = '\0';
+    /* "pid (comm) state ppid ...": comm may hold anything, so from its last ')'. */
+    if (!(rp = strrchr(buf, ')')) || sscanf(rp + 1, " %c %ld", &state, &ppid) != 2) {
+        return -1;
+    }
+    return state != 'Z' && state != 'X' && (pid_t)ppid == parent;
+}
+
+static int listed(const apr_array_header_t *pids, pid_t pid)
+{
+    int i;
+
+    for (i = 0; i < pids->nelts; i++) {
+        if (APR_ARRAY_IDX(pids, i, pid_t) == pid) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Children of our parent whose agents listen, the scoreboard naming them or not. */
+static void add_unlisted(apr_array_header_t *pids, pid_t only)
+{
+    const char *dir = pprof_ipc_dir();
+    pid_t parent = getppid();
+    struct dirent *e;
+    DIR *d;
+
+    if (!dir || !(d = opendir(dir))) {
+        return;
+    }
+    while ((e = readdir(d)) != NULL) {
+        char *end;
+        long pid = strtol(e->d_name, &end, 10);
+        if (pid > 0 && strcmp(end, ".sock") == 0 && (!only || pid == only) &&
+            !listed(pids, (pid_t)pid) && pprof_is_child((pid_t)pid, parent) == 1) {
+            APR_ARRAY_PUSH(pids, pid_t) = (pid_t)pid;
+        }
+    }
+    closedir(d);
+}
+
 apr_array_header_t *pprof_children(apr_pool_t *p, pid_t only)
 {
     apr_array_header_t *pids = apr_array_make(p, 16, sizeof(pid_t));
@@ -72,6 +140,7 @@ apr_array_header_t *pprof_children(apr_pool_t *p, pid_t only)
     if (!have_self && (!only || only == self)) {
         APR_ARRAY_PUSH(pids, pid_t) = self;
     }
+    add_unlisted(pids, only);
     return pids;
 }
 

@@ -1,6 +1,7 @@
 /* Who is who, from httpd's scoreboard: the live children of the server, this child's row,
  * and which worker slot of that row each thread of this child fills. Reads the scoreboard
- * only; writes nothing there (and needs nothing of ExtendedStatus). */
+ * (and, for children it no longer names, the agents' sockets and /proc); writes nothing
+ * there (and needs nothing of ExtendedStatus). */
 #ifndef PPROF_SCOREBOARD_H
 #define PPROF_SCOREBOARD_H
 
@@ -10,8 +11,16 @@
 void pprof_scoreboard_child_init(apr_pool_t *pchild);
 
 /* The pids of the live children of the server (this process always among them), or of
- * only `only` when non-zero, allocated from p. */
+ * only `only` when non-zero, allocated from p: those of the scoreboard, and children of
+ * older generations it no longer names. (After a graceful restart, worker gives the row of
+ * a child that is going away to a new child as soon as some of its threads have ended:
+ * the old child may still serve for long, a collector among its requests. Its agent's
+ * socket names it: a live child of our parent with a socket is ours.) */
 apr_array_header_t *pprof_children(apr_pool_t *p, pid_t only);
+
+/* Whether pid is a live child (not a zombie) of parent: 1 yes, 0 no, -1 cannot tell (no
+ * /proc). */
+int pprof_is_child(pid_t pid, pid_t parent);
 
 /* Worker slots per child (ThreadLimit; 1 for prefork). */
 int pprof_slots(void);

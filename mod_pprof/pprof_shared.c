@@ -1,33 +1,133 @@
 #include "pprof_shared.h"
+#include "pprof_kinds.h"
+#include "pprof_scoreboard.h"
 
+#include "http_config.h"
 #include "http_log.h"
 #include "apr_shm.h"
+#include "apr_strings.h"
 
 #include <errno.h>
 #include <signal.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 APLOG_USE_MODULE(pprof);
 
+#define MAGIC 0x50505348u       /* "PPSH": a segment of this module, of any layout */
+
+/* The head never changes between versions of the module: a graceful restart into another
+ * build (another layout) finds the older segment's window count through it. */
 typedef struct {
+    apr_uint32_t magic;
+    apr_uint32_t parent;        /* the server's parent: owners are its children */
+    apr_uint32_t next_gen;      /* every window of every kind takes the next one */
+    apr_uint32_t pad;
+} pprof_shared_head;
+
+typedef struct {
+    pprof_shared_head head;
     pprof_window window[PPROF_MAX_WINDOWS];
 } pprof_shared;
 
+/* What the parent keeps across generations (ap_retained_data: its process pool). */
+typedef struct {
+    pprof_shared *seg;
+} retained;
+
 static pprof_shared *shared;
+
+/* Retained data: under LATEST_KEY the newest segment whatever its layout, under
+ * layout_key() the segment of this build's layout. */
+#define LATEST_KEY "mod_pprof: shared windows"
+
+/* A segment's layout: its size and the kinds its slots stand for, in order. A module of
+ * another layout (loaded by a graceful restart after an upgrade) makes its own segment:
+ * slot i must mean the same kind to every child that reads it. */
+static const char *layout_key(apr_pool_t *p)
+{
+    const char *key = apr_psprintf(p, "%s %" APR_SIZE_T_FMT, LATEST_KEY, sizeof(pprof_shared));
+    int i;
+
+    for (i = 0; pprof_kinds[i]; i++) {
+        key = apr_pstrcat(p, key, " ", pprof_kinds[i]->name, NULL);
+    }
+    return key;
+}
+
+/* Whether pid still owns what it claimed: a live (not zombie) child of our parent. The
+ * parent's own pid counts (one-process mode, -X). Unsure (no /proc) means alive: a window
+ * must never be taken from a collector that still runs. */
+static int owner_alive(apr_uint32_t pid)
+{
+    apr_uint32_t parent = shared ? __atomic_load_n(&shared->head.parent, __ATOMIC_RELAXED) : 0;
+
+    if (!pid || (kill((pid_t)pid, 0) != 0 && errno == ESRCH)) {
+        return 0;
+    }
+    if (!parent || pid == parent) {
+        return 1;
+    }
+    return pprof_is_child((pid_t)pid, (pid_t)parent) != 0;
+}
 
 apr_status_t pprof_shared_create(apr_pool_t *pconf, server_rec *s)
 {
+    apr_pool_t *life = s->process->pool;
+    const char *key = layout_key(pconf);
+    retained *mine = ap_retained_data_get(key), *latest = ap_retained_data_get(LATEST_KEY);
     apr_shm_t *shm;
-    apr_status_t rv = apr_shm_create(&shm, sizeof(pprof_shared), NULL, pconf);
+    apr_status_t rv;
+    int i, nkinds = 0;
 
-    if (rv != APR_SUCCESS) {
-        ap_log_error(APLOG_MARK, APLOG_ERR, rv, s,
-                     "PP0001: cannot create anonymous shared memory for mod_pprof");
-        shared = NULL;
-        return rv;
+    if (!mine) {
+        /* First generation (or the first of this layout): the segment lives in the
+         * process pool, with the parent; children of every generation inherit it. */
+        if ((rv = apr_shm_create(&shm, sizeof(pprof_shared), NULL, life)) != APR_SUCCESS) {
+            ap_log_error(APLOG_MARK, APLOG_ERR, rv, s,
+                         "PP0001: cannot create anonymous shared memory for mod_pprof");
+            shared = NULL;
+            return rv;
+        }
+        mine = ap_retained_data_create(key, sizeof(*mine));   /* the key is copied */
+        mine->seg = apr_shm_baseaddr_get(shm);
+        memset(mine->seg, 0, sizeof(*mine->seg));
+        mine->seg->head.magic = MAGIC;
+        /* After a segment of another layout, gens go on past its: a child of the older
+         * build must not take one of ours for one of its windows. */
+        if (latest && latest->seg && latest->seg->head.magic == MAGIC) {
+            mine->seg->head.next_gen =
+                __atomic_load_n(&latest->seg->head.next_gen, __ATOMIC_ACQUIRE) + (1u << 24);
+            ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, "PP0006: another build of mod_pprof: "
+                         "its windows are apart from those of children of the older one");
+        }
+        if (!latest) {
+            latest = ap_retained_data_create(LATEST_KEY, sizeof(*latest));
+        }
+        latest->seg = mine->seg;
     }
-    shared = apr_shm_baseaddr_get(shm);
-    memset(shared, 0, sizeof(*shared));
+    shared = mine->seg;
+    while (pprof_kinds[nkinds]) {
+        nkinds++;
+    }
+    __atomic_store_n(&shared->head.parent, (apr_uint32_t)getpid(), __ATOMIC_RELEASE);
+    /* A window whose collector died (a restart that killed the children, a crash) must
+     * not be joined by the children about to start: close it, free it. A collector of
+     * an older generation that still runs keeps its window. */
+    for (i = 0; i < PPROF_MAX_WINDOWS; i++) {
+        pprof_window *w = &shared->window[i];
+        apr_uint32_t owner = __atomic_load_n(&w->owner, __ATOMIC_ACQUIRE);
+        if (!owner_alive(owner)) {
+            if (owner && i < nkinds) {
+                ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, "PP0007: the %s window of pid %lu, "
+                             "which is gone, is closed", pprof_kinds[i]->name,
+                             (unsigned long)owner);
+            }
+            __atomic_store_n(&w->active, 0, __ATOMIC_RELEASE);
+            __atomic_compare_exchange_n(&w->owner, &owner, 0, 0, __ATOMIC_ACQ_REL,
+                                        __ATOMIC_ACQUIRE);
+        }
+    }
     return APR_SUCCESS;
 }
 
@@ -65,7 +165,7 @@ int pprof_window_claim(pprof_window *w, apr_uint32_t pid)
         return 1;
     }
     /* A collector that died (killed child) must not hold the window forever. */
-    if (owner != pid && kill((pid_t)owner, 0) != 0 && errno == ESRCH &&
+    if (owner != pid && !owner_alive(owner) &&
         __atomic_compare_exchange_n(&w->owner, &owner, pid, 0, __ATOMIC_ACQ_REL,
                                     __ATOMIC_ACQUIRE)) {
         __atomic_store_n(&w->active, 0, __ATOMIC_RELEASE);
@@ -81,14 +181,27 @@ void pprof_window_release(pprof_window *w, apr_uint32_t pid)
     __atomic_compare_exchange_n(&w->owner, &expect, 0, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
 }
 
+int pprof_windows_busy(void)
+{
+    int i;
+
+    for (i = 0; shared && i < PPROF_MAX_WINDOWS; i++) {
+        if (owner_alive(__atomic_load_n(&shared->window[i].owner, __ATOMIC_ACQUIRE))) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 apr_uint32_t pprof_window_open(pprof_window *w, apr_uint32_t hz, apr_uint32_t only_pid,
                                apr_time_t deadline)
 {
-    apr_uint32_t gen = __atomic_add_fetch(&w->gen, 1, __ATOMIC_ACQ_REL);
+    apr_uint32_t gen = __atomic_add_fetch(&shared->head.next_gen, 1, __ATOMIC_ACQ_REL);
 
     if (gen == 0) {
-        gen = __atomic_add_fetch(&w->gen, 1, __ATOMIC_ACQ_REL);
+        gen = __atomic_add_fetch(&shared->head.next_gen, 1, __ATOMIC_ACQ_REL);
     }
+    __atomic_store_n(&w->gen, gen, __ATOMIC_RELEASE);
     __atomic_store_n(&w->hz, hz, __ATOMIC_RELEASE);
     __atomic_store_n(&w->only_pid, only_pid, __ATOMIC_RELEASE);
     __atomic_store_n(&w->deadline, deadline, __ATOMIC_RELEASE);

@@ -1,6 +1,12 @@
-/* State shared by every process of the server: which window of each window kind is open.
- * It lives in anonymous shared memory made by the parent in post_config, so children of
- * one generation see the same copy. Fields are read and written with atomics only. */
+/* State shared by every process of the server: which window of each window kind is open,
+ * and who owns it.
+ *
+ * One segment for the parent's whole life: the parent makes it (anonymous shared memory)
+ * in its first post_config and finds it again in every later one through httpd's retained
+ * data, so every generation of children (a graceful restart leaves old children serving
+ * beside new ones) sees the same windows. Hence one CPU profile and one trace at a time
+ * across generations, and window generations that never repeat: an old child can never
+ * take a new window for its own. Fields are read and written with atomics only. */
 #ifndef PPROF_SHARED_H
 #define PPROF_SHARED_H
 
@@ -11,7 +17,7 @@
 
 typedef struct {
     apr_uint32_t owner;         /* pid of the collecting child, 0 when free */
-    apr_uint32_t gen;           /* bumped for every window */
+    apr_uint32_t gen;           /* the last window opened here */
     apr_uint32_t active;        /* gen of the open window, 0 when none */
     apr_uint32_t hz;
     apr_uint32_t only_pid;      /* 0: every child */
@@ -19,18 +25,27 @@ typedef struct {
     apr_int64_t deadline;       /* apr_time_t after which children stop by themselves */
 } pprof_window;
 
-/* Create the shared segment for this generation (parent, post_config). */
+/* Parent, post_config of every generation: make the segment the first time, find it
+ * again later. A window whose owner died meanwhile (a restart that killed the children)
+ * is closed and freed here, so that children of the new generation do not join it. */
 apr_status_t pprof_shared_create(apr_pool_t *pconf, server_rec *s);
 
 /* The window slot at index, or NULL (no shared segment, e.g. a config test, or an index
  * out of range). */
 pprof_window *pprof_shared_window(int index);
 
-/* Claim a window for pid: 1 if it was free (or its owner is dead), 0 if busy. */
+/* Claim a window for pid: 1 if it was free (or its owner is gone), 0 if busy. An owner
+ * is gone once it is no longer a live child of this server's parent (a zombie is gone,
+ * a recycled pid is not an owner): a window claimed by a child of an older generation
+ * stays owned while that child collects. */
 int pprof_window_claim(pprof_window *w, apr_uint32_t pid);
 void pprof_window_release(pprof_window *w, apr_uint32_t pid);
 
-/* Open a window: returns its new generation (never 0). */
+/* Whether any window is claimed now (by a live owner). */
+int pprof_windows_busy(void);
+
+/* Open a window: returns its generation, never 0 and never one of an earlier window of
+ * any kind during the parent's life. */
 apr_uint32_t pprof_window_open(pprof_window *w, apr_uint32_t hz, apr_uint32_t only_pid,
                                apr_time_t deadline);
 void pprof_window_close(pprof_window *w);
