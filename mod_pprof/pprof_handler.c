@@ -274,6 +274,29 @@ static const char *endpoint_name(request_rec *r)
     return rest ? rest + 1 : uri;
 }
 
+/* body[0, len) as a C string: a NUL byte in it (a query cannot hold one) becomes "%00",
+ * which pprof_parse_query reads as the NUL it is. */
+static char *nul_escaped(apr_pool_t *p, const char *body, apr_size_t len)
+{
+    char *out, *o;
+    apr_size_t i;
+
+    if (!memchr(body, '\0', len)) {
+        return apr_pstrmemdup(p, body, len);
+    }
+    o = out = apr_palloc(p, 3 * len + 1);
+    for (i = 0; i < len; i++) {
+        if (body[i]) {
+            *o++ = body[i];
+        } else {
+            memcpy(o, "%00", 3);
+            o += 3;
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
 /* Go's Request.ParseForm as FormValue calls it: for a POST, PUT or PATCH whose body is
  * application/x-www-form-urlencoded (Go's mime.ParseMediaType: any case, parameters
  * ignored), the body's values come first, then the query's; a body past 10 MB adds
@@ -293,7 +316,7 @@ static int form_values(request_rec *r, int read_form, apr_table_t **args)
         ap_cstr_casecmp(ap_field_noparam(r->pool, ct), "application/x-www-form-urlencoded") == 0) {
         rc = read_body(r, FORM_BODY_MAX, &body, &len);
         if (rc == OK) {
-            pprof_parse_query(r->pool, *args, apr_pstrmemdup(r->pool, body, len));
+            pprof_parse_query(r->pool, *args, nul_escaped(r->pool, body, len));
         } else if (rc != HTTP_REQUEST_ENTITY_TOO_LARGE) {
             return rc;
         }

@@ -221,6 +221,8 @@ FORMS = [
     ("heap", "", "debug=1;x", FORM),
     ("goroutine", "debug=1", "debug=2&x=%zz", FORM),
     ("profile", "seconds=1", "seconds=x", FORM),
+    ("heap", "", "debug=1\0&debug=1", FORM),       # a raw NUL: "1\x00" is no integer
+    ("heap", "", "debug\0=1&debug=1", FORM),       # "debug\x00" is another key
 ]
 
 
@@ -262,9 +264,12 @@ def test_client_that_leaves_frees_the_profile_as_go(goref, ours):
         conn.close()
         left = time.monotonic()
         while True:
+            asked = time.monotonic() - left
             status, _, body, _ = srv.request("GET", "/debug/pprof/profile?seconds=1")
             if status == 200 or time.monotonic() - left > 2:
                 break
             time.sleep(0.1)
         assert status == 200, (srv.port, status, body)
         assert gzip.decompress(body)
+        print("%s: a profile asked %.2f s after the client left started" % (
+            "Go" if srv is goref else "mod_pprof", asked))
