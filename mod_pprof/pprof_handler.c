@@ -349,8 +349,9 @@ int pprof_handler(request_rec *r)
         return HTTP_MOVED_PERMANENTLY;
     }
     apr_table_setn(r->headers_out, "X-Content-Type-Options", "nosniff");
-    /* Go's Symbol reads a POST's body itself and no form; the index, cmdline and an
-     * unknown name read none. */
+    /* Go's Symbol reads a POST's body itself, as addresses. Go's index, cmdline and
+     * unknown names read no form: the form is read for them too (not the index), which
+     * changes none of their answers and keeps one path. */
     symbol_post = r->method_number == M_POST && strcmp(name, "symbol") == 0;
     pp_heap_guard_enter();
     rc = form_values(r, *name && !symbol_post, &args);
