@@ -44,8 +44,9 @@ SANITIZE_IGNORE=${SANITIZE_IGNORE:-"test_020_trace_format.py test_050_install.py
 # profile (CPU, heap and allocs, goroutine and threadcreate, trace, block and mutex) and
 # the hostile input (symbol requests, errors, delta errors). Worker runs event's code
 # paths; parsing, config, the index and the h2/TLS/proxy tests are the same code under
-# every MPM. 389 s here, with another team's builds at a load average of 15 to 38 (event
-# 236 s, prefork 153 s; test_200's accuracy test, skipped under ASan since, took 47 s).
+# every MPM. About 6 minutes here with other builds running (load average 15 to 38:
+# event 234 s, prefork 141 s); the default pass took 1.75 times its quiet 6.5 minutes
+# then, so about 3.5 minutes on a quiet machine.
 SANITIZE_EVERY_MPM=${SANITIZE_EVERY_MPM:-0}
 SANITIZE_PREFORK=${SANITIZE_PREFORK:-"test_120_symbol.py test_130_errors.py test_150_delta_errors.py test_200_cpu.py test_300_heap.py test_400_threads.py test_500_trace.py test_700_contention.py"}
 
