@@ -32,8 +32,8 @@ int pprof_answer_sample(pprof_answer *a, const pp_maps *maps, const uint64_t *pc
 int pprof_answer_synthetic(pprof_answer *a, const char *frame, const int64_t *values,
                            const pp_label *labels, size_t nlabels);
 
-/* Encode and answer (application/octet-stream, attached as filename), then end the
- * answer. Returns what the handler returns. */
+/* Encode and answer (application/octet-stream, attached as filename; NULL: see
+ * pprof_send_profile), then end the answer. Returns what the handler returns. */
 int pprof_answer_send(pprof_answer *a, const char *filename);
 
 /* Answer 500 "failed to collect profile" (a NULL a included), then end the answer. */

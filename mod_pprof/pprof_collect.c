@@ -378,7 +378,10 @@ int pprof_run_window(request_rec *r, pprof_window_run *w)
         return DONE;
     }
     w->t0 = apr_time_now();
-    end = w->t0 + (apr_time_t)(w->seconds * APR_USEC_PER_SEC);
+    end = w->t0 + pprof_window_length(w->seconds);
+    /* The duration as parsed from the query (test_160 compares it with Go's). */
+    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "PP0051: %s window of %.3f s", w->kind->name,
+                  (double)(end - w->t0) / APR_USEC_PER_SEC);
     child_deadline = end + GRACE;
     req.gen = w->gen = pprof_window_open(win, w->hz, (apr_uint32_t)w->only, child_deadline);
     req.hz = w->hz;

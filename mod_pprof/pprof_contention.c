@@ -508,10 +508,13 @@ static int serve(request_rec *r, apr_table_t *args, int mutex)
         return OK;
     }
     if (!s.delta) {
-        if (pprof_query_int(args, "debug") != 0) {
+        int debug = pprof_query_int(args, "debug");
+        if (debug > 0) {
             return send_text(r, &now);
         }
-        return send_profile(r, &now, name, s.t0, s.t0);
+        /* Go's writeProfileInternal writes text for a debug > 0 only: a negative one is
+         * the binary profile under the text/plain header its handler set. */
+        return send_profile(r, &now, debug < 0 ? NULL : name, s.t0, s.t0);
     }
     {
         /* Go's serveDeltaProfile: both values accumulate. */

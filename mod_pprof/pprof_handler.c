@@ -3,10 +3,12 @@
 #include "pprof_conf.h"
 #include "pprof_handler.h"
 #include "pprof_kinds.h"
+#include "pprof_query.h"
 #include "pprof_respond.h"
 #include "pprof_symbols.h"
 
 #include "http_core.h"
+#include "http_log.h"
 #include "http_protocol.h"
 #include "http_request.h"
 #include "util_script.h"
@@ -20,8 +22,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+APLOG_USE_MODULE(pprof);
+
 /* pprof sends a few addresses per request; this bounds what a client can make us read. */
 #define SYMBOL_BODY_MAX (8 * 1024 * 1024)
+/* Go's parsePostForm reads at most 10 MB of a form ("10 MB is a lot of text"). */
+#define FORM_BODY_MAX (10 << 20)
 
 static int serve_cmdline(request_rec *r, apr_table_t *args);
 static int serve_symbol(request_rec *r, apr_table_t *args);
@@ -102,7 +108,9 @@ static int serve_cmdline(request_rec *r, apr_table_t *args)
     return OK;
 }
 
-static int read_body(request_rec *r, char **out, apr_size_t *outlen)
+/* The request body, up to max bytes: OK, HTTP_REQUEST_ENTITY_TOO_LARGE past max, or an
+ * error status. */
+static int read_body(request_rec *r, apr_size_t max, char **out, apr_size_t *outlen)
 {
     apr_size_t cap = 8192, n = 0;
     char *buf = apr_palloc(r->pool, cap);
@@ -116,13 +124,19 @@ static int read_body(request_rec *r, char **out, apr_size_t *outlen)
             long got;
             if (n == cap) {
                 char *nb;
-                if (cap >= SYMBOL_BODY_MAX) {
-                    return HTTP_REQUEST_ENTITY_TOO_LARGE;
+                if (cap >= max) {
+                    /* Full: one byte more says whether the body goes on. */
+                    char probe;
+                    got = ap_get_client_block(r, &probe, 1);
+                    if (got == 0) {
+                        break;
+                    }
+                    return got < 0 ? HTTP_BAD_REQUEST : HTTP_REQUEST_ENTITY_TOO_LARGE;
                 }
-                nb = apr_palloc(r->pool, cap * 2);
+                nb = apr_palloc(r->pool, cap * 2 < max ? cap * 2 : max);
                 memcpy(nb, buf, n);
                 buf = nb;
-                cap *= 2;
+                cap = cap * 2 < max ? cap * 2 : max;
             }
             got = ap_get_client_block(r, buf + n, cap - n);
             if (got < 0) {
@@ -153,7 +167,7 @@ static int serve_symbol(request_rec *r, apr_table_t *args)
     int rc;
 
     if (r->method_number == M_POST) {
-        if ((rc = read_body(r, &body, &inlen)) != OK) {
+        if ((rc = read_body(r, SYMBOL_BODY_MAX, &body, &inlen)) != OK) {
             return rc == HTTP_REQUEST_ENTITY_TOO_LARGE
                 ? pprof_serve_error(r, rc, "request body too large")
                 : pprof_serve_error(r, rc, "reading request: failed");
@@ -260,11 +274,69 @@ static const char *endpoint_name(request_rec *r)
     return rest ? rest + 1 : uri;
 }
 
+/* body[0, len) as a C string: a NUL byte in it (a query cannot hold one) becomes "%00",
+ * which pprof_parse_query reads as the NUL it is. */
+static char *nul_escaped(apr_pool_t *p, const char *body, apr_size_t len)
+{
+    char *out, *o;
+    apr_size_t i;
+
+    if (!memchr(body, '\0', len)) {
+        return apr_pstrmemdup(p, body, len);
+    }
+    o = out = apr_palloc(p, 3 * len + 1);
+    for (i = 0; i < len; i++) {
+        if (body[i]) {
+            *o++ = body[i];
+        } else {
+            memcpy(o, "%00", 3);
+            o += 3;
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+/* Go's Request.ParseForm as FormValue calls it: for a POST, PUT or PATCH whose body is
+ * application/x-www-form-urlencoded (Go's mime.ParseMediaType: any case, parameters
+ * ignored), the body's values come first, then the query's; a body past 10 MB adds
+ * none. Go parses multipart/form-data bodies too, after the query: not done here (see
+ * the README). A ';' in the query's pairs drops them, and Go's server logs it. */
+static int form_values(request_rec *r, int read_form, apr_table_t **args)
+{
+    const char *ct = apr_table_get(r->headers_in, "Content-Type");
+    char *body;
+    apr_size_t len;
+    int rc;
+
+    *args = apr_table_make(r->pool, 4);
+    if (read_form && ct &&
+        (r->method_number == M_POST || r->method_number == M_PUT ||
+         r->method_number == M_PATCH) &&
+        ap_cstr_casecmp(ap_field_noparam(r->pool, ct), "application/x-www-form-urlencoded") == 0) {
+        rc = read_body(r, FORM_BODY_MAX, &body, &len);
+        if (rc == OK) {
+            pprof_parse_query(r->pool, *args, nul_escaped(r->pool, body, len));
+        } else if (rc != HTTP_REQUEST_ENTITY_TOO_LARGE) {
+            return rc;
+        }
+    }
+    if (pprof_parse_query(r->pool, *args, r->args) > 0) {
+        /* Go's text; info, as httpd logs what a client sent wrong: a client cannot fill
+         * error_log at the usual LogLevel. */
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                      "PP0050: URL query contains semicolon, which is no longer a supported "
+                      "separator; parts of the query may be stripped when parsed; see "
+                      "golang.org/issue/25192");
+    }
+    return OK;
+}
+
 int pprof_handler(request_rec *r)
 {
     apr_table_t *args = NULL;
     const char *name;
-    int i, rc;
+    int i, rc, symbol_post;
 
     if (!r->handler || strcmp(r->handler, PPROF_HANDLER) != 0) {
         return DECLINED;
@@ -277,8 +349,17 @@ int pprof_handler(request_rec *r)
         return HTTP_MOVED_PERMANENTLY;
     }
     apr_table_setn(r->headers_out, "X-Content-Type-Options", "nosniff");
-    ap_args_to_table(r, &args);
-    if (r->method_number != M_POST || strcmp(name, "symbol") != 0) {
+    /* Go's Symbol reads a POST's body itself, as addresses. Go's index, cmdline and
+     * unknown names read no form: the form is read for them too (not the index), which
+     * changes none of their answers and keeps one path. */
+    symbol_post = r->method_number == M_POST && strcmp(name, "symbol") == 0;
+    pp_heap_guard_enter();
+    rc = form_values(r, *name && !symbol_post, &args);
+    pp_heap_guard_leave();
+    if (rc != OK) {
+        return rc;
+    }
+    if (!symbol_post) {
         if ((rc = ap_discard_request_body(r)) != OK) {
             return rc;
         }

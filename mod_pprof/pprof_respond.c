@@ -36,7 +36,13 @@ int pprof_send_profile(request_rec *r, pp_profile *prof, const char *filename)
     if (pp_profile_encode(prof, 1, &buf, &len) != 0) {
         return pprof_serve_error(r, HTTP_INTERNAL_SERVER_ERROR, "failed to encode profile");
     }
-    pprof_attach(r, filename);
+    if (filename) {
+        pprof_attach(r, filename);
+    } else {
+        /* Go's handler with a negative debug: text/plain is set for a debug != 0, and
+         * the profile's WriteTo, taking debug <= 0 as its binary form, writes that. */
+        ap_set_content_type(r, "text/plain; charset=utf-8");
+    }
     ap_set_content_length(r, (apr_off_t)len);
     if (!r->header_only) {
         ap_rwrite(buf, (int)len, r);

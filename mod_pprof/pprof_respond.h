@@ -15,8 +15,10 @@ int pprof_serve_error(request_rec *r, int status, const char *txt);
 /* The headers of a binary answer: application/octet-stream, attached as filename. */
 void pprof_attach(request_rec *r, const char *filename);
 
-/* Encode prof (gzipped profile.proto) and answer it, attached as filename. A failure to
- * encode answers 500 "failed to encode profile". prof stays the caller's. */
+/* Encode prof (gzipped profile.proto) and answer it, attached as filename; with no
+ * filename, as text/plain and not attached (what Go answers a negative debug of the
+ * goroutine, threadcreate, block and mutex profiles). A failure to encode answers 500
+ * "failed to encode profile". prof stays the caller's. */
 int pprof_send_profile(request_rec *r, struct pp_profile *prof, const char *filename);
 
 /* A text answer (text/plain; charset=utf-8): bb is passed on, unless r is a HEAD. */

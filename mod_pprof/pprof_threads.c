@@ -501,10 +501,13 @@ static int serve_threads(request_rec *r, apr_table_t *args, const pprof_kind *k)
     if (debug >= 2 && goroutine) {
         return send_dump(r, now.threads);
     }
-    if (debug != 0) {
+    if (debug > 0) {
         return send_count_text(r, name, now.threads);
     }
-    return send_count_profile(r, name, name, now.threads, NULL, s.t0, s.t0);
+    /* Go's writeRuntimeProfile writes text for a debug > 0 only: a negative one is the
+     * binary profile under the text/plain header its handler set for debug != 0. */
+    return send_count_profile(r, name, debug < 0 ? NULL : name, now.threads, NULL, s.t0,
+                              s.t0);
 }
 
 static int serve_goroutine(request_rec *r, apr_table_t *args)

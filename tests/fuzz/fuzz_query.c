@@ -1,14 +1,20 @@
-/* libFuzzer target: the query values every endpoint parses (mod_pprof/pprof_query.c,
- * built here with httpd's headers): pprof_parse_int against Go's strconv.ParseInt(s, 10,
- * 64) written out, pprof_parse_float for what its callers rely on. A value reaches them
- * as apr_table_get gives it: a C string, so the input is cut at its first NUL. */
+/* libFuzzer target: the query every endpoint parses (mod_pprof/pprof_query.c, built here
+ * with httpd's headers): pprof_parse_query on the raw input (every pair it keeps is
+ * read back), then the input as one value: pprof_parse_int against Go's
+ * strconv.ParseInt(s, 10, 64) written out, pprof_parse_float for what its callers rely
+ * on. A value reaches them as apr_table_get gives it: a C string, so the input is cut at
+ * its first NUL. */
 #include "pprof_query.h"
+
+#include "apr_pools.h"
+#include "apr_tables.h"
 
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -36,6 +42,39 @@ static int go_parse_int10(const char *s, int64_t *out)
     return 1;
 }
 
+/* The query parser: whatever it keeps is a C string per key and value, no longer than
+ * the input (unescaping only shortens, "%00" stays as it is), and an input without '&'
+ * gives at most one pair. */
+static void fuzz_query(const char *s)
+{
+    static apr_pool_t *pool;
+    const apr_array_header_t *arr;
+    const apr_table_entry_t *e;
+    apr_table_t *t;
+    size_t n = strlen(s);
+    int i;
+
+    if (!pool) {
+        apr_pool_initialize();
+        apr_pool_create(&pool, NULL);
+    }
+    t = apr_table_make(pool, 4);
+    pprof_parse_query(pool, t, s);
+    arr = apr_table_elts(t);
+    e = (const apr_table_entry_t *)arr->elts;
+    for (i = 0; i < arr->nelts; i++) {
+        if (strlen(e[i].key) > n || strlen(e[i].val) > n) {
+            fprintf(stderr, "pprof_parse_query(\"%s\"): a pair longer than the query\n", s);
+            abort();
+        }
+    }
+    if (!strchr(s, '&') && arr->nelts > 1) {
+        fprintf(stderr, "pprof_parse_query(\"%s\"): %d pairs without '&'\n", s, arr->nelts);
+        abort();
+    }
+    apr_pool_clear(pool);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     char *s = malloc(size + 1);
@@ -49,6 +88,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     memcpy(s, data, size);
     s[size] = '\0';
+    fuzz_query(s);
     ok = pprof_parse_int(s, &got) == 0;
     want_ok = *s && go_parse_int10(s, &want);
     if (ok != want_ok || (ok && got != want)) {
@@ -58,9 +98,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     }
     if (pprof_parse_float(s, &d) == 0) {
-        /* Go's seconds: a NaN would pass every "d > 0" check the wrong way. */
-        if (isnan(d)) {
-            fprintf(stderr, "pprof_parse_float(\"%s\") is NaN\n", s);
+        /* Go's ParseFloat gives a NaN for "nan" in any case, and for nothing else. */
+        if (isnan(d) != (strcasecmp(s, "nan") == 0)) {
+            fprintf(stderr, "pprof_parse_float(\"%s\") is %g\n", s, d);
             abort();
         }
     } else if (ok) {

@@ -31,7 +31,10 @@ def symbol():
 def query():
     for name, v in [("int", "30"), ("neg", "-1"), ("plus", "+5"), ("max", "9223372036854775807"),
                     ("float", "0.5"), ("exp", "1e3"), ("inf", "inf"), ("nan", "NaN"),
-                    ("hexfloat", "0x1p-2"), ("space", " 5"), ("zero", "-0")]:
+                    ("hexfloat", "0x1p-2"), ("space", " 5"), ("zero", "-0"),
+                    ("underscores", "0x_1_4p0_1"), ("infinity", "-Infinity"),
+                    ("pairs", "seconds=%2B1&debug&=1&&de%62ug=2+x"),
+                    ("bad-pairs", "a=%zz&b=1;c=2&d=%0&e=%00&f%00=1")]:
         write("query", name, v)
 
 

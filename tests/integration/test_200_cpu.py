@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import go_pprof, protoc_decode
+from conftest import SANITIZE, go_pprof, protoc_decode
 from pprof_output import DecodedProfile, parse_top as read_top, parse_tags
 from pprof_http import TOO_LONG, check_error, check_profile_response
 
@@ -234,6 +234,10 @@ def loaded(httpd):
 
 # --- tests --------------------------------------------------------------------------------
 
+# A ratio of CPU time is accuracy, which ASan's instrumentation of the burners and its
+# slower machine do not keep (2.547 once, under load); the sanitizer pass looks for memory
+# and undefined-behaviour findings, which the other CPU tests reach through the same code.
+@pytest.mark.skipif(SANITIZE, reason="accuracy, not a sanitizer finding (PPROF_SANITIZE=1)")
 def test_top_over_http_hot_ratio(make_httpd):
     """go tool pprof fetching the URL itself sees the workload, hot_a:hot_b = 3:1."""
     h = make_httpd(extra_conf="PprofCPURate %d\n" % RATIO_HZ)

@@ -20,6 +20,7 @@ import time
 import pytest
 
 from conftest import BUILDDIR, MOD_PPROF_TEST, SANITIZE, SRCDIR, go_pprof, protoc_decode
+from pprof_http import BAD_SECONDS, check_error
 from pprof_output import DecodedProfile, parse_top as read_top, parse_tags
 from pprof_http import check_profile_response
 
@@ -872,9 +873,11 @@ def test_delta_inuse(httpd, delta, name):
 
 
 def test_seconds_plus_sign(httpd):
-    """strconv.ParseInt takes a sign: seconds=+1 is one second."""
-    r, prof = fetch_profile(httpd, ALLOCS + "?seconds=+1", "allocs-delta")
+    """strconv.ParseInt takes a sign: seconds=%2B1 is one second. A '+' in a query is a
+    space (net/url), and " 1" is no integer: Go's 400 (test_160 asks Go itself)."""
+    r, prof = fetch_profile(httpd, ALLOCS + "?seconds=%2B1", "allocs-delta")
     assert 1e9 <= prof.one(prof.m, "duration_nanos") <= 11e9
+    check_error(httpd.get(ALLOCS + "?seconds=+1"), 400, BAD_SECONDS)
 
 
 def test_empty_seconds_is_a_snapshot(httpd):

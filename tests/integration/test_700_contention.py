@@ -153,8 +153,9 @@ def test_seconds_delta(make_httpd):
                                              ("PprofMutexProfileFraction", "1x")])
 def test_bad_values_fail_config_test(make_httpd, directive, value):
     h = make_httpd(extra_conf='%s "%s"\n' % (directive, value), start=False)
+    # h.env: under the sanitizers, the ASan runtime preloaded as for every apache2.
     p = subprocess.run([APACHE2, "-f", h.conf, "-t"], capture_output=True, text=True,
-                       timeout=60)
+                       timeout=60, env=h.env)
     assert p.returncode != 0
     assert "%s: '%s' is not" % (directive, value) in p.stdout + p.stderr
 
