@@ -11,6 +11,9 @@
 #              whatever else runs on the machine (builds, tests, the VM's neighbours) hits
 #              all of them in the same instant, so it cancels in their ratios. The servers
 #              share the CPU (and its caches) as equals.
+#   pairs      windows in which none and one other configuration (the next in turn) are
+#              loaded at once, each by its own wrk: the machine's noise still hits both
+#              alike, and each shares the CPU (and caches) with one other server only.
 #   alternate  the load (one wrk) alternates between the servers: each round takes every
 #              configuration once, in a shuffled order, each slice paired with a slice of
 #              none right before or after it (which comes first alternates). Cancels slow
@@ -46,8 +49,8 @@
 # cost a large share of it.
 #
 # Environment (defaults): MODE (parallel), MPM (event), SLICE seconds (2), ROUNDS (windows
-# in parallel: 60; rounds in alternate: 12), WARMUP (2),
-# SCRAPE seconds (10), BASE (none), THREADS (1), CONNS (16), CONFIGS (all, in the order above), SEED
+# in parallel: 60, in pairs: 120; rounds in alternate: 12), WARMUP (2),
+# SCRAPE seconds (10), QUIET seconds (2 x SCRAPE), BASE (none), THREADS (1), CONNS (16), CONFIGS (all, in the order above), SEED
 # (1), SERVER_CPU (0), LOAD_CPU (1), BUILDDIR, NOBUILD, KEEP_TMP. Needs root, wrk, curl,
 # taskset, python3 and perf.
 set -euo pipefail
@@ -58,10 +61,15 @@ BENCH=cost
 THREADS=${THREADS:-1}
 SLICE=${SLICE:-2}
 MODE=${MODE:-parallel}
-if [[ $MODE == parallel ]]; then ROUNDS=${ROUNDS:-60}; else ROUNDS=${ROUNDS:-12}; fi
+case $MODE in
+    parallel) ROUNDS=${ROUNDS:-60} ;;
+    pairs) ROUNDS=${ROUNDS:-120} ;;
+    *) ROUNDS=${ROUNDS:-12} ;;
+esac
 SCRAPE=${SCRAPE:-10}
 SEED=${SEED:-1}
 BASE=${BASE:-}
+QUIET=${QUIET:-$((2 * SCRAPE))}
 # The Timeout of the generated configs must exceed a scrape's seconds.
 DURATION=$((SCRAPE + 10))
 # shellcheck source=lib.sh source-path=SCRIPTDIR
@@ -77,7 +85,9 @@ PY=/usr/bin/python3
 for v in SLICE ROUNDS SCRAPE SEED; do
     [[ ${!v} =~ ^[0-9]+$ && ${!v} -ge 1 ]] || die "$v must be a positive integer"
 done
-[[ $MODE == parallel || $MODE == alternate ]] || die "MODE must be parallel or alternate"
+[[ $QUIET =~ ^[0-9]+$ ]] || die "QUIET must be a number of seconds"
+[[ $MODE == parallel || $MODE == pairs || $MODE == alternate ]] \
+    || die "MODE must be parallel, pairs or alternate"
 [[ " $CONFIGS " == *" none "* ]] || die "CONFIGS must include none (the baseline)"
 for c in $CONFIGS; do
     case $c in none|none2|extstatus|idle|cpu100|cpu1000|trace|perf) ;;
@@ -88,7 +98,7 @@ done
 [[ " $CONFIGS " != *" perf "* || -x $PERF ]] || die "$PERF not found (apt-get install linux-perf)"
 [[ -x /usr/bin/taskset && -x $PY ]] || die "taskset or $PY not found"
 
-command="MODE=$MODE MPM=$MPM SLICE=$SLICE ROUNDS=$ROUNDS WARMUP=$WARMUP SCRAPE=$SCRAPE THREADS=$THREADS"
+command="MODE=$MODE MPM=$MPM SLICE=$SLICE ROUNDS=$ROUNDS WARMUP=$WARMUP SCRAPE=$SCRAPE QUIET=$QUIET THREADS=$THREADS"
 command+=" CONNS=$CONNS SEED=$SEED CONFIGS='$CONFIGS' SERVER_CPU=$SERVER_CPU LOAD_CPU=$LOAD_CPU"
 [[ -z $BASE ]] || command+=" BASE=$BASE"
 command+=" bench/cost.sh"
@@ -315,10 +325,17 @@ else
         perf_pid=$!
         sleep 1
     fi
+    others=()
+    for c in $CONFIGS; do [[ $c == none ]] || others+=("$c"); done
     for ((r = 1; r <= ROUNDS; r++)); do
         declare -A c0 wpid
         # A new order every window: no server always gets its load first.
-        order=($CONFIGS)
+        if [[ $MODE == pairs ]]; then
+            # Each configuration in turn; which of the two starts first is shuffled too.
+            order=(none "${others[(r - 1) % ${#others[@]}]}")
+        else
+            order=($CONFIGS)
+        fi
         for ((i = ${#order[@]} - 1; i > 0; i--)); do
             j=$((RANDOM % (i + 1)))
             t=${order[i]}; order[i]=${order[j]}; order[j]=$t
@@ -329,7 +346,7 @@ else
                 "http://127.0.0.1:${port[$c]}$TARGET" >"$tmp/$c.wrk" 2>&1 &
             wpid[$c]=$!
         done
-        for c in $CONFIGS; do
+        for c in "${order[@]}"; do
             wait "${wpid[$c]}" || { cat "$tmp/$c.wrk" >&2; die "wrk failed ($c)"; }
             ! grep -q 'Non-2xx' "$tmp/$c.wrk" || { cat "$tmp/$c.wrk" >&2; die "non-2xx ($c)"; }
         done
@@ -350,6 +367,17 @@ fi
 t_end=$(date +%s.%N)
 declare -A cpu_total
 for c in $CONFIGS; do cpu_total[$c]=$(( $(server_cpu_ns "$c") - cpu_start[$c] )); done
+# With no load for QUIET seconds (scrapes go on): each server's CPU per second that does not
+# come with requests (a scrape's merge, symbolization and encoding; the agents' ticks).
+: >"$tmp/quiet"
+if ((QUIET > 0)); then
+    declare -A q0
+    for c in $CONFIGS; do q0[$c]=$(server_cpu_ns "$c"); done
+    sleep "$QUIET"
+    for c in $CONFIGS; do
+        echo "$c $(( ($(server_cpu_ns "$c") - q0[$c]) / QUIET ))" >>"$tmp/quiet"
+    done
+fi
 load_at_end=$(cut -d' ' -f1-3 /proc/loadavg)
 for c in "${!scrape_pid[@]}"; do kill "${scrape_pid[$c]}" 2>/dev/null || true; done
 scrape_pid=()
@@ -379,7 +407,12 @@ for c in $CONFIGS; do
 done
 stop_all
 
-summary=$($PY - "$tmp/results" "$tmp/totals" "$tmp/notes" "$CONFIGS" "$SLICE" <<'EOF'
+case $MODE in
+    parallel) mode_text="windows of ${SLICE}s, every server loaded by its own wrk in each" ;;
+    pairs) mode_text="windows of ${SLICE}s, none and the next configuration loaded at once by a wrk each" ;;
+    *) mode_text="rounds, each config once a round (shuffled), each ${SLICE}s slice paired with one of none beside it" ;;
+esac
+summary=$($PY - "$tmp/results" "$tmp/totals" "$tmp/notes" "$CONFIGS" "$SLICE" "$tmp/quiet" "$MODE" <<'EOF'
 import random, statistics, sys
 res, totals, notes, order = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4].split()
 rows = [l.split() for l in open(res) if l.strip()]
@@ -388,6 +421,9 @@ note = {}
 for l in open(notes):
     c, _, n = l.strip().partition(" ")
     note[c] = n
+quiet = {c: int(v) for c, v in (l.split() for l in open(sys.argv[6]))}
+parallel = sys.argv[7] in ("parallel", "pairs")
+slice_ns = float(sys.argv[5]) * 1e9
 by_pair = {}
 for r, c, pair, cpu, n, rss, pns in rows:
     by_pair.setdefault(pair, {})[c] = (int(cpu), int(n), int(rss), pns)
@@ -397,12 +433,23 @@ def q(xs, p):
     lo = int(k)
     hi = min(lo + 1, len(xs) - 1)
     return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
+# In parallel mode a server gets a share of the CPU, so what it spends per second whatever
+# the load (quiet) weighs more per request than at full rate. "full rate" moves it there:
+# each slice's CPU less quiet x slice, per request, plus quiet / R, R being the requests a
+# whole CPU serves without mod_pprof (1 / none's median CPU per request).
+none_us = [d["none"][0] / 1e3 / d["none"][1] for d in by_pair.values() if "none" in d]
+R = 1e6 / statistics.median(none_us) if none_us else 0
+def full_rate(c, cpu, n):
+    q = quiet.get(c, 0) - quiet.get("none", 0)
+    if not parallel or not R or q <= 0:
+        return cpu / n
+    return max(cpu - q * slice_ns / 1e9, 0) / n + q / R
 rng = random.Random(1)
-print("%-10s %9s %8s %17s %17s %8s %8s %8s %17s  %s" % (
-    "config", "us/req", "vs none", "IQR", "95% CI (median)", "pooled", "req/s", "outside",
-    "RSS/child med/max", "notes"))
+print("%-12s %8s %8s %17s %17s %8s %18s %6s %7s %7s %17s  %s" % (
+    "config", "us/req", "vs none", "IQR", "95% CI (median)", "pooled", "at full rate (CI)",
+    "req/s", "quiet", "outside", "RSS/child med/max", "notes"))
 for c in order:
-    us, ratios, rss, reqs, cpu_in, perf_ns = [], [], [], 0, 0, []
+    us, ratios, rss, reqs, cpu_in, perf_ns, fr = [], [], [], 0, 0, [], []
     pn_cpu = pn_req = pc_cpu = pc_req = 0
     for pair, d in by_pair.items():
         if c not in d:
@@ -416,6 +463,7 @@ for c in order:
         nc, nn = d["none"][0], d["none"][1]
         us.append(cpu / 1e3 / n)
         ratios.append(100.0 * ((cpu / n) / (nc / nn) - 1))
+        fr.append(100.0 * (full_rate(c, cpu, n) / full_rate("none", nc, nn) - 1))
         rss.append(kib); reqs += n; cpu_in += cpu
         pc_cpu += cpu; pc_req += n; pn_cpu += nc; pn_req += nn
         if pns != "-":
@@ -432,13 +480,16 @@ for c in order:
         iqr = "%+6.2f..%+6.2f%%" % (q(ratios, .25), q(ratios, .75))
         pooled = "%+7.2f%%" % (100.0 * ((pc_cpu / pc_req) / (pn_cpu / pn_req) - 1))
         vs = "%+7.2f%%" % med
+        fb = sorted(statistics.median(rng.choices(fr, k=len(fr))) for _ in range(2000))
+        full = "%+6.2f%% (%+.1f..%+.1f)" % (statistics.median(fr), fb[50], fb[1949])
     else:
-        vs, iqr, ci, pooled = "base", "", "", ""
+        vs, iqr, ci, pooled, full = "base", "", "", "", ""
     n = note.get(c, "")
     if perf_ns:
         n = (n + ", " if n else "") + "perf process %.2f us/req" % (statistics.median(perf_ns) / 1e3)
-    print("%-10s %9.2f %8s %17s %17s %8s %8.0f %8.2f %7d/%6d KiB  %s" % (
-        c, statistics.median(us), vs, iqr, ci, pooled, rps, outside, statistics.median(rss),
+    print("%-12s %8.2f %8s %17s %17s %8s %18s %6.0f %7s %7.2f %8d/%6d KiB  %s" % (
+        c, statistics.median(us), vs, iqr, ci, pooled, full if parallel else "", rps,
+        "%.1f" % (quiet[c] / 1e6) if c in quiet else "-", outside, statistics.median(rss),
         max(rss), n))
 EOF
 )
@@ -448,11 +499,14 @@ cat <<EOF
 ---------------------------------------------------------------------------------------
 mod_pprof cost per request ($(date -u +%Y-%m-%d), $(git -C "$top" rev-parse --short HEAD 2>/dev/null || echo '?'), $(nproc) CPUs, Linux $(uname -r), $($APACHE2 -v | sed -n 's/^Server version: //p'))
 load: $WRK_PREFIX wrk -t$THREADS -c$CONNS over loopback, GET $TARGET, $MPM MPM; every server
-at once on CPU $SERVER_CPU; mode $MODE: $ROUNDS $( [[ $MODE == parallel ]] && echo "windows of ${SLICE}s, every server loaded by its own wrk in each" || echo "rounds, each config once a round (shuffled), each ${SLICE}s slice paired with one of none beside it");
+at once on CPU $SERVER_CPU; mode $MODE: $ROUNDS $mode_text;
 CPU per request = the server's CPU in the slice (${cg:+cpuacct cgroup}${cg:-schedstat of every thread}) / requests in it.
 "vs none": median of the ratios to none's slice of the same window/pair; IQR of them; bootstrap 95% interval of the median;
-"pooled": sum of CPU / sum of requests, against the paired none slices; "outside": the
-server's CPU outside its slices, per request it served (us); RSS: median and max over
+"pooled": sum of CPU / sum of requests, against the paired none slices; "quiet": the
+server's CPU with no load ($QUIET s after the windows, scrapes going on), ms per second;
+"at full rate" (parallel): the ratio with that quiet CPU weighed as at one whole CPU's
+request rate instead of the server's share of it; "outside": the server's CPU outside its
+slices, per request it served (us); RSS: median and max over
 its slices of the children's mean VmRSS at the end of a slice. Machine load average: $load_at_start at start, $load_at_end at end.
 $summary
 command: $command
