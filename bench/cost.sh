@@ -29,6 +29,8 @@
 #   none2      the same, a second server (A/A)
 #   extstatus  mod_pprof not loaded, "ExtendedStatus On"
 #   idle       mod_pprof loaded, nothing running
+#   noheap     the same with PprofMemProfileRate 0 (no heap sampling: Go's MemProfileRate
+#              is on by default, so idle samples the heap)
 #   cpu100     CPU profiles at PprofCPURate 100 scraped back to back all run long
 #              (profile?seconds=SCRAPE again and again, as Parca and Alloy do)
 #   cpu1000    the same at PprofCPURate 1000
@@ -90,7 +92,7 @@ done
     || die "MODE must be parallel, pairs or alternate"
 [[ " $CONFIGS " == *" none "* ]] || die "CONFIGS must include none (the baseline)"
 for c in $CONFIGS; do
-    case $c in none|none2|extstatus|idle|cpu100|cpu1000|trace|perf) ;;
+    case $c in none|none2|extstatus|idle|noheap|cpu100|cpu1000|trace|perf) ;;
         idle-base|cpu100-base|cpu1000-base|trace-base) [[ -n $BASE ]] \
             || die "$c needs BASE (the build directory of the tree to compare with)" ;;
         *) die "unknown configuration '$c' in CONFIGS" ;; esac
@@ -178,16 +180,18 @@ cgdir() { [[ -z $cg ]] || { mkdir -p "$cg/$1"; echo "$cg/$1"; }; }
 
 # The lines a configuration adds to httpd.conf.
 config_lines() {
-    local hz=100 mod=$MOD_PPROF
+    local hz=100 mod=$MOD_PPROF extra=""
     [[ $1 != *-base ]] || mod=$BASE_MOD
     case ${1%-base} in
         none|none2|perf) return 0 ;;
         extstatus) echo "ExtendedStatus On"; return 0 ;;
         cpu1000) hz=1000 ;;
+        noheap) extra="PprofMemProfileRate 0" ;;
     esac
     cat <<EOF2
 LoadModule pprof_module $mod
 PprofCPURate $hz
+$extra
 <Location /debug/pprof>
     SetHandler pprof-handler
     Require local
