@@ -67,8 +67,8 @@ typedef struct {
     const char *key;            /* tags[id] */
     apr_uint32_t id;
 } tag_entry;
-static __thread tag_entry tag_cache[TAG_CACHE];
-static __thread unsigned int tag_next;
+static __thread tag_entry tag_cache[TAG_CACHE] __attribute__((tls_model("initial-exec")));
+static __thread unsigned int tag_next __attribute__((tls_model("initial-exec")));
 
 /* Whether key ("handler\tvhost") starts with handler and a tab. */
 static int same_handler(const char *key, const char *handler)

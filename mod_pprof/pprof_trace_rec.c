@@ -42,7 +42,9 @@ typedef struct {
     apr_uint64_t ts;            /* the next record's time (stamp, then 1 ns per record) */
 } tstate;
 
-static __thread tstate tls;
+/* Initial-exec: every hook reads it; the default model in a shared object calls
+ * __tls_get_addr each time (seen in perf of an idle server). */
+static __thread tstate tls __attribute__((tls_model("initial-exec")));
 
 /* Per request: which task it is (any thread may end it: event's write completion). */
 typedef struct rstate {
