@@ -5,15 +5,16 @@
 # and cpuacct cgroup), all pinned to the same server CPU. A slice's cost is the server's CPU
 # in it (its cgroup's usage: parent, children, every thread, in ns; without cgroups, the
 # sum of every thread's schedstat), read just before and after the slice, divided by the
-# requests wrk completed in it. Two ways to lay the slices out (MODE):
-#   parallel   (the default) every server is loaded at once, each by a wrk of its own, in
-#              windows of SLICE seconds: a window is a slice of every configuration, and
+# requests wrk completed in it. Three ways to lay the slices out (MODE):
+#   parallel   every server is loaded at once, each by a wrk of its own, in windows of
+#              SLICE seconds: a window is a slice of every configuration, and
 #              whatever else runs on the machine (builds, tests, the VM's neighbours) hits
 #              all of them in the same instant, so it cancels in their ratios. The servers
 #              share the CPU (and its caches) as equals.
-#   pairs      windows in which none and one other configuration (the next in turn) are
-#              loaded at once, each by its own wrk: the machine's noise still hits both
-#              alike, and each shares the CPU (and caches) with one other server only.
+#   pairs      (the default) windows in which none and one other configuration (the next
+#              in turn) are loaded at once, each by its own wrk: the machine's noise still
+#              hits both alike, and each shares the CPU (and caches) with one other server
+#              only.
 #   alternate  the load (one wrk) alternates between the servers: each round takes every
 #              configuration once, in a shuffled order, each slice paired with a slice of
 #              none right before or after it (which comes first alternates). Cancels slow
@@ -50,7 +51,7 @@
 # The request is a 1 KiB static file over keep-alive: a cheap request makes every fixed
 # cost a large share of it.
 #
-# Environment (defaults): MODE (parallel), MPM (event), SLICE seconds (2), ROUNDS (windows
+# Environment (defaults): MODE (pairs), MPM (event), SLICE seconds (2), ROUNDS (windows
 # in parallel: 60, in pairs: 120; rounds in alternate: 12), WARMUP (2),
 # SCRAPE seconds (10), QUIET seconds (2 x SCRAPE), BASE (none), THREADS (1), CONNS (16), CONFIGS (all, in the order above), SEED
 # (1), SERVER_CPU (0), LOAD_CPU (1), BUILDDIR, NOBUILD, KEEP_TMP. Needs root, wrk, curl,
@@ -62,7 +63,7 @@ top=$(cd "$here/.." && pwd)
 BENCH=cost
 THREADS=${THREADS:-1}
 SLICE=${SLICE:-2}
-MODE=${MODE:-parallel}
+MODE=${MODE:-pairs}
 case $MODE in
     parallel) ROUNDS=${ROUNDS:-60} ;;
     pairs) ROUNDS=${ROUNDS:-120} ;;
