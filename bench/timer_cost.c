@@ -13,9 +13,8 @@
  * Each prints the median over rounds of the process's CPU time per round trip (ns), and its
  * ratio to none. The signal handler does nothing: the samples' own cost is not measured.
  *
- * Build and run (not part of make: a standalone probe):
- *   cc -O2 -pthread -o /tmp/timer_cost bench/timer_cost.c -lrt && taskset -c 0 /tmp/timer_cost
- *   taskset -c 0 /tmp/timer_cost ROUNDS TRIPS IDLE HZ          (defaults 15 20000 32 100) */
+ * Build and run:
+ *   make bench && taskset -c 0 bench/timer_cost ROUNDS TRIPS IDLE HZ   (15 20000 32 100) */
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <signal.h>
