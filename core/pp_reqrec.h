@@ -58,7 +58,9 @@ pp_reqrec *pp_reqrec_self(void);
 /* Copy src into dst of size n (n > 0), cut to n - 1 bytes, NUL-terminated. */
 void pp_reqrec_copy(char *dst, size_t n, const char *src);
 
-/* Owner only: rec now serves info's request (info->token nonzero). */
+/* Owner only: rec now serves info's request (info->token nonzero). Each string field is
+ * copied up to its NUL only: a reader's copy has the fields' strings, and after each NUL
+ * whatever an earlier request left. */
 void pp_reqrec_begin(pp_reqrec *rec, const pp_reqrec_info *info);
 
 /* Owner only: the handler running for the request in progress. */

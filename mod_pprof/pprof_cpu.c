@@ -23,6 +23,7 @@
 #include "pprof_respond.h"
 #include "pprof_sampler.h"
 
+#include "http_connection.h"
 #include "http_log.h"
 #include "http_request.h"
 #include "apr_strings.h"
@@ -57,45 +58,111 @@ static pp_stacktab *tab;
 static apr_uint64_t leaf_only, dropped;
 static apr_time_t started, stopped;
 
-static apr_status_t clear_tag(void *unused)
+/* Each request thread's last few tags, so that the usual request (a handler and vhost this
+ * thread has served before) is tagged without a lock, an allocation or a pool cleanup.
+ * An entry is the server_rec (lives as long as the process) and the interned
+ * "handler\tvhost" string, which is never freed: comparing the handler's text with its
+ * head is exact, whatever pool r->handler was copied into. */
+#define TAG_CACHE 4
+typedef struct {
+    const server_rec *s;
+    const char *key;            /* tags[id] */
+    apr_uint32_t id;
+} tag_entry;
+static __thread tag_entry tag_cache[TAG_CACHE] __attribute__((tls_model("initial-exec")));
+static __thread unsigned int tag_next __attribute__((tls_model("initial-exec")));
+
+/* Whether key ("handler\tvhost") starts with handler and a tab. */
+static int same_handler(const char *key, const char *handler)
 {
-    pp_cpu_set_tag(0);
-    return APR_SUCCESS;
+    while (*handler && *key == *handler) {
+        key++;
+        handler++;
+    }
+    return !*handler && *key == '\t';
 }
 
-/* First of all handlers: label the thread with the request it now serves. */
-static int tag_request(request_rec *r)
+/* The slow path, once per thread and pair: intern under the mutex. */
+static apr_uint32_t intern_tag(request_rec *r, const char *handler)
 {
-    const char *key;
+    const char *vhost = r->server->server_hostname ? r->server->server_hostname : "";
+    size_t hl = strlen(handler), vl = strlen(vhost);
+    char key[512];
     apr_uint64_t id = 0;
 
-    if (!pprof_sampler_running() || !tag_mutex) {
-        return DECLINED;
+    if (hl + 1 + vl + 1 > sizeof(key)) {
+        return 0;               /* "(other)": no label rather than a cut one */
     }
-    key = apr_pstrcat(r->pool, r->handler ? r->handler : "(none)", "\t",
-                      r->server->server_hostname ? r->server->server_hostname : "", NULL);
+    memcpy(key, handler, hl);
+    key[hl] = '\t';
+    memcpy(key + hl + 1, vhost, vl + 1);
     pp_heap_guard_enter();
     apr_thread_mutex_lock(tag_mutex);
-    if (!pp_hash_find(tag_ix, key, strlen(key), &id) && ntags < MAX_TAGS) {
+    if (!pp_hash_find(tag_ix, key, hl + 1 + vl, &id) && ntags < MAX_TAGS) {
         id = ntags + 1;
-        if (pp_hash_intern(tag_ix, key, strlen(key), &id) == 0 && (tags[id] = strdup(key))) {
-            ntags = (apr_uint32_t)id;
+        if (pp_hash_intern(tag_ix, key, hl + 1 + vl, &id) == 0 && (tags[id] = strdup(key))) {
+            __atomic_store_n(&ntags, (apr_uint32_t)id, __ATOMIC_RELEASE);
         } else {
             id = 0;
         }
     }
     apr_thread_mutex_unlock(tag_mutex);
     pp_heap_guard_leave();
-    if (id) {
-        pp_cpu_set_tag((apr_uint32_t)id);
-        apr_pool_cleanup_register(r->pool, NULL, clear_tag, apr_pool_cleanup_null);
+    return (apr_uint32_t)id;
+}
+
+/* First of all handlers: label the thread with the request it now serves. The label is
+ * cleared when the thread begins its next request or connection (untag_request); a
+ * subrequest's handler keeps its main request's label (the request being served). */
+static int tag_request(request_rec *r)
+{
+    const char *handler = r->handler ? r->handler : "(none)";
+    apr_uint32_t id;
+    unsigned int i;
+
+    if (r->main || !pprof_sampler_running() || !tag_mutex) {
+        return DECLINED;
     }
+    for (i = 0; i < TAG_CACHE; i++) {
+        tag_entry *e = &tag_cache[i];
+        if (e->s == r->server && e->key && same_handler(e->key, handler)) {
+            pp_cpu_set_tag(e->id);
+            return DECLINED;
+        }
+    }
+    if ((id = intern_tag(r, handler)) != 0) {
+        tag_entry *e = &tag_cache[tag_next++ % TAG_CACHE];
+        e->s = r->server;
+        e->key = tags[id];
+        e->id = id;
+    }
+    pp_cpu_set_tag(id);
+    return DECLINED;
+}
+
+/* A thread that begins a request (not a subrequest: it serves its main request's handler)
+ * or a connection serves nothing labelled until its handler runs. Cheaper than a pool
+ * cleanup per request, and it clears the thread that was tagged: with the event MPM the
+ * request's pool may be destroyed on another thread. */
+static int untag_request(request_rec *r)
+{
+    if (!r->main) {
+        pp_cpu_set_tag(0);
+    }
+    return DECLINED;
+}
+
+static int untag_connection(conn_rec *c, void *csd)
+{
+    pp_cpu_set_tag(0);
     return DECLINED;
 }
 
 static void cpu_register_hooks(apr_pool_t *p)
 {
     ap_hook_handler(tag_request, NULL, NULL, APR_HOOK_REALLY_FIRST);
+    ap_hook_create_request(untag_request, NULL, NULL, APR_HOOK_REALLY_FIRST);
+    ap_hook_pre_connection(untag_connection, NULL, NULL, APR_HOOK_REALLY_FIRST);
 }
 
 static void cpu_child_init(apr_pool_t *pchild, server_rec *s)

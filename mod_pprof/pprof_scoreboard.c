@@ -21,7 +21,7 @@ static int nslots;
 static apr_uint32_t *slot_tid;  /* by slot: written by the slot's own thread, or learnt */
 
 /* This thread's slot: -2 until looked up. */
-static __thread int tls_slot = -2;
+static __thread int tls_slot __attribute__((tls_model("initial-exec"))) = -2;
 
 /* Our process row. Prefork's parent writes our pid there only after the fork, so a child
  * may look before it is there: look again until found. */

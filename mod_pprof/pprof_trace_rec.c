@@ -39,9 +39,12 @@ typedef struct {
     int in_output;
     apr_uint64_t out_task;      /* the task whose output region is open, 0 when none */
     struct rstate *rs;          /* the request of `task` (valid while task is set) */
+    apr_uint64_t ts;            /* the next record's time (stamp, then 1 ns per record) */
 } tstate;
 
-static __thread tstate tls;
+/* Initial-exec: every hook reads it; the default model in a shared object calls
+ * __tls_get_addr each time (seen in perf of an idle server). */
+static __thread tstate tls __attribute__((tls_model("initial-exec")));
 
 /* Per request: which task it is (any thread may end it: event's write completion). */
 typedef struct rstate {
@@ -78,9 +81,20 @@ static tstate *tracing(void)
     return &tls;
 }
 
+/* One clock read per hook, not one per record: the records a hook writes follow each
+ * other by 1 ns, which keeps their order and, per thread, never goes back in time. */
+static void stamp(tstate *s)
+{
+    apr_uint64_t now = pp_tbuf_now();
+
+    if (now > s->ts) {
+        s->ts = now;
+    }
+}
+
 static void put(tstate *s, int kind, apr_uint64_t a, const char *text)
 {
-    pp_tbuf_put(s->ring, s->gen, kind, pp_tbuf_now(), a, 0, text, text ? strlen(text) : 0);
+    pp_tbuf_put(s->ring, s->gen, kind, s->ts++, a, 0, text, text ? strlen(text) : 0);
 }
 
 static void put_log(tstate *s, apr_uint64_t task, const char *key, const char *value)
@@ -94,7 +108,7 @@ static void put_log(tstate *s, apr_uint64_t task, const char *key, const char *v
     memcpy(buf, key, k + 1);
     memcpy(buf + k + 1, value, v);
     buf[k + 1 + v] = '\0';
-    pp_tbuf_put(s->ring, s->gen, PP_TB_LOG, pp_tbuf_now(), task, 0, buf, k + 1 + v);
+    pp_tbuf_put(s->ring, s->gen, PP_TB_LOG, s->ts++, task, 0, buf, k + 1 + v);
 }
 
 static rstate *req_state(request_rec *r, tstate *s)
@@ -123,6 +137,7 @@ static int wait_seen(int kind, const uint64_t *pcs, int npcs)
         /* only lock and network waits inside a request, and only then unwound */
         return s && s->task && (kind & ~PP_WAIT_ASK) != PP_WAIT_SYNC;
     }
+    stamp(s);
     if (kind == PP_WAIT_DONE) {
         put(s, PP_TB_UNBLOCK, 0, NULL);
     } else {
@@ -135,7 +150,7 @@ static int wait_seen(int kind, const uint64_t *pcs, int npcs)
             n += (size_t)apr_snprintf(text + n, sizeof(text) - n, " 0x%" APR_UINT64_T_HEX_FMT,
                                       pcs[i]);
         }
-        pp_tbuf_put(s->ring, s->gen, PP_TB_BLOCK, pp_tbuf_now(),
+        pp_tbuf_put(s->ring, s->gen, PP_TB_BLOCK, s->ts++,
                     kind == PP_WAIT_LOCK ? PP_TB_BLOCK_SYNC : PP_TB_BLOCK_NET, 0, text, n);
     }
     return 1;
@@ -154,6 +169,7 @@ static int trace_pre_connection(conn_rec *c, void *csd)
 
     ap_add_output_filter_handle(out_filter, NULL, NULL, c);
     if (s) {
+        stamp(s);
         put(s, PP_TB_WAKE, 0, NULL);
     }
     return OK;
@@ -167,6 +183,7 @@ static apr_status_t request_done(void *data)
     if (!s || rs->gen != s->gen) {
         return APR_SUCCESS;
     }
+    stamp(s);
     if (!rs->task) {
         /* No request came (the client closed, or a keep-alive wait timed out). */
         if (!s->task && !s->in_output) {
@@ -207,10 +224,11 @@ static int trace_create_request(request_rec *r)
     rs->gen = s->gen;
     ap_set_module_config(r->request_config, &pprof_module, rs);
     apr_pool_cleanup_register(r->pool, rs, request_done, apr_pool_cleanup_null);
+    stamp(s);
     if (!async_mpm && r->connection->keepalives > 0) {
         /* Prefork and worker wait for a kept-alive connection's next request in here:
          * that is waiting on the network; the request begins once it has arrived. */
-        pp_tbuf_put(s->ring, s->gen, PP_TB_BLOCK, pp_tbuf_now(), PP_TB_BLOCK_NET, 0,
+        pp_tbuf_put(s->ring, s->gen, PP_TB_BLOCK, s->ts++, PP_TB_BLOCK_NET, 0,
                     "httpd.keepalive_wait", 20);
         rs->ka_wait = 1;
         return OK;
@@ -218,7 +236,7 @@ static int trace_create_request(request_rec *r)
     put(s, PP_TB_WAKE, 0, NULL);
     /* The task is written once a request line has arrived (a connection the client
      * closed makes no task), with the time reading began. */
-    rs->t_begin = pp_tbuf_now();
+    rs->t_begin = s->ts++;
     return OK;
 }
 
@@ -236,10 +254,11 @@ static int trace_post_read_request(request_rec *r)
     rs->task = ((apr_uint64_t)(s->slot + 1) << 24) | (++s->count & 0xffffff);
     s->task = rs->task;
     s->rs = rs;
+    stamp(s);
     if (rs->ka_wait) {
         rs->ka_wait = 0;
         put(s, PP_TB_UNBLOCK, 0, NULL);
-        pp_tbuf_put_task(s->ring, s->gen, pp_tbuf_now(), rs->task);
+        pp_tbuf_put_task(s->ring, s->gen, s->ts++, rs->task);
     } else {
         pp_tbuf_put_task(s->ring, s->gen, rs->t_begin, rs->task);
         pp_tbuf_put(s->ring, s->gen, PP_TB_REGION_BEGIN, rs->t_begin + 1, rs->task, 0,
@@ -259,6 +278,7 @@ static int trace_fixups(request_rec *r)
     rstate *rs = traced(r, &s);
 
     if (rs) {
+        stamp(s);
         put(s, PP_TB_REGION_END, rs->task, "access_auth");
     }
     return DECLINED;
@@ -275,6 +295,7 @@ static int trace_handler(request_rec *r)
     rs = traced(r, &s);
 
     if (rs) {
+        stamp(s);
         if (s->task == rs->task) {
             pp_tbuf_task_type(s->ring, r->handler ? r->handler : "(none)");
         }
@@ -290,6 +311,7 @@ static int trace_log_first(request_rec *r)
     rstate *rs = traced(r, &s);
 
     if (rs) {
+        stamp(s);
         if (rs->in_handler) {
             /* A connection without our output filter: the handler ends here. */
             put(s, PP_TB_REGION_END, rs->task, "handler");
@@ -307,6 +329,7 @@ static int trace_log_last(request_rec *r)
 
     if (rs) {
         char num[32];
+        stamp(s);
         apr_snprintf(num, sizeof(num), "%d", r->status);
         put_log(s, rs->task, "status", num);
         apr_snprintf(num, sizeof(num), "%" APR_OFF_T_FMT, r->bytes_sent);
@@ -336,6 +359,7 @@ static apr_status_t trace_output(ap_filter_t *f, apr_bucket_brigade *bb)
             eor = 1;
         }
     }
+    stamp(s);
     if (eor && rs && rs->task == task && rs->in_handler) {
         put(s, PP_TB_REGION_END, task, "handler");
         rs->in_handler = 0;
@@ -347,6 +371,7 @@ static apr_status_t trace_output(ap_filter_t *f, apr_bucket_brigade *bb)
     }
     rv = ap_pass_brigade(f->next, bb);
     s->in_output--;
+    stamp(s);
     if (outer && s->out_task == task) {
         put(s, PP_TB_REGION_END, task, "output");
         s->out_task = 0;
