@@ -17,12 +17,15 @@ profiles named the scripts' functions. Exit status 1 when a PHP request failed, 
 crashed, mod_pprof logged an error, or no profile of a phase named a PHP function.
 
 Environment: SOAK_SECONDS (600), RECYCLE (MaxConnectionsPerChild, 300), OPCACHE (both, on,
-off), BUILDDIR (the build tree), KEEP_TMP (1: keep the servers' directories).
+off), BUILDDIR (the build tree), KEEP_TMP (1: keep the servers' directories), CORE_DIR (if
+set: crashed children leave their core dumps there: CoreDumpDirectory, which also makes
+httpd's children dumpable, and no core size limit).
 """
 import collections
 import gzip
 import os
 import re
+import resource
 import subprocess
 import sys
 import threading
@@ -38,6 +41,7 @@ import conftest  # noqa: E402
 SECONDS = float(os.environ.get("SOAK_SECONDS", "600"))
 RECYCLE = int(os.environ.get("RECYCLE", "300"))
 OPCACHE = os.environ.get("OPCACHE", "both")
+CORE_DIR = os.environ.get("CORE_DIR", "")
 PHP_MODULE = "/usr/lib/apache2/modules/libphp8.2.so"
 MOD_PPROF_PHP = os.path.join(conftest.BUILDDIR, "mod_pprof_php", ".libs", "mod_pprof_php.so")
 
@@ -164,9 +168,14 @@ LoadModule pprof_php_module %s
 <FilesMatch "\\.php$">
     SetHandler application/x-httpd-php
 </FilesMatch>
-php_admin_flag opcache.enable %s
+%s
 MaxConnectionsPerChild %d
-""" % (PHP_MODULE, MOD_PPROF_PHP, "On" if opcache else "Off", RECYCLE)
+%s
+""" % (PHP_MODULE, MOD_PPROF_PHP,
+       # On is Debian's default; turning it on per directory only makes PHP warn at every
+       # request ("can't be temporary enabled").
+       "" if opcache else "php_admin_flag opcache.enable Off", RECYCLE,
+       "CoreDumpDirectory %s" % CORE_DIR if CORE_DIR else "")
         self.httpd = conftest.Httpd("prefork", self.dir, extra_conf=extra, timeout=60)
         self.stop = threading.Event()
         self.lock = threading.Lock()
@@ -273,6 +282,11 @@ def main():
     if not os.path.isfile(MOD_PPROF_PHP):
         print("php_soak: %s not built (configure found no PHP headers)" % MOD_PPROF_PHP)
         return 1
+    if CORE_DIR:
+        # Written by www-data; inherited by apache2 from this process.
+        os.makedirs(CORE_DIR, exist_ok=True)
+        os.chmod(CORE_DIR, 0o1777)
+        resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
     modes = {"both": [True, False], "on": [True], "off": [False]}[OPCACHE]
     phases = [Phase(m, SECONDS / len(modes)) for m in modes]
     failed, bad = 0, False
