@@ -16,6 +16,13 @@
  *               by hashing and comparing its names (PHP never leaves names unhashed; this
  *               is the slow path's bound)
  *
+ *   php N (VM stack)  the same functions, but the frames laid out as PHP's VM stack holds
+ *               them: one after the other in one block (each 320 bytes: the frame and 15
+ *               slots of variables and temporaries), the oldest lowest. In the other
+ *               configurations each frame is an allocation of its own among the functions'
+ *               (a chain whose next frame is anywhere: the worst case for the cold walk,
+ *               which follows the chain one frame at a time).
+ *
  * Each line: median, p90 and p99 of the time inside the handler (ns), and the median's
  * difference from `none`. The budget is 2 us more per sample than without PHP frames.
  *
@@ -97,17 +104,26 @@ static zend_string *str(chain *c, const char *s)
     return c->strs[c->nstrs++] = zs(s, h);
 }
 
+#define VM_FRAME_BYTES 320       /* a frame and 15 slots of 16 bytes, as PHP sizes them */
+
 /* {main} of index.php, then depth - 1 nested calls: methods of App\ModuleK (in
- * src/ModuleK.php) and plain functions alternately, each called from its caller's line. */
-static chain *chain_new(int depth)
+ * src/ModuleK.php) and plain functions alternately, each called from its caller's line.
+ * vm_stack: the frames in one block as PHP's VM stack has them, else one allocation each. */
+static chain *chain_new(int depth, int vm_stack)
 {
     chain *c = calloc(1, sizeof(*c));
     zend_execute_data *prev = NULL;
+    char *stack = vm_stack ? aligned_alloc(64, (size_t)(depth ? depth : 1) * VM_FRAME_BYTES)
+                           : NULL;
     int i;
 
+    if (stack) {
+        memset(stack, 0, (size_t)(depth ? depth : 1) * VM_FRAME_BYTES);
+    }
     for (i = 0; i < depth; i++) {
         zend_function *f = calloc(1, sizeof(*f));
-        zend_execute_data *ex = calloc(1, sizeof(*ex));
+        zend_execute_data *ex = stack ? (zend_execute_data *)(stack + (size_t)i * VM_FRAME_BYTES)
+                                      : calloc(1, sizeof(*ex));
         char name[64], file[128];
         uint32_t k;
 
@@ -183,6 +199,7 @@ typedef struct {
     const char *label;
     int depth;                  /* -1: no provider */
     int hashed;
+    int vm_stack;               /* the frames laid out as PHP's VM stack */
     int64_t *t;
     int n;
     int captured;
@@ -190,7 +207,7 @@ typedef struct {
 
 static pp_interp_provider prov;
 static int handle = -1;
-static chain *chains[NDEPTHS];
+static chain *chains[NDEPTHS], *vm_chains[NDEPTHS];
 
 static void use_config(const config *c)
 {
@@ -205,8 +222,8 @@ static void use_config(const config *c)
     }
     for (k = 0; k < NDEPTHS && depths[k] != c->depth; k++) {
     }
-    set_hashes(chains[k], c->hashed);
-    pprof_php_walk_init(&chains[k]->eg);
+    set_hashes(c->vm_stack ? vm_chains[k] : chains[k], c->hashed);
+    pprof_php_walk_init(c->vm_stack ? &vm_chains[k]->eg : &chains[k]->eg);
     if (handle < 0) {
         handle = pp_interp_register(&prov);
     }
@@ -263,7 +280,7 @@ int main(int argc, char **argv)
 {
     int iters = argc > 1 ? atoi(argv[1]) : 20000, cold_iters = argc > 2 ? atoi(argv[2]) : 2000;
     int i, j, ncfg = 0;
-    config cfg[1 + 2 * NDEPTHS], cold[4];
+    config cfg[1 + 3 * NDEPTHS], cold[6];
     pp_interp_stats st;
 
     if (iters < 1000 || cold_iters < 100) {
@@ -277,13 +294,17 @@ int main(int argc, char **argv)
     prov.hi[0] = (uint64_t)(uintptr_t)__stop_pp_bench_loop;
     prov.nranges = 1;
     prov.walk = pprof_php_walk;
-    cfg[ncfg++] = (config){ "none", -1, 1, NULL, 0, 0 };
+    cfg[ncfg++] = (config){ "none", -1, 1, 0, NULL, 0, 0 };
     for (i = 0; i < NDEPTHS; i++) {
-        chains[i] = chain_new(depths[i]);
-        cfg[ncfg++] = (config){ "php", depths[i], 1, NULL, 0, 0 };
+        chains[i] = chain_new(depths[i], 0);
+        vm_chains[i] = chain_new(depths[i], 1);
+        cfg[ncfg++] = (config){ "php", depths[i], 1, 0, NULL, 0, 0 };
     }
     for (i = 1; i < NDEPTHS; i++) {
-        cfg[ncfg++] = (config){ "php (content)", depths[i], 0, NULL, 0, 0 };
+        cfg[ncfg++] = (config){ "php (content)", depths[i], 0, 0, NULL, 0, 0 };
+    }
+    for (i = 1; i < NDEPTHS; i++) {
+        cfg[ncfg++] = (config){ "php (VM stack)", depths[i], 1, 1, NULL, 0, 0 };
     }
     /* Warm: the unwinder's caches, and every frame interned once. */
     for (j = 0; j < ncfg; j++) {
@@ -296,11 +317,14 @@ int main(int argc, char **argv)
     if (run("warm caches", cfg, ncfg, iters, 0) != 0) {
         return 1;
     }
+    /* none; php 0, 10, 40; php 10, 40 in a VM stack */
     cold[0] = cfg[0];
     cold[1] = cfg[1];
     cold[2] = cfg[4];
     cold[3] = cfg[6];
-    if (run("cold caches (8 MiB swept between samples)", cold, 4, cold_iters, 1) != 0) {
+    cold[4] = cfg[2 * NDEPTHS + 2];
+    cold[5] = cfg[2 * NDEPTHS + 4];
+    if (run("cold caches (8 MiB swept between samples)", cold, 6, cold_iters, 1) != 0) {
         return 1;
     }
     pp_interp_get_stats(&st);
