@@ -46,6 +46,9 @@ static void probe_impl(void)
 {
 }
 
+/* Not instrumented (the sanitizer build): it runs inside the loader's relocation of this
+ * library, where only what is relocated already may be used. */
+__attribute__((no_sanitize("address", "undefined")))
 static void (*resolve_probe(void))(void)
 {
     static const char key[] = "PPT_DURING_RELOCATION=";
