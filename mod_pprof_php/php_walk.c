@@ -156,6 +156,78 @@ static ALWAYS_INLINE int string_of(const pp_interp_ctx *ctx, scratch *sc,
     return 0;
 }
 
+/* CHECKED: in one system call, the line at op (if want_line) and the string s (its head
+ * and up to max bytes), whose bytes are then used in place. The string is read in two
+ * parts split at a page boundary, so that a string that ends just before an unmapped
+ * page still reads (process_vm_readv transfers whole parts, up to the first that fails).
+ * Returns what was read: 1 the line, 2 the string (*val, *len, *id set). */
+#define CHECK_PAGE 4096u        /* a boundary of every page size */
+
+static int checked_line_and_string(const zend_op *op, int want_line, uint32_t *lineno,
+                                   const zend_string *s, size_t max, const char **val,
+                                   size_t *len, uint64_t *id)
+{
+    struct {
+        zend_refcounted_h gc;
+        zend_ulong h;
+        size_t len;
+        char val[PP_INTERP_MAX_FILE];
+    } copy;
+    struct iovec local[3], remote[3];
+    uintptr_t at = (uintptr_t)s, want = offsetof(zend_string, val) + (max < sizeof(copy.val)
+                                                                    ? max : sizeof(copy.val));
+    uintptr_t first = CHECK_PAGE - (at & (CHECK_PAGE - 1));
+    size_t n = 0, head_at = 0, got = 0, i;
+    ssize_t r;
+    int out = 0;
+
+    if (want_line) {
+        local[n] = (struct iovec){ lineno, sizeof(*lineno) };
+        remote[n++] = (struct iovec){ (void *)(uintptr_t)&op->lineno, sizeof(*lineno) };
+    }
+    head_at = n;
+    if (s && plausible(s, 8)) {
+        if (first > want) {
+            first = want;
+        }
+        local[n] = (struct iovec){ &copy, first };
+        remote[n++] = (struct iovec){ (void *)at, first };
+        if (first < want) {
+            local[n] = (struct iovec){ (char *)&copy + first, want - first };
+            remote[n++] = (struct iovec){ (void *)(at + first), want - first };
+        }
+    }
+    if (n == 0) {
+        return 0;
+    }
+    r = process_vm_readv(getpid(), local, n, remote, n, 0);
+    if (r < 0 && want_line && n > 1) {
+        /* The line's memory is gone (freed code): the string alone. */
+        return checked_line_and_string(op, 0, lineno, s, max, val, len, id);
+    }
+    if (r <= 0) {
+        return 0;
+    }
+    if (want_line) {
+        out |= 1;
+        got = sizeof(*lineno);
+    }
+    for (i = head_at; i < n && got + remote[i].iov_len <= (size_t)r; i++) {
+        got += remote[i].iov_len;
+    }
+    got -= want_line ? sizeof(*lineno) : 0;     /* bytes of the string read */
+    if (n > head_at && got >= offsetof(zend_string, val) && copy.len < MAX_STRING) {
+        size_t l = copy.len < max ? copy.len : max;
+        if (got >= offsetof(zend_string, val) + l) {
+            *val = ZSTR_VAL(s);
+            *len = l;
+            *id = copy.h ? mix(mix((uint64_t)at, copy.len), copy.h) : 0;
+            out |= 2;
+        }
+    }
+    return out;
+}
+
 /* The registers of PHP's hybrid VM, when the interrupted PC is in execute_ex itself: GCC
  * builds keep the current frame and opline in global registers there (Zend's
  * ZEND_VM_FP_GLOBAL_REG and ZEND_VM_IP_GLOBAL_REG), and EX(opline) in memory is only
@@ -284,17 +356,29 @@ static ALWAYS_INLINE int frame_of(const pp_interp_ctx *ctx, scratch *sc, pp_inte
             return -1;      /* a user function's head that cannot be read */
         }
         op = op_reg && in_code(oa->opcodes, oa->last, op_reg) ? op_reg : ex->opline;
-        if (oa->filename && string_of(ctx, sc, oa->filename, PP_INTERP_MAX_FILE, &out->file,
-                                      &out->file_len, &id, mode) == 0) {
-            key = mix(key, id);
-            unhashed |= !id;
-        }
         out->start_line = oa->line_start;
-        /* EX(opline) of the newest frame may be stale (saved only before calls) and point
-         * anywhere: it is read only when it lies in this function's code. */
-        out->line = in_code(oa->opcodes, oa->last, op) &&
-                    fetch(ctx, &lineno, &op->lineno, sizeof(lineno), mode) == 0
-                        ? lineno : oa->line_start;
+        if (mode == CHECKED) {
+            /* The file and the line in one system call. */
+            int got = checked_line_and_string(op, in_code(oa->opcodes, oa->last, op),
+                                              &lineno, oa->filename, PP_INTERP_MAX_FILE,
+                                              &out->file, &out->file_len, &id);
+            if (got & 2) {
+                key = mix(key, id);
+                unhashed |= !id;
+            }
+            out->line = got & 1 ? lineno : oa->line_start;
+        } else {
+            if (oa->filename && string_of(ctx, sc, oa->filename, PP_INTERP_MAX_FILE,
+                                          &out->file, &out->file_len, &id, mode) == 0) {
+                key = mix(key, id);
+                unhashed |= !id;
+            }
+            /* EX(opline) of the newest frame may be stale (saved only before calls) and
+             * point anywhere: it is read only when it lies in this function's code. */
+            out->line = in_code(oa->opcodes, oa->last, op) &&
+                        fetch(ctx, &lineno, &op->lineno, sizeof(lineno), mode) == 0
+                            ? lineno : oa->line_start;
+        }
         if (info & ZEND_CALL_TOP) {
             out->flags = PP_INTERP_LOOP_END;    /* user code entered by a new execute_ex */
         }
