@@ -37,7 +37,7 @@ typedef struct {
 
 typedef struct {
     uintptr_t base;
-    char *name;
+    uint64_t name_hash;         /* of its path: no copy, see "Nothing allocated" below */
     int seen;                   /* mark for the sweep of unloaded objects */
 } patched_object;
 
@@ -52,6 +52,14 @@ static size_t nslots, capslots;
 static patched_object *objects;
 static size_t nobjects, capobjects;
 static unsigned long long last_adds, last_subs;
+/* Nothing is allocated or freed inside a dl_iterate_phdr callback: it holds the loader's
+ * lock, and a thread interrupted inside malloc (holding its arena's lock) by a CPU sample
+ * waits for that lock in the unwinder's own dl_iterate_phdr: a patch pass that waited for
+ * malloc then was a deadlock for good (a soak's hung child: the agent's refresh in
+ * remember_object's realloc, the worker in libdw's dlopen of libdebuginfod, sampled inside
+ * a constructor's calloc). The tables are grown before a pass (reserve); a pass that runs
+ * out of room leaves the rest for the next one (out_of_room), which grows them first. */
+static int out_of_room;
 /* An object was passed over because the loader was still relocating it: the next
  * refresh looks again even if no object was added or removed since. */
 static int retry_pending;
@@ -119,12 +127,23 @@ static int object_contains(const struct dl_phdr_info *info, uintptr_t addr)
     return 0;
 }
 
+static uint64_t hash_name(const char *name)
+{
+    uint64_t h = 0xcbf29ce484222325ull;         /* FNV-1a */
+
+    for (; *name; name++) {
+        h = (h ^ (unsigned char)*name) * 0x100000001b3ull;
+    }
+    return h;
+}
+
 static int already_patched(uintptr_t base, const char *name)
 {
+    uint64_t h = hash_name(name);
     size_t i;
 
     for (i = 0; i < nobjects; i++) {
-        if (objects[i].base == base && strcmp(objects[i].name, name) == 0) {
+        if (objects[i].base == base && objects[i].name_hash == h) {
             objects[i].seen = 1;
             return 1;
         }
@@ -141,8 +160,6 @@ static void sweep_unloaded(void)
     for (i = 0, j = 0; i < nobjects; i++) {
         if (objects[i].seen) {
             objects[j++] = objects[i];
-        } else {
-            free(objects[i].name);
         }
     }
     nobjects = j;
@@ -183,7 +200,32 @@ static void sweep_slots(void)
 static int remember_object(uintptr_t base, const char *name)
 {
     if (nobjects == capobjects) {
-        size_t ncap = capobjects ? capobjects * 2 : 64;
+        out_of_room = 1;
+        return -1;
+    }
+    objects[nobjects].name_hash = hash_name(name);
+    objects[nobjects].seen = 1;
+    objects[nobjects++].base = base;
+    return 0;
+}
+
+static int count_object(struct dl_phdr_info *info, size_t size, void *data)
+{
+    (void)info;
+    (void)size;
+    (*(size_t *)data)++;
+    return 0;
+}
+
+/* Room for every listed object and more slots than a pass usually records, grown before
+ * the pass (outside the loader's lock); twice as many slots after a pass ran out. */
+static int reserve(void)
+{
+    size_t listed = 0, want_slots = nslots + 256;
+
+    iterate_objects(count_object, &listed);
+    if (nobjects + listed + 16 > capobjects) {
+        size_t ncap = nobjects + listed + 64;
         patched_object *no = realloc(objects, ncap * sizeof(*no));
         if (!no) {
             return -1;
@@ -191,11 +233,18 @@ static int remember_object(uintptr_t base, const char *name)
         objects = no;
         capobjects = ncap;
     }
-    if (!(objects[nobjects].name = strdup(name))) {
-        return -1;
+    if (out_of_room && want_slots < 2 * capslots) {
+        want_slots = 2 * capslots;
     }
-    objects[nobjects].seen = 1;
-    objects[nobjects++].base = base;
+    if (want_slots > capslots) {
+        patched_slot *ns = realloc(slots, want_slots * sizeof(*ns));
+        if (!ns) {
+            return -1;
+        }
+        slots = ns;
+        capslots = want_slots;
+    }
+    out_of_room = 0;
     return 0;
 }
 
@@ -329,13 +378,8 @@ static int write_slot(void **slot, void *value, uintptr_t ro_start, uintptr_t ro
 static int record_slot(void **slot, void *original, void *replacement)
 {
     if (nslots == capslots) {
-        size_t ncap = capslots ? capslots * 2 : 256;
-        patched_slot *ns = realloc(slots, ncap * sizeof(*ns));
-        if (!ns) {
-            return -1;
-        }
-        slots = ns;
-        capslots = ncap;
+        out_of_room = 1;        /* not recorded, so not written: the next pass does it */
+        return -1;
     }
     slots[nslots].slot = slot;
     slots[nslots].original = original;
@@ -497,6 +541,31 @@ static int patch_object(struct dl_phdr_info *info, size_t size, void *data)
     return 0;
 }
 
+/* A patch pass over every listed object, under lock; again (up to 4 times) with larger
+ * tables while one ran out of room. 0, or -1 (out of memory, or /proc unreadable). */
+static int run_passes(int *count)
+{
+    int i;
+
+    for (i = 0; i < 4; i++) {
+        if (reserve() != 0) {
+            return -1;
+        }
+        retry_pending = 0;
+        if (READ_RO_PAGES() != 0) {
+            return -1;
+        }
+        iterate_objects(patch_object, count);
+        sweep_unloaded();
+        sweep_slots();
+        if (!out_of_room) {
+            return 0;
+        }
+    }
+    retry_pending = 1;
+    return 0;
+}
+
 int pp_got_patch(const pp_got_hook *h, size_t n)
 {
     int count = 0;
@@ -513,19 +582,12 @@ int pp_got_patch(const pp_got_hook *h, size_t n)
         sets[nsets] = h;
         setlen[nsets++] = n;
         /* Objects already patched for other sets must be visited again for this one. */
-        for (i = 0; i < nobjects; i++) {
-            free(objects[i].name);
-        }
         nobjects = 0;
     }
-    retry_pending = 0;
-    if (READ_RO_PAGES() != 0) {
+    if (run_passes(&count) != 0) {
         pthread_mutex_unlock(&lock);
         return -1;
     }
-    iterate_objects(patch_object, &count);
-    sweep_unloaded();
-    sweep_slots();
     pthread_mutex_unlock(&lock);
     pp_log(PP_LOG_DEBUG, "PP0023", "patched %d GOT slots in %zu objects", count, nobjects);
     return count;
@@ -557,16 +619,10 @@ int pp_got_refresh(void)
         return 0;
     }
     pthread_mutex_lock(&lock);
-    if (nsets) {
-        retry_pending = 0;
-        if (READ_RO_PAGES() != 0) {
-            retry_pending = 1;
-            pthread_mutex_unlock(&lock);
-            return -1;
-        }
-        iterate_objects(patch_object, &count);
-        sweep_unloaded();
-        sweep_slots();
+    if (nsets && run_passes(&count) != 0) {
+        retry_pending = 1;
+        pthread_mutex_unlock(&lock);
+        return -1;
     }
     pthread_mutex_unlock(&lock);
     return count;
@@ -594,17 +650,12 @@ static int restore_object(struct dl_phdr_info *info, size_t size, void *data)
 
 void pp_got_unpatch(void)
 {
-    size_t i;
-
     pthread_mutex_lock(&lock);
     /* Through the loader's list: a slot of an object unloaded since is not touched. */
     iterate_objects(restore_object, NULL);
     free(slots);
     slots = NULL;
     nslots = capslots = 0;
-    for (i = 0; i < nobjects; i++) {
-        free(objects[i].name);
-    }
     free(objects);
     objects = NULL;
     nobjects = capobjects = 0;
