@@ -16,6 +16,15 @@
  *               by hashing and comparing its names (PHP never leaves names unhashed; this
  *               is the slow path's bound)
  *
+ *   php N (in include)  the same, but the newest frame is an included file's code, which
+ *               the walk reads through process_vm_readv (PHP may have freed it: php_walk.c)
+ *   php N (VM stack)  the same functions, but the frames laid out as PHP's VM stack holds
+ *               them: one after the other in one block (each 320 bytes: the frame and 15
+ *               slots of variables and temporaries), the oldest lowest. In the other
+ *               configurations each frame is an allocation of its own among the functions'
+ *               (a chain whose next frame is anywhere: the worst case for the cold walk,
+ *               which follows the chain one frame at a time).
+ *
  * Each line: median, p90 and p99 of the time inside the handler (ns), and the median's
  * difference from `none`. The budget is 2 us more per sample than without PHP frames.
  *
@@ -97,17 +106,26 @@ static zend_string *str(chain *c, const char *s)
     return c->strs[c->nstrs++] = zs(s, h);
 }
 
+#define VM_FRAME_BYTES 320       /* a frame and 15 slots of 16 bytes, as PHP sizes them */
+
 /* {main} of index.php, then depth - 1 nested calls: methods of App\ModuleK (in
- * src/ModuleK.php) and plain functions alternately, each called from its caller's line. */
-static chain *chain_new(int depth)
+ * src/ModuleK.php) and plain functions alternately, each called from its caller's line.
+ * vm_stack: the frames in one block as PHP's VM stack has them, else one allocation each. */
+static chain *chain_new(int depth, int vm_stack, int include_top)
 {
     chain *c = calloc(1, sizeof(*c));
     zend_execute_data *prev = NULL;
+    char *stack = vm_stack ? aligned_alloc(64, (size_t)(depth ? depth : 1) * VM_FRAME_BYTES)
+                           : NULL;
     int i;
 
+    if (stack) {
+        memset(stack, 0, (size_t)(depth ? depth : 1) * VM_FRAME_BYTES);
+    }
     for (i = 0; i < depth; i++) {
         zend_function *f = calloc(1, sizeof(*f));
-        zend_execute_data *ex = calloc(1, sizeof(*ex));
+        zend_execute_data *ex = stack ? (zend_execute_data *)(stack + (size_t)i * VM_FRAME_BYTES)
+                                      : calloc(1, sizeof(*ex));
         char name[64], file[128];
         uint32_t k;
 
@@ -132,6 +150,12 @@ static chain *chain_new(int depth)
         f->op_array.opcodes = calloc(32, sizeof(zend_op));
         for (k = 0; k < 32; k++) {
             f->op_array.opcodes[k].lineno = f->op_array.line_start + k;
+        }
+        if (include_top && i > 0 && i == depth - 1) {
+            /* The newest: the top-level code of an included file. */
+            f->op_array.function_name = NULL;
+            f->op_array.scope = NULL;
+            Z_TYPE_INFO(ex->This) = ZEND_CALL_NESTED_CODE;
         }
         ex->func = f;
         ex->opline = &f->op_array.opcodes[5 + i % 20];
@@ -183,6 +207,8 @@ typedef struct {
     const char *label;
     int depth;                  /* -1: no provider */
     int hashed;
+    int vm_stack;               /* the frames laid out as PHP's VM stack */
+    int include_top;            /* the newest frame an included file's code */
     int64_t *t;
     int n;
     int captured;
@@ -190,7 +216,7 @@ typedef struct {
 
 static pp_interp_provider prov;
 static int handle = -1;
-static chain *chains[NDEPTHS];
+static chain *chains[NDEPTHS], *vm_chains[NDEPTHS], *inc_chains[NDEPTHS];
 
 static void use_config(const config *c)
 {
@@ -205,8 +231,11 @@ static void use_config(const config *c)
     }
     for (k = 0; k < NDEPTHS && depths[k] != c->depth; k++) {
     }
-    set_hashes(chains[k], c->hashed);
-    pprof_php_walk_init(&chains[k]->eg);
+    {
+        chain *ch = c->vm_stack ? vm_chains[k] : c->include_top ? inc_chains[k] : chains[k];
+        set_hashes(ch, c->hashed);
+        pprof_php_walk_init(&ch->eg);
+    }
     if (handle < 0) {
         handle = pp_interp_register(&prov);
     }
@@ -239,7 +268,7 @@ static int run(const char *title, config *cfg, int ncfg, int iters, int cold)
             }
         }
     }
-    printf("%s\n%-16s %6s %6s %8s %8s %8s %10s\n", title, "config", "php", "depth", "median",
+    printf("%s\n%-17s %6s %6s %8s %8s %8s %10s\n", title, "config", "php", "depth", "median",
            "p90", "p99", "added");
     for (j = 0; j < ncfg; j++) {
         int64_t med;
@@ -248,7 +277,7 @@ static int run(const char *title, config *cfg, int ncfg, int iters, int cold)
         if (j == 0) {
             base = med;
         }
-        printf("%-16s %6d %6d %8lld %8lld %8lld %+10lld\n", cfg[j].label,
+        printf("%-17s %6d %6d %8lld %8lld %8lld %+10lld\n", cfg[j].label,
                cfg[j].depth < 0 ? 0 : cfg[j].depth, cfg[j].captured, (long long)med,
                (long long)pct(cfg[j].t, cfg[j].n, 90), (long long)pct(cfg[j].t, cfg[j].n, 99),
                (long long)(med - base));
@@ -263,7 +292,7 @@ int main(int argc, char **argv)
 {
     int iters = argc > 1 ? atoi(argv[1]) : 20000, cold_iters = argc > 2 ? atoi(argv[2]) : 2000;
     int i, j, ncfg = 0;
-    config cfg[1 + 2 * NDEPTHS], cold[4];
+    config cfg[1 + 4 * NDEPTHS], cold[8];
     pp_interp_stats st;
 
     if (iters < 1000 || cold_iters < 100) {
@@ -277,13 +306,21 @@ int main(int argc, char **argv)
     prov.hi[0] = (uint64_t)(uintptr_t)__stop_pp_bench_loop;
     prov.nranges = 1;
     prov.walk = pprof_php_walk;
-    cfg[ncfg++] = (config){ "none", -1, 1, NULL, 0, 0 };
+    cfg[ncfg++] = (config){ "none", -1, 1, 0, 0, NULL, 0, 0 };
     for (i = 0; i < NDEPTHS; i++) {
-        chains[i] = chain_new(depths[i]);
-        cfg[ncfg++] = (config){ "php", depths[i], 1, NULL, 0, 0 };
+        chains[i] = chain_new(depths[i], 0, 0);
+        vm_chains[i] = chain_new(depths[i], 1, 0);
+        inc_chains[i] = chain_new(depths[i], 0, 1);
+        cfg[ncfg++] = (config){ "php", depths[i], 1, 0, 0, NULL, 0, 0 };
     }
     for (i = 1; i < NDEPTHS; i++) {
-        cfg[ncfg++] = (config){ "php (content)", depths[i], 0, NULL, 0, 0 };
+        cfg[ncfg++] = (config){ "php (content)", depths[i], 0, 0, 0, NULL, 0, 0 };
+    }
+    for (i = 1; i < NDEPTHS; i++) {
+        cfg[ncfg++] = (config){ "php (VM stack)", depths[i], 1, 1, 0, NULL, 0, 0 };
+    }
+    for (i = 2; i < NDEPTHS; i++) {
+        cfg[ncfg++] = (config){ "php (in include)", depths[i], 1, 0, 1, NULL, 0, 0 };
     }
     /* Warm: the unwinder's caches, and every frame interned once. */
     for (j = 0; j < ncfg; j++) {
@@ -296,11 +333,16 @@ int main(int argc, char **argv)
     if (run("warm caches", cfg, ncfg, iters, 0) != 0) {
         return 1;
     }
+    /* none; php 0, 10, 40; php 10, 40 in a VM stack; php 10, 40 in an include */
     cold[0] = cfg[0];
     cold[1] = cfg[1];
     cold[2] = cfg[4];
     cold[3] = cfg[6];
-    if (run("cold caches (8 MiB swept between samples)", cold, 4, cold_iters, 1) != 0) {
+    cold[4] = cfg[2 * NDEPTHS + 2];
+    cold[5] = cfg[2 * NDEPTHS + 4];
+    cold[6] = cfg[3 * NDEPTHS];         /* in include, 10 */
+    cold[7] = cfg[3 * NDEPTHS + 2];     /* in include, 40 */
+    if (run("cold caches (8 MiB swept between samples)", cold, 8, cold_iters, 1) != 0) {
         return 1;
     }
     pp_interp_get_stats(&st);

@@ -3,7 +3,8 @@ bench/php_soak.sh).
 
 Debian's apache2 (prefork) with mod_php, mod_pprof and mod_pprof_php serves PHP scripts
 that exercise what the PHP frame walk meets: functions, methods and closures, files
-included on every request, functions declared at run time and in eval'd code, generators,
+included on every request (one included 30 times a request, its top-level code doing the
+work), functions and classes declared at run time and in eval'd code, generators,
 exceptions, recursion, callbacks through built-ins (a nested interpreter loop), held
 memory and long waits. Meanwhile every endpoint that captures stacks is requested over and
 over (CPU profiles, goroutine dumps in three forms, heap, allocs, traces). Half of the time
@@ -16,12 +17,15 @@ profiles named the scripts' functions. Exit status 1 when a PHP request failed, 
 crashed, mod_pprof logged an error, or no profile of a phase named a PHP function.
 
 Environment: SOAK_SECONDS (600), RECYCLE (MaxConnectionsPerChild, 300), OPCACHE (both, on,
-off), BUILDDIR (the build tree), KEEP_TMP (1: keep the servers' directories).
+off), BUILDDIR (the build tree), KEEP_TMP (1: keep the servers' directories), CORE_DIR (if
+set: crashed children leave their core dumps there: CoreDumpDirectory, which also makes
+httpd's children dumpable, and no core size limit).
 """
 import collections
 import gzip
 import os
 import re
+import resource
 import subprocess
 import sys
 import threading
@@ -37,6 +41,7 @@ import conftest  # noqa: E402
 SECONDS = float(os.environ.get("SOAK_SECONDS", "600"))
 RECYCLE = int(os.environ.get("RECYCLE", "300"))
 OPCACHE = os.environ.get("OPCACHE", "both")
+CORE_DIR = os.environ.get("CORE_DIR", "")
 PHP_MODULE = "/usr/lib/apache2/modules/libphp8.2.so"
 MOD_PPROF_PHP = os.path.join(conftest.BUILDDIR, "mod_pprof_php", ".libs", "mod_pprof_php.so")
 
@@ -98,6 +103,29 @@ echo "ok mem ", count($k), "\\n";
 function php_sleeper($ms) { $end = microtime(true) + $ms / 1000; while (microtime(true) < $end) { usleep(20000); } return $ms; }
 echo "ok slow ", php_sleeper(1500), "\\n";
 """,
+    "lib/work.php": """<?php
+// Included many times per request: its own top-level code does the work (samples in an
+// {include} frame), and PHP destroys its op_array as each include returns (opcache off),
+// before the frame is unlinked; a class and a function are declared here at run time.
+if (!class_exists('RuntimeDeclared', false)) {
+    class RuntimeDeclared { function run($n) { $s = 0; for ($i = 0; $i < $n; $i++) { $s ^= $i; } return $s; } }
+}
+if (!function_exists('declared_in_include')) {
+    function declared_in_include($n) { return $n + 1; }
+}
+$acc = 0;
+for ($i = 0; $i < 2000; $i++) { $acc += $i & 3; }
+return declared_in_include($acc) + (new RuntimeDeclared())->run(200);
+""",
+    "inc.php": """<?php
+// Files included and code eval'd over and over, whose top-level code runs the work.
+$t = 0;
+for ($k = 0; $k < 30; $k++) {
+    $t += include __DIR__ . '/lib/work.php';
+    $t += eval('$e = 0; for ($j = 0; $j < 500; $j++) { $e += $j; } return $e;');
+}
+echo "ok inc ", $t, "\n";
+""",
     "opcache.php": """<?php
 $s = function_exists('opcache_get_status') ? opcache_get_status(false) : false;
 echo "ok opcache ", ($s && $s['opcache_enabled']) ? "on" : "off", "\\n";
@@ -106,7 +134,8 @@ echo "ok opcache ", ($s && $s['opcache_enabled']) ? "on" : "off", "\\n";
 
 # (path, the start of the body a good answer has)
 LOAD = [("/hot.php", b"ok hot "), ("/app.php", b"ok app "), ("/dyn.php", b"ok dyn "),
-        ("/mem.php", b"ok mem 20"), ("/slow.php", b"ok slow 1500"), ("/app.php", b"ok app ")]
+        ("/mem.php", b"ok mem 20"), ("/slow.php", b"ok slow 1500"), ("/app.php", b"ok app "),
+        ("/inc.php", b"ok inc ")]
 IN_USE = {b"Could not enable CPU profiling: cpu profiling already in use\n",
           b"Could not enable tracing: tracing is already enabled\n"}
 SCRAPERS = [
@@ -139,9 +168,14 @@ LoadModule pprof_php_module %s
 <FilesMatch "\\.php$">
     SetHandler application/x-httpd-php
 </FilesMatch>
-php_admin_flag opcache.enable %s
+%s
 MaxConnectionsPerChild %d
-""" % (PHP_MODULE, MOD_PPROF_PHP, "On" if opcache else "Off", RECYCLE)
+%s
+""" % (PHP_MODULE, MOD_PPROF_PHP,
+       # On is Debian's default; turning it on per directory only makes PHP warn at every
+       # request ("can't be temporary enabled").
+       "" if opcache else "php_admin_flag opcache.enable Off", RECYCLE,
+       "CoreDumpDirectory %s" % CORE_DIR if CORE_DIR else "")
         self.httpd = conftest.Httpd("prefork", self.dir, extra_conf=extra, timeout=60)
         self.stop = threading.Event()
         self.lock = threading.Lock()
@@ -150,6 +184,7 @@ MaxConnectionsPerChild %d
         self.unexpected = []
         self.profiles = 0
         self.profiles_php = 0
+        self.profiles_inc = 0
         self.dumps_php = 0
 
     def note(self, path, failure=None, unexpected=None):
@@ -186,6 +221,7 @@ MaxConnectionsPerChild %d
                 with self.lock:
                     self.profiles += 1
                     self.profiles_php += b"php_alpha" in body
+                    self.profiles_inc += b"lib/work.php" in body
             elif path.endswith("debug=2"):
                 with self.lock:
                     self.dumps_php += b"php_sleeper(...)" in r.body
@@ -235,8 +271,9 @@ MaxConnectionsPerChild %d
         print("  mod_pprof errors in error_log: %d" % len(errors))
         for l in errors[:10]:
             print("     " + l)
-        print("  CPU profiles naming php_alpha: %d of %d; debug=2 dumps showing "
-              "php_sleeper: %d" % (self.profiles_php, self.profiles, self.dumps_php))
+        print("  CPU profiles naming php_alpha: %d of %d, the included lib/work.php: %d; "
+              "debug=2 dumps showing php_sleeper: %d" % (
+                  self.profiles_php, self.profiles, self.profiles_inc, self.dumps_php))
         return len(self.failed), bool(crashed or errors or self.unexpected or
                                       not self.profiles_php)
 
@@ -245,6 +282,11 @@ def main():
     if not os.path.isfile(MOD_PPROF_PHP):
         print("php_soak: %s not built (configure found no PHP headers)" % MOD_PPROF_PHP)
         return 1
+    if CORE_DIR:
+        # Written by www-data; inherited by apache2 from this process.
+        os.makedirs(CORE_DIR, exist_ok=True)
+        os.chmod(CORE_DIR, 0o1777)
+        resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
     modes = {"both": [True, False], "on": [True], "off": [False]}[OPCACHE]
     phases = [Phase(m, SECONDS / len(modes)) for m in modes]
     failed, bad = 0, False

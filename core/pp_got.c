@@ -32,11 +32,12 @@ typedef struct {
     void **slot;
     void *original;
     void *replacement;
+    int listed;                 /* mark: its object was listed by the current pass */
 } patched_slot;
 
 typedef struct {
     uintptr_t base;
-    char *name;
+    uint64_t name_hash;         /* of its path: no copy, see "Nothing allocated" below */
     int seen;                   /* mark for the sweep of unloaded objects */
 } patched_object;
 
@@ -51,21 +52,46 @@ static size_t nslots, capslots;
 static patched_object *objects;
 static size_t nobjects, capobjects;
 static unsigned long long last_adds, last_subs;
+/* Nothing is allocated or freed inside a dl_iterate_phdr callback: it holds the loader's
+ * lock, and a thread interrupted inside malloc (holding its arena's lock) by a CPU sample
+ * waits for that lock in the unwinder's own dl_iterate_phdr: a patch pass that waited for
+ * malloc then was a deadlock for good (a soak's hung child: the agent's refresh in
+ * remember_object's realloc, the worker in libdw's dlopen of libdebuginfod, sampled inside
+ * a constructor's calloc). The tables are grown before a pass (reserve); a pass that runs
+ * out of room leaves the rest for the next one (out_of_room), which grows them first. */
+static int out_of_room;
 /* An object was passed over because the loader was still relocating it: the next
  * refresh looks again even if no object was added or removed since. */
 static int retry_pending;
 
-/* The read-only pages of the process when a patch pass began (from /proc/self/maps),
- * under lock. An object whose RELRO pages are not among them is still being relocated
- * by a dlopen in another thread (dl_iterate_phdr lists an object before the loader has
- * relocated it and made its RELRO read-only): patching it then would race the loader's
- * own writes, and making its pages read-only after the patch would make the loader's
- * next write fault. Such an object is left for a later pass. */
+/* An object the loader has not finished must not be touched. dl_iterate_phdr lists an
+ * object as soon as a dlopen in another thread has mapped it, while the loader still
+ * relocates it (with only its own lock held, not the one dl_iterate_phdr takes): patching
+ * it then races the loader's writes of the same GOT, and making a RELRO page read-only
+ * after the patch makes the loader's next write there fault. Such an object is left for
+ * a later pass (retry_pending).
+ *
+ * glibc 2.35+ says itself which objects it has finished: _dl_find_object knows an object
+ * only once dlopen has relocated it (it is published after relocation, for unwinders)
+ * and no longer once dlclose has begun. Asked inside our dl_iterate_phdr callback, whose
+ * lock keeps the object from being unmapped, the answer holds for the whole patch of it.
+ *
+ * Without it, the RELRO pages must have been read-only when the pass began (from
+ * /proc/self/maps): a weaker test, since that picture is older than the pass. A copy of
+ * a library unloaded and loaded again at the same address meanwhile (or a read-only
+ * file mapping there that was unmapped) passes it half relocated: the soak's crashed
+ * children, and check_got's slow relocation test, on that check alone. */
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 35))
+#define HAVE_DL_FIND_OBJECT 1
+#endif
+
+#ifndef HAVE_DL_FIND_OBJECT
 typedef struct {
     uintptr_t start, end;
 } ro_range;
 static ro_range *ro_pages;
 static size_t nro_pages, capro_pages;
+#endif
 
 /* Within [start, end) of one of the object's loaded segments? */
 /* dl_iterate_phdr with our own signals (the CPU sampler's, the thread dump's) blocked in
@@ -101,12 +127,23 @@ static int object_contains(const struct dl_phdr_info *info, uintptr_t addr)
     return 0;
 }
 
+static uint64_t hash_name(const char *name)
+{
+    uint64_t h = 0xcbf29ce484222325ull;         /* FNV-1a */
+
+    for (; *name; name++) {
+        h = (h ^ (unsigned char)*name) * 0x100000001b3ull;
+    }
+    return h;
+}
+
 static int already_patched(uintptr_t base, const char *name)
 {
+    uint64_t h = hash_name(name);
     size_t i;
 
     for (i = 0; i < nobjects; i++) {
-        if (objects[i].base == base && strcmp(objects[i].name, name) == 0) {
+        if (objects[i].base == base && objects[i].name_hash == h) {
             objects[i].seen = 1;
             return 1;
         }
@@ -123,8 +160,6 @@ static void sweep_unloaded(void)
     for (i = 0, j = 0; i < nobjects; i++) {
         if (objects[i].seen) {
             objects[j++] = objects[i];
-        } else {
-            free(objects[i].name);
         }
     }
     nobjects = j;
@@ -133,18 +168,29 @@ static void sweep_unloaded(void)
     }
 }
 
-static int slot_is_loaded(struct dl_phdr_info *info, size_t size, void *data)
+/* Mark the slots recorded inside a listed object. */
+static void mark_listed_slots(const struct dl_phdr_info *info)
 {
-    (void)size;
-    return object_contains(info, (uintptr_t)data);
+    size_t i;
+
+    for (i = 0; i < nslots; i++) {
+        if (!slots[i].listed && object_contains(info, (uintptr_t)slots[i].slot)) {
+            slots[i].listed = 1;
+        }
+    }
 }
 
+/* Forget the slots whose object the pass did not list (dlclose'd). Swept from the same
+ * pass as the objects (sweep_unloaded): a look of its own, later, could miss an object
+ * unloaded in between and keep its record alone, and a new copy at its address would
+ * then be taken for the one already patched (known, nothing stale) and left unpatched. */
 static void sweep_slots(void)
 {
     size_t i, j;
 
     for (i = 0, j = 0; i < nslots; i++) {
-        if (iterate_objects(slot_is_loaded, slots[i].slot)) {
+        if (slots[i].listed) {
+            slots[i].listed = 0;
             slots[j++] = slots[i];
         }
     }
@@ -154,7 +200,32 @@ static void sweep_slots(void)
 static int remember_object(uintptr_t base, const char *name)
 {
     if (nobjects == capobjects) {
-        size_t ncap = capobjects ? capobjects * 2 : 64;
+        out_of_room = 1;
+        return -1;
+    }
+    objects[nobjects].name_hash = hash_name(name);
+    objects[nobjects].seen = 1;
+    objects[nobjects++].base = base;
+    return 0;
+}
+
+static int count_object(struct dl_phdr_info *info, size_t size, void *data)
+{
+    (void)info;
+    (void)size;
+    (*(size_t *)data)++;
+    return 0;
+}
+
+/* Room for every listed object and more slots than a pass usually records, grown before
+ * the pass (outside the loader's lock); twice as many slots after a pass ran out. */
+static int reserve(void)
+{
+    size_t listed = 0, want_slots = nslots + 256;
+
+    iterate_objects(count_object, &listed);
+    if (nobjects + listed + 16 > capobjects) {
+        size_t ncap = nobjects + listed + 64;
         patched_object *no = realloc(objects, ncap * sizeof(*no));
         if (!no) {
             return -1;
@@ -162,11 +233,18 @@ static int remember_object(uintptr_t base, const char *name)
         objects = no;
         capobjects = ncap;
     }
-    if (!(objects[nobjects].name = strdup(name))) {
-        return -1;
+    if (out_of_room && want_slots < 2 * capslots) {
+        want_slots = 2 * capslots;
     }
-    objects[nobjects].seen = 1;
-    objects[nobjects++].base = base;
+    if (want_slots > capslots) {
+        patched_slot *ns = realloc(slots, want_slots * sizeof(*ns));
+        if (!ns) {
+            return -1;
+        }
+        slots = ns;
+        capslots = want_slots;
+    }
+    out_of_room = 0;
     return 0;
 }
 
@@ -188,6 +266,10 @@ static void relro_range(const struct dl_phdr_info *info, uintptr_t *start, uintp
     }
 }
 
+#ifdef HAVE_DL_FIND_OBJECT
+#define READ_RO_PAGES() 0
+#else
+#define READ_RO_PAGES() read_ro_pages()
 /* Fill ro_pages from /proc/self/maps: every mapping without write permission. */
 static int read_ro_pages(void)
 {
@@ -254,6 +336,29 @@ static int was_read_only(uintptr_t start, uintptr_t end)
     return 1;
 }
 
+#endif
+
+/* Whether the loader is done with the object (see HAVE_DL_FIND_OBJECT above). Called
+ * inside dl_iterate_phdr's callback. */
+static int loader_finished(const struct dl_phdr_info *info, const ElfW(Dyn) *dynamic,
+                           uintptr_t ro_start, uintptr_t ro_end)
+{
+#ifdef HAVE_DL_FIND_OBJECT
+    struct dl_find_object fo;
+
+    (void)ro_start;
+    (void)ro_end;
+    /* Known, and as this very copy: a new copy at an old copy's address has its own
+     * link map. */
+    return _dl_find_object((void *)(uintptr_t)dynamic, &fo) == 0 && fo.dlfo_link_map &&
+           fo.dlfo_link_map->l_addr == info->dlpi_addr && fo.dlfo_link_map->l_ld == dynamic;
+#else
+    (void)info;
+    (void)dynamic;
+    return ro_start >= ro_end || was_read_only(ro_start, ro_end);
+#endif
+}
+
 static int write_slot(void **slot, void *value, uintptr_t ro_start, uintptr_t ro_end)
 {
     uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), a = (uintptr_t)slot;
@@ -273,44 +378,34 @@ static int write_slot(void **slot, void *value, uintptr_t ro_start, uintptr_t ro
 static int record_slot(void **slot, void *original, void *replacement)
 {
     if (nslots == capslots) {
-        size_t ncap = capslots ? capslots * 2 : 256;
-        patched_slot *ns = realloc(slots, ncap * sizeof(*ns));
-        if (!ns) {
-            return -1;
-        }
-        slots = ns;
-        capslots = ncap;
+        out_of_room = 1;        /* not recorded, so not written: the next pass does it */
+        return -1;
     }
     slots[nslots].slot = slot;
     slots[nslots].original = original;
     slots[nslots].replacement = replacement;
+    slots[nslots].listed = 1;   /* recorded in a pass, inside an object it lists */
     nslots++;
     return 0;
 }
 
-/* An object unloaded and loaded again at the same address, between two looks, has a
- * fresh GOT: our slots there no longer hold our replacements. Forget them and say so. */
-static int forget_if_reloaded(const struct dl_phdr_info *info)
+/* Forget the slots we recorded inside the object's range that no longer hold our
+ * replacement (an earlier copy's at this address, unloaded since: the new copy's GOT is
+ * fresh) and say how many. A slot that still holds it stays recorded whatever else
+ * happened: unpatching must find every slot that leads into our code. */
+static size_t forget_stale_in(const struct dl_phdr_info *info)
 {
-    size_t i, j;
-    int stale = 0;
+    size_t i, j, n;
 
-    for (i = 0; i < nslots; i++) {
-        if (object_contains(info, (uintptr_t)slots[i].slot) &&
-            *slots[i].slot != slots[i].replacement) {
-            stale = 1;
-        }
-    }
-    if (!stale) {
-        return 0;
-    }
     for (i = 0, j = 0; i < nslots; i++) {
-        if (!object_contains(info, (uintptr_t)slots[i].slot)) {
+        if (!object_contains(info, (uintptr_t)slots[i].slot) ||
+            *slots[i].slot == slots[i].replacement) {
             slots[j++] = slots[i];
         }
     }
+    n = nslots - j;
     nslots = j;
-    return 1;
+    return n;
 }
 
 static const pp_got_hook *hook_for(const char *name)
@@ -378,7 +473,7 @@ static void patch_relocs(const struct dl_phdr_info *info, const ElfW(Rela) *rel,
 static int patch_object(struct dl_phdr_info *info, size_t size, void *data)
 {
     int *count = data, i;
-    const ElfW(Dyn) *dyn = NULL;
+    const ElfW(Dyn) *dyn = NULL, *dynamic = NULL;
     const ElfW(Sym) *symtab = NULL;
     const char *strtab = NULL, *name = info->dlpi_name ? info->dlpi_name : "";
     const ElfW(Rela) *jmprel = NULL, *rela = NULL;
@@ -390,23 +485,35 @@ static int patch_object(struct dl_phdr_info *info, size_t size, void *data)
     (void)size;
     last_adds = info->dlpi_adds;
     last_subs = info->dlpi_subs;
+    mark_listed_slots(info);
     if (strstr(name, "/ld-linux") || strstr(name, "linux-vdso") ||
         object_contains(info, (uintptr_t)&pp_got_patch)) {
         return 0;
     }
-    known = already_patched(info->dlpi_addr, name);
-    if (known && !forget_if_reloaded(info)) {
-        return 0;
-    }
     for (i = 0; i < info->dlpi_phnum; i++) {
         if (info->dlpi_phdr[i].p_type == PT_DYNAMIC) {
-            dyn = (const ElfW(Dyn) *)(info->dlpi_addr + info->dlpi_phdr[i].p_vaddr);
+            dynamic = (const ElfW(Dyn) *)(info->dlpi_addr + info->dlpi_phdr[i].p_vaddr);
         }
     }
-    if (!dyn) {
+    if (!dynamic) {
         return 0;
     }
-    for (; dyn->d_tag != DT_NULL; dyn++) {
+    /* Before anything else of it is read or remembered: a copy being loaded is not the
+     * copy we may have patched at this address before (that one is gone), and it is not
+     * marked seen, so the next pass takes it as new. */
+    relro_range(info, &ro_start, &ro_end);
+    if (!loader_finished(info, dynamic, ro_start, ro_end)) {
+        retry_pending = 1;
+        return 0;
+    }
+    /* Known and as we left it: done. A known object whose slots do not hold our
+     * replacements any more is a new copy at the old address; an object not known is new,
+     * or known to other hook sets only (pp_got_patch of a new set forgets every object). */
+    known = already_patched(info->dlpi_addr, name);
+    if (forget_stale_in(info) == 0 && known) {
+        return 0;
+    }
+    for (dyn = dynamic; dyn->d_tag != DT_NULL; dyn++) {
         switch (dyn->d_tag) {
         case DT_SYMTAB: symtab = (const ElfW(Sym) *)dyn_addr(info, dyn->d_un.d_ptr); break;
         case DT_STRTAB: strtab = (const char *)dyn_addr(info, dyn->d_un.d_ptr); break;
@@ -420,11 +527,6 @@ static int patch_object(struct dl_phdr_info *info, size_t size, void *data)
     if (!symtab || !strtab) {
         return 0;
     }
-    relro_range(info, &ro_start, &ro_end);
-    if (ro_start < ro_end && !was_read_only(ro_start, ro_end)) {
-        retry_pending = 1;      /* still being relocated: not now */
-        return 0;
-    }
     if (jmprel) {
         patch_relocs(info, jmprel, jmprelsz / sizeof(ElfW(Rela)), symtab, strtab, ro_start,
                      ro_end, count);
@@ -436,6 +538,31 @@ static int patch_object(struct dl_phdr_info *info, size_t size, void *data)
     if (!known) {
         remember_object(info->dlpi_addr, name);
     }
+    return 0;
+}
+
+/* A patch pass over every listed object, under lock; again (up to 4 times) with larger
+ * tables while one ran out of room. 0, or -1 (out of memory, or /proc unreadable). */
+static int run_passes(int *count)
+{
+    int i;
+
+    for (i = 0; i < 4; i++) {
+        if (reserve() != 0) {
+            return -1;
+        }
+        retry_pending = 0;
+        if (READ_RO_PAGES() != 0) {
+            return -1;
+        }
+        iterate_objects(patch_object, count);
+        sweep_unloaded();
+        sweep_slots();
+        if (!out_of_room) {
+            return 0;
+        }
+    }
+    retry_pending = 1;
     return 0;
 }
 
@@ -455,18 +582,12 @@ int pp_got_patch(const pp_got_hook *h, size_t n)
         sets[nsets] = h;
         setlen[nsets++] = n;
         /* Objects already patched for other sets must be visited again for this one. */
-        for (i = 0; i < nobjects; i++) {
-            free(objects[i].name);
-        }
         nobjects = 0;
     }
-    retry_pending = 0;
-    if (read_ro_pages() != 0) {
+    if (run_passes(&count) != 0) {
         pthread_mutex_unlock(&lock);
         return -1;
     }
-    iterate_objects(patch_object, &count);
-    sweep_unloaded();
     pthread_mutex_unlock(&lock);
     pp_log(PP_LOG_DEBUG, "PP0023", "patched %d GOT slots in %zu objects", count, nobjects);
     return count;
@@ -498,16 +619,10 @@ int pp_got_refresh(void)
         return 0;
     }
     pthread_mutex_lock(&lock);
-    if (nsets) {
-        retry_pending = 0;
-        if (read_ro_pages() != 0) {
-            retry_pending = 1;
-            pthread_mutex_unlock(&lock);
-            return -1;
-        }
-        iterate_objects(patch_object, &count);
-        sweep_unloaded();
-        sweep_slots();
+    if (nsets && run_passes(&count) != 0) {
+        retry_pending = 1;
+        pthread_mutex_unlock(&lock);
+        return -1;
     }
     pthread_mutex_unlock(&lock);
     return count;
@@ -535,17 +650,12 @@ static int restore_object(struct dl_phdr_info *info, size_t size, void *data)
 
 void pp_got_unpatch(void)
 {
-    size_t i;
-
     pthread_mutex_lock(&lock);
     /* Through the loader's list: a slot of an object unloaded since is not touched. */
     iterate_objects(restore_object, NULL);
     free(slots);
     slots = NULL;
     nslots = capslots = 0;
-    for (i = 0; i < nobjects; i++) {
-        free(objects[i].name);
-    }
     free(objects);
     objects = NULL;
     nobjects = capobjects = 0;

@@ -18,8 +18,11 @@ void pprof_php_walk_init(void *executor_globals);
 /* The pp_interp walk: fills up to max frames, newest first, of the PHP stack of the
  * calling (interrupted) thread. Async-signal-safe; reads only; bounded; every pointer is
  * checked for plausibility (alignment, user-space range) and every opline for lying in
- * its function's opcodes before it is followed. PP_INTERP_LOOP_END marks user code that
- * a new activation of the interpreter loop (execute_ex) entered. */
+ * its function's opcodes before it is followed. The newest frame, when it runs an
+ * included file's or eval'd code (which PHP frees before it unlinks the frame), is read
+ * through process_vm_readv, which fails where a read would fault; with ctx->read every
+ * read goes through it. No signal handler of ours is needed. PP_INTERP_LOOP_END marks
+ * user code that a new activation of the interpreter loop (execute_ex) entered. */
 int pprof_php_walk(void *baton, const pp_interp_ctx *ctx, pp_interp_frame *frames, int max);
 
 /* The version of the PHP headers the walk was built with ("8.2.36"). */

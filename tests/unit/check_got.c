@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 /* The core is linked statically into this executable, so pp_got never patches the
@@ -409,6 +410,42 @@ START_TEST(keep_in_leaves_the_holding_object_alone)
 }
 END_TEST
 
+static unsigned long free_hook_calls;
+
+static void counting_free(void *p)
+{
+    __atomic_add_fetch(&free_hook_calls, 1, __ATOMIC_RELAXED);
+    free(p);
+}
+
+static const pp_got_hook free_hook[] = { { "free", (void *)counting_free } };
+
+/* A second hook set revisits every object: the slots the first set patched there must
+ * stay recorded, or unpatching leaves them leading into code that is about to be
+ * unloaded (httpd's graceful restart unloads mod_pprof right after: its parent died
+ * so when the visit for a new set forgot them). */
+START_TEST(unpatch_restores_every_set_patched_one_after_the_other)
+{
+    alloclib l = load_alloclib();
+    unsigned long before;
+
+    ck_assert_int_gt(pp_got_patch(malloc_hook, 1), 0);
+    ck_assert_int_gt(pp_got_patch(free_hook, 1), 0);
+    ck_assert_uint_eq(hooked_calls(&l, 3), 3);
+    before = __atomic_load_n(&free_hook_calls, __ATOMIC_RELAXED);
+    l.ppt_free(l.ppt_malloc(8));
+    ck_assert_uint_eq(__atomic_load_n(&free_hook_calls, __ATOMIC_RELAXED) - before, 1);
+    pp_got_refresh();
+    pp_got_unpatch();
+    ck_assert_uint_eq(pp_got_patched_slots(), 0);
+    ck_assert_uint_eq(hooked_calls(&l, 3), 0);
+    before = __atomic_load_n(&free_hook_calls, __ATOMIC_RELAXED);
+    l.ppt_free(l.ppt_malloc(8));
+    ck_assert_uint_eq(__atomic_load_n(&free_hook_calls, __ATOMIC_RELAXED) - before, 0);
+    dlclose(l.handle);
+}
+END_TEST
+
 START_TEST(reloaded_library_is_patched_again_by_refresh)
 {
     alloclib l = load_alloclib();
@@ -468,42 +505,70 @@ static const object_info *find_object(objects_info *oi, const char *name)
     return NULL;
 }
 
-/* dl_iterate_phdr lists an object while a dlopen in another thread is still relocating
- * it: its RELRO pages are writable then, and the loader writes its GOT. Patching it then
- * (and making those pages read-only after) made the loader fault: an Apache child died in
- * libdw's dlopen of libdebuginfod while the agent refreshed. Such an object is left alone
- * until its RELRO pages are read-only; the next refresh patches it. */
-START_TEST(object_still_being_relocated_is_left_for_later)
+/* dl_iterate_phdr lists an object while the loader is still relocating it (a dlopen in
+ * another thread). Patching it then races the loader's own writes, and making its RELRO
+ * pages read-only after the patch makes the loader's next write fault: an Apache child
+ * died so in libdw's dlopen of libdebuginfod while its agent refreshed. Such an object is
+ * left alone until the loader says it is done (_dl_find_object); the next refresh takes
+ * it. Here a refresh runs from inside the loader's relocation of TEST_RELOCLIB (its IFUNC
+ * resolver calls during_relocation). */
+static objects_info reloc_oi;
+static int in_reloc_calls, in_reloc_listed, in_reloc_rc;
+static size_t in_reloc_writable, in_reloc_relro;
+
+static void during_relocation(void)
 {
-    static objects_info oi;
-    const object_info *o;
-    alloclib l;
+    const object_info *o = find_object(&reloc_oi, TEST_RELOCLIB);
     uintptr_t at = 0;
 
-    l.handle = dlopen(TEST_ALLOCLIB_NOW, RTLD_NOW);
-    ck_assert_msg(l.handle != NULL, "dlopen %s: %s", TEST_ALLOCLIB_NOW, dlerror());
-    *(void **)&l.ppt_malloc = dlsym(l.handle, "ppt_malloc");
-    *(void **)&l.ppt_free = dlsym(l.handle, "ppt_free");
-    o = find_object(&oi, TEST_ALLOCLIB_NOW);
-    ck_assert_ptr_nonnull(o);
-    ck_assert_msg(o->ro_hi > o->ro_lo && o->nslots > 0 && in_relro(o, o->slots[0]),
-                  "the -z now library's malloc slot is not in its RELRO pages");
-    /* As between the loader's relocation and its protection of RELRO. */
-    ck_assert_int_eq(mprotect((void *)o->ro_lo, o->ro_hi - o->ro_lo, PROT_READ | PROT_WRITE), 0);
+    in_reloc_calls++;
+    in_reloc_listed = o != NULL;
+    in_reloc_rc = pp_got_refresh();
+    if (o) {
+        in_reloc_relro = o->ro_hi - o->ro_lo;
+        in_reloc_writable = writable_bytes(o->ro_lo, o->ro_hi, &at);
+    }
+}
+
+START_TEST(object_still_being_relocated_is_left_for_later)
+{
+    char hex[32];
+    void *h;
+    void *(*m)(size_t);
+    void (*f)(void *);
+    unsigned long before;
+    uintptr_t at = 0;
+    const object_info *o;
+
     ck_assert_int_gt(pp_got_patch(malloc_hook, 1), 0);      /* libc and others */
-    ck_assert_uint_eq(hooked_calls(&l, 3), 0);
-    ck_assert_msg(writable_bytes(o->ro_lo, o->ro_hi, &at) == o->ro_hi - o->ro_lo,
-                  "pages of an object being relocated were made read-only");
-    ck_assert_int_eq(pp_got_refresh(), 0);                  /* still being relocated */
-    ck_assert_uint_eq(hooked_calls(&l, 3), 0);
-    /* The loader is done: the next refresh takes it, though nothing was loaded since. */
-    ck_assert_int_eq(mprotect((void *)o->ro_lo, o->ro_hi - o->ro_lo, PROT_READ), 0);
+    snprintf(hex, sizeof(hex), "%lx", (unsigned long)(uintptr_t)during_relocation);
+    ck_assert_int_eq(setenv("PPT_DURING_RELOCATION", hex, 1), 0);
+    h = dlopen(TEST_RELOCLIB, RTLD_NOW);
+    unsetenv("PPT_DURING_RELOCATION");
+    ck_assert_msg(h != NULL, "dlopen %s: %s", TEST_RELOCLIB, dlerror());
+    ck_assert_int_eq(in_reloc_calls, 1);
+    ck_assert_msg(in_reloc_listed, "the library was not listed while being relocated");
+    /* The half-relocated library was not touched: nothing patched, its RELRO pages left
+     * as the loader had them (writable until it protects them itself). */
+    ck_assert_int_eq(in_reloc_rc, 0);
+    ck_assert_uint_gt(in_reloc_relro, 0);
+    ck_assert_uint_eq(in_reloc_writable, in_reloc_relro);
+    *(void **)&m = dlsym(h, "ppt_reloc_malloc");
+    *(void **)&f = dlsym(h, "ppt_reloc_free");
+    before = calls();
+    f(m(16));
+    ck_assert_uint_eq(calls() - before, 0);
+    /* The loader is done: the next refresh takes it, and its RELRO is read-only again. */
     ck_assert_int_gt(pp_got_refresh(), 0);
-    ck_assert_uint_eq(hooked_calls(&l, 3), 3);
+    before = calls();
+    f(m(16));
+    ck_assert_uint_eq(calls() - before, 1);
+    o = find_object(&reloc_oi, TEST_RELOCLIB);
+    ck_assert_ptr_nonnull(o);
     ck_assert_uint_eq(writable_bytes(o->ro_lo, o->ro_hi, &at), 0);
     ck_assert_int_eq(pp_got_refresh(), 0);
     pp_got_unpatch();
-    dlclose(l.handle);
+    dlclose(h);
 }
 END_TEST
 
@@ -549,6 +614,78 @@ START_TEST(refresh_beside_dlopen_never_breaks_the_loader)
 }
 END_TEST
 
+/* The loader's side of that race, at full size: one thread loads and unloads a library
+ * whose relocation takes the loader about a hundred microseconds (TEST_RELOCLIB: 32768
+ * relative relocations in RELRO before its GOT), another refreshes without pause. It
+ * comes back at the address it left, so a look at the process's read-only pages taken
+ * before the pass began still shows the last copy's RELRO as read-only while the pass
+ * meets the new copy half relocated: a check made on such a picture patched it and made
+ * its GOT page read-only under the loader, which then faulted writing the next slot (the
+ * soak's crashed children: libdw's dlopen of libdebuginfod beside a heap snapshot). Only
+ * an object the loader says it has finished (_dl_find_object) may be patched. */
+static _Atomic int reloc_done;
+static _Atomic long reloc_loads;
+
+static void *load_and_unload_slowly(void *arg)
+{
+    struct timespec t0, now;
+    int i;
+
+    (void)arg;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (i = 0; i < 4000; i++) {
+        void *h = dlopen(TEST_RELOCLIB, RTLD_NOW);
+        if (h) {
+            void *(*m)(size_t) = (void *(*)(size_t))dlsym(h, "ppt_reloc_malloc");
+            void (*f)(void *) = (void (*)(void *))dlsym(h, "ppt_reloc_free");
+            if (m && f) {
+                f(m(16));
+            }
+            dlclose(h);
+            atomic_fetch_add(&reloc_loads, 1);
+        }
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (now.tv_sec - t0.tv_sec >= 2) {
+            break;
+        }
+    }
+    atomic_store(&reloc_done, 1);
+    return NULL;
+}
+
+START_TEST(refresh_beside_a_slow_relocation_never_breaks_the_loader)
+{
+    pthread_t t;
+    long refreshes = 0;
+    void *h;
+    void *(*m)(size_t);
+    void (*f)(void *);
+    unsigned long before;
+
+    ck_assert_int_gt(pp_got_patch(malloc_hook, 1), 0);
+    atomic_store(&reloc_done, 0);
+    ck_assert_int_eq(pthread_create(&t, NULL, load_and_unload_slowly, NULL), 0);
+    while (!atomic_load(&reloc_done)) {
+        pp_got_refresh();
+        refreshes++;
+    }
+    ck_assert_int_eq(pthread_join(t, NULL), 0);
+    ck_assert_int_gt(refreshes, 0);
+    ck_assert_int_gt(atomic_load(&reloc_loads), 100);
+    /* And a copy the loader has finished is patched, by the next refresh at the latest. */
+    h = dlopen(TEST_RELOCLIB, RTLD_NOW);
+    ck_assert_ptr_nonnull(h);
+    *(void **)&m = dlsym(h, "ppt_reloc_malloc");
+    *(void **)&f = dlsym(h, "ppt_reloc_free");
+    pp_got_refresh();
+    before = calls();
+    f(m(16));
+    ck_assert_uint_eq(calls() - before, 1);
+    dlclose(h);
+    pp_got_unpatch();
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("pp_got");
@@ -556,16 +693,19 @@ int main(void)
     SRunner *sr;
     int failed;
 
+    tcase_set_timeout(tc, 10);      /* the stress tests load for 2 s on a loaded machine */
     tcase_add_test(tc, patch_reaches_hook_and_unpatch_restores);
     tcase_add_test(tc, relro_pages_are_read_only_again_after_patching);
     tcase_add_test(tc, library_loaded_later_is_hooked_by_refresh);
     tcase_add_test(tc, refresh_without_new_objects_returns_zero);
     tcase_add_test(tc, hook_nobody_imports_patches_nothing);
     tcase_add_test(tc, keep_in_leaves_the_holding_object_alone);
+    tcase_add_test(tc, unpatch_restores_every_set_patched_one_after_the_other);
     tcase_add_test(tc, reloaded_library_is_patched_again_by_refresh);
     tcase_add_test(tc, refresh_between_unload_and_reload);
     tcase_add_test(tc, object_still_being_relocated_is_left_for_later);
     tcase_add_test(tc, refresh_beside_dlopen_never_breaks_the_loader);
+    tcase_add_test(tc, refresh_beside_a_slow_relocation_never_breaks_the_loader);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -15,7 +15,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <ucontext.h>
+#include <unistd.h>
 
 #define NOPS 10
 
@@ -361,6 +363,68 @@ START_TEST(keys_tell_frames_apart_and_need_php_hashes)
 }
 END_TEST
 
+/* A copy of n bytes of p on a page of its own, then unmapped: memory PHP freed and gave
+ * back to the system (a huge block of Zend MM, or an mmap'ed one of glibc's malloc with
+ * USE_ZEND_ALLOC=0). Its address, which nothing may read any more. */
+static void *unmapped_copy(const void *p, size_t n)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    void *q = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+    ck_assert_ptr_ne(q, MAP_FAILED);
+    ck_assert_uint_le(n, page);
+    memcpy(q, p, n);
+    ck_assert_int_eq(munmap(q, page), 0);
+    return q;
+}
+
+/* PHP's leave helper destroys an included file's (or eval'd code's) op_array, its opcodes
+ * and then the struct itself, before it unlinks the frame: a CPU sample meanwhile finds
+ * the newest frame running code that is freed, maybe unmapped. The walk, in place in the
+ * signal handler, reads that frame through checked reads: no fault, and what can still be
+ * read is shown, with the frames below. */
+START_TEST(an_include_being_destroyed_is_walked_without_a_fault)
+{
+    chain *c = chain_new();
+    zend_function *inc = user_fn(NULL, "/srv/inc.php", 1, NULL), *gone_fn;
+    zend_op *gone_ops;
+    pp_interp_frame fr[4];
+
+    push(c, user_fn(NULL, "/srv/index.php", 1, NULL), 2, ZEND_CALL_TOP_CODE);
+    push(c, inc, 3, ZEND_CALL_NESTED_CODE);
+    ck_assert_int_eq(walk(NULL, 0, fr, 4), 2);
+    assert_frame(&fr[0], NULL, "{include}", "/srv/inc.php", 4, 1, 0);
+    /* Its opcodes gone, the frame's opline still among them: the function's first line. */
+    gone_ops = unmapped_copy(inc->op_array.opcodes, NOPS * sizeof(zend_op));
+    inc->op_array.opcodes = gone_ops;
+    c->ex[1]->opline = &gone_ops[3];
+    ck_assert_int_eq(walk(NULL, 0, fr, 4), 2);
+    assert_frame(&fr[0], NULL, "{include}", "/srv/inc.php", 1, 1, 0);
+    assert_frame(&fr[1], NULL, "{main}", "/srv/index.php", 3, 1, PP_INTERP_LOOP_END);
+    /* Its file name's string gone too: no file. */
+    inc->op_array.filename =
+        unmapped_copy(inc->op_array.filename, _ZSTR_STRUCT_SIZE(ZSTR_LEN(inc->op_array.filename)));
+    ck_assert_int_eq(walk(NULL, 0, fr, 4), 2);
+    ck_assert_uint_eq(fr[0].file_len, 0);
+    ck_assert_uint_eq(fr[0].line, 1);
+    /* The struct itself gone: that frame is left out, the ones below are shown. */
+    gone_fn = unmapped_copy(inc, sizeof(*inc));
+    c->ex[1]->func = gone_fn;
+    ck_assert_int_eq(walk(NULL, 0, fr, 4), 1);
+    assert_frame(&fr[0], NULL, "{main}", "/srv/index.php", 3, 1, PP_INTERP_LOOP_END);
+    /* The same for eval'd code. */
+    c = chain_new();
+    inc = user_fn(NULL, "/srv/a.php(2) : eval()'d code", 1, NULL);
+    inc->type = ZEND_EVAL_CODE;
+    push(c, user_fn(NULL, "/srv/a.php", 1, NULL), 1, ZEND_CALL_TOP_CODE);
+    push(c, inc, 0, ZEND_CALL_NESTED_CODE);
+    inc->op_array.opcodes = unmapped_copy(inc->op_array.opcodes, NOPS * sizeof(zend_op));
+    c->ex[1]->opline = &inc->op_array.opcodes[0];
+    ck_assert_int_eq(walk(NULL, 0, fr, 4), 2);
+    assert_frame(&fr[0], NULL, "{eval}", "/srv/a.php(2) : eval()'d code", 1, 1, 0);
+}
+END_TEST
+
 /* A reader as process_vm_readv is for a thread that may have freed what it reads: here it
  * copies, but fails for one region (memory "gone"), and counts its calls. */
 static const void *gone_lo, *gone_hi;
@@ -453,6 +517,7 @@ int main(void)
     tcase_add_test(tc, garbage_ends_the_walk_where_it_starts);
     tcase_add_test(tc, keys_tell_frames_apart_and_need_php_hashes);
     tcase_add_test(tc, a_blocked_thread_is_walked_through_copies);
+    tcase_add_test(tc, an_include_being_destroyed_is_walked_without_a_fault);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
