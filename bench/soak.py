@@ -86,6 +86,27 @@ class Soak:
                 self.note(path, False, repr(e))
 
     def watch(self):
+        # A child's client connections come and go with the load: only its other
+        # descriptors (files, pipes, Unix sockets: ours among them) can show a leak.
+        def own_fds(pid):
+            tcp = set()
+            for name in ("tcp", "tcp6"):
+                try:
+                    with open("/proc/%d/net/%s" % (pid, name)) as f:
+                        next(f)
+                        tcp.update(line.split()[9] for line in f)
+                except (OSError, StopIteration, IndexError):
+                    pass
+            n = 0
+            for fd in os.listdir("/proc/%d/fd" % pid):
+                try:
+                    link = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+                except OSError:
+                    continue
+                if not (link.startswith("socket:[") and link[8:-1] in tcp):
+                    n += 1
+            return n
+
         while not self.stop.wait(1.0):
             parent = self.httpd.read_pid()
             if parent:
@@ -95,7 +116,7 @@ class Soak:
                     pass
             for pid in self.httpd.child_pids(parent):
                 try:
-                    fds = len(os.listdir("/proc/%d/fd" % pid))
+                    fds = own_fds(pid)
                     with open("/proc/%d/status" % pid) as f:
                         rss = int(next(l for l in f if l.startswith("VmRSS:")).split()[1])
                 except (OSError, StopIteration, ValueError):
@@ -149,8 +170,8 @@ class Soak:
         print("mod_pprof errors in error_log: %d" % len(errors))
         for l in errors[:10]:
             print("   " + l)
-        print("children seen: %d; fd growth per child: max %+d, median %+d; RSS growth per "
-              "child: max %+d KiB, median %+d KiB" % (
+        print("children seen: %d; fd growth per child (client connections aside): max %+d, "
+              "median %+d; RSS growth per child: max %+d KiB, median %+d KiB" % (
                   len(self.last), max(growth_fd or [0]), sorted(growth_fd or [0])[len(growth_fd) // 2],
                   max(growth_rss or [0]), sorted(growth_rss or [0])[len(growth_rss) // 2]))
         if self.parent_fds:

@@ -12,6 +12,7 @@
 #include "apr_hash.h"
 #include "apr_strings.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -182,6 +183,17 @@ long pprof_collect_count(request_rec *r, const pprof_kind *k)
     apr_pool_destroy(scratch);
     apr_pool_userdata_setn(count, key, NULL, r->pool);
     return *count;
+}
+
+void pprof_collect_missing(request_rec *r, const pprof_child *ch, const char *what)
+{
+    if (kill(ch->pid, 0) != 0 && errno == ESRCH) {
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "PP0202: child %ld ended before it gave "
+                      "its %s", (long)ch->pid, what);
+    } else {
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "PP0201: child %ld did not give its "
+                      "%s: %s", (long)ch->pid, what, ch->why ? ch->why : "no answer");
+    }
 }
 
 /* Merge the replies left in ho by children that ended (op: how the kind sees them), each

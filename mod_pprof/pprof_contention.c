@@ -375,9 +375,7 @@ static void contention_merge(void *answer, const pprof_child *ch)
     size_t i;
 
     if (ch->status == PPROF_CHILD_FAILED || ch->status == PPROF_CHILD_REFUSED) {
-        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, a->r, "PP0201: child %ld did not hand "
-                      "over its %s profile: %s", (long)ch->pid, a->mutex ? "mutex" : "block",
-                      ch->why);
+        pprof_collect_missing(a->r, ch, a->mutex ? "mutex profile" : "block profile");
     }
     if (ch->status != PPROF_CHILD_OK) {
         return;

@@ -135,8 +135,7 @@ static void heap_merge(void *answer, const pprof_child *ch)
     size_t i, j;
 
     if (ch->status == PPROF_CHILD_FAILED || ch->status == PPROF_CHILD_REFUSED) {
-        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, h->r,
-                      "PP0201: child %ld did not hand over its heap samples", (long)ch->pid);
+        pprof_collect_missing(h->r, ch, "heap samples");
     }
     if (ch->status != PPROF_CHILD_OK) {
         return;
