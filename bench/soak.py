@@ -29,6 +29,7 @@ MPM = os.environ.get("MPM", "event")
 SECONDS = float(os.environ.get("SOAK_SECONDS", "600"))
 RESTART = float(os.environ.get("RESTART", "60"))
 RECYCLE = int(os.environ.get("RECYCLE", "500"))
+WINDOW = 5             # readings (one a second) at each end of a child's life, for fd floors
 
 LOAD = ["/bench.html", "/pprof-test/burn?ms=5", "/pprof-test/sleep?ms=20",
         "/pprof-test/lock?ms=5", "/pprof-test/backend?ms=10", "/pprof-test/churn?count=20&bytes=65536"]
@@ -63,8 +64,12 @@ class Soak:
         self.lock = threading.Lock()
         self.served = collections.Counter()
         self.unexpected = []
-        self.first = {}          # pid -> (fds, rss KiB) when first seen
-        self.last = {}           # pid -> (fds, rss KiB) when last seen
+        # pid -> the first and the last WINDOW readings of (fds, rss KiB): a collecting
+        # child holds a socket to every child it asks for a moment, so descriptors are
+        # compared by their floor over each end (a leak raises the floor, a collection
+        # does not).
+        self.first = {}
+        self.last = {}
         self.parent_fds = []
         self.restarts = 0
 
@@ -121,8 +126,10 @@ class Soak:
                         rss = int(next(l for l in f if l.startswith("VmRSS:")).split()[1])
                 except (OSError, StopIteration, ValueError):
                     continue
-                self.first.setdefault(pid, (fds, rss))
-                self.last[pid] = (fds, rss)
+                first = self.first.setdefault(pid, [])
+                if len(first) < WINDOW:
+                    first.append((fds, rss))
+                self.last.setdefault(pid, collections.deque(maxlen=WINDOW)).append((fds, rss))
 
     def run(self):
         self.httpd.start()
@@ -153,8 +160,9 @@ class Soak:
         crashed = [l for l in log.splitlines()
                    if any(p in l for p in conftest.FATAL_LOG_PATTERNS)]
         errors = [l for l in log.splitlines() if conftest.PPROF_ERROR_RE.search(l)]
-        growth_fd = [self.last[p][0] - self.first[p][0] for p in self.last]
-        growth_rss = [self.last[p][1] - self.first[p][1] for p in self.last]
+        growth_fd = [min(f for f, _ in self.last[p]) - min(f for f, _ in self.first[p])
+                     for p in self.last]
+        growth_rss = [self.last[p][-1][1] - self.first[p][0][1] for p in self.last]
         total = sum(self.served.values())
         print("-" * 87)
         print("mod_pprof soak: %s MPM, %.0f s, graceful restart every %.0f s (%d), "
@@ -170,7 +178,7 @@ class Soak:
         print("mod_pprof errors in error_log: %d" % len(errors))
         for l in errors[:10]:
             print("   " + l)
-        print("children seen: %d; fd growth per child (client connections aside): max %+d, "
+        print("children seen: %d; fd floor growth per child (client connections aside): max %+d, "
               "median %+d; RSS growth per child: max %+d KiB, median %+d KiB" % (
                   len(self.last), max(growth_fd or [0]), sorted(growth_fd or [0])[len(growth_fd) // 2],
                   max(growth_rss or [0]), sorted(growth_rss or [0])[len(growth_rss) // 2]))
