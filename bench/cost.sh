@@ -213,15 +213,24 @@ server_cpu_ns() {
         2>/dev/null | awk '{ s += $1 } END { printf "%.0f", s }'
 }
 
-# server_rss CONFIG: the children's mean VmRSS, KiB.
-server_rss() {
-    local pid k sum=0 n=0 r
+# server_mem CONFIG: the children's mean private memory, Pss and VmRSS, KiB, as one word
+# "PRIVATE,PSS,RSS". Private (Private_Dirty + Private_Clean of smaps_rollup) is what a
+# child costs the machine on its own; RSS also counts every page it shares with the parent
+# and its siblings (libraries, the parent's symbolizer: ~20 MiB with mod_pprof loaded),
+# once per child; Pss shares those out.
+server_mem() {
+    local pid k sum_p=0 sum_s=0 sum_r=0 n=0 m
     pid=$(cat "${pidfile[$1]}")
     for k in $(children_of "$pid"); do
-        r=$(awk '/^VmRSS:/ { print $2 }' "/proc/$k/status" 2>/dev/null || true)
-        [[ -n $r ]] && { sum=$((sum + r)); n=$((n + 1)); }
+        m=$(awk '/^Rss:/ { r = $2 } /^Pss:/ { s = $2 } /^Private_(Clean|Dirty):/ { p += $2 }
+                 END { if (r != "") print p + 0, s + 0, r }' "/proc/$k/smaps_rollup" \
+            2>/dev/null || true)
+        [[ -n $m ]] || continue
+        read -r a b c <<<"$m"
+        sum_p=$((sum_p + a)); sum_s=$((sum_s + b)); sum_r=$((sum_r + c)); n=$((n + 1))
     done
-    echo $((n ? sum / n : 0))
+    ((n)) || n=1
+    echo "$((sum_p / n)),$((sum_s / n)),$((sum_r / n))"
 }
 
 scrape_loop() {
@@ -254,17 +263,17 @@ perf_stop() {
 }
 
 # slice ROUND CONFIG PAIR: one slice of load on CONFIG's server; appends
-# "ROUND CONFIG PAIR CPU_NS REQUESTS RSS_KIB PERF_NS" to results.
+# "ROUND CONFIG PAIR CPU_NS REQUESTS PRIVATE,PSS,RSS_KIB PERF_NS" to results.
 slice() {
-    local r=$1 c=$2 pair=$3 out=$tmp/slice.wrk cpu0 cpu1 nreq rss perf_ns=- p0
+    local r=$1 c=$2 pair=$3 out=$tmp/slice.wrk cpu0 cpu1 nreq mem perf_ns=- p0
     [[ $c == perf ]] && { p0=$(perf_cpu_so_far); perf_start; }
     cpu0=$(server_cpu_ns "$c")
     run_wrk "$SLICE" "http://127.0.0.1:${port[$c]}$TARGET" "$out"
     cpu1=$(server_cpu_ns "$c")
-    rss=$(server_rss "$c")
+    mem=$(server_mem "$c")
     [[ $c == perf ]] && perf_ns=$(awk -v a="$(perf_stop)" -v b="$p0" 'BEGIN { printf "%.0f", a - b }')
     nreq=$(awk '/ requests in / { print $1 }' "$out")
-    echo "$r $c $pair $((cpu1 - cpu0)) $nreq $rss $perf_ns" >>"$tmp/results"
+    echo "$r $c $pair $((cpu1 - cpu0)) $nreq $mem $perf_ns" >>"$tmp/results"
 }
 perf_cpu_so_far() { if [[ -n $cg && -f $cg/perf-process/cpuacct.usage ]]; then cat "$cg/perf-process/cpuacct.usage"; else echo 0; fi; }
 
@@ -358,7 +367,7 @@ else
         for c in "${order[@]}"; do
             c1=$(server_cpu_ns "$c")
             nreq=$(awk '/ requests in / { print $1 }' "$tmp/$c.wrk")
-            echo "$r $c $r $((c1 - c0[$c])) $nreq $(server_rss "$c") -" >>"$tmp/results"
+            echo "$r $c $r $((c1 - c0[$c])) $nreq $(server_mem "$c") -" >>"$tmp/results"
         done
         ((r % 10)) || log "window $r/$ROUNDS done (load $(cut -d' ' -f1-3 /proc/loadavg))"
     done
@@ -430,8 +439,8 @@ quiet = {c: int(v) for c, v in (l.split() for l in open(sys.argv[6]))}
 parallel = sys.argv[7] in ("parallel", "pairs")
 slice_ns = float(sys.argv[5]) * 1e9
 by_pair = {}
-for r, c, pair, cpu, n, rss, pns in rows:
-    by_pair.setdefault(pair, {})[c] = (int(cpu), int(n), int(rss), pns)
+for r, c, pair, cpu, n, mem, pns in rows:
+    by_pair.setdefault(pair, {})[c] = (int(cpu), int(n), tuple(int(x) for x in mem.split(",")), pns)
 def q(xs, p):
     xs = sorted(xs)
     k = (len(xs) - 1) * p
@@ -450,9 +459,9 @@ def full_rate(c, cpu, n):
         return cpu / n
     return max(cpu - q * slice_ns / 1e9, 0) / n + q / R
 rng = random.Random(1)
-print("%-12s %8s %8s %17s %17s %8s %18s %6s %7s %7s %17s  %s" % (
+print("%-12s %8s %8s %17s %17s %8s %18s %6s %7s %7s %22s %9s %9s  %s" % (
     "config", "us/req", "vs none", "IQR", "95% CI (median)", "pooled", "at full rate (CI)",
-    "req/s", "quiet", "outside", "RSS/child med/max", "notes"))
+    "req/s", "quiet", "outside", "private/child med/max", "Pss", "RSS", "notes"))
 for c in order:
     us, ratios, rss, reqs, cpu_in, perf_ns, fr = [], [], [], 0, 0, [], []
     pn_cpu = pn_req = pc_cpu = pc_req = 0
@@ -492,10 +501,11 @@ for c in order:
     n = note.get(c, "")
     if perf_ns:
         n = (n + ", " if n else "") + "perf process %.2f us/req" % (statistics.median(perf_ns) / 1e3)
-    print("%-12s %8.2f %8s %17s %17s %8s %18s %6.0f %7s %7.2f %8d/%6d KiB  %s" % (
+    print("%-12s %8.2f %8s %17s %17s %8s %18s %6.0f %7s %7.2f %8d/%8d KiB %5d KiB %5d KiB  %s" % (
         c, statistics.median(us), vs, iqr, ci, pooled, full if parallel else "", rps,
-        "%.1f" % (quiet[c] / 1e6) if c in quiet else "-", outside, statistics.median(rss),
-        max(rss), n))
+        "%.1f" % (quiet[c] / 1e6) if c in quiet else "-", outside,
+        statistics.median(m[0] for m in rss), max(m[0] for m in rss),
+        statistics.median(m[1] for m in rss), statistics.median(m[2] for m in rss), n))
 EOF
 )
 
@@ -511,8 +521,10 @@ CPU per request = the server's CPU in the slice (${cg:+cpuacct cgroup}${cg:-sche
 server's CPU with no load ($QUIET s after the windows, scrapes going on), ms per second;
 "at full rate" (parallel): the ratio with that quiet CPU weighed as at one whole CPU's
 request rate instead of the server's share of it; "outside": the server's CPU outside its
-slices, per request it served (us); RSS: median and max over
-its slices of the children's mean VmRSS at the end of a slice. Machine load average: $load_at_start at start, $load_at_end at end.
+slices, per request it served (us); private: median and max over its slices of the
+children's mean private memory (Private_Dirty + Private_Clean of smaps_rollup) at the end
+of a slice, what a child costs on its own; Pss and RSS (medians, likewise): RSS counts the
+pages a child shares with the parent and its siblings once in every child. Machine load average: $load_at_start at start, $load_at_end at end.
 $summary
 command: $command
 ---------------------------------------------------------------------------------------

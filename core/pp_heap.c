@@ -74,6 +74,11 @@ static mapped_piece *mapped;            /* mmap'ed on first sampled mapping */
 static size_t nmapped;
 static uint64_t mapped_ids;
 static _Atomic size_t mapped_live;      /* nmapped, for the hooks' lock-free look */
+/* [mapped_low, mapped_high): a range covering every sampled mapping (wider after some are
+ * gone; reset when none is left), for munmap's lock-free look: httpd maps and unmaps each
+ * static file it serves (EnableMMAP), and while one sampled mapping lived anywhere every
+ * such munmap took the lock to search the table. Written under the lock. */
+static _Atomic uintptr_t mapped_low = UINTPTR_MAX, mapped_high;
 
 /* The originals: this object's own GOT is never patched, so these are libc's. */
 static void *(*const real_malloc)(size_t) = malloc;
@@ -333,6 +338,10 @@ static void mapped_remove(uintptr_t lo, uintptr_t hi)
         pp_stacktab_add_at(buckets, e->bucket, values);
         i++;
     }
+    if (nmapped == 0) {
+        atomic_store_explicit(&mapped_low, UINTPTR_MAX, memory_order_relaxed);
+        atomic_store_explicit(&mapped_high, 0, memory_order_relaxed);
+    }
     atomic_store_explicit(&mapped_live, nmapped, memory_order_relaxed);
 }
 
@@ -364,7 +373,15 @@ static void mapped_insert(uintptr_t lo, uintptr_t hi, uint32_t bucket)
     mapped[i].bucket = bucket;
     mapped[i].split = 0;
     nmapped++;
-    atomic_store_explicit(&mapped_live, nmapped, memory_order_relaxed);
+    /* Widened before the mapping is published: a thread that learns its address after
+     * this (its only way to unmap it) sees the bounds that cover it. */
+    if (lo < atomic_load_explicit(&mapped_low, memory_order_relaxed)) {
+        atomic_store_explicit(&mapped_low, lo, memory_order_relaxed);
+    }
+    if (hi > atomic_load_explicit(&mapped_high, memory_order_relaxed)) {
+        atomic_store_explicit(&mapped_high, hi, memory_order_relaxed);
+    }
+    atomic_store_explicit(&mapped_live, nmapped, memory_order_release);
 }
 
 /* Under lock: does [lo, hi) hold a piece of a sampled mapping? */
@@ -609,8 +626,10 @@ static void *hook_mmap(void *addr, size_t len, int prot, int flags, int fd, off_
  * limit of mappings, leaves those bytes counted as freed. */
 static int hook_munmap(void *p, size_t len)
 {
-    if (atomic_load_explicit(&mapped_live, memory_order_relaxed) && len &&
-        !((uintptr_t)p & page_mask)) {
+    if (atomic_load_explicit(&mapped_live, memory_order_acquire) && len &&
+        !((uintptr_t)p & page_mask) &&
+        (uintptr_t)p < atomic_load_explicit(&mapped_high, memory_order_relaxed) &&
+        page_end((uintptr_t)p, len) > atomic_load_explicit(&mapped_low, memory_order_relaxed)) {
         unmapped(p, len);
     }
     return real_munmap(p, len);
@@ -765,6 +784,8 @@ void pp_heap_reset(void)
     live_deleted = 0;
     nmapped = 0;
     atomic_store(&mapped_live, 0);
+    atomic_store(&mapped_low, UINTPTR_MAX);
+    atomic_store(&mapped_high, 0);
     atomic_store(&dropped, 0);
     heap_unlock();
 }
