@@ -17,7 +17,7 @@ import pytest
 
 from conftest import SANITIZE, go_pprof, protoc_decode
 from pprof_output import DecodedProfile, parse_top as read_top, parse_tags
-from pprof_http import TOO_LONG, check_error, check_profile_response
+from pprof_http import TOO_LONG, check_error, check_profile_response, wait_for
 
 BURN = "/pprof-test/burn?ms=50"
 CLIENTS = 6
@@ -179,15 +179,6 @@ def sampling_children(httpd):
         except OSError:
             pass
     return out
-
-
-def wait_for(cond, seconds, step=0.05):
-    until = time.monotonic() + seconds
-    while True:
-        v = cond()
-        if v or time.monotonic() >= until:
-            return v
-        time.sleep(step)
 
 
 def access_log_entries(httpd, request_line):

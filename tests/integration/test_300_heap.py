@@ -20,7 +20,7 @@ import time
 import pytest
 
 from conftest import BUILDDIR, MOD_PPROF_TEST, SANITIZE, SRCDIR, go_pprof, protoc_decode
-from pprof_http import BAD_SECONDS, check_error
+from pprof_http import BAD_SECONDS, check_error, wait_for
 from pprof_output import DecodedProfile, parse_top as read_top, parse_tags
 from pprof_http import check_profile_response
 
@@ -127,15 +127,6 @@ def run_sequences(httpd, paths, conns):
     assert not any(t.is_alive() for t in threads), "request threads still running"
     assert not errors, errors
     return pids
-
-
-def wait_for(cond, seconds, step=0.05):
-    until = time.monotonic() + seconds
-    while True:
-        v = cond()
-        if v or time.monotonic() >= until:
-            return v
-        time.sleep(step)
 
 
 def stable_children(httpd, fetch, ledger_pids, tries=20):

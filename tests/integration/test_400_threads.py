@@ -26,7 +26,7 @@ import pytest
 from conftest import (MODULES_DIR, SANITIZE, SRCDIR, Httpd, _finish, _check_modules,
                       go_pprof, make_tmpdir, protoc_decode)
 from pprof_output import DecodedProfile, parse_top as read_top, parse_tags as read_tags
-from pprof_http import check_profile_response, check_text_response
+from pprof_http import check_profile_response, check_text_response, wait_for
 
 GOROUTINE = "/debug/pprof/goroutine"
 THREADCREATE = "/debug/pprof/threadcreate"
@@ -306,15 +306,6 @@ def quiet(httpd, seconds=8):
     left = set() if wait_for(lambda: not sleeping_threads(httpd), seconds) \
         else sleeping_threads(httpd)
     assert not left, "threads still sleeping after %d s: %s" % (seconds, left)
-
-
-def wait_for(cond, seconds, step=0.02):
-    until = time.monotonic() + seconds
-    while True:
-        v = cond()
-        if v or time.monotonic() >= until:
-            return v
-        time.sleep(step)
 
 
 def save(httpd, name, body):

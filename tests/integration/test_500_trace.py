@@ -17,7 +17,7 @@ import pytest
 
 import go_trace
 from conftest import GO, GO123, Viewer, _go_env, go_trace_d, pprof_top, text_of, view_in_both
-from pprof_http import TOO_LONG, check_error
+from pprof_http import TOO_LONG, Requests, check_error
 
 TRACE = "/debug/pprof/trace"
 SECONDS = 3
@@ -30,36 +30,15 @@ THREADS_PER_CHILD = 8       # conftest's worker and event tuning
 ALREADY = b"Could not enable tracing: tracing is already enabled\n"
 
 
-class Load:
+class Load(Requests):
     """Threads looping on LOAD paths until stopped (bounded by max_seconds)."""
 
     def __init__(self, httpd, max_seconds=60):
-        self.httpd = httpd
-        self.stop = threading.Event()
-        self.deadline = time.monotonic() + max_seconds
-        self.errors = []
-        self.threads = [threading.Thread(target=self.run, args=(p,)) for p in LOAD]
+        super().__init__(httpd, [(p,) for p in LOAD], max_seconds)
 
-    def run(self, path):
-        while not self.stop.is_set() and time.monotonic() < self.deadline:
-            try:
-                r = self.httpd.get(path)
-                if r.status != 200:
-                    self.errors.append((path, r.status))
-            except Exception as e:     # noqa: BLE001 -- every failure is reported
-                self.errors.append((path, e))
-
-    def __enter__(self):
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        for t in self.threads:
-            t.join(timeout=120)
-        assert not self.errors, self.errors[:5]
-        return False
+    def one(self, httpd, path):
+        r = httpd.get(path)
+        return None if r.status == 200 else (path, r.status)
 
 
 def stream(httpd, path, timeout=60):

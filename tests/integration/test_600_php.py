@@ -17,7 +17,7 @@ import pytest
 
 import go_trace
 from conftest import BUILDDIR, SRCDIR, Httpd, _finish, go_pprof, make_tmpdir
-from pprof_http import check_profile_response
+from pprof_http import Requests, check_profile_response
 from pprof_output import parse_top
 
 PHP_MODULE = "/usr/lib/apache2/modules/libphp8.2.so"
@@ -89,39 +89,23 @@ def php():
         _finish([s], [d])
 
 
-class PhpLoad:
+class PhpLoad(Requests):
     """Threads requesting path until stopped; every answer that is not 200 with the
-    expected body is a failed PHP request."""
+    expected body is a failed PHP request (in failed; the test judges them)."""
 
     def __init__(self, httpd, path, expect, threads=3, max_seconds=60):
-        self.httpd, self.path, self.expect = httpd, path, expect
-        self.stop = threading.Event()
-        self.deadline = time.monotonic() + max_seconds
+        super().__init__(httpd, [()] * threads, max_seconds, strict=False)
+        self.path, self.expect = path, expect
         self.ok = 0
-        self.failed = []
-        self.threads = [threading.Thread(target=self.run) for _ in range(threads)]
+        self.failed = self.errors
 
-    def run(self):
-        while not self.stop.is_set() and time.monotonic() < self.deadline:
-            try:
-                r = self.httpd.get(self.path)
-                if r.status == 200 and r.body.startswith(self.expect):
-                    self.ok += 1
-                else:
-                    self.failed.append(r)
-            except Exception as e:     # noqa: BLE001 -- every failure is reported
-                self.failed.append(e)
-
-    def __enter__(self):
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        for t in self.threads:
-            t.join(timeout=120)
-        return False
+    def one(self, httpd):
+        r = httpd.get(self.path)
+        if r.status == 200 and r.body.startswith(self.expect):
+            with self.lock:
+                self.ok += 1
+            return None
+        return r
 
 
 def save(httpd, name, body):

@@ -27,7 +27,7 @@ import pytest
 
 import go_trace
 from conftest import go_trace_d, pid_alive, pprof_top, protoc_decode, STOP_TIMEOUT
-from pprof_http import check_error, check_profile_response
+from pprof_http import Requests, check_error, check_profile_response, wait_for
 from pprof_output import DecodedProfile
 
 PROFILE = "/debug/pprof/profile"
@@ -49,37 +49,16 @@ SAMPLER_SIGNAL = signal.SIGRTMIN + 6
 TIGHT = {"worker": "ServerLimit 1\nStartServers 1\nMaxRequestWorkers 8\n"}
 
 
-class Load:
-    """Clients asking for BURN in a loop: CPU for every generation's children."""
+class Load(Requests):
+    """Clients asking for BURN in a loop: CPU for every generation's children. A graceful
+    restart drops no request."""
 
     def __init__(self, httpd, clients=3, max_seconds=90):
-        self.httpd = httpd
-        self.stop = threading.Event()
-        self.deadline = time.monotonic() + max_seconds
-        self.errors = []
-        self.threads = [threading.Thread(target=self.run) for _ in range(clients)]
+        super().__init__(httpd, [()] * clients, max_seconds)
 
-    def run(self):
-        while not self.stop.is_set() and time.monotonic() < self.deadline:
-            try:
-                r = self.httpd.get(BURN)
-                if r.status != 200:
-                    self.errors.append(r.status)
-            except Exception as e:      # noqa: BLE001 -- every failure is reported
-                self.errors.append(e)
-
-    def __enter__(self):
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        for t in self.threads:
-            t.join(timeout=120)
-        # A graceful restart drops no request.
-        assert not self.errors, self.errors[:5]
-        return False
+    def one(self, httpd):
+        r = httpd.get(BURN)
+        return None if r.status == 200 else r.status
 
 
 class Fetch(threading.Thread):
@@ -109,15 +88,6 @@ def sleep_until(t):
     left = t - time.monotonic()
     if left > 0:
         time.sleep(left)
-
-
-def wait_for(cond, seconds, step=0.05):
-    until = time.monotonic() + seconds
-    while True:
-        v = cond()
-        if v or time.monotonic() >= until:
-            return v
-        time.sleep(step)
 
 
 def save(tmp_path, name, body):
