@@ -187,7 +187,10 @@ long pprof_collect_count(request_rec *r, const pprof_kind *k)
 
 void pprof_collect_missing(request_rec *r, const pprof_child *ch, const char *what)
 {
-    if (kill(ch->pid, 0) != 0 && errno == ESRCH) {
+    /* Ended: gone, a zombie the parent has not reaped yet, or on its way out (its agent
+     * stops answering, then removes its socket, before the process ends). */
+    if (pprof_is_child(ch->pid, getppid()) == 0 ||
+        (access(pprof_ipc_path(r->pool, ch->pid, ".sock"), F_OK) != 0 && errno == ENOENT)) {
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "PP0202: child %ld ended before it gave "
                       "its %s", (long)ch->pid, what);
     } else {

@@ -24,9 +24,10 @@ int pprof_collect(apr_pool_t *pool, const pprof_kind *k, const pp_wire_request *
  * and allocs share one answer). Children that do not answer count 0. */
 long pprof_collect_count(request_rec *r, const pprof_kind *k);
 
-/* A merge's note that child ch gave nothing of what (e.g. "heap samples"): a child that has
- * ended (recycled, trimmed, an older generation's) is the server's ordinary life and is
- * logged at info (PP0202); one still alive that did not answer, at warning (PP0201). */
+/* A merge's note that child ch gave nothing of what (e.g. "heap samples"): a child that
+ * has ended or is ending (recycled, trimmed, an older generation's) is the server's
+ * ordinary life, logged at info (PP0202); one still alive that did not answer, at
+ * warning (PP0201). */
 void pprof_collect_missing(request_rec *r, const pprof_child *ch, const char *what);
 
 /* --- snapshot kinds ---------------------------------------------------------------------- */
