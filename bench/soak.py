@@ -29,7 +29,7 @@ MPM = os.environ.get("MPM", "event")
 SECONDS = float(os.environ.get("SOAK_SECONDS", "600"))
 RESTART = float(os.environ.get("RESTART", "60"))
 RECYCLE = int(os.environ.get("RECYCLE", "500"))
-WINDOW = 5             # readings (one a second) at each end of a child's life, for fd floors
+WINDOW = 5             # readings (one a second) at each end of a child's life
 
 LOAD = ["/bench.html", "/pprof-test/burn?ms=5", "/pprof-test/sleep?ms=20",
         "/pprof-test/lock?ms=5", "/pprof-test/backend?ms=10", "/pprof-test/churn?count=20&bytes=65536"]
@@ -64,10 +64,11 @@ class Soak:
         self.lock = threading.Lock()
         self.served = collections.Counter()
         self.unexpected = []
-        # pid -> the first and the last WINDOW readings of (fds, rss KiB): a collecting
-        # child holds a socket to every child it asks for a moment, so descriptors are
-        # compared by their floor over each end (a leak raises the floor, a collection
-        # does not).
+        # pid -> the first and the last WINDOW readings of (descriptors, rss KiB), the
+        # descriptors as a multiset of what they are (a path, pipe:[inode], ...): a
+        # collecting child holds a socket to every child it asks for a moment, so what
+        # is compared is what every reading at each end holds (a leaked descriptor stays
+        # in all of them, a collection's sockets do not).
         self.first = {}
         self.last = {}
         self.parent_fds = []
@@ -102,15 +103,15 @@ class Soak:
                         tcp.update(line.split()[9] for line in f)
                 except (OSError, StopIteration, IndexError):
                     pass
-            n = 0
+            held = collections.Counter()
             for fd in os.listdir("/proc/%d/fd" % pid):
                 try:
                     link = os.readlink("/proc/%d/fd/%s" % (pid, fd))
                 except OSError:
                     continue
                 if not (link.startswith("socket:[") and link[8:-1] in tcp):
-                    n += 1
-            return n
+                    held[link] += 1
+            return held
 
         while not self.stop.wait(1.0):
             parent = self.httpd.read_pid()
@@ -160,8 +161,13 @@ class Soak:
         crashed = [l for l in log.splitlines()
                    if any(p in l for p in conftest.FATAL_LOG_PATTERNS)]
         errors = [l for l in log.splitlines() if conftest.PPROF_ERROR_RE.search(l)]
-        growth_fd = [min(f for f, _ in self.last[p]) - min(f for f, _ in self.first[p])
-                     for p in self.last]
+        def steady(readings):
+            held = readings[0][0]
+            for fds, _ in readings:
+                held = held & fds
+            return sum(held.values())
+
+        growth_fd = [steady(self.last[p]) - steady(self.first[p]) for p in self.last]
         growth_rss = [self.last[p][-1][1] - self.first[p][0][1] for p in self.last]
         total = sum(self.served.values())
         print("-" * 87)
@@ -178,7 +184,7 @@ class Soak:
         print("mod_pprof errors in error_log: %d" % len(errors))
         for l in errors[:10]:
             print("   " + l)
-        print("children seen: %d; fd floor growth per child (client connections aside): max %+d, "
+        print("children seen: %d; growth of the descriptors a child keeps (client connections aside): max %+d, "
               "median %+d; RSS growth per child: max %+d KiB, median %+d KiB" % (
                   len(self.last), max(growth_fd or [0]), sorted(growth_fd or [0])[len(growth_fd) // 2],
                   max(growth_rss or [0]), sorted(growth_rss or [0])[len(growth_rss) // 2]))
