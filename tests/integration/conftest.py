@@ -606,6 +606,25 @@ def go_pprof(*args, timeout=120, go=GO):
                           env=_go_env(), timeout=timeout)
 
 
+TOP_MS_RE = re.compile(r"^\s*([0-9.]+)(ms)?\s+[0-9.]+%\s+[0-9.]+%\s+\S+\s+[0-9.]+%\s+(\S.*?)\s*$")
+
+
+def top_ms(body, sample_index):
+    """({function: flat ms}, the output) of `go tool pprof -top -unit=ms` on a profile's
+    bytes, for its sample_index."""
+    f = os.path.join(make_tmpdir("mod_pprof-it-top-"), "p.pb.gz")
+    with open(f, "wb") as fh:
+        fh.write(body)
+    p = go_pprof("-top", "-nodecount=1000", "-unit=ms", "-sample_index=" + sample_index, f)
+    assert p.returncode == 0, p.stdout + p.stderr
+    rows = {}
+    for line in p.stdout.splitlines():
+        m = TOP_MS_RE.match(line)
+        if m:
+            rows[m.group(3)] = float(m.group(1))
+    return rows, p.stdout
+
+
 def pprof_top(source, timeout=120, go=GO):
     """stdout of `go tool pprof -top -nodecount=1000 SOURCE`; fails on a non-zero exit."""
     p = go_pprof("-top", "-nodecount=1000", source, timeout=timeout, go=go)

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import APACHE2, free_port, go_pprof, make_tmpdir, protoc_decode
+from conftest import APACHE2, free_port, go_pprof, make_tmpdir, protoc_decode, top_ms
 from pprof_output import DecodedProfile
 from pprof_http import check_profile_response, check_text_response
 
@@ -34,25 +34,13 @@ def fight(httpd, threads=4, ms=100):
     return float(m.group(2))
 
 
-def top_ms(httpd, path, sample_index):
-    """{function: flat ms} of go tool pprof -top on a downloaded profile."""
+def profile_top_ms(httpd, path, sample_index):
+    """{function: flat ms} of go tool pprof -top on a downloaded profile, and the output."""
     r = httpd.get(path)
     check_profile_response(r, path.rsplit("/", 1)[1].split("?")[0]
                            if "seconds" not in path else
                            path.rsplit("/", 1)[1].split("?")[0] + "-delta")
-    d = make_tmpdir("mod_pprof-it-cont-")
-    f = os.path.join(d, "p.pb.gz")
-    with open(f, "wb") as fh:
-        fh.write(r.body)
-    p = go_pprof("-top", "-nodecount=1000", "-unit=ms", "-sample_index=" + sample_index, f)
-    assert p.returncode == 0, p.stdout + p.stderr
-    rows = {}
-    for line in p.stdout.splitlines():
-        m = re.match(r"^\s*([0-9.]+)(ms)?\s+[0-9.]+%\s+[0-9.]+%\s+\S+\s+[0-9.]+%\s+(\S.*?)\s*$",
-                     line)
-        if m:
-            rows[m.group(3)] = float(m.group(1))
-    return rows, p.stdout
+    return top_ms(r.body, sample_index)
 
 
 def decoded(body):
@@ -88,8 +76,8 @@ def test_fight_delays_match_real_waiting(make_httpd):
     h = make_httpd(extra_conf=ON)
     waited = fight(h, threads=4, ms=100)
     assert waited > 400, waited       # 0+100+200+300 ms, give or take
-    block, out_b = top_ms(h, BLOCK, "delay")
-    mutex, out_m = top_ms(h, MUTEX, "delay")
+    block, out_b = profile_top_ms(h, BLOCK, "delay")
+    mutex, out_m = profile_top_ms(h, MUTEX, "delay")
     assert "pprof_test_fight_wait" in block, out_b
     assert "pprof_test_fight_unlock" in mutex, out_m
     print("\nwaited %.1f ms: block %.1f ms, mutex %.1f ms" % (
@@ -101,11 +89,11 @@ def test_fight_delays_match_real_waiting(make_httpd):
     assert "pprof_test_fight_wait" not in [k for k, v in mutex.items() if v > 0.0 and
                                            k == "pprof_test_fight_wait"], out_m
     # Contention counts: 3 waits (the first thread finds the lock free).
-    counts, out_c = top_ms(h, BLOCK, "contentions")
+    counts, out_c = profile_top_ms(h, BLOCK, "contentions")
     assert counts.get("pprof_test_fight_wait") == 3, out_c
     # Cumulative: a second fight adds up.
     waited2 = waited + fight(h, threads=4, ms=100)
-    block, out_b = top_ms(h, BLOCK, "delay")
+    block, out_b = profile_top_ms(h, BLOCK, "delay")
     assert abs(block["pprof_test_fight_wait"] - waited2) <= 0.2 * waited2, (waited2, out_b)
 
 
@@ -141,7 +129,7 @@ def test_seconds_delta(make_httpd):
 
     t = threading.Thread(target=later)
     t.start()
-    rows, out = top_ms(h, BLOCK + "?seconds=2", "delay")
+    rows, out = profile_top_ms(h, BLOCK + "?seconds=2", "delay")
     t.join()
     w = box["w"]
     assert abs(rows["pprof_test_fight_wait"] - w) <= 0.2 * w, (w, out)
@@ -173,7 +161,7 @@ def test_block_shows_cond_sem_rwlock_waits(make_httpd, what, func):
     assert m, r.body
     waited = float(m.group(1))
     assert waited >= 150, waited
-    rows, out = top_ms(h, BLOCK, "delay")
+    rows, out = profile_top_ms(h, BLOCK, "delay")
     assert func in rows, out
     assert abs(rows[func] - waited) <= 0.2 * waited, (waited, out)
 
@@ -209,11 +197,11 @@ def test_after_graceful_restart(make_httpd):
     h.graceful()
     time.sleep(0.5)             # old children finish
     waited = fight(h, threads=3, ms=100)
-    rows, out = top_ms(h, MUTEX, "delay")
+    rows, out = profile_top_ms(h, MUTEX, "delay")
     assert "pprof_test_fight_unlock" in rows, out
     # Old children's records may still answer (graceful): at least the new fight's.
     assert rows["pprof_test_fight_unlock"] >= 0.8 * waited, (waited, out)
-    rows, out = top_ms(h, BLOCK, "delay")
+    rows, out = profile_top_ms(h, BLOCK, "delay")
     assert rows["pprof_test_fight_wait"] >= 0.8 * waited, (waited, out)
 
 
