@@ -75,7 +75,7 @@ typedef struct {
 static table block_tab, mutex_tab;
 static apr_int64_t block_rate, mutex_fraction;  /* the server's, set before the fork */
 /* Set while this thread holds a table: a wait reported meanwhile is not recorded. */
-static __thread int tls_holding;
+static __thread int tls_holding __attribute__((tls_model("initial-exec")));
 
 static void tab_lock(table *t)
 {
@@ -124,11 +124,12 @@ static uint64_t now_ns(void)
 
 /* --- block: the waiter's stack, from pprof_waits ---------------------------------------- */
 
-static __thread uint64_t w_pcs[PP_WAIT_DEPTH];
-static __thread int w_npcs;
-static __thread uint64_t w_start;
-static __thread uint32_t w_rand;
-static __thread int w_in_proc_lock;     /* inside apr_proc_mutex_lock's hook */
+static __thread uint64_t w_pcs[PP_WAIT_DEPTH] __attribute__((tls_model("initial-exec")));
+static __thread int w_npcs __attribute__((tls_model("initial-exec")));
+static __thread uint64_t w_start __attribute__((tls_model("initial-exec")));
+static __thread uint32_t w_rand __attribute__((tls_model("initial-exec")));
+/* Inside apr_proc_mutex_lock's hook. */
+static __thread int w_in_proc_lock __attribute__((tls_model("initial-exec")));
 
 static uint32_t fastrand(void)
 {

@@ -9,7 +9,9 @@ static struct {
 } sinks[MAX_SINKS];
 static volatile int running;    /* read by request threads */
 static volatile unsigned starts; /* bumped at every start: a thread is new to each */
-static __thread unsigned seen;  /* the start this thread was announced for */
+/* Read on every request while a profile runs: initial-exec, as the other per-request
+ * thread-locals (no __tls_get_addr call). */
+static __thread unsigned seen __attribute__((tls_model("initial-exec")));
 static void (*announce)(void);
 static uint64_t dropped;
 

@@ -9,7 +9,7 @@ APLOG_USE_MODULE(pprof);
 static int installed;
 static pp_wait_fn observers[MAX_OBSERVERS];     /* read by every waiting thread */
 /* Which observers asked for the wait this thread is in (one at a time per thread). */
-static __thread unsigned asked;
+static __thread unsigned asked __attribute__((tls_model("initial-exec")));
 
 void pprof_waits_install(server_rec *s)
 {
