@@ -37,6 +37,7 @@ sys.path.insert(0, os.path.join(TOP, "tests", "integration"))
 os.environ.setdefault("PPROF_BUILDDIR", os.environ.get("BUILDDIR", TOP))
 
 import conftest  # noqa: E402
+import soak  # noqa: E402  (bench/, this file's directory)
 
 SECONDS = float(os.environ.get("SOAK_SECONDS", "600"))
 RECYCLE = int(os.environ.get("RECYCLE", "300"))
@@ -136,17 +137,12 @@ echo "ok opcache ", ($s && $s['opcache_enabled']) ? "on" : "off", "\\n";
 LOAD = [("/hot.php", b"ok hot "), ("/app.php", b"ok app "), ("/dyn.php", b"ok dyn "),
         ("/mem.php", b"ok mem 20"), ("/slow.php", b"ok slow 1500"), ("/app.php", b"ok app "),
         ("/inc.php", b"ok inc ")]
-IN_USE = {b"Could not enable CPU profiling: cpu profiling already in use\n",
-          b"Could not enable tracing: tracing is already enabled\n"}
-SCRAPERS = [
-    ("/debug/pprof/profile?seconds=2", {200, 500}),
-    ("/debug/pprof/trace?seconds=1", {200, 500}),
-    ("/debug/pprof/goroutine?debug=1", {200}),
-    ("/debug/pprof/goroutine?debug=2", {200}),
-    ("/debug/pprof/goroutine", {200}),
-    ("/debug/pprof/heap", {200}),
-    ("/debug/pprof/allocs?debug=1", {200}),
-]
+# What the generic soak scrapes (bench/soak.py), less what PHP's scripts add nothing to.
+PHP_SCRAPED = ("/debug/pprof/profile?", "/debug/pprof/trace?", "/debug/pprof/goroutine",
+               "/debug/pprof/heap", "/debug/pprof/allocs")
+SCRAPERS = [(p, s) for p, s in soak.SCRAPERS
+            if p.startswith(PHP_SCRAPED) and p != "/debug/pprof/heap?seconds=1"]
+IN_USE = soak.IN_USE
 
 
 class Phase:
