@@ -16,8 +16,11 @@
  *               by hashing and comparing its names (PHP never leaves names unhashed; this
  *               is the slow path's bound)
  *
- *   php N (in include)  the same, but the newest frame is an included file's code, which
- *               the walk reads through process_vm_readv (PHP may have freed it: php_walk.c)
+ *   php N (in include)  the same, but the newest frame is an included file's code (PHP
+ *               may have freed it: php_walk.c), read in place where the allocator hooks saw
+ *               this thread unmap nothing since its last mark (Zend MM, as mod_php runs)
+ *   php N (include/rd)  the same frame read through process_vm_readv, as it is when PHP
+ *               allocates with malloc (USE_ZEND_ALLOC=0) or the hooks are out
  *   php N (VM stack)  the same functions, but the frames laid out as PHP's VM stack holds
  *               them: one after the other in one block (each 320 bytes: the frame and 15
  *               slots of variables and temporaries), the oldest lowest. In the other
@@ -36,6 +39,7 @@
  * Usage: bench/interp_cost [ITERATIONS [COLD_ITERATIONS]]   (defaults 20000 and 2000 per
  * configuration) */
 #include "pp_cpu.h"
+#include "pp_heap.h"
 #include "pp_interp.h"
 #include "php_walk.h"
 
@@ -209,6 +213,7 @@ typedef struct {
     int hashed;
     int vm_stack;               /* the frames laid out as PHP's VM stack */
     int include_top;            /* the newest frame an included file's code */
+    int zend_mm;                /* the walk told PHP allocates with Zend MM */
     int64_t *t;
     int n;
     int captured;
@@ -234,7 +239,7 @@ static void use_config(const config *c)
     {
         chain *ch = c->vm_stack ? vm_chains[k] : c->include_top ? inc_chains[k] : chains[k];
         set_hashes(ch, c->hashed);
-        pprof_php_walk_init(&ch->eg);
+        pprof_php_walk_init(&ch->eg, c->zend_mm);
     }
     if (handle < 0) {
         handle = pp_interp_register(&prov);
@@ -292,7 +297,7 @@ int main(int argc, char **argv)
 {
     int iters = argc > 1 ? atoi(argv[1]) : 20000, cold_iters = argc > 2 ? atoi(argv[2]) : 2000;
     int i, j, ncfg = 0;
-    config cfg[1 + 4 * NDEPTHS], cold[8];
+    config cfg[1 + 5 * NDEPTHS], cold[10];
     pp_interp_stats st;
 
     if (iters < 1000 || cold_iters < 100) {
@@ -306,21 +311,30 @@ int main(int argc, char **argv)
     prov.hi[0] = (uint64_t)(uintptr_t)__stop_pp_bench_loop;
     prov.nranges = 1;
     prov.walk = pprof_php_walk;
-    cfg[ncfg++] = (config){ "none", -1, 1, 0, 0, NULL, 0, 0 };
+    /* The allocator hooks, as mod_pprof has them (they see this thread's unmappings, which
+     * the walk of an include's frame relies on); sampling too rarely to matter. */
+    if (pp_heap_start((size_t)1 << 40) < 0) {
+        fprintf(stderr, "pp_heap_start failed\n");
+        return 1;
+    }
+    cfg[ncfg++] = (config){ "none", -1, 1, 0, 0, 1, NULL, 0, 0 };
     for (i = 0; i < NDEPTHS; i++) {
         chains[i] = chain_new(depths[i], 0, 0);
         vm_chains[i] = chain_new(depths[i], 1, 0);
         inc_chains[i] = chain_new(depths[i], 0, 1);
-        cfg[ncfg++] = (config){ "php", depths[i], 1, 0, 0, NULL, 0, 0 };
+        cfg[ncfg++] = (config){ "php", depths[i], 1, 0, 0, 1, NULL, 0, 0 };
     }
     for (i = 1; i < NDEPTHS; i++) {
-        cfg[ncfg++] = (config){ "php (content)", depths[i], 0, 0, 0, NULL, 0, 0 };
+        cfg[ncfg++] = (config){ "php (content)", depths[i], 0, 0, 0, 1, NULL, 0, 0 };
     }
     for (i = 1; i < NDEPTHS; i++) {
-        cfg[ncfg++] = (config){ "php (VM stack)", depths[i], 1, 1, 0, NULL, 0, 0 };
+        cfg[ncfg++] = (config){ "php (VM stack)", depths[i], 1, 1, 0, 1, NULL, 0, 0 };
     }
     for (i = 2; i < NDEPTHS; i++) {
-        cfg[ncfg++] = (config){ "php (in include)", depths[i], 1, 0, 1, NULL, 0, 0 };
+        cfg[ncfg++] = (config){ "php (in include)", depths[i], 1, 0, 1, 1, NULL, 0, 0 };
+    }
+    for (i = 2; i < NDEPTHS; i++) {
+        cfg[ncfg++] = (config){ "php (include/rd)", depths[i], 1, 0, 1, 0, NULL, 0, 0 };
     }
     /* Warm: the unwinder's caches, and every frame interned once. */
     for (j = 0; j < ncfg; j++) {
@@ -333,7 +347,8 @@ int main(int argc, char **argv)
     if (run("warm caches", cfg, ncfg, iters, 0) != 0) {
         return 1;
     }
-    /* none; php 0, 10, 40; php 10, 40 in a VM stack; php 10, 40 in an include */
+    /* none; php 0, 10, 40; php 10, 40 in a VM stack; php 10, 40 in an include, guarded
+     * and read through process_vm_readv */
     cold[0] = cfg[0];
     cold[1] = cfg[1];
     cold[2] = cfg[4];
@@ -342,7 +357,9 @@ int main(int argc, char **argv)
     cold[5] = cfg[2 * NDEPTHS + 4];
     cold[6] = cfg[3 * NDEPTHS];         /* in include, 10 */
     cold[7] = cfg[3 * NDEPTHS + 2];     /* in include, 40 */
-    if (run("cold caches (8 MiB swept between samples)", cold, 8, cold_iters, 1) != 0) {
+    cold[8] = cfg[4 * NDEPTHS - 2];     /* include/rd, 10 */
+    cold[9] = cfg[4 * NDEPTHS];         /* include/rd, 40 */
+    if (run("cold caches (8 MiB swept between samples)", cold, 10, cold_iters, 1) != 0) {
         return 1;
     }
     pp_interp_get_stats(&st);

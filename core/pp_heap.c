@@ -49,6 +49,11 @@ static _Atomic size_t rate = PP_HEAP_DEFAULT_RATE;
 static _Atomic uint64_t rate_epoch = 1; /* bumped by set_rate: threads redraw */
 static __thread uint64_t tls_epoch IE;
 
+/* What this thread unmapped through the hooks since its last pp_heap_unmaps_mark: the hull
+ * [lo, hi) of those ranges, none while hi is 0. Written before the unmapping, lo then hi,
+ * so a signal handler that interrupts the hook finds the range covered or not yet gone. */
+static __thread uintptr_t tls_unmap_lo IE, tls_unmap_hi IE;
+
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pp_stacktab *buckets;            /* under lock */
 static live_entry *_Atomic live;        /* mmap'ed on first sample */
@@ -600,11 +605,45 @@ static __attribute__((noinline)) void unmapped(void *p, size_t len)
     errno = saved_errno;
 }
 
+/* [lo, hi) is about to be unmapped (or replaced) by this thread. */
+static inline void note_unmap(uintptr_t lo, uintptr_t hi)
+{
+    uintptr_t ulo = tls_unmap_lo, uhi = tls_unmap_hi;
+
+    tls_unmap_lo = uhi == 0 || lo < ulo ? lo : ulo;
+    atomic_signal_fence(memory_order_seq_cst);
+    tls_unmap_hi = hi > uhi ? hi : uhi;
+    atomic_signal_fence(memory_order_seq_cst);
+}
+
+int pp_heap_unmaps_tracked(void)
+{
+    return hooked;
+}
+
+void pp_heap_unmaps_mark(void)
+{
+    tls_unmap_hi = 0;
+    tls_unmap_lo = 0;
+}
+
+int pp_heap_maybe_unmapped(const void *p, size_t len)
+{
+    uintptr_t lo = (uintptr_t)p, hi = lo + (len ? len : 1), uhi = tls_unmap_hi;
+
+    return !hooked || (uhi != 0 && lo < uhi && hi > tls_unmap_lo) || hi < lo;
+}
+
 /* The unsampled path: the mapping's result, one test of the flags and the subtraction
  * malloc makes. */
 static void *hook_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 {
-    void *p = real_mmap(addr, len, prot, flags, fd, off);
+    void *p;
+
+    if (__builtin_expect((flags & MAP_FIXED) != 0, 0)) {
+        note_unmap((uintptr_t)addr, (uintptr_t)addr + len);
+    }
+    p = real_mmap(addr, len, prot, flags, fd, off);
 
     if (__builtin_expect(p == MAP_FAILED, 0)) {
         return p;
@@ -626,6 +665,7 @@ static void *hook_mmap(void *addr, size_t len, int prot, int flags, int fd, off_
  * limit of mappings, leaves those bytes counted as freed. */
 static int hook_munmap(void *p, size_t len)
 {
+    note_unmap((uintptr_t)p, (uintptr_t)p + len);
     if (atomic_load_explicit(&mapped_live, memory_order_acquire) && len &&
         !((uintptr_t)p & page_mask) &&
         (uintptr_t)p < atomic_load_explicit(&mapped_high, memory_order_relaxed) &&
@@ -680,6 +720,11 @@ static void *hook_mremap(void *old, size_t old_len, size_t new_len, int flags, .
         va_start(ap, flags);
         to = va_arg(ap, void *);
         va_end(ap);
+    }
+    /* The old range may move (or shrink); a fixed target is replaced. */
+    note_unmap((uintptr_t)old, (uintptr_t)old + old_len);
+    if (to) {
+        note_unmap((uintptr_t)to, (uintptr_t)to + new_len);
     }
     if (__builtin_expect(atomic_load_explicit(&mapped_live, memory_order_relaxed) != 0, 0) &&
         old_len && !((uintptr_t)old & page_mask)) {

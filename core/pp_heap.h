@@ -70,6 +70,19 @@ uint64_t pp_heap_dropped(void);
 void pp_heap_guard_enter(void);
 void pp_heap_guard_leave(void);
 
+/* Unmappings seen, for a reader of memory that may have been freed (pp_interp's walks,
+ * on the calling thread, in a signal handler). While the hooks are in, every munmap,
+ * mremap and MAP_FIXED mmap of a hooked object (not the malloc in use: glibc unmaps inside
+ * libc) adds its range, before the call, to the calling thread's hull of ranges unmapped
+ * since its last mark. So memory known to be mapped at this thread's last mark that only
+ * this thread can unmap through a hooked object (Zend MM's chunks: PHP's allocator calls
+ * munmap from libphp) is still mapped if the hull misses it. All three are
+ * async-signal-safe and act on the calling thread only. */
+int pp_heap_unmaps_tracked(void);
+void pp_heap_unmaps_mark(void);
+/* 1 when [p, p + len) may have been unmapped since the mark (or nothing is tracked). */
+int pp_heap_maybe_unmapped(const void *p, size_t len);
+
 /* Go's unsampling of a bucket: scale count and bytes by 1/(1-exp(-avg/rate)). */
 void pp_heap_scale(uint64_t count, uint64_t bytes, size_t rate, int64_t *count_out,
                    int64_t *bytes_out);

@@ -2,6 +2,7 @@
 #define _GNU_SOURCE /* process_vm_readv */
 #endif
 #include "pp_interp.h"
+#include "pp_heap.h"
 #include "pp_log.h"
 
 #include <stdatomic.h>
@@ -47,6 +48,23 @@ static _Atomic uint32_t arena_used;
 static size_t table_bytes;
 
 static _Atomic uint64_t st_walks, st_frames, st_records, st_full, st_unplaced;
+
+/* The slots of recently seen keyed functions, one page: a sample's frames are mostly the
+ * last sample's, and their records, at random slots of the table, are as many pages (a
+ * page walk each when the samples are 10 ms of other work apart). Each entry is one word,
+ * written and read whole: the hash's bits above the slot's, and the slot (never 0: the
+ * "full" record is never kept here). A record never changes once published, so a slot
+ * found here stays right. */
+#define RECENT 512
+#define SLOT_BITS 14
+#define SLOT_MASK ((1ull << SLOT_BITS) - 1)
+_Static_assert(PP_INTERP_SLOTS == 1u << SLOT_BITS, "a slot fits in the recent entry");
+static _Atomic uint64_t recent[RECENT];
+
+static inline _Atomic uint64_t *recent_of(uint64_t h)
+{
+    return &recent[(h >> 32) & (RECENT - 1)];
+}
 
 /* Slot 0 stands for every frame the table has no room for. */
 static const char full_name[] = "(interpreter frames table full)";
@@ -146,6 +164,9 @@ void pp_interp_reset(void)
     if ((t = atomic_exchange(&table, NULL)) != NULL) {
         munmap(t, table_bytes);
     }
+    for (i = 0; i < RECENT; i++) {
+        atomic_store(&recent[i], 0);
+    }
     arena = NULL;
 }
 
@@ -206,7 +227,12 @@ static uint32_t intern(record *t, const pp_interp_frame *f)
     int composed = 0;
 
     if (keyed) {
-        h = keyed_hash(f);
+        uint64_t e;
+        h = keyed_hash(f) | 1;
+        e = atomic_load_explicit(recent_of(h), memory_order_relaxed);
+        if (e && (e & ~SLOT_MASK) == (h & ~SLOT_MASK)) {
+            return (uint32_t)(e & SLOT_MASK);
+        }
     } else {
         compose(f, buf, &name_len, &file_len);
         composed = 1;
@@ -229,6 +255,10 @@ static uint32_t intern(record *t, const pp_interp_frame *f)
                 (keyed || (r->start_line == f->start_line &&
                            r->name_len == name_len && r->file_len == file_len &&
                            memcmp(arena + r->off, buf, name_len + file_len) == 0))) {
+                if (keyed) {
+                    atomic_store_explicit(recent_of(h), (h & ~SLOT_MASK) | ix,
+                                          memory_order_relaxed);
+                }
                 return ix;
             }
             continue;
@@ -262,6 +292,9 @@ static uint32_t intern(record *t, const pp_interp_frame *f)
         r->hash = h;
         atomic_store_explicit(&r->state, READY, memory_order_release);
         atomic_fetch_add_explicit(&st_records, 1, memory_order_relaxed);
+        if (keyed) {
+            atomic_store_explicit(recent_of(h), (h & ~SLOT_MASK) | ix, memory_order_relaxed);
+        }
         return ix;
     }
 full:
@@ -321,11 +354,11 @@ static size_t splice_one(const pp_interp_provider *p, record *t, uint64_t *pcs, 
     if ((size_t)nf > room) {
         nf = (int)room;
     }
-    /* Each frame's record is a random slot: ask for them all at once, so that their
-     * cache misses overlap instead of following one another. */
+    /* Each frame's recent entry: ask for them all at once, so that their cache misses
+     * overlap instead of following one another. */
     for (f = 0; f < nf; f++) {
         if (fr[f].key) {
-            __builtin_prefetch(&t[(keyed_hash(&fr[f]) | 1) & (PP_INTERP_SLOTS - 1)]);
+            __builtin_prefetch(recent_of(keyed_hash(&fr[f]) | 1));
         }
     }
     f = 0;
@@ -383,6 +416,10 @@ size_t pp_interp_splice(uint64_t *pcs, size_t n, size_t cap, const void *uc, int
 
     memset(&how, 0, sizeof(how));
     how.ucontext = uc;
+    if (pp_heap_unmaps_tracked()) {
+        how.maybe_unmapped = pp_heap_maybe_unmapped;
+        how.unmaps_mark = pp_heap_unmaps_mark;
+    }
     return splice(pcs, n, cap, &how, leaf_exact);
 }
 

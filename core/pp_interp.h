@@ -94,6 +94,15 @@ typedef struct {
     int (*read)(void *dst, const void *src, size_t len);
     char *scratch;
     size_t scratch_len;
+    /* For a walk of the caller's own stack (read NULL), when the allocator hooks see this
+     * thread's unmappings (pp_heap.h), else NULL. maybe_unmapped(p, len): 1 when
+     * [p, p + len) may have been unmapped by this thread since its last unmaps_mark(). A
+     * walk marks when everything its frames point to is alive (so mapped); later, memory
+     * that may have been freed since (and that only this thread unmaps, through a hooked
+     * object) is read in place when the hull misses it, instead of through
+     * process_vm_readv. */
+    int (*maybe_unmapped)(const void *p, size_t len);
+    void (*unmaps_mark)(void);
 } pp_interp_ctx;
 
 /* Fill up to max frames, newest first, and return how many. Runs in signal handlers on

@@ -80,7 +80,12 @@ static int post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp, s
                      "PHP's execute_ex: PHP frames are left out of profiles");
         return OK;
     }
-    pprof_php_walk_init(eg);
+    {
+        /* USE_ZEND_ALLOC=0 (or a custom heap): PHP's memory comes from malloc, which unmaps
+         * inside libc, out of the hooks' sight. */
+        _Bool (*is_zend_mm)(void) = (_Bool (*)(void))dlsym(RTLD_DEFAULT, "is_zend_mm");
+        pprof_php_walk_init(eg, is_zend_mm && is_zend_mm());
+    }
     memset(&prov, 0, sizeof(prov));
     prov.name = "php";
     prov.lo[0] = (uint64_t)(uintptr_t)loop;

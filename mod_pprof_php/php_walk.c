@@ -31,9 +31,13 @@
 #endif
 
 static const zend_executor_globals *volatile eg;
+/* PHP allocates with Zend MM (no USE_ZEND_ALLOC=0, no custom heap): what it frees is
+ * unmapped only through libphp's own munmap calls, which the allocator hooks see. */
+static volatile int zend_mm;
 
-void pprof_php_walk_init(void *executor_globals)
+void pprof_php_walk_init(void *executor_globals, int uses_zend_mm)
 {
+    zend_mm = uses_zend_mm;
     eg = executor_globals;
 }
 
@@ -58,8 +62,10 @@ static inline int plausible(const void *p, uintptr_t align)
  * runs an included file's or eval'd code (see walk): read through process_vm_readv, which
  * fails where a read in place would fault; its strings are used in place once their pages
  * are known to be there (nothing can unmap them before they are interned: the thread is
- * the one walking, inside a handler). */
-enum { IN_PLACE, COPIES, CHECKED };
+ * the one walking, inside a handler). GUARDED: the same frame when this thread's
+ * unmappings are known (ctx->maybe_unmapped, Zend MM): each read is made in place when no
+ * range this thread unmapped since its last mark meets it, else as CHECKED. */
+enum { IN_PLACE, COPIES, CHECKED, GUARDED };
 
 /* Our own memory read as another process's would be: a page that is gone fails (EFAULT)
  * instead of faulting. A system call, async-signal-safe. */
@@ -86,11 +92,12 @@ static int readable(const void *p, size_t len)
 static ALWAYS_INLINE int fetch(const pp_interp_ctx *ctx, void *dst, const void *src, size_t len,
                                const int mode)
 {
-    if (mode == IN_PLACE) {
+    if (mode == IN_PLACE || (mode == GUARDED && !ctx->maybe_unmapped(src, len))) {
         memcpy(dst, src, len);
         return 0;
     }
-    return mode == CHECKED ? read_checked(dst, src, len) : ctx->read(dst, src, len);
+    return mode == CHECKED || mode == GUARDED ? read_checked(dst, src, len)
+                                              : ctx->read(dst, src, len);
 }
 
 /* Where a walk of another thread copies the strings its frames point to. */
@@ -142,11 +149,13 @@ static ALWAYS_INLINE int string_of(const pp_interp_ctx *ctx, scratch *sc,
     }
     *len = n < max ? n : max;
     *id = h ? mix(mix((uint64_t)(uintptr_t)s, n), h) : 0;
-    if (mode == IN_PLACE || (mode == CHECKED && readable(ZSTR_VAL(s), *len))) {
+    if (mode == IN_PLACE ||
+        (mode == GUARDED && !ctx->maybe_unmapped(ZSTR_VAL(s), *len)) ||
+        ((mode == CHECKED || mode == GUARDED) && readable(ZSTR_VAL(s), *len))) {
         *val = ZSTR_VAL(s);
         return 0;
     }
-    if (mode == CHECKED || *len > sc->left ||
+    if (mode == CHECKED || mode == GUARDED || *len > sc->left ||
         fetch(ctx, sc->next, ZSTR_VAL(s), *len, mode) != 0) {
         return -1;
     }
@@ -450,11 +459,18 @@ static ALWAYS_INLINE int walk(const pp_interp_ctx *ctx, pp_interp_frame *frames,
                 break;
             }
             if (mode == IN_PLACE && steps == 0 && may_be_freed(ex)) {
-                /* Its memory may be gone: checked reads, and if it is, the frames
-                 * below are still there to show. */
-                rc = frame_of(ctx, &sc, &frames[n], ex, ex->func, op, CHECKED);
+                /* Its memory may be gone: guarded or checked reads, and if it is, the
+                 * frames below are still there to show. */
+                rc = ctx->maybe_unmapped && zend_mm
+                         ? frame_of(ctx, &sc, &frames[n], ex, ex->func, op, GUARDED)
+                         : frame_of(ctx, &sc, &frames[n], ex, ex->func, op, CHECKED);
                 n += rc == 0;
             } else {
+                if (mode == IN_PLACE && steps == 0 && ctx->unmaps_mark) {
+                    /* Every frame's function is alive, so mapped: what this thread
+                     * unmaps from now on is what a later sample must avoid. */
+                    ctx->unmaps_mark();
+                }
                 rc = frame_of(ctx, &sc, &frames[n], ex, ex->func, op, mode);
                 if (rc != 0) {
                     break;

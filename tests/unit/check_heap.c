@@ -939,6 +939,66 @@ START_TEST(default_rate_samples_mappings_like_allocations)
 }
 END_TEST
 
+/* What this thread unmaps through a hooked object is in its hull until its next mark
+ * (pp_interp's walks read possibly freed memory in place only outside it): munmap, the
+ * old range of an mremap, what a MAP_FIXED mapping replaces. Another thread's unmappings
+ * are not this thread's; without the hooks, everything may have been unmapped. */
+static void *unmap_elsewhere(void *arg)
+{
+    alloclib *l = arg;
+    void *p = l->mmap_(NULL, pg(), RW, ANON, -1, 0);
+
+    ck_assert_ptr_ne(p, MAP_FAILED);
+    ck_assert_int_eq(l->munmap_(p, pg()), 0);
+    return p;
+}
+
+START_TEST(this_threads_unmappings_are_seen_until_its_mark)
+{
+    alloclib l = start((size_t)1 << 40);
+    size_t P = pg();
+    char *a = l.mmap_(NULL, 8 * P, RW, ANON, -1, 0), *b, *c, *d;
+    void *other;
+    pthread_t t;
+
+    ck_assert_ptr_ne(a, MAP_FAILED);
+    ck_assert_int_eq(pp_heap_unmaps_tracked(), 1);
+    pp_heap_unmaps_mark();
+    ck_assert_int_eq(pp_heap_maybe_unmapped(a, 8 * P), 0);
+    ck_assert_int_eq(l.munmap_(a + 2 * P, P), 0);
+    ck_assert_int_eq(pp_heap_maybe_unmapped(a + 2 * P + 100, 8), 1);
+    ck_assert_int_eq(pp_heap_maybe_unmapped(a + P, 2 * P), 1);  /* overlaps its start */
+    ck_assert_int_eq(pp_heap_maybe_unmapped(a, P), 0);
+    ck_assert_int_eq(pp_heap_maybe_unmapped(a + 3 * P, P), 0);
+    pp_heap_unmaps_mark();
+    ck_assert_int_eq(pp_heap_maybe_unmapped(a + 2 * P, P), 0);
+    /* A MAP_FIXED mapping over a range, and the old range of an mremap. */
+    b = l.mmap_(a + 4 * P, P, RW, ANON | MAP_FIXED, -1, 0);
+    ck_assert_ptr_eq(b, a + 4 * P);
+    ck_assert_int_eq(pp_heap_maybe_unmapped(a + 4 * P, 1), 1);
+    pp_heap_unmaps_mark();
+    c = l.mremap_(a + 5 * P, P, 2 * P, MREMAP_MAYMOVE, NULL);
+    ck_assert_ptr_ne(c, MAP_FAILED);
+    ck_assert_int_eq(pp_heap_maybe_unmapped(a + 5 * P, 1), 1);
+    /* The hull of two ranges covers what lies between them: on the safe side. */
+    pp_heap_unmaps_mark();
+    d = a + 7 * P;
+    ck_assert_int_eq(l.munmap_(a, P), 0);
+    ck_assert_int_eq(l.munmap_(d, P), 0);
+    ck_assert_int_eq(pp_heap_maybe_unmapped(a + 3 * P, 1), 1);
+    /* Another thread's unmapping is not in this thread's hull. */
+    pp_heap_unmaps_mark();
+    ck_assert_int_eq(pthread_create(&t, NULL, unmap_elsewhere, &l), 0);
+    ck_assert_int_eq(pthread_join(t, &other), 0);
+    ck_assert_int_eq(pp_heap_maybe_unmapped(other, P), 0);
+    l.munmap_(a, 8 * P);
+    l.munmap_(c, 2 * P);
+    finish(&l);
+    ck_assert_int_eq(pp_heap_unmaps_tracked(), 0);
+    ck_assert_int_eq(pp_heap_maybe_unmapped(a, 1), 1);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("pp_heap");
@@ -968,6 +1028,7 @@ int main(void)
     tcase_add_test(tc, mapping_hooks_keep_errno);
     tcase_add_test(tc, guarded_mappings_are_not_sampled);
     tcase_add_test(tc, default_rate_samples_mappings_like_allocations);
+    tcase_add_test(tc, this_threads_unmappings_are_seen_until_its_mark);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -108,7 +108,7 @@ static chain *chain_new(void)
     chain *c = tcalloc(1, sizeof(*c));
 
     c->eg = tcalloc(1, sizeof(*c->eg));
-    pprof_php_walk_init(c->eg);
+    pprof_php_walk_init(c->eg, 0);
     return c;
 }
 
@@ -186,7 +186,7 @@ START_TEST(without_an_executor_or_a_frame_there_is_nothing)
     pp_interp_frame fr[4];
 
     ck_assert_int_eq(walk(NULL, 0, fr, 4), 0);
-    pprof_php_walk_init(NULL);
+    pprof_php_walk_init(NULL, 0);
     push(c, user_fn(NULL, "/a.php", 1, NULL), 0, ZEND_CALL_TOP_CODE);
     ck_assert_int_eq(walk(NULL, 0, fr, 4), 0);
 }
@@ -425,6 +425,94 @@ START_TEST(an_include_being_destroyed_is_walked_without_a_fault)
 }
 END_TEST
 
+/* With the allocator hooks' record of this thread's unmappings (Zend MM's are all made
+ * through libphp's munmap), the newest include's frame is read in place where none of them
+ * meets it, and through checked reads where one does: so a range really unmapped and
+ * recorded never faults. A walk marks when its newest frame runs a function (every
+ * frame's memory alive), never when the newest may be being freed. Without Zend MM
+ * (USE_ZEND_ALLOC=0: malloc unmaps out of the hooks' sight) the record is not used. */
+static uintptr_t hull_lo, hull_hi;
+static int marks, asked;
+
+static int test_maybe_unmapped(const void *p, size_t len)
+{
+    uintptr_t lo = (uintptr_t)p;
+
+    asked++;
+    return hull_hi && lo < hull_hi && lo + len > hull_lo;
+}
+
+static void test_mark(void)
+{
+    marks++;
+    hull_lo = hull_hi = 0;
+}
+
+static int guarded_walk(pp_interp_frame *fr, int max)
+{
+    pp_interp_ctx ctx;
+
+    memset(&ctx, 0, sizeof(ctx));
+    ctx.maybe_unmapped = test_maybe_unmapped;
+    ctx.unmaps_mark = test_mark;
+    ctx.activations = 1;
+    return pprof_php_walk(NULL, &ctx, fr, max);
+}
+
+static void record_unmapped(const void *p, size_t n)
+{
+    uintptr_t lo = (uintptr_t)p, hi = lo + n;
+
+    hull_lo = hull_hi == 0 || lo < hull_lo ? lo : hull_lo;
+    hull_hi = hi > hull_hi ? hi : hull_hi;
+}
+
+START_TEST(an_include_is_read_in_place_where_this_thread_unmapped_nothing)
+{
+    chain *c = chain_new();
+    zend_function *inc = user_fn(NULL, "/srv/inc.php", 1, NULL), *f = user_fn("f", "/srv/f.php", 7, NULL);
+    zend_execute_data *top;
+    pp_interp_frame fr[4];
+
+    pprof_php_walk_init(c->eg, 1);
+    push(c, user_fn(NULL, "/srv/index.php", 1, NULL), 2, ZEND_CALL_TOP_CODE);
+    push(c, inc, 3, ZEND_CALL_NESTED_CODE);
+    top = push(c, f, 1, ZEND_CALL_NESTED_FUNCTION);
+    /* A function newest: a mark. */
+    marks = asked = 0;
+    hull_lo = 1;
+    hull_hi = UINTPTR_MAX;
+    ck_assert_int_eq(guarded_walk(fr, 4), 3);
+    ck_assert_int_eq(marks, 1);
+    ck_assert_int_eq(asked, 0);
+    /* The include newest, nothing unmapped since: read through the record, no mark. */
+    c->n--;
+    c->eg->current_execute_data = c->ex[1];
+    ck_assert_int_eq(guarded_walk(fr, 4), 2);
+    assert_frame(&fr[0], NULL, "{include}", "/srv/inc.php", 4, 1, 0);
+    ck_assert_int_eq(marks, 1);
+    ck_assert_int_gt(asked, 0);
+    /* Its opcodes unmapped (and recorded): checked reads, the first line. */
+    inc->op_array.opcodes = unmapped_copy(inc->op_array.opcodes, NOPS * sizeof(zend_op));
+    c->ex[1]->opline = &inc->op_array.opcodes[3];
+    record_unmapped(inc->op_array.opcodes, NOPS * sizeof(zend_op));
+    ck_assert_int_eq(guarded_walk(fr, 4), 2);
+    assert_frame(&fr[0], NULL, "{include}", "/srv/inc.php", 1, 1, 0);
+    /* The struct itself: the frame is left out, the one below shown. */
+    c->ex[1]->func = unmapped_copy(inc, sizeof(*inc));
+    record_unmapped(c->ex[1]->func, sizeof(*inc));
+    ck_assert_int_eq(guarded_walk(fr, 4), 1);
+    assert_frame(&fr[0], NULL, "{main}", "/srv/index.php", 3, 1, PP_INTERP_LOOP_END);
+    ck_assert_int_eq(marks, 1);
+    /* Without Zend MM the record is not asked: checked reads. */
+    pprof_php_walk_init(c->eg, 0);
+    asked = 0;
+    ck_assert_int_eq(guarded_walk(fr, 4), 1);
+    ck_assert_int_eq(asked, 0);
+    (void)top;
+}
+END_TEST
+
 /* A reader as process_vm_readv is for a thread that may have freed what it reads: here it
  * copies, but fails for one region (memory "gone"), and counts its calls. */
 static const void *gone_lo, *gone_hi;
@@ -518,6 +606,7 @@ int main(void)
     tcase_add_test(tc, keys_tell_frames_apart_and_need_php_hashes);
     tcase_add_test(tc, a_blocked_thread_is_walked_through_copies);
     tcase_add_test(tc, an_include_being_destroyed_is_walked_without_a_fault);
+    tcase_add_test(tc, an_include_is_read_in_place_where_this_thread_unmapped_nothing);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
