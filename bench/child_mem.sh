@@ -16,7 +16,8 @@
 # load, the child that collected the profile or trace: it merges, symbolizes and
 # encodes). Threaded MPMs run 2 children of THREADS (25) worker threads; prefork 24
 # children. Needs root, wrk and curl. Environment: BUILDDIR (the source tree), THREADS
-# (25), KEEP_TMP (0).
+# (25), KEEP_TMP (0), SMAPS_DIR (unset: when set, every child's /proc/PID/smaps of every
+# phase is copied there as CONFIG-PHASE-PID, to see which mapping holds what).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -100,6 +101,7 @@ children() { ps -o pid= --ppid "$(cat "$tmp/$1.pid")" | tr -d ' '; }
 snapshot() {
     local name=$1 phase=$2 k
     for k in $(children "$name"); do
+        [[ -z ${SMAPS_DIR:-} ]] || cat "/proc/$k/smaps" >"$SMAPS_DIR/$name-$phase-$k" 2>/dev/null || true
         awk '/^Rss:/ { r = $2 } /^Pss:/ { s = $2 } /^Private_(Clean|Dirty):/ { p += $2 }
              END { if (r != "") print p + 0, s + 0, r }' "/proc/$k/smaps_rollup" 2>/dev/null || true
     done | /usr/bin/python3 -c '
