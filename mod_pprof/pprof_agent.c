@@ -16,6 +16,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -217,6 +218,12 @@ done:
     free(frame);
     pp_wire_free_request(req);
     apr_pool_destroy(p);
+    /* The last take of a window freed what it gathered (a trace's buffers, the reply):
+     * glibc would keep it in this thread's arena for the life of the child. Not while a
+     * window is open, whose next take needs as much again. */
+    if (!any_open(a)) {
+        malloc_trim(0);
+    }
 }
 
 static void *APR_THREAD_FUNC agent_main(apr_thread_t *t, void *data)
