@@ -8,7 +8,9 @@
 # differ): none (not loaded), idle (loaded), cpu (a CPU profile at PprofCPURate 100 of 8 s
 # under load) and trace (a trace of 8 s under load). Each is loaded by `wrk -t1 -c16` for
 # 4 s first (every worker thread has served), then for 6 s while the profile or trace runs
-# ("during", read 6 s into the profile), then read again 1 s after it ended ("after").
+# ("during", read 6 s into the profile), then read again 1 s after it ended ("after");
+# "peak" is the most each child held in readings every 100 ms from the request to "after"
+# (the collecting child merges, symbolizes and encodes after the window).
 # For each phase it prints, per child: private memory (Private_Dirty + Private_Clean of
 # /proc/PID/smaps_rollup: what the child holds alone), Pss (its shared pages divided among
 # the processes that map them) and VmRSS (every page it maps, shared or not, counted
@@ -97,22 +99,52 @@ EOF
 
 children() { ps -o pid= --ppid "$(cat "$tmp/$1.pid")" | tr -d ' '; }
 
-# One line: the phase, then private, Pss and RSS (MiB) as median and largest child.
-snapshot() {
-    local name=$1 phase=$2 k
-    for k in $(children "$name"); do
-        [[ -z ${SMAPS_DIR:-} ]] || cat "/proc/$k/smaps" >"$SMAPS_DIR/$name-$phase-$k" 2>/dev/null || true
-        awk '/^Rss:/ { r = $2 } /^Pss:/ { s = $2 } /^Private_(Clean|Dirty):/ { p += $2 }
-             END { if (r != "") print p + 0, s + 0, r }' "/proc/$k/smaps_rollup" 2>/dev/null || true
-    done | /usr/bin/python3 -c '
+# Each child's private, Pss and RSS (KiB), a line "pid private pss rss" each.
+readings() {
+    local k
+    for k in $(children "$1"); do
+        awk -v k="$k" '/^Rss:/ { r = $2 } /^Pss:/ { s = $2 } /^Private_(Clean|Dirty):/ { p += $2 }
+             END { if (r != "") print k, p + 0, s + 0, r }' "/proc/$k/smaps_rollup" 2>/dev/null || true
+    done
+}
+
+# One line: the phase, then private, Pss and RSS (MiB) as median and largest child, from
+# readings on stdin (a child read several times counts with its largest of each).
+summary() {
+    /usr/bin/python3 -c '
 import statistics, sys
-rows = [tuple(int(x) for x in l.split()) for l in sys.stdin if l.strip()]
+peak = {}
+for l in sys.stdin:
+    f = l.split()
+    if len(f) == 4:
+        old = peak.get(f[0], (0, 0, 0))
+        peak[f[0]] = tuple(max(a, int(b)) for a, b in zip(old, f[1:]))
+rows = list(peak.values())
 name, phase = sys.argv[1], sys.argv[2]
 cols = []
 for i in range(3):
-    xs = [r[i] / 1024.0 for r in rows]
+    xs = [r[i] / 1024.0 for r in rows] or [0.0]
     cols.append("%6.2f %6.2f" % (statistics.median(xs), max(xs)))
-print("%-6s %-7s %3d   %s   %s   %s" % (name, phase, len(rows), *cols))' "$name" "$phase"
+print("%-6s %-7s %3d   %s   %s   %s" % (name, phase, len(rows), *cols))' "$1" "$2"
+}
+
+snapshot() {
+    local name=$1 phase=$2 k
+    if [[ -n ${SMAPS_DIR:-} ]]; then
+        for k in $(children "$name"); do
+            cat "/proc/$k/smaps" >"$SMAPS_DIR/$name-$phase-$k" 2>/dev/null || true
+        done
+    fi
+    readings "$name" | summary "$name" "$phase"
+}
+
+# Every 100 ms until the file $2 exists: what each child held at most meanwhile (the
+# collecting child merges and symbolizes after the window, between "during" and "after").
+watch_peak() {
+    while [[ ! -e $2 ]]; do
+        readings "$1"
+        sleep 0.1
+    done >"$tmp/$1.peaks"
 }
 
 load() { wrk -t1 -c16 -d"$1"s "http://127.0.0.1:$port/bench.html" >/dev/null; }
@@ -141,6 +173,10 @@ for c in none idle cpu trace; do
         cpu) curl -s -o "$tmp/cpu.pb" "http://127.0.0.1:$port/debug/pprof/profile?seconds=8" & cpid=$! ;;
         trace) curl -s -o "$tmp/trace.out" "http://127.0.0.1:$port/debug/pprof/trace?seconds=8" & cpid=$! ;;
     esac
+    wpid=""
+    if [[ -n $cpid ]]; then
+        watch_peak "$c" "$tmp/$c.done" & wpid=$!
+    fi
     load 6
     snapshot "$c" during
     if [[ -n $cpid ]]; then
@@ -148,6 +184,11 @@ for c in none idle cpu trace; do
     fi
     sleep 1
     snapshot "$c" after
+    if [[ -n $wpid ]]; then
+        touch "$tmp/$c.done"
+        wait "$wpid"
+        summary "$c" peak <"$tmp/$c.peaks"
+    fi
     ! grep -E 'Segmentation fault|AH00052|Assertion' "$tmp/$c.error_log" || die "a child died ($c)"
     timeout 60 "$APACHE2" -f "$tmp/$c.conf" -k stop
     running=""
