@@ -278,7 +278,8 @@ static int fill(entry *c, const regs *f, const ucontext_t *full, regs *next)
     } else if (a.rsp > f->rsp && a.rsp - f->rsp < (1ull << 31) &&
                *(const uint64_t *)(uintptr_t)(a.rsp - 8) == a.rip) {
         int64_t rbp_off = at_a ? (int64_t)(at_a - a.rsp) : 0;
-        if (rbp_off >= INT16_MIN && rbp_off < 0 ? 1 : rbp_off == 0) {
+        /* RBP kept (0), or saved below the CFA within reach of the entry's 16 bits. */
+        if (rbp_off == 0 || (rbp_off >= INT16_MIN && rbp_off < 0)) {
             /* The same PC with RBP moved by 16: an RSP-based CFA stays, an RBP-based one
              * moves with it. */
             if (step_once(f, full, 16, &b, &at_b, &sig_b) > 0 && !sig_b) {
