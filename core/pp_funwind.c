@@ -185,6 +185,19 @@ typedef struct {
     int exact;
 } regs;
 
+/* A word-aligned range of the thread's stack: only such words are read (a wrong rule
+ * must not make an unaligned or out-of-stack read). */
+static inline int in_stack(uint64_t addr, uint64_t len, uint64_t lo, uint64_t hi)
+{
+    return addr >= lo && addr <= hi && hi - addr >= len && (addr & 7) == 0;
+}
+
+/* The walk and the fill read the stack's words as the unwinder they are: return
+ * addresses and saved registers in other functions' frames, which AddressSanitizer would
+ * take for overflows of those frames' objects (libunwind, which did it before, is not
+ * instrumented). */
+#define STACK_READER __attribute__((no_sanitize_address))
+
 /* One libunwind step of frame f. The registers libunwind is not told (we only know RIP,
  * RSP and RBP past the first frame) point into the stack, so that a rule that wrongly
  * used one reads the stack rather than address 0. Returns unw_step's result; the
@@ -249,7 +262,7 @@ static int step_once(const regs *f, const ucontext_t *full, int bump, regs *out,
 
 /* The rule of frame f from libunwind, cached when it is one of ours. Returns 1 with the
  * caller's registers in next, 0 at the end of the stack, -1 when libunwind cannot step. */
-static int fill(entry *c, const regs *f, const ucontext_t *full, regs *next)
+static STACK_READER int fill(entry *c, const regs *f, const ucontext_t *full, regs *next)
 {
     regs a, b;
     uint64_t at_a = 0, at_b = 0, rule = 0, key = f->rip | (f->exact ? EXACT_BIT : 0);
@@ -270,12 +283,12 @@ static int fill(entry *c, const regs *f, const ucontext_t *full, regs *next)
          * whose PC is exact (interrupted, not a return address). */
         const ucontext_t *uc = (const ucontext_t *)(uintptr_t)f->rsp;
         next->exact = 1;
-        if ((uint64_t)uc->uc_mcontext.gregs[REG_RIP] == a.rip &&
+        if ((f->rsp & 7) == 0 && (uint64_t)uc->uc_mcontext.gregs[REG_RIP] == a.rip &&
             (uint64_t)uc->uc_mcontext.gregs[REG_RSP] == a.rsp &&
             (uint64_t)uc->uc_mcontext.gregs[REG_RBP] == a.rbp) {
             rule = R_SIGRETURN;
         }
-    } else if (a.rsp > f->rsp && a.rsp - f->rsp < (1ull << 31) &&
+    } else if (a.rsp > f->rsp && a.rsp - f->rsp < (1ull << 31) && (a.rsp & 7) == 0 &&
                *(const uint64_t *)(uintptr_t)(a.rsp - 8) == a.rip) {
         int64_t rbp_off = at_a ? (int64_t)(at_a - a.rsp) : 0;
         /* RBP kept (0), or saved below the CFA within reach of the entry's 16 bits. */
@@ -306,12 +319,7 @@ static int fill(entry *c, const regs *f, const ucontext_t *full, regs *next)
     return 1;
 }
 
-static inline int in_stack(uint64_t addr, uint64_t len, uint64_t lo, uint64_t hi)
-{
-    return addr >= lo && addr <= hi && hi - addr >= len;
-}
-
-static int walk(const ucontext_t *uc, uint64_t *pcs, int max)
+static STACK_READER int walk(const ucontext_t *uc, uint64_t *pcs, int max)
 {
     entry *c = atomic_load_explicit(&cache, memory_order_acquire);
     uint64_t lo = tls_lo, hi = tls_hi;
