@@ -19,7 +19,8 @@
 # encodes). Threaded MPMs run 2 children of THREADS (25) worker threads; prefork 24
 # children. Needs root, wrk and curl. Environment: BUILDDIR (the source tree), THREADS
 # (25), KEEP_TMP (0), SMAPS_DIR (unset: when set, every child's /proc/PID/smaps of every
-# phase is copied there as CONFIG-PHASE-PID, to see which mapping holds what).
+# phase is copied there as CONFIG-PHASE-PID, to see which mapping holds what), CONFIGS
+# (which servers to run, of "none idle cpu trace": all of them by default).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -157,7 +158,8 @@ pp_lines="LoadModule pprof_module $MOD_PPROF
 
 echo "child memory, $MPM MPM ($( [[ $MPM == prefork ]] && echo "24 children" || echo "2 children of $THREADS threads")), MiB per child: median and largest child"
 echo "config phase   kids  private(med max)  Pss(med max)      RSS(med max)"
-for c in none idle cpu trace; do
+for c in ${CONFIGS:-none idle cpu trace}; do
+    case $c in none|idle|cpu|trace) ;; *) die "CONFIGS: none, idle, cpu or trace, not $c" ;; esac
     if [[ $c == none ]]; then write_conf "$c" ""; else write_conf "$c" "$pp_lines"; fi
     timeout 60 "$APACHE2" -f "$tmp/$c.conf" -k start
     running=$tmp/$c.conf
@@ -195,4 +197,5 @@ for c in none idle cpu trace; do
     for _ in $(seq 100); do [[ -e $tmp/$c.pid ]] || break; sleep 0.1; done
     sleep 1
 done
-[[ ! -f $tmp/cpu.pb ]] || echo "cpu profile: $(stat -c %s "$tmp/cpu.pb") bytes; trace: $(stat -c %s "$tmp/trace.out") bytes"
+[[ ! -f $tmp/cpu.pb ]] || echo "cpu profile: $(stat -c %s "$tmp/cpu.pb") bytes"
+[[ ! -f $tmp/trace.out ]] || echo "trace: $(stat -c %s "$tmp/trace.out") bytes"
