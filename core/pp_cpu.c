@@ -2,6 +2,7 @@
 #define _GNU_SOURCE /* REG_RIP, SIGEV_THREAD_ID */
 #endif
 #include "pp_cpu.h"
+#include "pp_funwind.h"
 #include "pp_interp.h"
 #include "pp_log.h"
 #include "pp_tasks.h"
@@ -98,14 +99,27 @@ void pp_cpu_thread_allow(void)
 
 void pp_cpu_thread_warm(void)
 {
+#if defined(__x86_64__)
+    uint64_t pcs[PP_CPU_NATIVE_DEPTH];
+#else
     void *pcs[4];
+#endif
 
     if (tls_warm) {
         return;
     }
     pp_cpu_thread_allow();
     tls_in_unwind = 1;
+#if defined(__x86_64__)
+    /* The process's frame cache and this thread's stack bounds; the frames of the stack
+     * we are called from (a request's) are cached here rather than in a handler. */
+    if (pp_funwind_prepare() == 0) {
+        pp_funwind_here(pcs, PP_CPU_NATIVE_DEPTH);
+    }
+#else
+    /* libunwind's per-thread trace cache is made at a thread's first unw_backtrace. */
     unw_backtrace(pcs, 4);
+#endif
     tls_in_unwind = 0;
     tls_warm = 1;
 }
@@ -138,6 +152,23 @@ static void capture(pp_cpu_sample *s, const void *uc)
 
     s->flags = 0;
     s->npcs = 0;
+#if defined(__x86_64__)
+    (void)buf;
+    (void)i;
+    (void)from;
+    if (tls_warm && !tls_in_unwind) {
+        /* From the interrupted context itself: no frame of ours to skip. A thread on a
+         * stack of its own (a coroutine's) is not unwound (-1): leaf only, as unwarmed. */
+        tls_in_unwind = 1;
+        n = pp_funwind(uc, s->pcs, PP_CPU_NATIVE_DEPTH);
+        tls_in_unwind = 0;
+        if (n > 0) {
+            s->npcs = (uint32_t)n;
+            s->npcs = (uint32_t)pp_interp_splice(s->pcs, s->npcs, PP_CPU_MAX_DEPTH, uc, 1);
+            return;
+        }
+    }
+#else
     if (tls_warm && !tls_in_unwind) {
         tls_in_unwind = 1;
         n = unw_backtrace(buf, PP_CPU_NATIVE_DEPTH + UNWIND_SLACK);
@@ -157,6 +188,7 @@ static void capture(pp_cpu_sample *s, const void *uc)
             return;
         }
     }
+#endif
     s->pcs[0] = pc;
     s->npcs = pc ? 1 : 0;
     s->flags = PP_CPU_LEAF_ONLY;
@@ -372,6 +404,8 @@ int pp_cpu_start(int hz, size_t slots)
         return -1;
     }
     pp_cpu_thread_warm();
+    /* Objects loaded since the last profile: their return addresses are code. */
+    pp_funwind_refresh();
     ring_slots = slots;
     atomic_store(&ring_head, 0);
     atomic_store(&ring_tail, 0);

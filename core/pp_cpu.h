@@ -20,8 +20,9 @@
  * The sampler is process-wide (signal dispositions are). All functions here except the
  * ones marked async-signal-safe must be called from one controlling thread at a time
  * (mod_pprof: the child's agent thread). The signal handler writes into a preallocated
- * lock-free ring; it never allocates, locks or blocks, and drops (and counts) a sample
- * when the ring is full. */
+ * lock-free ring; it never allocates or blocks, and drops (and counts) a sample when the
+ * ring is full. It unwinds through pp_funwind's frame cache (x86-64), which takes
+ * libunwind's locks only on a miss, once per PC and process (pp_funwind.h). */
 #ifndef PP_CPU_H
 #define PP_CPU_H
 
@@ -90,9 +91,10 @@ int64_t pp_cpu_period_ns(int hz);
 void pp_cpu_thread_allow(void);
 
 /* Make this thread ready for full stacks, outside any signal handler: allow it (above)
- * and warm its unwinder (libunwind's first unwind in a thread allocates its per-thread
- * cache, about 257 KiB, which a signal handler must not do). Cheap after the first call
- * in a thread; call it only while profiling to spend that memory only then. */
+ * and prepare its unwinder (x86-64: pp_funwind's process-wide frame cache, mapped at the
+ * first call in the process, and this thread's stack bounds; the frames of the caller's
+ * stack are cached here. Elsewhere libunwind's per-thread cache, about 257 KiB, which a
+ * signal handler must not allocate). Cheap after the first call in a thread. */
 void pp_cpu_thread_warm(void);
 
 /* Set this thread's tag, recorded in its samples (0: none). Async-signal-safe and a

@@ -4,6 +4,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 struct pp_tbuf {
     uint64_t head;              /* published end: the reader may read up to here */
@@ -212,8 +213,16 @@ size_t pp_tbuf_read(pp_tbuf *b, uint32_t gen, void *out, size_t cap, int *more)
 
 void pp_tbuf_trim(pp_tbuf *b)
 {
+    long page = sysconf(_SC_PAGESIZE);
+    uintptr_t from = ((uintptr_t)b->data + (uintptr_t)page - 1) & ~((uintptr_t)page - 1);
+    uintptr_t to = (uintptr_t)b + b->maplen;
+
     __atomic_store_n(&b->tail, __atomic_load_n(&b->head, __ATOMIC_ACQUIRE), __ATOMIC_RELEASE);
-    madvise(b->data, b->cap, MADV_DONTNEED);
+    /* madvise wants a page-aligned start, and the data begins after the header: from the
+     * first whole page (a ring's pages were never given back, 128 KiB per traced thread). */
+    if (page > 0 && to > from) {
+        madvise((void *)from, to - from, MADV_DONTNEED);
+    }
 }
 
 size_t pp_tbuf_pending(const pp_tbuf *b)

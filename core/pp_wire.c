@@ -24,6 +24,74 @@ static int pack(const ProtobufCMessage *m, size_t max, unsigned char **out, size
     return 0;
 }
 
+/* A protobuf-c output that hands what it is given to a writer in chunks. */
+typedef struct {
+    ProtobufCBuffer base;
+    unsigned char *chunk;
+    size_t cap, len;
+    int (*write)(void *baton, const void *data, size_t len);
+    void *baton;
+    int failed;
+} stream_out;
+
+static void stream_flush(stream_out *o)
+{
+    if (o->len && !o->failed && o->write(o->baton, o->chunk, o->len) != 0) {
+        o->failed = 1;
+    }
+    o->len = 0;
+}
+
+static void stream_append(ProtobufCBuffer *pb, size_t len, const uint8_t *data)
+{
+    stream_out *o = (stream_out *)pb;
+
+    if (o->failed) {
+        return;
+    }
+    if (len >= o->cap) {
+        /* A large bytes field (a trace's records) goes out as it is, uncopied. */
+        stream_flush(o);
+        if (!o->failed && o->write(o->baton, data, len) != 0) {
+            o->failed = 1;
+        }
+        return;
+    }
+    if (o->cap - o->len < len) {
+        stream_flush(o);
+    }
+    memcpy(o->chunk + o->len, data, len);
+    o->len += len;
+}
+
+int pp_wire_write_reply(const pp_wire_reply *m,
+                        int (*write)(void *baton, const void *data, size_t len), void *baton)
+{
+    unsigned char chunk[32768];
+    size_t n = protobuf_c_message_get_packed_size(&m->base);
+    stream_out o;
+
+    if (n > PP_WIRE_MAX_REPLY) {
+        return -2;
+    }
+    memset(&o, 0, sizeof(o));
+    o.base.append = stream_append;
+    o.chunk = chunk;
+    o.cap = sizeof(chunk);
+    o.write = write;
+    o.baton = baton;
+    chunk[0] = (unsigned char)n;
+    chunk[1] = (unsigned char)(n >> 8);
+    chunk[2] = (unsigned char)(n >> 16);
+    chunk[3] = (unsigned char)(n >> 24);
+    o.len = PP_WIRE_FRAME;
+    if (protobuf_c_message_pack_to_buffer(&m->base, &o.base) != n) {
+        o.failed = 1;
+    }
+    stream_flush(&o);
+    return o.failed ? -1 : 0;
+}
+
 int pp_wire_pack_request(const pp_wire_request *m, unsigned char **out, size_t *len)
 {
     return pack(&m->base, PP_WIRE_MAX_REQUEST, out, len);

@@ -16,6 +16,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -136,6 +137,18 @@ static void join_open_windows(agent_t *a)
     }
 }
 
+typedef struct {
+    int fd;
+    apr_time_t deadline;
+} send_sink;
+
+static int send_piece(void *baton, const void *data, size_t len)
+{
+    send_sink *k = baton;
+
+    return pprof_ipc_write_all(k->fd, data, len, k->deadline);
+}
+
 /* What the request asks of its kind, into out; the reply's status. */
 static int dispatch(agent_t *a, const pp_wire_request *req, pprof_out *out)
 {
@@ -180,8 +193,7 @@ static void serve_one(agent_t *a, int fd)
     pp_wire_request *req = NULL;
     pp_wire_reply reply = PPWIRE__REPLY__INIT;
     pprof_out out;
-    unsigned char *frame = NULL;
-    size_t framelen;
+    send_sink sink;
     apr_size_t len;
     void *body;
     apr_pool_t *p;
@@ -204,19 +216,26 @@ static void serve_one(agent_t *a, int fd)
         reply.status = PP_WIRE_NONE;
         reply.pid = getpid();
     }
-    if (pp_wire_pack_reply(&reply, &frame, &framelen) != 0) {
+    /* Encoded as it is sent: a trace's take is megabytes of records, which a packed
+     * frame would hold once more. Handed over (or lost with the collector): either way,
+     * not sent twice. */
+    sink.fd = fd;
+    sink.deadline = deadline;
+    if (pp_wire_write_reply(&reply, send_piece, &sink) == -2) {
         ppwire__reply__init(&reply);
-        pprof_out_error(&out, "out of memory");
-        if (pp_wire_pack_reply(&reply, &frame, &framelen) != 0) {
-            goto done;
-        }
+        reply.pid = getpid();
+        pprof_out_error(&out, "the answer is larger than a reply may be");
+        pp_wire_write_reply(&reply, send_piece, &sink);
     }
-    /* Handed over (or lost with the collector): either way, not sent twice. */
-    pprof_ipc_write_all(fd, frame, framelen, deadline);
 done:
-    free(frame);
     pp_wire_free_request(req);
     apr_pool_destroy(p);
+    /* The last take of a window freed what it gathered (a trace's buffers, the reply):
+     * glibc would keep it in this thread's arena for the life of the child. Not while a
+     * window is open, whose next take needs as much again. */
+    if (!any_open(a)) {
+        malloc_trim(0);
+    }
 }
 
 static void *APR_THREAD_FUNC agent_main(apr_thread_t *t, void *data)

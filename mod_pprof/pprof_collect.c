@@ -37,6 +37,19 @@ static apr_status_t free_maps(void *m)
     return APR_SUCCESS;
 }
 
+/* A kind whose merge keeps nothing of them: ch's reply and maps freed now (a trace's
+ * round is megabytes per child). */
+static void let_go(apr_pool_t *pool, const pprof_kind *k, pprof_child *ch)
+{
+    if (!k->merge_keeps_nothing || ch->status != PPROF_CHILD_OK) {
+        return;
+    }
+    apr_pool_cleanup_run(pool, (void *)ch->maps, free_maps);
+    apr_pool_cleanup_run(pool, (void *)ch->reply, free_reply);
+    ch->maps = NULL;
+    ch->reply = NULL;
+}
+
 /* What one call brought back, as the kind's merge sees it. */
 static void read_answer(apr_pool_t *pool, pprof_ipc_call *call, pprof_child *ch)
 {
@@ -135,6 +148,9 @@ static int collect(apr_pool_t *pool, const pprof_kind *k, const pp_wire_request 
         if (ch.status == PPROF_CHILD_OK) {
             ok++;
             note_ok(answered, ch.pid);
+            if (merge == k->merge) {
+                let_go(pool, k, &ch);
+            }
         } else if (why) {
             *why = ch.why;
         }
@@ -230,6 +246,7 @@ static void adopt(apr_pool_t *pool, const pprof_kind *k, int op, pprof_handover 
         read_answer(pool, &call, &ch);
         if (ch.status == PPROF_CHILD_OK) {
             k->merge(answer, &ch);
+            let_go(pool, k, &ch);
         } else {
             ap_log_perror(APLOG_MARK, APLOG_WARNING, 0, pool, "PP0063: the %s data that "
                           "child %ld left when it ended is unusable: %s", k->name,

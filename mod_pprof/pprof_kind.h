@@ -116,6 +116,10 @@ typedef struct pprof_kind {
      * last take, so the delta keeps what it did in the window (pprof_take_snapshots).
      * Window kinds always hand over (PPROF_STOP_EXIT). */
     int handover;
+    /* 1 when merge keeps nothing of a child's reply or maps once it returns (it copies
+     * what it needs): the collector frees each reply right after its merge instead of
+     * holding every child's until the round or the collection ends. */
+    int merge_keeps_nothing;
 
     /* The module's life; each may be NULL. */
     void (*register_hooks)(apr_pool_t *p);

@@ -1,7 +1,30 @@
 #include "pprof_sampler.h"
+#include "pprof_kind.h"
+
+#include <unistd.h>
 
 #define MAX_SINKS 4
-#define RING_SLOTS 4096         /* samples between drains: 100 ms at 40 busy cores */
+/* The ring holds what the threads sample between two drains of the agent (every
+ * PPROF_TICK_MS). Samples come from CPU-time timers, so at most one thread per online
+ * core is sampled at a time: hz x cores per second. RING_TICKS of them leave room for an
+ * agent that waits for a core. Every slot's page is touched as the ring wraps (a slot is
+ * ~1.1 KiB), so it is sized to the machine rather than to the largest one: 4096 slots
+ * (4.6 MiB) were private memory in every child of a 2-core VM that never filled 300. */
+#define RING_TICKS 4
+#define RING_MIN 256
+#define RING_MAX 4096
+
+static size_t ring_slots_for(int hz)
+{
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    size_t n;
+
+    if (cores < 1) {
+        cores = 1;
+    }
+    n = (size_t)hz * (size_t)cores * RING_TICKS * PPROF_TICK_MS / 1000;
+    return n < RING_MIN ? RING_MIN : n > RING_MAX ? RING_MAX : n;
+}
 
 static struct {
     pprof_sample_sink fn;
@@ -58,7 +81,7 @@ static void fan_out(void *unused, const pp_cpu_sample *s)
 
 const char *pprof_sampler_start(int hz)
 {
-    int rc = pp_cpu_start(hz, RING_SLOTS);
+    int rc = pp_cpu_start(hz, ring_slots_for(hz));
 
     if (rc != 0) {
         return rc == -1 ? "another handler owns the CPU sampling signal (see PP0301 in error_log)"

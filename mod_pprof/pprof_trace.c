@@ -518,6 +518,8 @@ const pprof_kind pprof_kind_trace = {
     .name = "trace",
     .endpoints = endpoints,
     .window = 1,
+    /* feed turns a reply into Go's events at once (pp_trace copies what it keeps) */
+    .merge_keeps_nothing = 1,
     .register_hooks = trace_register_hooks,
     .post_config = trace_post_config,
     .start = trace_start,

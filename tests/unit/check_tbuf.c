@@ -1,12 +1,15 @@
 /* Unit tests of the per-thread trace rings (pp_tbuf): records round trip in order, other
  * generations are skipped, a held task start is published with its type, a full ring
- * drops and counts and then wraps, and malformed buffers are refused by the walk. */
+ * drops and counts and then wraps, malformed buffers are refused by the walk, and a trim
+ * gives a ring's pages back. */
 #include "pp_tbuf.h"
 
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 typedef struct {
     int n;
@@ -110,6 +113,52 @@ START_TEST(full_ring_drops_and_counts_then_wraps)
 }
 END_TEST
 
+/* Pages of the ring's mapping (it starts at the handle) that are resident. */
+static int resident_pages(const pp_tbuf *b, size_t capacity)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    size_t len = capacity + (size_t)page, i, n = 0;
+    unsigned char vec[64];
+
+    ck_assert_uint_le(len / (size_t)page, sizeof(vec));
+    ck_assert_int_eq(mincore((void *)b, len, vec), 0);
+    for (i = 0; i < len / (size_t)page; i++) {
+        n += vec[i] & 1;
+    }
+    return (int)n;
+}
+
+START_TEST(trim_gives_the_pages_back)
+{
+    size_t cap = 128 * 1024;
+    pp_tbuf *b = pp_tbuf_new(cap);
+    unsigned char *out = malloc(cap);
+    int more, full, after;
+    seen s;
+    size_t n;
+
+    ck_assert_ptr_nonnull(b);
+    ck_assert_ptr_nonnull(out);
+    while (pp_tbuf_put(b, 1, PP_TB_WAKE, 1, 2, 0, NULL, 0) == 0) {
+    }
+    full = resident_pages(b, cap);
+    ck_assert_int_ge(full, (int)(cap / 4096));
+    pp_tbuf_trim(b);
+    after = resident_pages(b, cap);
+    ck_assert_msg(after <= 1, "%d of %d pages still resident after the trim", after, full);
+    ck_assert_uint_eq(pp_tbuf_pending(b), 0);
+    /* The ring works on after it. */
+    ck_assert_int_eq(pp_tbuf_put(b, 1, PP_TB_LOG, 5, 1, 0, "k\0value", 7), 0);
+    n = pp_tbuf_read(b, 1, out, cap, &more);
+    memset(&s, 0, sizeof(s));
+    ck_assert_int_eq(pp_tbuf_walk(out, n, collect, &s), 0);
+    ck_assert_int_eq(s.n, 1);
+    ck_assert_str_eq(s.text[0], "k");
+    free(out);
+    pp_tbuf_free(b);
+}
+END_TEST
+
 START_TEST(walk_rejects_malformed_buffers)
 {
     unsigned char buf[64];
@@ -140,6 +189,7 @@ int main(void)
     tcase_add_test(tc, held_task_is_published_with_its_type);
     tcase_add_test(tc, full_ring_drops_and_counts_then_wraps);
     tcase_add_test(tc, walk_rejects_malformed_buffers);
+    tcase_add_test(tc, trim_gives_the_pages_back);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

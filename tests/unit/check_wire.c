@@ -250,6 +250,69 @@ START_TEST(a_reply_round_trips_with_every_field)
 }
 END_TEST
 
+/* A writer that keeps what it is given, in pieces of whatever size it is handed, and
+ * fails at the call numbered fail_at (0: never). */
+typedef struct {
+    unsigned char *buf;
+    size_t len, cap;
+    int calls, fail_at;
+} collected;
+
+static int collect_piece(void *baton, const void *data, size_t len)
+{
+    collected *c = baton;
+
+    if (++c->calls == c->fail_at) {
+        return -1;
+    }
+    ck_assert_uint_le(c->len + len, c->cap);
+    memcpy(c->buf + c->len, data, len);
+    c->len += len;
+    return 0;
+}
+
+START_TEST(a_reply_written_in_pieces_is_the_packed_frame)
+{
+    static unsigned char big[300000];  /* larger than a piece: passed on uncopied */
+    full_reply f;
+    unsigned char *packed;
+    size_t packed_len, i;
+    collected c;
+
+    for (i = 0; i < sizeof(big); i++) {
+        big[i] = (unsigned char)(i * 7 + i / 251);
+    }
+    make_full(&f);
+    f.sec[0].records.data = big;
+    f.sec[0].records.len = sizeof(big);
+    ck_assert_int_eq(pp_wire_pack_reply(&f.r, &packed, &packed_len), 0);
+    memset(&c, 0, sizeof(c));
+    c.cap = packed_len;
+    c.buf = malloc(c.cap);
+    ck_assert_ptr_nonnull(c.buf);
+    ck_assert_int_eq(pp_wire_write_reply(&f.r, collect_piece, &c), 0);
+    ck_assert_uint_eq(c.len, packed_len);
+    ck_assert_mem_eq(c.buf, packed, packed_len);
+    ck_assert_int_ge(c.calls, 3);       /* the head and fields, the records, the rest */
+    /* A writer that fails: reported, and nothing is written after the failure. */
+    memset(c.buf, 0, c.cap);
+    c.len = 0;
+    c.calls = 0;
+    c.fail_at = 2;
+    ck_assert_int_eq(pp_wire_write_reply(&f.r, collect_piece, &c), -1);
+    ck_assert_int_eq(c.calls, 2);
+    /* Larger than a reply may be: refused before anything is written. */
+    f.sec[0].records.len = (size_t)PP_WIRE_MAX_REPLY + 1;
+    c.len = 0;
+    c.calls = 0;
+    c.fail_at = 0;
+    ck_assert_int_eq(pp_wire_write_reply(&f.r, collect_piece, &c), -2);
+    ck_assert_int_eq(c.calls, 0);
+    free(c.buf);
+    free(packed);
+}
+END_TEST
+
 START_TEST(frame_heads_are_bounded_and_exact)
 {
     unsigned char head[4] = { 0xff, 0xff, 0xff, 0xff }, *buf;
@@ -523,6 +586,7 @@ int main(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, a_request_round_trips);
     tcase_add_test(tc, a_reply_round_trips_with_every_field);
+    tcase_add_test(tc, a_reply_written_in_pieces_is_the_packed_frame);
     tcase_add_test(tc, frame_heads_are_bounded_and_exact);
     tcase_add_test(tc, every_truncation_is_refused_or_bounded);
     tcase_add_test(tc, each_bound_is_enforced_at_its_edge);
