@@ -2,6 +2,7 @@
  * writes what it does into a ring of its own (pp_tbuf), and the reading of the rings for
  * the trace kind's agent half (pprof_trace.c). */
 #include "pprof_conf.h"
+#include "pprof_request.h"
 #include "pprof_scoreboard.h"
 #include "pprof_trace_rec.h"
 #include "pprof_waits.h"
@@ -163,7 +164,7 @@ static int wait_seen(int kind, const uint64_t *pcs, int npcs)
  * http_create_request's HTTP_HEADER and CONTENT_LENGTH filters out of the request's
  * chain, and that response went out without its status line and headers (seen about once
  * in 50,000 requests while traces ran back to back). */
-static int trace_pre_connection(conn_rec *c, void *csd)
+void pprof_trace_rec_connection(conn_rec *c)
 {
     tstate *s = tracing();
 
@@ -172,7 +173,6 @@ static int trace_pre_connection(conn_rec *c, void *csd)
         stamp(s);
         put(s, PP_TB_WAKE, 0, NULL);
     }
-    return OK;
 }
 
 static apr_status_t request_done(void *data)
@@ -212,13 +212,13 @@ static apr_status_t request_done(void *data)
     return APR_SUCCESS;
 }
 
-static int trace_create_request(request_rec *r)
+void pprof_trace_rec_create_request(request_rec *r)
 {
     tstate *s = tracing();
     rstate *rs;
 
     if (!s || r->main || r->prev || s->task) {
-        return OK;  /* off, a subrequest or redirect, or mod_proxy's backend request */
+        return;     /* off, a subrequest or redirect, or mod_proxy's backend request */
     }
     rs = apr_pcalloc(r->pool, sizeof(*rs));
     rs->gen = s->gen;
@@ -231,13 +231,12 @@ static int trace_create_request(request_rec *r)
         pp_tbuf_put(s->ring, s->gen, PP_TB_BLOCK, s->ts++, PP_TB_BLOCK_NET, 0,
                     "httpd.keepalive_wait", 20);
         rs->ka_wait = 1;
-        return OK;
+        return;
     }
     put(s, PP_TB_WAKE, 0, NULL);
     /* The task is written once a request line has arrived (a connection the client
      * closed makes no task), with the time reading began. */
     rs->t_begin = s->ts++;
-    return OK;
 }
 
 static int trace_post_read_request(request_rec *r)
@@ -284,7 +283,7 @@ static int trace_fixups(request_rec *r)
     return DECLINED;
 }
 
-static int trace_handler(request_rec *r)
+void pprof_trace_rec_handler(request_rec *r)
 {
     tstate *s;
     rstate *rs;
@@ -302,7 +301,6 @@ static int trace_handler(request_rec *r)
         put(s, PP_TB_REGION_BEGIN, rs->task, "handler");
         rs->in_handler = 1;
     }
-    return DECLINED;
 }
 
 static int trace_log_first(request_rec *r)
@@ -322,7 +320,7 @@ static int trace_log_first(request_rec *r)
     return DECLINED;
 }
 
-static int trace_log_last(request_rec *r)
+void pprof_trace_rec_log_last(request_rec *r)
 {
     tstate *s;
     rstate *rs = traced(r, &s);
@@ -336,7 +334,6 @@ static int trace_log_last(request_rec *r)
         put_log(s, rs->task, "bytes", num);
         put(s, PP_TB_REGION_END, rs->task, "log");
     }
-    return DECLINED;
 }
 
 /* Just above the core's network filter: time spent handing the response to the network.
@@ -391,13 +388,11 @@ static apr_status_t trace_output(ap_filter_t *f, apr_bucket_brigade *bb)
 
 void pprof_trace_rec_register_hooks(apr_pool_t *p)
 {
-    ap_hook_pre_connection(trace_pre_connection, NULL, NULL, APR_HOOK_REALLY_FIRST);
-    ap_hook_create_request(trace_create_request, NULL, NULL, APR_HOOK_REALLY_FIRST);
+    /* The connection, create_request, handler and last log_transaction hooks are
+     * pprof_request's, which call ours: one hook per phase for every kind. */
     ap_hook_post_read_request(trace_post_read_request, NULL, NULL, APR_HOOK_REALLY_FIRST);
     ap_hook_fixups(trace_fixups, NULL, NULL, APR_HOOK_REALLY_LAST);
-    ap_hook_handler(trace_handler, NULL, NULL, APR_HOOK_REALLY_FIRST);
     ap_hook_log_transaction(trace_log_first, NULL, NULL, APR_HOOK_REALLY_FIRST);
-    ap_hook_log_transaction(trace_log_last, NULL, NULL, APR_HOOK_REALLY_LAST);
     out_filter = ap_register_output_filter("PPROF_TRACE_OUTPUT", trace_output, NULL,
                                            (ap_filter_type)(AP_FTYPE_NETWORK - 1));
 }
