@@ -80,12 +80,21 @@ static int post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp, s
     return OK;
 }
 
+/* Set once this thread's signals are unblocked: until a CPU profile runs there is
+ * nothing more to do for it, and this runs on every request. */
+static __thread int thread_allowed __attribute__((tls_model("initial-exec")));
+
 /* Every connection and request: the thread may be sampled and its stack captured (our
- * real-time signals unblocked), its unwinder warmed while a CPU profile runs. */
+ * real-time signals unblocked), its unwinder warmed while a CPU profile runs. Once done
+ * and while no profile runs: a thread-local and a shared word read, no call. */
 static void thread_ready(void)
 {
+    if (__builtin_expect(thread_allowed && !pprof_sampler_running(), 1)) {
+        return;
+    }
     pprof_sampler_thread_ready();
     pp_threads_allow();
+    thread_allowed = 1;
 }
 
 /* One hook per phase for every kind (pprof_request.h): what each needs, in one call. */

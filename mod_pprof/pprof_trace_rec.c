@@ -56,30 +56,36 @@ typedef struct rstate {
     int in_handler;             /* its handler region is open */
 } rstate;
 
-/* The one test each hook makes while no trace runs. */
-static tstate *tracing(void)
+/* A thread's first record of trace gen: its ring. */
+static __attribute__((noinline)) tstate *tracing_begin(apr_uint32_t gen)
+{
+    int slot = pprof_slot_self();
+
+    if (slot < 0 || slot >= nrings || !rings[slot]) {
+        return NULL;
+    }
+    tls.gen = gen;
+    tls.ring = rings[slot];
+    tls.slot = slot;
+    tls.task = 0;
+    tls.in_output = 0;
+    tls.out_task = 0;
+    /* A task start held back in an earlier trace is dropped, never published: the ring
+     * may have been trimmed under it. */
+    pp_tbuf_discard_held(tls.ring);
+    return &tls;
+}
+
+/* The one test each hook makes while no trace runs, inlined in every hook and in the
+ * output filter's three passes a request. */
+static inline tstate *tracing(void)
 {
     apr_uint32_t gen = __atomic_load_n(&trace_gen, __ATOMIC_ACQUIRE);
 
     if (__builtin_expect(gen == 0, 1)) {
         return NULL;
     }
-    if (tls.gen != gen) {
-        int slot = pprof_slot_self();
-        if (slot < 0 || slot >= nrings || !rings[slot]) {
-            return NULL;
-        }
-        tls.gen = gen;
-        tls.ring = rings[slot];
-        tls.slot = slot;
-        tls.task = 0;
-        tls.in_output = 0;
-        tls.out_task = 0;
-        /* A task start held back in an earlier trace is dropped, never published: the
-         * ring may have been trimmed under it. */
-        pp_tbuf_discard_held(tls.ring);
-    }
-    return &tls;
+    return tls.gen == gen ? &tls : tracing_begin(gen);
 }
 
 /* One clock read per hook, not one per record: the records a hook writes follow each
