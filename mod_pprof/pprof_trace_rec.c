@@ -163,19 +163,31 @@ static int wait_seen(int kind, const uint64_t *pcs, int npcs)
     return 1;
 }
 
-/* Every connection gets the output filter when it begins, traced or not (while no trace
- * runs it passes the brigade on after one test). It used to be added only while tracing,
- * and so, for a connection accepted before the trace began, from create_request: a
- * connection filter inserted after ap_create_request had taken the chain's head left
- * http_create_request's HTTP_HEADER and CONTENT_LENGTH filters out of the request's
- * chain, and that response went out without its status line and headers (seen about once
- * in 50,000 requests while traces ran back to back). */
+/* The output filter goes on a connection only while a trace runs: on every connection it
+ * cost every request three passes (one per brigade) while nothing was traced. A connection
+ * begun during a trace gets it here, before any request; one begun before the trace, at
+ * its first traced request's post_read_request, once httpd has built that request's
+ * chain: given r, httpd links the request's last protocol filter to ours. Never from
+ * create_request: a connection filter inserted after ap_create_request had taken the
+ * chain's head, before http_create_request added HTTP_HEADER and CONTENT_LENGTH, left them
+ * out of the request's chain, and that response went out without its status line and
+ * headers (seen about once in 50,000 requests while traces ran back to back). Once added,
+ * the filter stays for the connection's life (while no trace runs it passes the brigade
+ * on after one test); the connection's config slot marks it. */
+static void add_output_filter(request_rec *r, conn_rec *c)
+{
+    if (!ap_get_module_config(c->conn_config, &pprof_module)) {
+        ap_add_output_filter_handle(out_filter, NULL, r, c);
+        ap_set_module_config(c->conn_config, &pprof_module, out_filter);
+    }
+}
+
 void pprof_trace_rec_connection(conn_rec *c)
 {
     tstate *s = tracing();
 
-    ap_add_output_filter_handle(out_filter, NULL, NULL, c);
     if (s) {
+        add_output_filter(NULL, c);
         stamp(s);
         put(s, PP_TB_WAKE, 0, NULL);
     }
@@ -254,6 +266,8 @@ static int trace_post_read_request(request_rec *r)
     if (!rs || rs->gen != s->gen || rs->task || s->task) {
         return DECLINED;
     }
+    /* A connection begun before the trace: its output is seen from this request on. */
+    add_output_filter(r, r->connection);
     /* Unique in this child (the trace wants them below 2^40): slot, then a count that
      * may wrap only after 16M requests of one thread. */
     rs->task = ((apr_uint64_t)(s->slot + 1) << 24) | (++s->count & 0xffffff);
