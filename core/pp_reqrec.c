@@ -243,7 +243,11 @@ void pp_reqrec_end(uint64_t token)
         return;
     }
     own = tls_gen == t->gen ? tls_rec : NULL;
-    if (own && end_in(own, token)) {
+    if (own && atomic_load_explicit(&own->busy, memory_order_relaxed) == token) {
+        /* The usual end, on the thread that began it: a plain store, no locked
+         * instruction. Only this thread stores a token here, and a request ends once, so
+         * no other thread can be clearing this one now. */
+        atomic_store_explicit(&own->busy, 0, memory_order_release);
         return;
     }
     /* Ended on another thread than the one that began it (or never begun). */

@@ -7,6 +7,7 @@
 #include "pprof_interp.h"
 #include "pprof_ipc.h"
 #include "pprof_kinds.h"
+#include "pprof_request.h"
 #include "pprof_sampler.h"
 #include "pprof_scoreboard.h"
 #include "pprof_shared.h"
@@ -15,6 +16,7 @@
 #include "http_connection.h"
 #include "http_core.h"
 #include "http_log.h"
+#include "http_protocol.h"
 #include "http_request.h"
 
 #include <signal.h>
@@ -78,24 +80,58 @@ static int post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp, s
     return OK;
 }
 
+/* Set once this thread's signals are unblocked: until a CPU profile runs there is
+ * nothing more to do for it, and this runs on every request. */
+static __thread int thread_allowed __attribute__((tls_model("initial-exec")));
+
 /* Every connection and request: the thread may be sampled and its stack captured (our
- * real-time signals unblocked), its unwinder warmed while a CPU profile runs. */
+ * real-time signals unblocked), its unwinder warmed while a CPU profile runs. Once done
+ * and while no profile runs: a thread-local and a shared word read, no call. */
 static void thread_ready(void)
 {
+    if (__builtin_expect(thread_allowed && !pprof_sampler_running(), 1)) {
+        return;
+    }
     pprof_sampler_thread_ready();
     pp_threads_allow();
+    thread_allowed = 1;
 }
 
+/* One hook per phase for every kind (pprof_request.h): what each needs, in one call. */
 static int pre_connection(conn_rec *c, void *csd)
 {
     thread_ready();
+    pprof_cpu_untag();
+    pprof_trace_rec_connection(c);
     return OK;
 }
 
 static int create_request(request_rec *r)
 {
     thread_ready();
+    if (!r->main) {
+        pprof_cpu_untag();
+    }
+    pprof_trace_rec_create_request(r);
     return OK;
+}
+
+/* First of all handlers: the CPU profile's label and the request record's handler are
+ * the request's own before any handler runs (ours included). */
+static int request_handler(request_rec *r)
+{
+    pprof_cpu_tag(r);
+    pprof_threads_handler(r);
+    pprof_trace_rec_handler(r);
+    return DECLINED;
+}
+
+/* After every logger: the trace logs the status, and the request record is over. */
+static int log_transaction(request_rec *r)
+{
+    pprof_threads_request_end(r);
+    pprof_trace_rec_log_last(r);
+    return DECLINED;
 }
 
 static void child_init(apr_pool_t *pchild, server_rec *s)
@@ -132,7 +168,9 @@ static void register_hooks(apr_pool_t *p)
     ap_hook_post_config(post_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(child_init, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_pre_connection(pre_connection, NULL, NULL, APR_HOOK_REALLY_FIRST);
-    ap_hook_create_request(create_request, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_create_request(create_request, NULL, NULL, APR_HOOK_REALLY_FIRST);
+    ap_hook_handler(request_handler, NULL, NULL, APR_HOOK_REALLY_FIRST);
+    ap_hook_log_transaction(log_transaction, NULL, NULL, APR_HOOK_REALLY_LAST);
     for (i = 0; pprof_kinds[i]; i++) {
         if (pprof_kinds[i]->register_hooks) {
             pprof_kinds[i]->register_hooks(p);

@@ -20,6 +20,7 @@
 #include "pprof_kind.h"
 #include "pprof_query.h"
 #include "pprof_reply.h"
+#include "pprof_request.h"
 #include "pprof_respond.h"
 #include "pprof_sampler.h"
 
@@ -111,23 +112,24 @@ static apr_uint32_t intern_tag(request_rec *r, const char *handler)
     return (apr_uint32_t)id;
 }
 
-/* First of all handlers: label the thread with the request it now serves. The label is
- * cleared when the thread begins its next request or connection (untag_request); a
- * subrequest's handler keeps its main request's label (the request being served). */
-static int tag_request(request_rec *r)
+/* First of all handlers (pprof_request_handler): label the thread with the request it
+ * now serves. The label is cleared when the thread begins its next request or connection
+ * (pprof_cpu_untag); a subrequest's handler keeps its main request's label (the request
+ * being served). */
+void pprof_cpu_tag(request_rec *r)
 {
     const char *handler = r->handler ? r->handler : "(none)";
     apr_uint32_t id;
     unsigned int i;
 
     if (r->main || !pprof_sampler_running() || !tag_mutex) {
-        return DECLINED;
+        return;
     }
     for (i = 0; i < TAG_CACHE; i++) {
         tag_entry *e = &tag_cache[i];
         if (e->s == r->server && e->key && same_handler(e->key, handler)) {
             pp_cpu_set_tag(e->id);
-            return DECLINED;
+            return;
         }
     }
     if ((id = intern_tag(r, handler)) != 0) {
@@ -137,32 +139,15 @@ static int tag_request(request_rec *r)
         e->id = id;
     }
     pp_cpu_set_tag(id);
-    return DECLINED;
 }
 
 /* A thread that begins a request (not a subrequest: it serves its main request's handler)
  * or a connection serves nothing labelled until its handler runs. Cheaper than a pool
  * cleanup per request, and it clears the thread that was tagged: with the event MPM the
  * request's pool may be destroyed on another thread. */
-static int untag_request(request_rec *r)
-{
-    if (!r->main) {
-        pp_cpu_set_tag(0);
-    }
-    return DECLINED;
-}
-
-static int untag_connection(conn_rec *c, void *csd)
+void pprof_cpu_untag(void)
 {
     pp_cpu_set_tag(0);
-    return DECLINED;
-}
-
-static void cpu_register_hooks(apr_pool_t *p)
-{
-    ap_hook_handler(tag_request, NULL, NULL, APR_HOOK_REALLY_FIRST);
-    ap_hook_create_request(untag_request, NULL, NULL, APR_HOOK_REALLY_FIRST);
-    ap_hook_pre_connection(untag_connection, NULL, NULL, APR_HOOK_REALLY_FIRST);
 }
 
 static void cpu_child_init(apr_pool_t *pchild, server_rec *s)
@@ -463,7 +448,6 @@ const pprof_kind pprof_kind_cpu = {
     .name = "cpu",
     .endpoints = endpoints,
     .window = 1,
-    .register_hooks = cpu_register_hooks,
     .child_init = cpu_child_init,
     .start = cpu_start,
     .tick = cpu_tick,

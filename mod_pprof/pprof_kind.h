@@ -121,7 +121,9 @@ typedef struct pprof_kind {
      * holding every child's until the round or the collection ends. */
     int merge_keeps_nothing;
 
-    /* The module's life; each may be NULL. */
+    /* The module's life; each may be NULL. A hook that runs on every request costs every
+     * request, profiled or not: at a place mod_pprof.c already hooks, call the kind's
+     * function from there (pprof_request.h) rather than register another. */
     void (*register_hooks)(apr_pool_t *p);
     void (*post_config)(apr_pool_t *pconf, server_rec *s);    /* parent, before forking */
     void (*child_init)(apr_pool_t *pchild, server_rec *s);    /* before the agent starts */

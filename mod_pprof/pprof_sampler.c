@@ -30,7 +30,7 @@ static struct {
     pprof_sample_sink fn;
     void *baton;
 } sinks[MAX_SINKS];
-static volatile int running;    /* read by request threads */
+volatile int pprof_sampler_on; /* read by request threads */
 static volatile unsigned starts; /* bumped at every start: a thread is new to each */
 /* Read on every request while a profile runs: initial-exec, as the other per-request
  * thread-locals (no __tls_get_addr call). */
@@ -89,23 +89,23 @@ const char *pprof_sampler_start(int hz)
     }
     dropped = 0;
     __atomic_add_fetch(&starts, 1, __ATOMIC_RELEASE);
-    running = 1;
+    pprof_sampler_on = 1;
     return NULL;
 }
 
 void pprof_sampler_stop(void)
 {
-    if (!running) {
+    if (!pprof_sampler_on) {
         return;
     }
-    running = 0;
+    pprof_sampler_on = 0;
     pp_cpu_stop(fan_out, NULL);
     dropped = pp_cpu_dropped();
 }
 
 void pprof_sampler_drain(void)
 {
-    if (running) {
+    if (pprof_sampler_on) {
         pp_cpu_drain(fan_out, NULL);
         pp_cpu_refresh_threads();
     }
@@ -113,17 +113,12 @@ void pprof_sampler_drain(void)
 
 uint64_t pprof_sampler_dropped(void)
 {
-    return running ? pp_cpu_dropped() : dropped;
-}
-
-int pprof_sampler_running(void)
-{
-    return running;
+    return pprof_sampler_on ? pp_cpu_dropped() : dropped;
 }
 
 void pprof_sampler_thread_ready(void)
 {
-    if (running) {
+    if (pprof_sampler_on) {
         unsigned now = __atomic_load_n(&starts, __ATOMIC_ACQUIRE);
         pp_cpu_thread_warm();
         if (seen != now) {

@@ -31,8 +31,13 @@ void pprof_sampler_drain(void);
 
 uint64_t pprof_sampler_dropped(void);
 
-/* Any thread: 1 while sampling (one load). */
-int pprof_sampler_running(void);
+/* Any thread: 1 while sampling. Inline, one load: it is read on every request. */
+extern volatile int pprof_sampler_on;
+
+static inline int pprof_sampler_running(void)
+{
+    return pprof_sampler_on;
+}
 
 /* Request threads, at every connection and request: let this thread be sampled, and warm
  * its unwinder (about 257 KiB, libunwind's cache) only while sampling, so that idle

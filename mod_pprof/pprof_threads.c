@@ -16,6 +16,7 @@
 #include "pprof_kind.h"
 #include "pprof_query.h"
 #include "pprof_reply.h"
+#include "pprof_request.h"
 #include "pprof_respond.h"
 #include "pprof_scoreboard.h"
 #include "pprof_symbols.h"
@@ -92,8 +93,9 @@ static void request_line(request_rec *r, char *dst, apr_size_t n)
 
 /* What the thread dump shows of a worker's request, kept in the thread's own record
  * (pp_reqrec): post_read_request copies the request line, vhost, client and start time
- * into it; the handler hook adds the handler; log_transaction (on whichever thread logs)
- * marks it over. No lock and no allocation; nothing from ExtendedStatus. */
+ * into it; the handler hook adds the handler (pprof_threads_handler); log_transaction (on
+ * whichever thread logs) marks it over (pprof_threads_request_end). No lock and no
+ * allocation; nothing from ExtendedStatus. */
 static int request_begin(request_rec *r)
 {
     pp_reqrec *rec;
@@ -113,7 +115,7 @@ static int request_begin(request_rec *r)
     return DECLINED;
 }
 
-static int request_handler(request_rec *r)
+void pprof_threads_handler(request_rec *r)
 {
     pp_reqrec *rec;
 
@@ -121,23 +123,20 @@ static int request_handler(request_rec *r)
     if (!r->main && r->handler && (rec = pp_reqrec_self()) != NULL) {
         pp_reqrec_set_handler(rec, r->handler);
     }
-    return DECLINED;
 }
 
-static int request_end(request_rec *r)
+void pprof_threads_request_end(request_rec *r)
 {
     /* Found by its token: usually in this thread's own record, else in the one of the
      * thread that began it. */
     pp_reqrec_end((apr_uint64_t)(uintptr_t)r);
-    return DECLINED;
 }
 
 static void goroutine_register_hooks(apr_pool_t *p)
 {
-    /* Last: the client as mod_remoteip (a FIRST hook) makes it. Ended after every logger. */
+    /* Last: the client as mod_remoteip (a FIRST hook) makes it. The handler and the end
+     * (after every logger) come through pprof_request's hooks. */
     ap_hook_post_read_request(request_begin, NULL, NULL, APR_HOOK_REALLY_LAST);
-    ap_hook_handler(request_handler, NULL, NULL, APR_HOOK_REALLY_FIRST);
-    ap_hook_log_transaction(request_end, NULL, NULL, APR_HOOK_REALLY_LAST);
 }
 
 /* A field of a record as the dump prints it: tabs and line ends (possible in a hostile

@@ -2,6 +2,7 @@
  * writes what it does into a ring of its own (pp_tbuf), and the reading of the rings for
  * the trace kind's agent half (pprof_trace.c). */
 #include "pprof_conf.h"
+#include "pprof_request.h"
 #include "pprof_scoreboard.h"
 #include "pprof_trace_rec.h"
 #include "pprof_waits.h"
@@ -55,30 +56,36 @@ typedef struct rstate {
     int in_handler;             /* its handler region is open */
 } rstate;
 
-/* The one test each hook makes while no trace runs. */
-static tstate *tracing(void)
+/* A thread's first record of trace gen: its ring. */
+static __attribute__((noinline)) tstate *tracing_begin(apr_uint32_t gen)
+{
+    int slot = pprof_slot_self();
+
+    if (slot < 0 || slot >= nrings || !rings[slot]) {
+        return NULL;
+    }
+    tls.gen = gen;
+    tls.ring = rings[slot];
+    tls.slot = slot;
+    tls.task = 0;
+    tls.in_output = 0;
+    tls.out_task = 0;
+    /* A task start held back in an earlier trace is dropped, never published: the ring
+     * may have been trimmed under it. */
+    pp_tbuf_discard_held(tls.ring);
+    return &tls;
+}
+
+/* The one test each hook makes while no trace runs, inlined in every hook and in the
+ * output filter's three passes a request. */
+static inline tstate *tracing(void)
 {
     apr_uint32_t gen = __atomic_load_n(&trace_gen, __ATOMIC_ACQUIRE);
 
     if (__builtin_expect(gen == 0, 1)) {
         return NULL;
     }
-    if (tls.gen != gen) {
-        int slot = pprof_slot_self();
-        if (slot < 0 || slot >= nrings || !rings[slot]) {
-            return NULL;
-        }
-        tls.gen = gen;
-        tls.ring = rings[slot];
-        tls.slot = slot;
-        tls.task = 0;
-        tls.in_output = 0;
-        tls.out_task = 0;
-        /* A task start held back in an earlier trace is dropped, never published: the
-         * ring may have been trimmed under it. */
-        pp_tbuf_discard_held(tls.ring);
-    }
-    return &tls;
+    return tls.gen == gen ? &tls : tracing_begin(gen);
 }
 
 /* One clock read per hook, not one per record: the records a hook writes follow each
@@ -156,23 +163,34 @@ static int wait_seen(int kind, const uint64_t *pcs, int npcs)
     return 1;
 }
 
-/* Every connection gets the output filter when it begins, traced or not (while no trace
- * runs it passes the brigade on after one test). It used to be added only while tracing,
- * and so, for a connection accepted before the trace began, from create_request: a
- * connection filter inserted after ap_create_request had taken the chain's head left
- * http_create_request's HTTP_HEADER and CONTENT_LENGTH filters out of the request's
- * chain, and that response went out without its status line and headers (seen about once
- * in 50,000 requests while traces ran back to back). */
-static int trace_pre_connection(conn_rec *c, void *csd)
+/* The output filter goes on a connection only while a trace runs: on every connection it
+ * cost every request three passes (one per brigade) while nothing was traced. A connection
+ * begun during a trace gets it here, before any request; one begun before the trace, at
+ * its first traced request's post_read_request, once httpd has built that request's
+ * chain: given r, httpd links the request's last protocol filter to ours. Never from
+ * create_request: a connection filter inserted after ap_create_request had taken the
+ * chain's head, before http_create_request added HTTP_HEADER and CONTENT_LENGTH, left them
+ * out of the request's chain, and that response went out without its status line and
+ * headers (seen about once in 50,000 requests while traces ran back to back). Once added,
+ * the filter stays for the connection's life (while no trace runs it passes the brigade
+ * on after one test); the connection's config slot marks it. */
+static void add_output_filter(request_rec *r, conn_rec *c)
+{
+    if (!ap_get_module_config(c->conn_config, &pprof_module)) {
+        ap_add_output_filter_handle(out_filter, NULL, r, c);
+        ap_set_module_config(c->conn_config, &pprof_module, out_filter);
+    }
+}
+
+void pprof_trace_rec_connection(conn_rec *c)
 {
     tstate *s = tracing();
 
-    ap_add_output_filter_handle(out_filter, NULL, NULL, c);
     if (s) {
+        add_output_filter(NULL, c);
         stamp(s);
         put(s, PP_TB_WAKE, 0, NULL);
     }
-    return OK;
 }
 
 static apr_status_t request_done(void *data)
@@ -212,13 +230,13 @@ static apr_status_t request_done(void *data)
     return APR_SUCCESS;
 }
 
-static int trace_create_request(request_rec *r)
+void pprof_trace_rec_create_request(request_rec *r)
 {
     tstate *s = tracing();
     rstate *rs;
 
     if (!s || r->main || r->prev || s->task) {
-        return OK;  /* off, a subrequest or redirect, or mod_proxy's backend request */
+        return;     /* off, a subrequest or redirect, or mod_proxy's backend request */
     }
     rs = apr_pcalloc(r->pool, sizeof(*rs));
     rs->gen = s->gen;
@@ -231,13 +249,12 @@ static int trace_create_request(request_rec *r)
         pp_tbuf_put(s->ring, s->gen, PP_TB_BLOCK, s->ts++, PP_TB_BLOCK_NET, 0,
                     "httpd.keepalive_wait", 20);
         rs->ka_wait = 1;
-        return OK;
+        return;
     }
     put(s, PP_TB_WAKE, 0, NULL);
     /* The task is written once a request line has arrived (a connection the client
      * closed makes no task), with the time reading began. */
     rs->t_begin = s->ts++;
-    return OK;
 }
 
 static int trace_post_read_request(request_rec *r)
@@ -249,6 +266,8 @@ static int trace_post_read_request(request_rec *r)
     if (!rs || rs->gen != s->gen || rs->task || s->task) {
         return DECLINED;
     }
+    /* A connection begun before the trace: its output is seen from this request on. */
+    add_output_filter(r, r->connection);
     /* Unique in this child (the trace wants them below 2^40): slot, then a count that
      * may wrap only after 16M requests of one thread. */
     rs->task = ((apr_uint64_t)(s->slot + 1) << 24) | (++s->count & 0xffffff);
@@ -284,7 +303,7 @@ static int trace_fixups(request_rec *r)
     return DECLINED;
 }
 
-static int trace_handler(request_rec *r)
+void pprof_trace_rec_handler(request_rec *r)
 {
     tstate *s;
     rstate *rs;
@@ -302,7 +321,6 @@ static int trace_handler(request_rec *r)
         put(s, PP_TB_REGION_BEGIN, rs->task, "handler");
         rs->in_handler = 1;
     }
-    return DECLINED;
 }
 
 static int trace_log_first(request_rec *r)
@@ -322,7 +340,7 @@ static int trace_log_first(request_rec *r)
     return DECLINED;
 }
 
-static int trace_log_last(request_rec *r)
+void pprof_trace_rec_log_last(request_rec *r)
 {
     tstate *s;
     rstate *rs = traced(r, &s);
@@ -336,7 +354,6 @@ static int trace_log_last(request_rec *r)
         put_log(s, rs->task, "bytes", num);
         put(s, PP_TB_REGION_END, rs->task, "log");
     }
-    return DECLINED;
 }
 
 /* Just above the core's network filter: time spent handing the response to the network.
@@ -391,13 +408,11 @@ static apr_status_t trace_output(ap_filter_t *f, apr_bucket_brigade *bb)
 
 void pprof_trace_rec_register_hooks(apr_pool_t *p)
 {
-    ap_hook_pre_connection(trace_pre_connection, NULL, NULL, APR_HOOK_REALLY_FIRST);
-    ap_hook_create_request(trace_create_request, NULL, NULL, APR_HOOK_REALLY_FIRST);
+    /* The connection, create_request, handler and last log_transaction hooks are
+     * pprof_request's, which call ours: one hook per phase for every kind. */
     ap_hook_post_read_request(trace_post_read_request, NULL, NULL, APR_HOOK_REALLY_FIRST);
     ap_hook_fixups(trace_fixups, NULL, NULL, APR_HOOK_REALLY_LAST);
-    ap_hook_handler(trace_handler, NULL, NULL, APR_HOOK_REALLY_FIRST);
     ap_hook_log_transaction(trace_log_first, NULL, NULL, APR_HOOK_REALLY_FIRST);
-    ap_hook_log_transaction(trace_log_last, NULL, NULL, APR_HOOK_REALLY_LAST);
     out_filter = ap_register_output_filter("PPROF_TRACE_OUTPUT", trace_output, NULL,
                                            (ap_filter_type)(AP_FTYPE_NETWORK - 1));
 }

@@ -440,9 +440,10 @@ def test_requests_of_children_that_exit_are_kept(make_httpd, tmp_path):
 
 def test_connection_opened_before_the_trace_keeps_its_headers(httpd):
     """A keep-alive connection accepted before a trace began: its next requests, made
-    while tracing, are whole HTTP responses (status line, headers, body). The trace's
-    output filter was once added to such a connection from create_request, which left
-    the request's HTTP_HEADER filter out: the body went out alone."""
+    while tracing, are whole HTTP responses (status line, headers, body), and their output
+    is in the trace. The trace's output filter was once added to such a connection from
+    create_request, which left the request's HTTP_HEADER filter out: the body went out
+    alone."""
     conn = http.client.HTTPConnection("127.0.0.1", httpd.port, timeout=30)
     trace = {}
     try:
@@ -467,3 +468,7 @@ def test_connection_opened_before_the_trace_keeps_its_headers(httpd):
     finally:
         conn.close()
     assert trace.get("body", b"")[:16] == b"go 1.19 trace\x00\x00\x00", trace.get("body", b"")[:16]
+    # The filter goes on a connection only while tracing: this one, begun before, got it
+    # at its first traced request, so every response it sent in the trace has its output.
+    regions = go_trace.summary(trace["body"])["regions"]
+    assert regions.get("output", 0) >= 3, regions
