@@ -295,7 +295,9 @@ def test_retained_memory_top_and_tags(make_httpd, mpm):
     want = sum(served[pid] for pid in alive) * MiB
     flat = rows["pprof_test_retain"][0]
     assert within(flat, want, 0.15), "pprof_test_retain flat %.2f MiB, retained %.2f MiB " \
-        "(%s; alive %s):\n%s" % (flat / MiB, want / MiB, served, sorted(alive), out)
+        "(%s; alive %s):\n%s\nmod_pprof's log lines:\n%s" % (
+            flat / MiB, want / MiB, served, sorted(alive), out,
+            "\n".join(l for l in h.error_log().splitlines() if "PP0" in l))
     # Its caller is on every stack.
     assert rows["test_handler"][1] >= flat, out
 
