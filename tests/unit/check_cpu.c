@@ -16,6 +16,7 @@
 #include "pp_threads.h"
 
 #include <check.h>
+#include "unit_main.h"
 #include "unit_util.h"
 #include <dlfcn.h>
 #include <errno.h>
@@ -1120,8 +1121,6 @@ int main(void)
 {
     Suite *s = suite_create("pp_cpu");
     TCase *tc = tcase_create("core");
-    SRunner *sr;
-    int failed;
 
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, samples_follow_the_work_and_name_it);
@@ -1138,9 +1137,5 @@ int main(void)
     tcase_add_test(tc, our_two_handlers_mask_each_other);
     tcase_add_test(tc, heap_sampling_and_our_handlers_nest_safely);
     suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return run_suite(s);
 }

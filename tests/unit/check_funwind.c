@@ -12,6 +12,7 @@
 #include <libunwind.h>
 
 #include <check.h>
+#include "unit_main.h"
 #include <alloca.h>
 #include <pthread.h>
 #include <signal.h>
@@ -246,8 +247,6 @@ int main(void)
 {
     Suite *s = suite_create("pp_funwind");
     TCase *tc = tcase_create("core");
-    SRunner *sr;
-    int failed;
 
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, stacks_are_libunwinds_cached_or_not);
@@ -255,9 +254,5 @@ int main(void)
     tcase_add_test(tc, one_cache_serves_every_thread);
     tcase_add_test(tc, a_stack_not_the_threads_is_refused);
     suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return run_suite(s);
 }

@@ -4,6 +4,7 @@
 #include "pp_got.h"
 
 #include <check.h>
+#include "unit_main.h"
 #include <dlfcn.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -690,8 +691,6 @@ int main(void)
 {
     Suite *s = suite_create("pp_got");
     TCase *tc = tcase_create("core");
-    SRunner *sr;
-    int failed;
 
     tcase_set_timeout(tc, 10);      /* the stress tests load for 2 s on a loaded machine */
     tcase_add_test(tc, patch_reaches_hook_and_unpatch_restores);
@@ -707,9 +706,5 @@ int main(void)
     tcase_add_test(tc, refresh_beside_dlopen_never_breaks_the_loader);
     tcase_add_test(tc, refresh_beside_a_slow_relocation_never_breaks_the_loader);
     suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return run_suite(s);
 }

@@ -1,6 +1,7 @@
 #include "pp_hash.h"
 
 #include <check.h>
+#include "unit_main.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,16 +63,10 @@ int main(void)
 {
     Suite *s = suite_create("pp_hash");
     TCase *tc = tcase_create("core");
-    SRunner *sr;
-    int failed;
 
     tcase_add_test(tc, intern_and_find);
     tcase_add_test(tc, empty_key_is_a_key);
     tcase_add_test(tc, grows_and_keeps_everything);
     suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return run_suite(s);
 }

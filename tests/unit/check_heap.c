@@ -7,6 +7,7 @@
 #include "pp_symbolize.h"
 
 #include <check.h>
+#include "unit_main.h"
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -1003,8 +1004,6 @@ int main(void)
 {
     Suite *s = suite_create("pp_heap");
     TCase *tc = tcase_create("core");
-    SRunner *sr;
-    int failed;
 
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, every_allocation_sampled_at_rate_1_and_frees_matched);
@@ -1030,9 +1029,5 @@ int main(void)
     tcase_add_test(tc, default_rate_samples_mappings_like_allocations);
     tcase_add_test(tc, this_threads_unmappings_are_seen_until_its_mark);
     suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return run_suite(s);
 }

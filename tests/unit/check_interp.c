@@ -19,6 +19,7 @@
 #include "profile.pb-c.h"
 
 #include <check.h>
+#include "unit_main.h"
 #include <dlfcn.h>
 #include <pthread.h>
 #include <signal.h>
@@ -847,8 +848,6 @@ int main(void)
     TCase *tt = tcase_create("table");
     TCase *tm = tcase_create("maps");
     TCase *ts = tcase_create("samplers");
-    SRunner *sr;
-    int failed;
 
     tcase_add_test(tc, without_a_provider_stacks_are_untouched);
     tcase_add_test(tc, frames_go_above_the_loop_activation_that_runs_them);
@@ -870,9 +869,5 @@ int main(void)
     tcase_add_test(ts, a_thread_dump_shows_the_frames_of_a_thread_waiting_in_the_loop);
     tcase_add_test(ts, heap_samples_of_the_loop_carry_its_frames);
     suite_add_tcase(s, ts);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return run_suite(s);
 }

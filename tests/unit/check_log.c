@@ -4,6 +4,7 @@
 #include "pp_log.h"
 
 #include <check.h>
+#include "unit_main.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -80,16 +81,10 @@ int main(void)
 {
     Suite *s = suite_create("pp_log");
     TCase *tc = tcase_create("core");
-    SRunner *sr;
-    int failed;
 
     tcase_add_test(tc, messages_reach_the_callback_formatted);
     tcase_add_test(tc, long_messages_are_cut_and_terminated);
     tcase_add_test(tc, without_a_callback_messages_are_dropped);
     suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return run_suite(s);
 }

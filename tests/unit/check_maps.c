@@ -1,6 +1,7 @@
 #include "pp_maps.h"
 
 #include <check.h>
+#include "unit_main.h"
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -140,8 +141,6 @@ int main(void)
 {
     Suite *s = suite_create("pp_maps");
     TCase *tc = tcase_create("core");
-    SRunner *sr;
-    int failed;
 
     tcase_add_test(tc, parses_only_executable_file_mappings);
     tcase_add_test(tc, find_is_exact_at_the_edges);
@@ -150,9 +149,5 @@ int main(void)
     tcase_add_test(tc, read_text_round_trips_through_a_file);
     tcase_add_test(tc, from_entries_sorts_copies_and_drops_the_invalid);
     suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return run_suite(s);
 }

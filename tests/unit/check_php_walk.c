@@ -11,6 +11,7 @@
 #include "zend_globals.h"
 
 #include <check.h>
+#include "unit_main.h"
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -590,8 +591,6 @@ int main(void)
 {
     Suite *s = suite_create("php_walk");
     TCase *tc = tcase_create("walk");
-    SRunner *sr;
-    int failed;
 
     tcase_add_checked_fixture(tc, NULL, free_kept);
     tcase_add_test(tc, a_chain_is_named_newest_first_with_files_and_lines);
@@ -608,9 +607,5 @@ int main(void)
     tcase_add_test(tc, an_include_being_destroyed_is_walked_without_a_fault);
     tcase_add_test(tc, an_include_is_read_in_place_where_this_thread_unmapped_nothing);
     suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return run_suite(s);
 }

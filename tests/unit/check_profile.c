@@ -2,6 +2,7 @@
 #include "profile.pb-c.h"
 
 #include <check.h>
+#include "unit_main.h"
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
@@ -183,17 +184,11 @@ int main(void)
 {
     Suite *s = suite_create("pp_profile");
     TCase *tc = tcase_create("core");
-    SRunner *sr;
-    int failed;
 
     tcase_add_test(tc, empty_profile_has_empty_string_first);
     tcase_add_test(tc, types_period_time_and_comments);
     tcase_add_test(tc, samples_merge_by_stack_and_labels);
     tcase_add_test(tc, gzip_is_gzip_of_the_raw_encoding);
     suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return run_suite(s);
 }

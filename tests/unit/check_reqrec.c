@@ -4,6 +4,7 @@
 #include "pp_reqrec.h"
 
 #include <check.h>
+#include "unit_main.h"
 #include "unit_util.h"
 #include <pthread.h>
 #include <stdatomic.h>
@@ -309,8 +310,6 @@ int main(void)
 {
     Suite *s = suite_create("reqrec");
     TCase *tc = tcase_create("core");
-    SRunner *sr;
-    int failed;
 
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, begin_handler_end);
@@ -319,9 +318,5 @@ int main(void)
     tcase_add_test(tc, records_come_back_at_thread_exit);
     tcase_add_test(tc, reader_never_sees_a_mix);
     suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return run_suite(s);
 }

@@ -8,6 +8,7 @@
 #include "profile.pb-c.h"
 
 #include <check.h>
+#include "unit_main.h"
 #include <libunwind.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -166,16 +167,10 @@ int main(void)
 {
     Suite *s = suite_create("pp_resolve");
     TCase *tc = tcase_create("core");
-    SRunner *sr;
-    int failed;
 
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, a_real_stack_resolves_to_named_lines);
     tcase_add_test(tc, unknown_pcs_and_synthetic_frames);
     suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return run_suite(s);
 }

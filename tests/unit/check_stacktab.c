@@ -2,6 +2,7 @@
 #include "pp_stacktab.h"
 
 #include <check.h>
+#include "unit_main.h"
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -550,8 +551,6 @@ int main(void)
 {
     Suite *s = suite_create("pp_stacktab");
     TCase *tc = tcase_create("core");
-    SRunner *sr;
-    int failed;
 
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, identical_keys_merge_and_sum_counts);
@@ -565,9 +564,5 @@ int main(void)
     tcase_add_test(tc, an_empty_table_serializes_to_nothing);
     tcase_add_test(tc, several_values_per_entry);
     suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return run_suite(s);
 }

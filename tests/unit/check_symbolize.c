@@ -2,6 +2,7 @@
 #include "pp_symbolize.h"
 
 #include <check.h>
+#include "unit_main.h"
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -233,8 +234,6 @@ int main(void)
 {
     Suite *s = suite_create("pp_symbolize");
     TCase *tc = tcase_create("core");
-    SRunner *sr;
-    int failed;
 
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, names_a_function_with_file_and_line);
@@ -245,9 +244,5 @@ int main(void)
     tcase_add_test(tc, a_pc_in_a_process_s_maps_is_named_as_its_object_offset);
     tcase_add_test(tc, cached_sites_answer_as_fresh_lookups);
     suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return run_suite(s);
 }

@@ -1,6 +1,7 @@
 #include "pp_symreq.h"
 
 #include <check.h>
+#include "unit_main.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -78,16 +79,10 @@ int main(void)
 {
     Suite *s = suite_create("pp_symreq");
     TCase *tc = tcase_create("core");
-    SRunner *sr;
-    int failed;
 
     tcase_add_test(tc, words_read_as_go_reads_them);
     tcase_add_test(tc, what_is_no_address_is_zero);
     tcase_add_test(tc, the_request_splits_on_plus);
     suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return run_suite(s);
 }

@@ -7,6 +7,7 @@
 #include "pp_tasks.h"
 
 #include <check.h>
+#include "unit_main.h"
 #include "unit_util.h"
 #include <errno.h>
 #include <ftw.h>
@@ -520,8 +521,6 @@ int main(void)
 {
     Suite *s = suite_create("pp_tasks");
     TCase *tc = tcase_create("core");
-    SRunner *sr;
-    int failed;
 
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, self_lists_the_main_thread_and_a_started_one_until_it_is_joined);
@@ -536,9 +535,5 @@ int main(void)
     tcase_add_test(tc, parse_syscall_reads_every_form_the_kernel_writes);
     tcase_add_test(tc, self_reads_what_a_blocked_thread_waits_in_and_its_switches);
     suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return run_suite(s);
 }

@@ -5,6 +5,7 @@
 #include "pp_tbuf.h"
 
 #include <check.h>
+#include "unit_main.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -182,8 +183,6 @@ int main(void)
 {
     Suite *s = suite_create("pp_tbuf");
     TCase *tc = tcase_create("core");
-    SRunner *sr;
-    int failed;
 
     tcase_add_test(tc, ring_round_trip_and_generations);
     tcase_add_test(tc, held_task_is_published_with_its_type);
@@ -191,9 +190,5 @@ int main(void)
     tcase_add_test(tc, walk_rejects_malformed_buffers);
     tcase_add_test(tc, trim_gives_the_pages_back);
     suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return run_suite(s);
 }

@@ -14,6 +14,7 @@
 #include "pp_tcreate.h"
 
 #include <check.h>
+#include "unit_main.h"
 #include "unit_util.h"
 #include <dlfcn.h>
 #include <errno.h>
@@ -465,8 +466,6 @@ int main(void)
 {
     Suite *s = suite_create("pp_tcreate");
     TCase *tc = tcase_create("core");
-    SRunner *sr;
-    int failed;
 
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, a_thread_created_after_start_is_listed_with_its_creation_stack);
@@ -475,9 +474,5 @@ int main(void)
     tcase_add_test(tc, unpatching_restores_the_real_pthread_create);
     tcase_add_test(tc, creating_a_thread_is_no_cancellation_point);
     suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return run_suite(s);
 }

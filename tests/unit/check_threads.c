@@ -15,6 +15,7 @@
 #include "pp_threads.h"
 
 #include <check.h>
+#include "unit_main.h"
 #include "unit_util.h"
 #include <dirent.h>
 #include <errno.h>
@@ -1027,8 +1028,6 @@ int main(void)
 {
     Suite *s = suite_create("pp_threads");
     TCase *tc = tcase_create("core");
-    SRunner *sr;
-    int failed;
 
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, capture_names_every_thread_where_it_waits);
@@ -1042,9 +1041,5 @@ int main(void)
     tcase_add_test(tc, repeated_captures_reuse_their_memory);
     tcase_add_test(tc, more_threads_than_the_first_pool_holds);
     suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return run_suite(s);
 }

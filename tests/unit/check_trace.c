@@ -6,6 +6,7 @@
 #include "pp_trace.h"
 
 #include <check.h>
+#include "unit_main.h"
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -483,8 +484,6 @@ int main(void)
 {
     Suite *s = suite_create("pp_trace");
     TCase *tc = tcase_create("core");
-    SRunner *sr;
-    int failed;
 
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, scenario_writes_a_go_119_trace);
@@ -494,9 +493,5 @@ int main(void)
     tcase_add_test(tc, proc_starts_only_on_a_known_thread_id);
     tcase_add_test(tc, log_value_ends_with_its_record);
     suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return run_suite(s);
 }

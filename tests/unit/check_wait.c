@@ -16,6 +16,7 @@
 #include "pp_wait.h"
 
 #include <check.h>
+#include "unit_main.h"
 #include "unit_util.h"
 #include <dlfcn.h>
 #include <errno.h>
@@ -948,8 +949,6 @@ int main(void)
 {
     Suite *s = suite_create("pp_wait");
     TCase *tc = tcase_create("core");
-    SRunner *sr;
-    int failed;
 
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, without_an_observer_calls_go_through_unchanged);
@@ -963,9 +962,5 @@ int main(void)
     tcase_add_test(tc, contention_is_charged_to_the_unlocker_with_the_waiting_it_caused);
     tcase_add_test(tc, cond_and_sem_waits_are_reported_as_sync_waits);
     suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return run_suite(s);
 }

@@ -4,6 +4,7 @@
 #include "pp_wire.h"
 
 #include <check.h>
+#include "unit_main.h"
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -580,8 +581,6 @@ int main(void)
 {
     Suite *s = suite_create("pp_wire");
     TCase *tc = tcase_create("core");
-    SRunner *sr;
-    int failed;
 
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, a_request_round_trips);
@@ -594,9 +593,5 @@ int main(void)
     tcase_add_test(tc, lying_lengths_and_malformed_encodings_are_refused);
     tcase_add_test(tc, random_bytes_and_bit_flips_never_escape_the_bounds);
     suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return run_suite(s);
 }
