@@ -197,6 +197,7 @@ static void serve_one(agent_t *a, int fd)
     apr_size_t len;
     void *body;
     apr_pool_t *p;
+    int was_open = any_open(a);
 
     apr_pool_create(&p, a->pool);
     out.pool = p;
@@ -230,10 +231,12 @@ static void serve_one(agent_t *a, int fd)
 done:
     pp_wire_free_request(req);
     apr_pool_destroy(p);
-    /* The last take of a window freed what it gathered (a trace's buffers, the reply):
-     * glibc would keep it in this thread's arena for the life of the child. Not while a
-     * window is open, whose next take needs as much again. */
-    if (!any_open(a)) {
+    /* The take that closed the last open window freed what the window gathered (a
+     * trace's buffers, the reply): glibc would keep it in this thread's arena for the
+     * life of the child. Only then: malloc_trim takes every arena's lock in turn, the
+     * worker threads' too, and a snapshot's take (a goroutine dump, a heap profile,
+     * the index page's count, scraped without pause) frees little. */
+    if (was_open && !any_open(a)) {
         malloc_trim(0);
     }
 }

@@ -19,7 +19,6 @@
 #include "pp_symreq.h"
 
 #include <errno.h>
-#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -333,16 +332,6 @@ static int form_values(request_rec *r, int read_form, apr_table_t **args)
     return OK;
 }
 
-/* Run last among the request's cleanups, once what the answer held (replies, merge and
- * conversion buffers, the profile) is freed: glibc keeps freed memory in the arena of the
- * thread that freed it, and a collection's megabytes would stay with this child (4 MiB
- * after a CPU profile of two event children). */
-static apr_status_t give_back_memory(void *unused)
-{
-    malloc_trim(0);
-    return APR_SUCCESS;
-}
-
 int pprof_handler(request_rec *r)
 {
     apr_table_t *args = NULL;
@@ -383,8 +372,6 @@ int pprof_handler(request_rec *r)
     }
     for (i = 0; i < nendpoints; i++) {
         if (strcmp(endpoints[i]->name, name) == 0) {
-            apr_pool_cleanup_register(r->pool, NULL, give_back_memory,
-                                      apr_pool_cleanup_null);
             /* What the profiler allocates to answer is not the server's: keep it out. */
             pp_heap_guard_enter();
             rc = endpoints[i]->serve(r, args);
