@@ -414,6 +414,9 @@ size_t pp_interp_splice(uint64_t *pcs, size_t n, size_t cap, const void *uc, int
 {
     pp_interp_ctx how;
 
+    if (atomic_load_explicit(&nlive, memory_order_relaxed) == 0) {
+        return n;               /* every sample of a server without an interpreter */
+    }
     memset(&how, 0, sizeof(how));
     how.ucontext = uc;
     if (pp_heap_unmaps_tracked()) {
