@@ -127,6 +127,9 @@ def sanitizer_env(logdir, env=None):
                      so LeakSanitizer would only list those (the unit tests do check for
                      leaks); abort_on_error=0: a finding ends the process with exit code 1
                      instead of a core dump, its report is the log file;
+                     allow_user_segv_handler=0: a crash (SIGSEGV, SIGBUS, SIGFPE) is
+                     ASan's to report, with the faulting stack, and not httpd's: its
+                     fatal-signal handler (sig_coredump) would only log "exit signal";
       UBSAN_OPTIONS  the report with its stack, the process stopped (as the build's
                      -fno-sanitize-recover=all does anyway). With ASan in the process,
                      gcc's UBSan writes its reports to stderr, whatever log_path says: a
@@ -142,7 +145,8 @@ def sanitizer_env(logdir, env=None):
     env = dict(env or {})
     preload = [asan_runtime()] + [x for x in (env.get("LD_PRELOAD") or
                                               os.environ.get("LD_PRELOAD") or "").split()]
-    asan = "detect_leaks=0:abort_on_error=0:log_path=%s/asan" % logdir
+    asan = ("detect_leaks=0:abort_on_error=0:allow_user_segv_handler=0:log_path=%s/asan"
+            % logdir)
     ubsan = "print_stacktrace=1:halt_on_error=1"
     env["LD_PRELOAD"] = " ".join(preload)
     env["ASAN_OPTIONS"] = ":".join(x for x in (asan, os.environ.get("ASAN_OPTIONS")) if x)
