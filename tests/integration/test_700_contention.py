@@ -170,7 +170,9 @@ def test_block_shows_cond_sem_rwlock_waits(make_httpd, what, func):
 def test_accept_mutex_is_labelled(make_httpd, mpm, mech):
     """prefork and worker serialize accept() with an apr_proc_mutex (two Listen lines, so
     Apache uses it): children waiting for it show with label wait="apr_proc_mutex_lock
-    (<mechanism>)", whichever mechanism Mutex selects. event has no accept mutex."""
+    (<mechanism>)", whichever mechanism Mutex selects, and a stack that starts at the
+    MPM's caller (none of the hook's frames) and goes down through the MPM. event has no
+    accept mutex."""
     if mpm == "event":
         pytest.skip("event: no accept mutex")
     h = make_httpd(extra_conf=ON + "Listen 127.0.0.1:%d\nMutex %s\n" % (free_port(), mech))
@@ -188,6 +190,18 @@ def test_accept_mutex_is_labelled(make_httpd, mpm, mech):
         if want in p.stdout:
             break
     assert want in p.stdout, p.stdout
+    traces = go_pprof("-traces", f).stdout
+    for block in traces.split("-----------+"):
+        if want not in block:
+            continue
+        # "   1.23ms   frame" then "             frame": the frames, leaf first.
+        frames = [line.replace("(inline)", "").split()[-1] for line in block.splitlines()
+                  if line.strip() and ":" not in line and not line.startswith("-")]
+        assert frames, block
+        assert not any(ours in frames[0] for ours in ("hook_proc_lock", "waiter_stack",
+                                                      "pp_funwind", "apr_proc_mutex")), block
+        assert any("mod_mpm_" + mpm in fr or fr in ("child_main", "listener_thread")
+                   for fr in frames), block
 
 
 def test_after_graceful_restart(make_httpd):
