@@ -402,8 +402,14 @@ void pprof_agent_child_init(apr_pool_t *pchild, server_rec *s)
     join_open_windows(a);
     the_agent = a;
     pprof_sampler_announcer(new_thread);
-    /* The MPM's signals must keep going to its own threads, never to ours. */
+    /* The MPM's signals must keep going to its own threads, never to ours. Not the
+     * faults: blocked, a fault kills the process at once, past httpd's fatal-signal
+     * handler (and a sanitizer's), with no trace of where. */
     sigfillset(&all);
+    sigdelset(&all, SIGSEGV);
+    sigdelset(&all, SIGBUS);
+    sigdelset(&all, SIGILL);
+    sigdelset(&all, SIGFPE);
     pthread_sigmask(SIG_BLOCK, &all, &old);
     rv = apr_thread_create(&a->thread, NULL, agent_main, a, pchild);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
