@@ -891,3 +891,10 @@ void pp_heap_scale(uint64_t count, uint64_t bytes, size_t r, int64_t *count_out,
     *count_out = (int64_t)((double)count * scale);
     *bytes_out = (int64_t)((double)bytes * scale);
 }
+
+void pp_heap_malloc_ready(void)
+{
+    struct mallinfo2 mi = mallinfo2();
+
+    (void)mi;
+}

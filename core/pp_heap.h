@@ -83,6 +83,17 @@ void pp_heap_unmaps_mark(void);
 /* 1 when [p, p + len) may have been unmapped since the mark (or nothing is tracked). */
 int pp_heap_maybe_unmapped(const void *p, size_t len);
 
+/* Start glibc's allocator now, in a process that has one thread. glibc starts it at its
+ * first call, and that start is not thread-safe: it marks the allocator ready before it
+ * sets up the free lists, and a second thread that comes in meanwhile walks NULL lists
+ * (malloc_trim faults at address 8). Where glibc's malloc is the program's, its first
+ * malloc did this long ago; where another allocator serves malloc (ASan's, a preloaded
+ * jemalloc or tcmalloc), glibc's first call may be a malloc_trim or mallinfo2 of the
+ * profiler's, from two threads at once (the agent's take and a collecting request's
+ * cleanup when a CPU profile and a trace end together). Cheap (mallinfo2); call it before
+ * any thread that may call those starts, e.g. before forking the workers. */
+void pp_heap_malloc_ready(void);
+
 /* Go's unsampling of a bucket: scale count and bytes by 1/(1-exp(-avg/rate)). */
 void pp_heap_scale(uint64_t count, uint64_t bytes, size_t rate, int64_t *count_out,
                    int64_t *bytes_out);

@@ -24,6 +24,7 @@
 
 #include "pp_log.h"
 #include "pp_cpu.h"
+#include "pp_heap.h"
 #include "pp_threads.h"
 
 static server_rec *log_server;
@@ -54,6 +55,9 @@ static int post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp, s
 
     log_server = s;
     pp_log_set(core_log, NULL);
+    /* Single-threaded, before any child is forked: the malloc_trim and mallinfo2 calls
+     * of the agent and the collectors may be the first glibc sees (pp_heap.h). */
+    pp_heap_malloc_ready();
     /* The first pass of a start only checks the configuration. */
     if (ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_CREATE_PRE_CONFIG) {
         return OK;
