@@ -261,6 +261,7 @@ typedef struct {
 } thread_rec;
 
 typedef struct {
+    request_rec *r;
     int goroutine;
     apr_array_header_t *threads;        /* thread_rec */
 } threads_answer;
@@ -270,8 +271,14 @@ static void threads_merge(void *answer, const pprof_child *ch)
     threads_answer *ta = answer;
     size_t i;
 
+    /* A child gone is not in a snapshot; one that is there and did not answer is not
+     * either, but error_log says so, as for the heap and contention profiles. */
+    if (ch->status == PPROF_CHILD_FAILED || ch->status == PPROF_CHILD_REFUSED) {
+        pprof_collect_missing(ta->r, ch, ta->goroutine ? "thread stacks"
+                                                       : "threads' creation stacks");
+    }
     if (ch->status != PPROF_CHILD_OK) {
-        return;                 /* a child gone or silent is not in a snapshot */
+        return;
     }
     for (i = 0; i < ch->reply->n_threads; i++) {
         thread_rec *t = apr_array_push(ta->threads);
@@ -481,8 +488,8 @@ static int serve_threads(request_rec *r, apr_table_t *args, const pprof_kind *k)
 {
     const char *name = k->name;
     int goroutine = k == &pprof_kind_goroutine, debug = pprof_query_int(args, "debug");
-    threads_answer before = { goroutine, apr_array_make(r->pool, 64, sizeof(thread_rec)) };
-    threads_answer now = { goroutine, apr_array_make(r->pool, 64, sizeof(thread_rec)) };
+    threads_answer before = { r, goroutine, apr_array_make(r->pool, 64, sizeof(thread_rec)) };
+    threads_answer now = { r, goroutine, apr_array_make(r->pool, 64, sizeof(thread_rec)) };
     pprof_snapshots s;
 
     memset(&s, 0, sizeof(s));

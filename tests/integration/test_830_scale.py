@@ -185,7 +185,9 @@ def test_dump_has_every_worker_within_bound(big, mpm, debug):
         # Once, in a full CI run, the first dump after the 150 prefork children started
         # lacked 17 of them (live, their sockets there) and said nothing of them; it did
         # not happen again in the runs after. A second dump a moment later must have them
-        # all; the first one's shortfall is printed, with mod_pprof's log lines.
+        # all; the first one's shortfall is printed, with mod_pprof's log lines (a child
+        # that did not answer is now named there: PP0201, allowed for this transient).
+        big.allowed_warnings.append("PP0201")
         print("\nfirst dump: %d of %d children; mod_pprof's log lines:\n%s" % (
             len(set(per) & kids), len(kids),
             "\n".join(l for l in big.error_log().splitlines() if "PP0" in l)[-4000:]))
