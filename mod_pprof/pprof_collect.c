@@ -202,12 +202,26 @@ long pprof_collect_count(request_rec *r, const pprof_kind *k)
     return *count;
 }
 
+/* Ended: gone, a zombie the parent has not reaped yet, or on its way out (its agent
+ * stops answering, then removes its socket, before the process ends). */
+static int child_ended(apr_pool_t *p, pid_t pid)
+{
+    return pprof_is_child(pid, getppid()) == 0 ||
+           (access(pprof_ipc_path(p, pid, ".sock"), F_OK) != 0 && errno == ENOENT);
+}
+
 void pprof_collect_missing(request_rec *r, const pprof_child *ch, const char *what)
 {
-    /* Ended: gone, a zombie the parent has not reaped yet, or on its way out (its agent
-     * stops answering, then removes its socket, before the process ends). */
-    if (pprof_is_child(ch->pid, getppid()) == 0 ||
-        (access(pprof_ipc_path(r->pool, ch->pid, ".sock"), F_OK) != 0 && errno == ENOENT)) {
+    int i;
+    int ended = child_ended(r->pool, ch->pid);
+
+    /* One on its way out closes its socket a moment before it removes it: a call broken
+     * there is an ending, not a child that did not answer. */
+    for (i = 0; !ended && i < 10; i++) {
+        apr_sleep(apr_time_from_msec(10));
+        ended = child_ended(r->pool, ch->pid);
+    }
+    if (ended) {
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "PP0202: child %ld ended before it gave "
                       "its %s", (long)ch->pid, what);
     } else {
