@@ -18,12 +18,17 @@ Environment:
                    loaded first) and ASan's reports written to the server's sanitizer/
                    directory (UBSan's go to error_log); any report fails the test at
                    teardown, like a problem in error_log (see sanitizer_env)
+  PPROF_CORE_DIR   a directory (mode 1777) for the cores of crashing children: every
+                   server gets CoreDumpDirectory there and an unlimited core size (and
+                   ASan disable_coredump=0); httpd's fatal-signal handler dumps there.
+                   For hunting a rare crash; off by default (cores are large)
 """
 import gzip
 import html
 import http.client
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -119,6 +124,13 @@ def asan_runtime():
                 "--enable-sanitizers): %s%s" % (MOD_PPROF, p.stdout, p.stderr), pytrace=False)
 
 
+CORE_DIR = os.environ.get("PPROF_CORE_DIR")
+
+
+def _unlimited_cores():
+    resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+
+
 def sanitizer_env(logdir, env=None):
     """The environment additions that run apache2 under the sanitizers, ASan reporting
     into logdir (one file per process: asan.PID):
@@ -146,7 +158,7 @@ def sanitizer_env(logdir, env=None):
     preload = [asan_runtime()] + [x for x in (env.get("LD_PRELOAD") or
                                               os.environ.get("LD_PRELOAD") or "").split()]
     asan = ("detect_leaks=0:abort_on_error=0:allow_user_segv_handler=0:log_path=%s/asan"
-            % logdir)
+            % logdir) + (":disable_coredump=0" if CORE_DIR else "")
     ubsan = "print_stacktrace=1:halt_on_error=1"
     env["LD_PRELOAD"] = " ".join(preload)
     env["ASAN_OPTIONS"] = ":".join(x for x in (asan, os.environ.get("ASAN_OPTIONS")) if x)
@@ -292,11 +304,13 @@ CustomLog "{access_log}" pprof_it
 </Location>
 
 {extra}
+{core}
 """.format(dir=self.dir, port=self.port, rundir=self.rundir, pidfile=self.pidfile,
            error_log=self.error_log_path, access_log=self.access_log_path,
            timeout=self.timeout, mpm=self.mpm, moddir=MODULES_DIR, mod_pprof=MOD_PPROF,
            mod_pprof_test=MOD_PPROF_TEST, tuning=self.tuning,
-           extra=self.extra_conf)
+           extra=self.extra_conf,
+           core='CoreDumpDirectory "%s"' % CORE_DIR if CORE_DIR else "")
 
     def write_conf(self):
         with open(self.conf, "w") as f:
@@ -335,7 +349,8 @@ CustomLog "{access_log}" pprof_it
         if p.returncode != 0:
             self._fail("apache2 -t failed (%d): %s%s" % (p.returncode, p.stdout, p.stderr))
         p = subprocess.run(self.argv, stdin=subprocess.DEVNULL, capture_output=True,
-                           text=True, timeout=CMD_TIMEOUT, env=self.env)
+                           text=True, timeout=CMD_TIMEOUT, env=self.env,
+                           preexec_fn=_unlimited_cores if CORE_DIR else None)
         if p.returncode != 0:
             self._fail("apache2 -k start failed (%d): %s%s" % (p.returncode, p.stdout,
                                                                p.stderr))
