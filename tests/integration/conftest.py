@@ -84,6 +84,7 @@ MPM_TUNING["event"] = MPM_TUNING["worker"]
 
 # error_log text that always fails a test run.
 FATAL_LOG_PATTERNS = [
+    "mod_pprof_test: crash",    # the test module's report of a crashing child: its stack
     "Segmentation fault",
     "exit signal",
     "Assertion",
