@@ -43,7 +43,8 @@ APLOG_USE_MODULE(pprof);
  * their records are counted as lost. */
 #define AGENT_BUF_MAX (16 * 1024 * 1024)
 #define SAMPLES_MAX (64 * 1024 * 1024)  /* bytes of CPU samples held between takes */
-#define ROUND_MS 250                    /* the collector's round: how fast the file grows */
+#define ROUND_MS 100                    /* the collector's round: how fast the file grows, and
+                                         * how much each child holds for it */
 #define MAX_FRAMES 64
 
 extern const pprof_kind pprof_kind_trace;
