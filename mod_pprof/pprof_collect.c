@@ -210,14 +210,28 @@ static int child_ended(apr_pool_t *p, pid_t pid)
            (access(pprof_ipc_path(p, pid, ".sock"), F_OK) != 0 && errno == ENOENT);
 }
 
+/* How long one request may wait, in all, for children that broke their call to end. */
+#define MISSING_GRACE_MS 100
+
 void pprof_collect_missing(request_rec *r, const pprof_child *ch, const char *what)
 {
-    int i;
+    static const char key[] = "pprof_collect_missing";
     int ended = child_ended(r->pool, ch->pid);
+    void *data = NULL;
+    apr_time_t *deadline;
 
     /* One on its way out closes its socket a moment before it removes it: a call broken
-     * there is an ending, not a child that did not answer. */
-    for (i = 0; !ended && i < 10; i++) {
+     * there is an ending, not a child that did not answer. The grace is one per request,
+     * from the first such child on, not one per child: children that end together (a
+     * graceful restart) share it, and ten that fail fast while alive cost 100 ms, not 1 s. */
+    apr_pool_userdata_get(&data, key, r->pool);
+    deadline = data;
+    if (!ended && !deadline) {
+        deadline = apr_palloc(r->pool, sizeof(*deadline));
+        *deadline = apr_time_now() + apr_time_from_msec(MISSING_GRACE_MS);
+        apr_pool_userdata_setn(deadline, key, NULL, r->pool);
+    }
+    while (!ended && apr_time_now() < *deadline) {
         apr_sleep(apr_time_from_msec(10));
         ended = child_ended(r->pool, ch->pid);
     }
