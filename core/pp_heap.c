@@ -774,6 +774,9 @@ int pp_heap_start(size_t r)
 {
     int n;
 
+    /* A program that starts the sampler usually does so before its threads: glibc's
+     * allocator is then started safely for it too (pp_heap_malloc_ready). */
+    pp_heap_malloc_ready();
     pp_got_code_range((const void *)&sample, &self_lo, &self_hi);
     page_mask = (uintptr_t)sysconf(_SC_PAGESIZE) - 1;
     pp_heap_set_rate(r);

@@ -91,7 +91,8 @@ int pp_heap_maybe_unmapped(const void *p, size_t len);
  * jemalloc or tcmalloc), glibc's first call may be a malloc_trim or mallinfo2 of the
  * profiler's, from two threads at once (the agent's take and a collecting request's
  * cleanup when a CPU profile and a trace end together). Cheap (mallinfo2); call it before
- * any thread that may call those starts, e.g. before forking the workers. */
+ * any thread that may call those starts, e.g. before forking the workers. pp_heap_start
+ * calls it too. */
 void pp_heap_malloc_ready(void);
 
 /* Go's unsampling of a bucket: scale count and bytes by 1/(1-exp(-avg/rate)). */
