@@ -10,9 +10,13 @@ the modules of PPROF_BUILDDIR (default this tree): run it once per build to comp
              served one, median and max
   together:  CONC heap profiles at once, 3 each: median and max of their times
   memory:    every child's Pss and private memory at start, median
+  trace:     a TRACE-second trace (default 5) of the server with no load: what all its
+             processes spend per second during it against QUIET seconds before it with
+             none, how long after its window it answers, its size (the collector asks
+             every child each round: this is what a round costs at this scale)
 
 Apache's integration harness (tests/integration/conftest.py) runs the server: as root.
-Usage: bench/scale_cost.py   (CHILDREN=150 FIRST=20 CONC=10)
+Usage: bench/scale_cost.py   (CHILDREN=150 FIRST=20 CONC=10 TRACE=5 QUIET=5)
 """
 import http.client
 import os
@@ -31,6 +35,9 @@ from conftest import Httpd, _finish, make_tmpdir     # noqa: E402
 CHILDREN = int(os.environ.get("CHILDREN", "150"))
 FIRST = int(os.environ.get("FIRST", "20"))
 CONC = int(os.environ.get("CONC", "10"))
+TRACE = int(os.environ.get("TRACE", "5"))
+QUIET = int(os.environ.get("QUIET", "5"))
+TICK = os.sysconf("SC_CLK_TCK")
 ROW_RE = re.compile(r"<tr><td>(\d+)</td><td><a href='([^']*)\?debug=1'>([^<]*)</a>")
 
 
@@ -42,6 +49,19 @@ def memory(pid):
             if len(parts) >= 2 and parts[1].isdigit():
                 m[parts[0].rstrip(":")] = int(parts[1])
     return m.get("Pss", 0), m.get("Private_Dirty", 0) + m.get("Private_Clean", 0)
+
+
+def cpu_seconds(pids):
+    """utime + stime of every process in pids (each with all its threads) still alive."""
+    total = 0
+    for p in pids:
+        try:
+            with open("/proc/%d/stat" % p) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / TICK
 
 
 def timed(h, path):
@@ -108,6 +128,17 @@ def main():
         print("together: %d heap profiles at once, 3 each: median %.3f s, max %.3f s, all "
               "in %.2f s" % (CONC, statistics.median(together), max(together),
                              time.monotonic() - t0))
+
+        pids = [h.read_pid()] + h.child_pids()
+        c0, t0 = cpu_seconds(pids), time.monotonic()
+        time.sleep(QUIET)
+        quiet = (cpu_seconds(pids) - c0) / (time.monotonic() - t0)
+        c0, t0 = cpu_seconds(pids), time.monotonic()
+        took, r = timed(h, "/debug/pprof/trace?seconds=%d" % TRACE)
+        during = (cpu_seconds(pids) - c0) / (time.monotonic() - t0)
+        print("trace:    %d s with no load: the server's processes %.1f ms of CPU per second "
+              "(%.1f with no trace), answered %.2f s after its window, %d bytes" % (
+                  TRACE, 1000 * during, 1000 * quiet, took - TRACE, len(r.body)))
     finally:
         _finish([h], [d])
 
