@@ -9,7 +9,11 @@
  *
  * Reply: stacks (key = tag | flags << 32, values[0] = samples), tags, mappings, counters
  * "dropped" (lost to a full ring or table), "leaf_only" (samples of unwarmed threads),
- * "started_us" and "stopped_us".
+ * "started_us" and "stopped_us"; where an interpreter's frames provider is registered,
+ * "interp_samples" (samples taken with one registered), "interp_stacks" (of them, those
+ * that got interpreter frames), "interp_ps_per_tick" (the rate of pp_interp_ticks) and
+ * "interp_hN" (samples whose splice took bucket N of pp_interp_stats.hist; nonzero
+ * buckets only).
  *
  * Collector half: merges every child's stacks into one profile, labelled with the child's
  * pid and, for tagged samples, handler and vhost; a child that could not be sampled is
@@ -32,7 +36,10 @@
 
 #include "pp_hash.h"
 #include "pp_heap.h"
+#include "pp_interp.h"
 #include "pp_stacktab.h"
+
+#include <time.h>
 
 #include <stdlib.h>
 
@@ -58,6 +65,17 @@ static apr_uint32_t data_gen;           /* the window whose data the table holds
 static pp_stacktab *tab;
 static apr_uint64_t leaf_only, dropped;
 static apr_time_t started, stopped;
+/* The interpreter splice's counters and clocks at the window's start. */
+static pp_interp_stats interp0;
+static apr_uint64_t interp0_ticks, interp0_ns;
+
+static apr_uint64_t monotonic_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (apr_uint64_t)ts.tv_sec * 1000000000u + (apr_uint64_t)ts.tv_nsec;
+}
 
 /* Each request thread's last few tags, so that the usual request (a handler and vhost this
  * thread has served before) is tagged without a lock, an allocation or a pool cleanup.
@@ -183,6 +201,9 @@ static const char *cpu_start(const pp_wire_request *req, pprof_out *out)
     }
     pp_stacktab_clear(tab);
     leaf_only = dropped = 0;
+    pp_interp_get_stats(&interp0);
+    interp0_ticks = pp_interp_ticks();
+    interp0_ns = monotonic_ns();
     started = apr_time_now();
     stopped = 0;
     pprof_sampler_subscribe(to_table, NULL);
@@ -216,6 +237,32 @@ static void cpu_stop(apr_uint32_t gen, pprof_stop_why why)
     }
 }
 
+/* What the interpreter splice cost in this window: its histogram, and the rate of its
+ * ticks against CLOCK_MONOTONIC over the window (the TSC's frequency, measured rather
+ * than assumed). */
+static void out_interp_counters(pprof_out *out)
+{
+    pp_interp_stats now;
+    apr_uint64_t ticks = pp_interp_ticks(), ns = monotonic_ns();
+    int i;
+
+    pp_interp_get_stats(&now);
+    if (now.samples == interp0.samples || ticks <= interp0_ticks) {
+        return;
+    }
+    pprof_out_counter(out, "interp_samples", (apr_int64_t)(now.samples - interp0.samples));
+    pprof_out_counter(out, "interp_stacks", (apr_int64_t)(now.spliced - interp0.spliced));
+    pprof_out_counter(out, "interp_ps_per_tick",
+                      (apr_int64_t)(1000.0 * (double)(ns - interp0_ns) /
+                                    (double)(ticks - interp0_ticks)));
+    for (i = 0; i <= PP_INTERP_HIST_BUCKETS; i++) {
+        if (now.hist[i] != interp0.hist[i]) {
+            pprof_out_counter(out, apr_psprintf(out->pool, "interp_h%d", i),
+                              (apr_int64_t)(now.hist[i] - interp0.hist[i]));
+        }
+    }
+}
+
 static int cpu_take(const pp_wire_request *req, pprof_out *out)
 {
     apr_uint32_t i;
@@ -240,6 +287,7 @@ static int cpu_take(const pp_wire_request *req, pprof_out *out)
     pprof_out_counter(out, "leaf_only", (apr_int64_t)leaf_only);
     pprof_out_counter(out, "started_us", started);
     pprof_out_counter(out, "stopped_us", stopped);
+    out_interp_counters(out);
     /* Handed over (or lost with the collector): either way, not sent twice. */
     data_gen = 0;
     pp_stacktab_clear(tab);
@@ -256,6 +304,9 @@ typedef struct {
     int64_t period;
     apr_array_header_t *absent; /* "mod_pprof: pid N absent: why", a comment each */
     apr_uint64_t total;
+    /* The interpreter splice's counters, every child's summed. */
+    apr_int64_t interp_samples, interp_stacks, interp_ps_per_tick;
+    apr_int64_t interp_hist[PP_INTERP_HIST_BUCKETS + 1];
 } cpu_answer;
 
 static pprof_answer *answer_of(cpu_answer *c)
@@ -357,6 +408,15 @@ static void merge_data(cpu_answer *c, const pprof_child *ch)
             apr_psprintf(c->r->pool, "mod_pprof: pid %ld partly absent: %s", (long)ch->pid, why);
     }
     c->total += samples;
+    if (pp_wire_get_counter(m, "interp_samples", 0) > 0) {
+        c->interp_samples += pp_wire_get_counter(m, "interp_samples", 0);
+        c->interp_stacks += pp_wire_get_counter(m, "interp_stacks", 0);
+        c->interp_ps_per_tick = pp_wire_get_counter(m, "interp_ps_per_tick", 0);
+        for (i = 0; i <= PP_INTERP_HIST_BUCKETS; i++) {
+            c->interp_hist[i] += pp_wire_get_counter(m, apr_psprintf(c->r->pool, "interp_h%d",
+                                                                     (int)i), 0);
+        }
+    }
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, c->r,
                   "PP0105: child %ld: %" APR_UINT64_T_FMT " samples, %" APR_UINT64_T_FMT
                   " dropped, %" APR_INT64_T_FMT " leaf-only", (long)ch->pid, samples, lost,
@@ -381,6 +441,53 @@ static void cpu_merge(void *answer, const pprof_child *ch)
             note_absent(c, ch->pid, "did not hand over its samples");
         }
     }
+}
+
+/* The ns of a quantile q of the splice's histogram: the middle of its bucket. -1: in the
+ * last bucket (longer than the histogram measures). */
+static double interp_quantile(const cpu_answer *c, double q)
+{
+    apr_int64_t n = 0, seen = 0;
+    int i;
+
+    for (i = 0; i <= PP_INTERP_HIST_BUCKETS; i++) {
+        n += c->interp_hist[i];
+    }
+    for (i = 0; i <= PP_INTERP_HIST_BUCKETS; i++) {
+        seen += c->interp_hist[i];
+        if (seen > 0 && (double)seen >= q * (double)n) {
+            break;
+        }
+    }
+    if (i >= PP_INTERP_HIST_BUCKETS) {
+        return -1;
+    }
+    return (i + 0.5) * PP_INTERP_HIST_TICKS * (double)c->interp_ps_per_tick / 1000.0;
+}
+
+/* What an interpreter's frames cost (mod_pprof_php), measured in the sampled threads
+ * around the splice only (the native unwind is the same without it): its median and p90
+ * over the samples taken with a provider registered. */
+static const char *interp_ns_text(cpu_answer *c, double q)
+{
+    double ns = interp_quantile(c, q);
+
+    if (ns < 0) {
+        return apr_psprintf(c->r->pool, "over %.0f ns", PP_INTERP_HIST_BUCKETS *
+                            PP_INTERP_HIST_TICKS * (double)c->interp_ps_per_tick / 1000.0);
+    }
+    return apr_psprintf(c->r->pool, "%.0f ns", ns);
+}
+
+static void log_interp_cost(cpu_answer *c)
+{
+    if (c->interp_samples <= 0 || c->interp_ps_per_tick <= 0) {
+        return;
+    }
+    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, c->r, "PP0107: interpreter frames: %"
+                  APR_INT64_T_FMT " of %" APR_INT64_T_FMT " samples had some; the splice took "
+                  "%s (median), %s (p90)", c->interp_stacks, c->interp_samples,
+                  interp_ns_text(c, 0.5), interp_ns_text(c, 0.9));
 }
 
 /* Go's Profile handler for the whole server. */
@@ -433,6 +540,7 @@ static int serve_profile(request_rec *r, apr_table_t *args)
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
                   "PP0100: CPU profile: %d children, %" APR_UINT64_T_FMT " samples in %.1f s",
                   w.nchildren, c.total, (double)(w.t1 - w.t0) / APR_USEC_PER_SEC);
+    log_interp_cost(&c);
     return pprof_answer_send(c.ans, "profile");
 }
 

@@ -297,6 +297,16 @@ def test_php_functions_named_in_cpu_profile(php_frames):
     ratio = alpha / beta
     print("php_alpha %.2f s, php_beta %.2f s: ratio %.2f (3 expected)" % (alpha, beta, ratio))
     assert 3 * 0.85 <= ratio <= 3 * 1.15, top
+    # What the splice cost is measured and logged (PP0107): the samples taken with the
+    # provider registered, most of them in PHP here, and a time spent for them.
+    m = re.findall(r"PP0107: interpreter frames: (\d+) of (\d+) samples had some; the "
+                   r"splice took (?:over )?(\d+) ns \(median\), (?:over )?(\d+) ns \(p90\)",
+                   php_frames.error_log())
+    assert m, php_frames.error_log()[-2000:]
+    stacks, samples, q50, q90 = (int(x) for x in m[-1])
+    print("PP0107: %d of %d samples with PHP frames, the splice %d ns (median), %d ns (p90)"
+          % (stacks, samples, q50, q90))
+    assert samples >= stacks > samples // 2 and 0 < q50 <= q90, m[-1]
     # Every stack with a PHP function has it above {main}, execute_ex and
     # php_execute_script, in that order towards the root. (A thread's samples before its
     # first request in the window are of the interrupted PC alone: when that was in

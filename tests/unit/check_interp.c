@@ -281,6 +281,34 @@ START_TEST(frames_of_activations_beyond_the_stack_are_dropped_and_counted)
 }
 END_TEST
 
+START_TEST(splices_are_counted_and_one_in_four_timed)
+{
+    static script s;
+    pp_interp_stats st;
+    uint64_t total = 0, t0;
+    int i;
+
+    s.n = 1;
+    s.fr[0] = frame("f", NULL, "/x.php", 1, 1, PP_INTERP_LOOP_END, 0);
+    register_range(&s, 0x1000, 0x2000);
+    for (i = 0; i < 8; i++) {
+        /* Four samples in the loop, four outside it. */
+        uint64_t pcs[8] = { i & 1 ? 0x1010 : 0x3000, 0x7000 };
+        ck_assert_uint_eq(pp_interp_splice(pcs, 2, 8, NULL, 1), i & 1 ? 3 : 2);
+    }
+    pp_interp_get_stats(&st);
+    ck_assert_uint_eq(st.samples, 8);
+    ck_assert_uint_eq(st.spliced, 4);
+    for (i = 0; i <= PP_INTERP_HIST_BUCKETS; i++) {
+        total += st.hist[i];
+    }
+    ck_assert_uint_eq(total, 2);
+    /* The ticks go forward. */
+    t0 = pp_interp_ticks();
+    ck_assert_uint_ge(pp_interp_ticks(), t0);
+}
+END_TEST
+
 START_TEST(splicing_stays_within_the_room_given)
 {
     static script s;
@@ -855,6 +883,7 @@ int main(void)
     tcase_add_test(tc, nested_loops_each_get_their_own_frames);
     tcase_add_test(tc, frames_of_activations_beyond_the_stack_are_dropped_and_counted);
     tcase_add_test(tc, splicing_stays_within_the_room_given);
+    tcase_add_test(tc, splices_are_counted_and_one_in_four_timed);
     suite_add_tcase(s, tc);
     tcase_add_test(tt, the_same_frame_is_one_pc_and_a_new_line_another_of_the_same_record);
     tcase_add_test(tt, names_are_bounded_and_cannot_break_a_maps_line);
