@@ -30,14 +30,13 @@ sys.path.insert(0, os.path.join(TOP, "tests", "integration"))
 os.environ.setdefault("PPROF_BUILDDIR", os.environ.get("BUILDDIR", TOP))
 
 import conftest  # noqa: E402
+import php_soak  # noqa: E402  (bench/, this file's directory)
 
 DEPTHS = [int(d) for d in os.environ.get("DEPTHS", "1 10 40").split()]
 SECONDS = int(os.environ.get("SECONDS", "6"))
 CONNS = int(os.environ.get("CONNS", "2"))
 HZ = int(os.environ.get("HZ", "100"))
 OPCACHE = os.environ.get("OPCACHE", "both")
-PHP_MODULE = "/usr/lib/apache2/modules/libphp8.2.so"
-MOD_PPROF_PHP = os.path.join(conftest.BUILDDIR, "mod_pprof_php", ".libs", "mod_pprof_php.so")
 PP0107 = re.compile(r"PP0107: interpreter frames: (\d+) of (\d+) samples had some; the splice "
                     r"took ((?:over )?\d+ ns) \(median\), ((?:over )?\d+ ns) \(p90\)")
 MAX_DEPTH = max(DEPTHS)
@@ -64,16 +63,8 @@ def run(opcache):
     with open(path, "w") as f:
         f.write(script())
     os.chmod(path, 0o644)
-    extra = """
-LoadModule php_module %s
-LoadModule pprof_php_module %s
-<FilesMatch "\\.php$">
-    SetHandler application/x-httpd-php
-</FilesMatch>
-PprofCPURate %d
-%s
-""" % (PHP_MODULE, MOD_PPROF_PHP, HZ, "" if opcache else "php_admin_flag opcache.enable Off")
-    h = conftest.Httpd("prefork", d, extra_conf=extra, timeout=60)
+    h = conftest.Httpd("prefork", d, extra_conf=php_soak.php_conf(opcache, "PprofCPURate %d\n"
+                                                                  % HZ), timeout=60)
     h.start()
     try:
         for depth in DEPTHS:

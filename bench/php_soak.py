@@ -145,6 +145,21 @@ SCRAPERS = [(p, s) for p, s in soak.SCRAPERS
 IN_USE = soak.IN_USE
 
 
+def php_conf(opcache, more=""):
+    """httpd.conf lines for mod_php and mod_pprof_php, opcache on or off, then more."""
+    return """
+LoadModule php_module %s
+LoadModule pprof_php_module %s
+<FilesMatch "\\.php$">
+    SetHandler application/x-httpd-php
+</FilesMatch>
+%s
+%s""" % (PHP_MODULE, MOD_PPROF_PHP,
+         # On is Debian's default; turning it on per directory only makes PHP warn at every
+         # request ("can't be temporary enabled").
+         "" if opcache else "php_admin_flag opcache.enable Off", more)
+
+
 class Phase:
     """One server (opcache on or off) and its load."""
 
@@ -158,20 +173,8 @@ class Phase:
                 f.write(text)
             os.chmod(path, 0o644)
         os.chmod(os.path.join(self.dir, "lib"), 0o755)
-        extra = """
-LoadModule php_module %s
-LoadModule pprof_php_module %s
-<FilesMatch "\\.php$">
-    SetHandler application/x-httpd-php
-</FilesMatch>
-%s
-MaxConnectionsPerChild %d
-%s
-""" % (PHP_MODULE, MOD_PPROF_PHP,
-       # On is Debian's default; turning it on per directory only makes PHP warn at every
-       # request ("can't be temporary enabled").
-       "" if opcache else "php_admin_flag opcache.enable Off", RECYCLE,
-       "CoreDumpDirectory %s" % CORE_DIR if CORE_DIR else "")
+        extra = php_conf(opcache, "MaxConnectionsPerChild %d\n%s\n" % (
+            RECYCLE, "CoreDumpDirectory %s" % CORE_DIR if CORE_DIR else ""))
         self.httpd = conftest.Httpd("prefork", self.dir, extra_conf=extra, timeout=60)
         self.stop = threading.Event()
         self.lock = threading.Lock()
