@@ -21,7 +21,8 @@
 enum {
     PP_TB_WAKE = 1,             /* the thread starts work (a connection, a request) */
     PP_TB_IDLE,                 /* the thread waits for work again */
-    PP_TB_BLOCK,                /* blocks inside work: a = PP_TB_BLOCK_NET or _SYNC, str = where */
+    PP_TB_BLOCK,                /* blocks inside work: a = PP_TB_BLOCK_NET or _SYNC, str = where,
+                                 * b = 1 when str carries PCs */
     PP_TB_UNBLOCK,              /* runs again after PP_TB_BLOCK */
     PP_TB_TASK_BEGIN,           /* a = task id, str = task type (may be set later) */
     PP_TB_TASK_END,             /* a = task id */

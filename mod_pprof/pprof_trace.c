@@ -68,6 +68,7 @@ static struct {
     held_sample *smp;           /* malloc'ed, as their PCs */
     apr_size_t nsmp, capsmp, smp_bytes;
     apr_uint64_t dropped;       /* records lost since the last take */
+    int pcs;                    /* a held record has PCs (a wait's callers) */
 } tr;
 
 static void trace_register_hooks(apr_pool_t *p)
@@ -139,6 +140,7 @@ static void trace_end(void)
     tr.capsmp = 0;
     tr.held_total = 0;
     tr.dropped = 0;
+    tr.pcs = 0;
     tr.gen = tr.data_gen = 0;
     tr.stopped = 0;
 }
@@ -183,7 +185,8 @@ static const char *trace_start(const pp_wire_request *req, pprof_out *out)
 /* Rings are emptied here, between the collector's takes: they never wait on it. */
 static void drain(void)
 {
-    tr.dropped += pprof_trace_rec_drain(tr.data_gen, tr.held, &tr.held_total, AGENT_BUF_MAX);
+    tr.dropped += pprof_trace_rec_drain(tr.data_gen, tr.held, &tr.held_total, AGENT_BUF_MAX,
+                                        &tr.pcs);
 }
 
 static void trace_tick(apr_uint32_t gen)
@@ -224,7 +227,7 @@ static apr_status_t give_back(void *arg)
 static void hand_over(pprof_out *out)
 {
     apr_size_t i;
-    int s, any = tr.nsmp > 0;
+    int s;
 
     for (s = 0; s < tr.nslots; s++) {
         pprof_trace_held *h = &tr.held[s];
@@ -247,7 +250,6 @@ static void hand_over(pprof_out *out)
         }
         tr.held_total -= h->cap;
         memset(h, 0, sizeof(*h));
-        any = 1;
     }
     for (i = 0; i < tr.nsmp; i++) {
         pp_wire_sample *smp = pprof_out_sample(out);
@@ -257,10 +259,13 @@ static void hand_over(pprof_out *out)
         smp->pcs = pprof_out_pcs(out, tr.smp[i].pcs, tr.smp[i].npcs);
     }
     drop_samples();
-    /* The maps name the PCs of CPU samples and of lock waits' callers. */
-    if (any) {
+    /* The maps name the PCs of CPU samples and of waits' callers, and only those: read
+     * and parsed every round by every child, /proc/self/maps was the largest part of the
+     * agents' CPU in a trace of static files (no waits, no samples: no PC to name). */
+    if (tr.nsmp > 0 || tr.pcs) {
         pprof_out_mappings(out);
     }
+    tr.pcs = 0;
     pprof_out_counter(out, "dropped", (apr_int64_t)tr.dropped);
     tr.dropped = 0;
 }

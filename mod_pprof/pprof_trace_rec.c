@@ -118,6 +118,24 @@ static void put_log(tstate *s, apr_uint64_t task, const char *key, const char *v
     pp_tbuf_put(s->ring, s->gen, PP_TB_LOG, s->ts++, task, 0, buf, k + 1 + v);
 }
 
+/* v in decimal into buf (24 bytes), as printf's %lld would: apr_snprintf's formatter
+ * was 0.6 us of a traced request in perf, for two small numbers. */
+static const char *decimal(char *buf, long long v)
+{
+    char *p = buf + 23;
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+
+    *p = '\0';
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0) {
+        *--p = '-';
+    }
+    return p;
+}
+
 static rstate *req_state(request_rec *r, tstate *s)
 {
     rstate *rs = r->main || r->prev ? NULL
@@ -157,8 +175,9 @@ static int wait_seen(int kind, const uint64_t *pcs, int npcs)
             n += (size_t)apr_snprintf(text + n, sizeof(text) - n, " 0x%" APR_UINT64_T_HEX_FMT,
                                       pcs[i]);
         }
+        /* b says the text has PCs: the take sends the child's maps only then. */
         pp_tbuf_put(s->ring, s->gen, PP_TB_BLOCK, s->ts++,
-                    kind == PP_WAIT_LOCK ? PP_TB_BLOCK_SYNC : PP_TB_BLOCK_NET, 0, text, n);
+                    kind == PP_WAIT_LOCK ? PP_TB_BLOCK_SYNC : PP_TB_BLOCK_NET, i > 0, text, n);
     }
     return 1;
 }
@@ -346,12 +365,10 @@ void pprof_trace_rec_log_last(request_rec *r)
     rstate *rs = traced(r, &s);
 
     if (rs) {
-        char num[32];
+        char num[24];
         stamp(s);
-        apr_snprintf(num, sizeof(num), "%d", r->status);
-        put_log(s, rs->task, "status", num);
-        apr_snprintf(num, sizeof(num), "%" APR_OFF_T_FMT, r->bytes_sent);
-        put_log(s, rs->task, "bytes", num);
+        put_log(s, rs->task, "status", decimal(num, r->status));
+        put_log(s, rs->task, "bytes", decimal(num, r->bytes_sent));
         put(s, PP_TB_REGION_END, rs->task, "log");
     }
 }
@@ -464,8 +481,28 @@ void pprof_trace_rec_trim(void)
     }
 }
 
+/* Whether records (whole, as pp_tbuf_read gives them) hold a wait with its callers' PCs.
+ * Only the record headers are read, just copied and still in cache. */
+static int has_pcs(const unsigned char *p, apr_size_t len)
+{
+    apr_size_t off = 0;
+
+    while (off + sizeof(pp_tb_record) <= len) {
+        pp_tb_record r;
+        memcpy(&r, p + off, sizeof(r));
+        if (r.kind == PP_TB_BLOCK && r.b) {
+            return 1;
+        }
+        if (r.size < sizeof(r)) {
+            return 1;           /* cannot happen; the maps then, to be safe */
+        }
+        off += r.size;
+    }
+    return 0;
+}
+
 apr_uint64_t pprof_trace_rec_drain(apr_uint32_t gen, pprof_trace_held *held,
-                                   apr_size_t *total, apr_size_t max)
+                                   apr_size_t *total, apr_size_t max, int *pcs)
 {
     static apr_uint64_t last_lost;
     apr_uint64_t lost = 0, delta;
@@ -494,6 +531,9 @@ apr_uint64_t pprof_trace_rec_drain(apr_uint32_t gen, pprof_trace_held *held,
                 h->cap = ncap;
             }
             n = pp_tbuf_read(rings[i], gen, h->data + h->len, h->cap - h->len, &more);
+            if (!*pcs) {
+                *pcs = has_pcs(h->data + h->len, n);
+            }
             h->len += n;
         }
     }

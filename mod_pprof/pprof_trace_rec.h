@@ -36,8 +36,9 @@ typedef struct {
 /* Append every ring's published records of gen to held[slot] (one per slot given to
  * start), growing the buffers while their capacities together stay within max (*total
  * tracks it); what does not fit stays in the rings, which count what they then lose.
- * Returns the records lost to full rings since the last call. */
+ * Sets *pcs when a record read holds PCs (a wait's callers: the reply then needs the
+ * child's maps). Returns the records lost to full rings since the last call. */
 apr_uint64_t pprof_trace_rec_drain(apr_uint32_t gen, pprof_trace_held *held,
-                                   apr_size_t *total, apr_size_t max);
+                                   apr_size_t *total, apr_size_t max, int *pcs);
 
 #endif
