@@ -188,6 +188,9 @@ config_lines() {
         extstatus) echo "ExtendedStatus On"; return 0 ;;
         cpu1000) hz=1000 ;;
         noheap) extra="PprofMemProfileRate 0" ;;
+        # PP0401 (a trace's records lost) is at level debug: its note counts them. A
+        # few lines per scrape.
+        trace) extra="LogLevel warn pprof:debug" ;;
     esac
     cat <<EOF2
 LoadModule pprof_module $mod
