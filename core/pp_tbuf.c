@@ -153,7 +153,10 @@ int pp_tbuf_put(pp_tbuf *b, uint32_t gen, int kind, uint64_t ts, uint64_t a, uin
     if (textlen > PP_TB_STR_MAX - 1) {
         textlen = PP_TB_STR_MAX - 1;
     }
-    rc = put(b, gen, kind, ts, a, bb, text, textlen, textlen + 1);
+    /* A record without text is its header alone (32 bytes, not 40 with a NUL and its
+     * pad): most of a request's records carry none, and the bytes a request writes are
+     * what the worker's cache, the agent's copies and the socket pay for. */
+    rc = put(b, gen, kind, ts, a, bb, text, textlen, textlen ? textlen + 1 : 0);
     if (rc == 0 && !b->held) {
         publish(b);
     }
@@ -264,13 +267,17 @@ int pp_tbuf_walk(const void *buf, size_t len,
             return -1;
         }
         memcpy(&r, p + off, sizeof(r));
-        if (r.size < sizeof(r) + 1 || (r.size & 7) || r.size > len - off ||
+        if (r.size < sizeof(r) || (r.size & 7) || r.size > len - off ||
             r.kind == 0 || r.kind >= PP_TB_KIND_MAX) {
             return -1;
         }
-        text = (const char *)p + off + sizeof(r);
-        if (!memchr(text, '\0', r.size - sizeof(r))) {
-            return -1;
+        if (r.size == sizeof(r)) {
+            text = "";          /* a record without text */
+        } else {
+            text = (const char *)p + off + sizeof(r);
+            if (!memchr(text, '\0', r.size - sizeof(r))) {
+                return -1;
+            }
         }
         if (fn(baton, &r, text) != 0) {
             break;

@@ -26,9 +26,10 @@ enum {
     PP_TB_UNBLOCK,              /* runs again after PP_TB_BLOCK */
     PP_TB_TASK_BEGIN,           /* a = task id, str = task type (may be set later) */
     PP_TB_TASK_END,             /* a = task id */
-    PP_TB_REGION_BEGIN,         /* a = task id, str = region name */
-    PP_TB_REGION_END,           /* a = task id, str = region name */
-    PP_TB_LOG,                  /* a = task id, str = "key\0value" */
+    PP_TB_REGION_BEGIN,         /* a = task id, str = region name (or b = its number) */
+    PP_TB_REGION_END,           /* a = task id, str = region name (or b = its number) */
+    PP_TB_LOG,                  /* a = task id, str = "key\0value" (or b = the key's number,
+                                 * str = the value) */
     PP_TB_KIND_MAX
 };
 
@@ -37,7 +38,8 @@ enum { PP_TB_BLOCK_NET = 1, PP_TB_BLOCK_SYNC = 2 };
 #define PP_TB_TYPE_MAX 32       /* bytes kept of a task type, with its NUL */
 #define PP_TB_STR_MAX 512       /* bytes kept of any other text, with its NUL */
 
-/* One record as it sits in the ring (8-byte aligned; size includes the text). */
+/* One record as it sits in the ring (8-byte aligned; size includes the text). A record
+ * without text is the header alone; otherwise the text is NUL-terminated, padded to 8. */
 typedef struct {
     uint32_t gen;
     uint16_t kind;
@@ -93,7 +95,8 @@ uint64_t pp_tbuf_dropped(const pp_tbuf *b);
 uint64_t pp_tbuf_now(void);
 
 /* Walk the records in buf (as pp_tbuf_read returned them). fn returns 0 to go on. The
- * text of each record is NUL-terminated. Returns -1 if buf is malformed. */
+ * text of each record is NUL-terminated ("" for a record without text). Returns -1 if
+ * buf is malformed. */
 int pp_tbuf_walk(const void *buf, size_t len,
                  int (*fn)(void *baton, const pp_tb_record *r, const char *text),
                  void *baton);

@@ -477,6 +477,9 @@ static int serve_trace(request_rec *r, apr_table_t *args)
     for (k = 0; k < sizeof(frames) / sizeof(frames[0]); k++) {
         pp_trace_set_frame(c.tr, frames[k].name, frames[k].function, frames[k].file);
     }
+    for (k = 1; k < PPROF_NAME_MAX; k++) {
+        pp_trace_set_name_id(c.tr, (unsigned)k, pprof_trace_names[k]);
+    }
     memset(&w, 0, sizeof(w));
     w.kind = &pprof_kind_trace;
     w.answer = &c;

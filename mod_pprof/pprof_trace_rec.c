@@ -25,6 +25,11 @@ APLOG_USE_MODULE(pprof);
  * it every 100 ms: room for about 100 requests of one thread in that time. */
 #define RING_BYTES (128 * 1024)
 
+const char *const pprof_trace_names[PPROF_NAME_MAX] = {
+    NULL, "read_request", "access_auth", "handler", "output", "log",
+    "method", "uri", "vhost", "status", "bytes"
+};
+
 static apr_uint32_t trace_gen;          /* 0: off. Read by every hook. */
 static pp_tbuf **rings;                 /* by scoreboard thread slot */
 static int nrings;
@@ -104,18 +109,16 @@ static void put(tstate *s, int kind, apr_uint64_t a, const char *text)
     pp_tbuf_put(s->ring, s->gen, kind, s->ts++, a, 0, text, text ? strlen(text) : 0);
 }
 
-static void put_log(tstate *s, apr_uint64_t task, const char *key, const char *value)
+static void region(tstate *s, int kind, apr_uint64_t task, int id)
 {
-    char buf[PP_TB_STR_MAX];
-    size_t k = strlen(key), v = strlen(value);
+    pp_tbuf_put(s->ring, s->gen, kind, s->ts++, task, (apr_uint64_t)id, NULL, 0);
+}
 
-    if (k + 1 + v + 1 > sizeof(buf)) {
-        v = sizeof(buf) - k - 2;
-    }
-    memcpy(buf, key, k + 1);
-    memcpy(buf + k + 1, value, v);
-    buf[k + 1 + v] = '\0';
-    pp_tbuf_put(s->ring, s->gen, PP_TB_LOG, s->ts++, task, 0, buf, k + 1 + v);
+/* A log of the task: the key by number, the value as text. */
+static void put_log(tstate *s, apr_uint64_t task, int key, const char *value)
+{
+    pp_tbuf_put(s->ring, s->gen, PP_TB_LOG, s->ts++, task, (apr_uint64_t)key, value,
+                strlen(value));
 }
 
 /* v in decimal into buf (24 bytes), as printf's %lld would: apr_snprintf's formatter
@@ -234,7 +237,7 @@ static apr_status_t request_done(void *data)
     }
     if (s->out_task == rs->task) {
         /* Freed from within the output filter (the end of the request was written). */
-        put(s, PP_TB_REGION_END, rs->task, "output");
+        region(s, PP_TB_REGION_END, rs->task, PPROF_NAME_OUTPUT);
         s->out_task = 0;
     }
     put(s, PP_TB_TASK_END, rs->task, NULL);
@@ -299,14 +302,15 @@ static int trace_post_read_request(request_rec *r)
         pp_tbuf_put_task(s->ring, s->gen, s->ts++, rs->task);
     } else {
         pp_tbuf_put_task(s->ring, s->gen, rs->t_begin, rs->task);
-        pp_tbuf_put(s->ring, s->gen, PP_TB_REGION_BEGIN, rs->t_begin + 1, rs->task, 0,
-                    "read_request", 12);
-        put(s, PP_TB_REGION_END, rs->task, "read_request");
+        pp_tbuf_put(s->ring, s->gen, PP_TB_REGION_BEGIN, rs->t_begin + 1, rs->task,
+                    PPROF_NAME_READ_REQUEST, NULL, 0);
+        region(s, PP_TB_REGION_END, rs->task, PPROF_NAME_READ_REQUEST);
     }
-    put_log(s, rs->task, "method", r->method ? r->method : "");
-    put_log(s, rs->task, "uri", r->unparsed_uri ? r->unparsed_uri : "");
-    put_log(s, rs->task, "vhost", r->server->server_hostname ? r->server->server_hostname : "");
-    put(s, PP_TB_REGION_BEGIN, rs->task, "access_auth");
+    put_log(s, rs->task, PPROF_NAME_METHOD, r->method ? r->method : "");
+    put_log(s, rs->task, PPROF_NAME_URI, r->unparsed_uri ? r->unparsed_uri : "");
+    put_log(s, rs->task, PPROF_NAME_VHOST,
+            r->server->server_hostname ? r->server->server_hostname : "");
+    region(s, PP_TB_REGION_BEGIN, rs->task, PPROF_NAME_ACCESS_AUTH);
     return DECLINED;
 }
 
@@ -317,7 +321,7 @@ static int trace_fixups(request_rec *r)
 
     if (rs) {
         stamp(s);
-        put(s, PP_TB_REGION_END, rs->task, "access_auth");
+        region(s, PP_TB_REGION_END, rs->task, PPROF_NAME_ACCESS_AUTH);
     }
     return DECLINED;
 }
@@ -337,7 +341,7 @@ void pprof_trace_rec_handler(request_rec *r)
         if (s->task == rs->task) {
             pp_tbuf_task_type(s->ring, r->handler ? r->handler : "(none)");
         }
-        put(s, PP_TB_REGION_BEGIN, rs->task, "handler");
+        region(s, PP_TB_REGION_BEGIN, rs->task, PPROF_NAME_HANDLER);
         rs->in_handler = 1;
     }
 }
@@ -351,10 +355,10 @@ static int trace_log_first(request_rec *r)
         stamp(s);
         if (rs->in_handler) {
             /* A connection without our output filter: the handler ends here. */
-            put(s, PP_TB_REGION_END, rs->task, "handler");
+            region(s, PP_TB_REGION_END, rs->task, PPROF_NAME_HANDLER);
             rs->in_handler = 0;
         }
-        put(s, PP_TB_REGION_BEGIN, rs->task, "log");
+        region(s, PP_TB_REGION_BEGIN, rs->task, PPROF_NAME_LOG);
     }
     return DECLINED;
 }
@@ -367,9 +371,9 @@ void pprof_trace_rec_log_last(request_rec *r)
     if (rs) {
         char num[24];
         stamp(s);
-        put_log(s, rs->task, "status", decimal(num, r->status));
-        put_log(s, rs->task, "bytes", decimal(num, r->bytes_sent));
-        put(s, PP_TB_REGION_END, rs->task, "log");
+        put_log(s, rs->task, PPROF_NAME_STATUS, decimal(num, r->status));
+        put_log(s, rs->task, PPROF_NAME_BYTES, decimal(num, r->bytes_sent));
+        region(s, PP_TB_REGION_END, rs->task, PPROF_NAME_LOG);
     }
 }
 
@@ -395,19 +399,19 @@ static apr_status_t trace_output(ap_filter_t *f, apr_bucket_brigade *bb)
     }
     stamp(s);
     if (eor && rs && rs->task == task && rs->in_handler) {
-        put(s, PP_TB_REGION_END, task, "handler");
+        region(s, PP_TB_REGION_END, task, PPROF_NAME_HANDLER);
         rs->in_handler = 0;
     }
     outer = s->in_output++ == 0;
     if (outer) {
-        put(s, PP_TB_REGION_BEGIN, task, "output");
+        region(s, PP_TB_REGION_BEGIN, task, PPROF_NAME_OUTPUT);
         s->out_task = task;
     }
     rv = ap_pass_brigade(f->next, bb);
     s->in_output--;
     stamp(s);
     if (outer && s->out_task == task) {
-        put(s, PP_TB_REGION_END, task, "output");
+        region(s, PP_TB_REGION_END, task, PPROF_NAME_OUTPUT);
         s->out_task = 0;
     }
     if (eor && !s->in_output) {

@@ -11,6 +11,26 @@
 
 #include "httpd.h"
 
+/* The names a request's records give by number (pp_trace_set_name_id): its regions and
+ * its logs' keys. A name as text cost the ring, the agent's copies and the collector's
+ * hashing at every record. */
+enum {
+    PPROF_NAME_READ_REQUEST = 1,        /* regions */
+    PPROF_NAME_ACCESS_AUTH,
+    PPROF_NAME_HANDLER,
+    PPROF_NAME_OUTPUT,
+    PPROF_NAME_LOG,
+    PPROF_NAME_METHOD,                  /* log keys */
+    PPROF_NAME_URI,
+    PPROF_NAME_VHOST,
+    PPROF_NAME_STATUS,
+    PPROF_NAME_BYTES,
+    PPROF_NAME_MAX
+};
+
+/* Their names, by number (index 0 unused). */
+extern const char *const pprof_trace_names[PPROF_NAME_MAX];
+
 /* register_hooks: the request hooks and the output filter. */
 void pprof_trace_rec_register_hooks(apr_pool_t *p);
 
