@@ -227,7 +227,7 @@ static apr_status_t give_back(void *arg)
 static void hand_over(pprof_out *out)
 {
     apr_size_t i;
-    int s;
+    int s, samples = tr.nsmp > 0;
 
     for (s = 0; s < tr.nslots; s++) {
         pprof_trace_held *h = &tr.held[s];
@@ -262,7 +262,7 @@ static void hand_over(pprof_out *out)
     /* The maps name the PCs of CPU samples and of waits' callers, and only those: read
      * and parsed every round by every child, /proc/self/maps was the largest part of the
      * agents' CPU in a trace of static files (no waits, no samples: no PC to name). */
-    if (tr.nsmp > 0 || tr.pcs) {
+    if (samples || tr.pcs) {
         pprof_out_mappings(out);
     }
     tr.pcs = 0;
