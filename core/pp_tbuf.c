@@ -229,6 +229,68 @@ size_t pp_tbuf_read(pp_tbuf *b, uint32_t gen, void *out, size_t cap, int *more)
     return n;
 }
 
+uint64_t pp_tbuf_peek(pp_tbuf *b, uint32_t gen, pp_tbuf_piece piece[3], void *scratch)
+{
+    uint64_t head = __atomic_load_n(&b->head, __ATOMIC_ACQUIRE);
+    uint64_t pos = b->tail, start, wrap = 0;
+    pp_tb_record r;
+    int skipping = 1;
+
+    memset(piece, 0, 3 * sizeof(*piece));
+    while (pos < head) {
+        copy_out(b, pos, &r, sizeof(r));
+        if (r.size < sizeof(r) || (r.size & 7) || r.size > head - pos) {
+            pos = head;         /* cannot happen with one writer; never loop on it */
+            break;
+        }
+        if (r.gen != gen) {
+            if (!skipping) {
+                break;          /* the run ends here; the next peek skips it */
+            }
+            pos += r.size;
+            __atomic_store_n(&b->tail, pos, __ATOMIC_RELEASE);
+            continue;
+        }
+        if (skipping) {
+            skipping = 0;
+            start = pos;
+        }
+        if ((pos & (b->cap - 1)) + r.size > b->cap) {
+            wrap = pos + 1;     /* this record runs past the ring's end */
+        }
+        pos += r.size;
+    }
+    if (skipping) {
+        return pos;             /* nothing of gen */
+    }
+    if (!wrap) {
+        size_t off = (size_t)(start & (b->cap - 1)), first = b->cap - off;
+        size_t len = (size_t)(pos - start);
+        piece[0].data = b->data + off;
+        piece[0].len = len < first ? len : first;
+        piece[2].data = b->data;
+        piece[2].len = len - piece[0].len;
+    } else {
+        uint64_t at = wrap - 1;
+        copy_out(b, at, &r, sizeof(r));
+        piece[0].data = b->data + (start & (b->cap - 1));
+        piece[0].len = (size_t)(at - start);
+        copy_out(b, at, scratch, r.size);
+        piece[1].data = scratch;
+        piece[1].len = r.size;
+        piece[2].data = b->data + ((at + r.size) & (b->cap - 1));
+        piece[2].len = (size_t)(pos - at - r.size);
+    }
+    return pos;
+}
+
+void pp_tbuf_consume(pp_tbuf *b, uint64_t pos)
+{
+    if (pos > b->tail) {
+        __atomic_store_n(&b->tail, pos, __ATOMIC_RELEASE);
+    }
+}
+
 void pp_tbuf_trim(pp_tbuf *b)
 {
     long page = sysconf(_SC_PAGESIZE);

@@ -80,6 +80,27 @@ void pp_tbuf_discard_held(pp_tbuf *b);
  * skipped. Returns the bytes copied; *more is set when records remain. */
 size_t pp_tbuf_read(pp_tbuf *b, uint32_t gen, void *out, size_t cap, int *more);
 
+/* The largest record: a header and PP_TB_STR_MAX bytes of text, padded. */
+#define PP_TB_RECORD_MAX (sizeof(pp_tb_record) + PP_TB_STR_MAX)
+
+/* A run of whole records in memory. */
+typedef struct {
+    const void *data;
+    size_t len;
+} pp_tbuf_piece;
+
+/* Reader side: the published records of generation gen, in place, without copying them
+ * out: up to three pieces in order (the ring up to its end, the one record that wraps
+ * around it copied into scratch, of PP_TB_RECORD_MAX bytes, then the ring from its
+ * start); unused pieces have len 0. Records of other generations before them are consumed
+ * and skipped; one after them ends the run (the next peek skips it). Nothing is consumed
+ * until pp_tbuf_consume(b, the returned position): until then the writer cannot
+ * overwrite the pieces. */
+uint64_t pp_tbuf_peek(pp_tbuf *b, uint32_t gen, pp_tbuf_piece piece[3], void *scratch);
+
+/* Reader side: consume up to pos, as pp_tbuf_peek returned it. */
+void pp_tbuf_consume(pp_tbuf *b, uint64_t pos);
+
 /* Give the ring's memory back to the system (its records are lost; a writer still in
  * flight at worst leaves a torn record, which the reader skips). For the reader, between
  * traces. */

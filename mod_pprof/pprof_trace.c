@@ -182,16 +182,14 @@ static const char *trace_start(const pp_wire_request *req, pprof_out *out)
     return NULL;
 }
 
-/* Rings are emptied here, between the collector's takes: they never wait on it. */
-static void drain(void)
-{
-    tr.dropped += pprof_trace_rec_drain(tr.data_gen, tr.held, &tr.held_total, AGENT_BUF_MAX,
-                                        &tr.pcs);
-}
-
+/* A tick copies out only the rings at least half full, which might fill before the next
+ * take; the take sends the others from the ring itself. Copying every ring into the
+ * agent's buffers each tick was a second pass over every record, and those buffers were
+ * megabytes per child. */
 static void trace_tick(apr_uint32_t gen)
 {
-    drain();
+    tr.dropped += pprof_trace_rec_drain(tr.data_gen, tr.held, &tr.held_total, AGENT_BUF_MAX,
+                                        1, &tr.pcs);
 }
 
 /* A buffer handed over with a reply comes back when the reply's pool is destroyed (on the
@@ -222,34 +220,82 @@ static apr_status_t give_back(void *arg)
     return APR_SUCCESS;
 }
 
+/* A ring's records sent in place: consumed once the reply is sent (the reply's pool). */
+typedef struct {
+    int slot;
+    apr_uint64_t pos;
+} sent_ring;
+
+static apr_status_t consume_sent(void *arg)
+{
+    sent_ring *sr = arg;
+
+    pprof_trace_rec_consume(sr->slot, sr->pos);
+    return APR_SUCCESS;
+}
+
+static void add_section(pprof_out *out, int slot, apr_uint32_t tid, const void *data,
+                        apr_size_t len)
+{
+    pp_wire_section *sec = pprof_out_section(out);
+
+    sec->slot = (apr_uint32_t)slot;
+    sec->tid = tid;
+    sec->records.data = (uint8_t *)data;
+    sec->records.len = len;
+}
+
 /* What is held into out, handed over: the buffers go with the reply and come back to their
- * slots once it is sent (give_back). */
+ * slots once it is sent (give_back); then what is still in each ring, in place, consumed
+ * once it is sent (consume_sent): the records are copied once, into the socket. */
 static void hand_over(pprof_out *out)
 {
     apr_size_t i;
-    int s, samples = tr.nsmp > 0;
+    int s, k, samples = tr.nsmp > 0;
+    /* Where a record that wraps around its ring's end is copied, sent with the reply. */
+    unsigned char *room = apr_palloc(out->pool, PP_TB_RECORD_MAX);
 
     for (s = 0; s < tr.nslots; s++) {
         pprof_trace_held *h = &tr.held[s];
-        pp_wire_section *sec;
-        if (!h->len) {
+        apr_uint32_t tid = 0;
+        pp_tbuf_piece piece[3];
+        apr_uint64_t pos;
+
+        if (h->len) {
+            tid = pprof_slot_tid(s);
+            add_section(out, s, tid, h->data, h->len);
+            {
+                given_buf *g = apr_palloc(out->pool, sizeof(*g));
+                g->slot = s;
+                g->gen = tr.data_gen;
+                g->data = h->data;
+                g->cap = h->cap;
+                apr_pool_cleanup_register(out->pool, g, give_back, apr_pool_cleanup_null);
+            }
+            tr.held_total -= h->cap;
+            memset(h, 0, sizeof(*h));
+        }
+        pos = pprof_trace_rec_peek(s, tr.data_gen, piece, room, &tr.pcs);
+        if (!piece[0].len && !piece[1].len && !piece[2].len) {
             continue;
         }
-        sec = pprof_out_section(out);
-        sec->slot = (apr_uint32_t)s;
-        sec->tid = pprof_slot_tid(s);
-        sec->records.data = h->data;
-        sec->records.len = h->len;
-        {
-            given_buf *g = apr_palloc(out->pool, sizeof(*g));
-            g->slot = s;
-            g->gen = tr.data_gen;
-            g->data = h->data;
-            g->cap = h->cap;
-            apr_pool_cleanup_register(out->pool, g, give_back, apr_pool_cleanup_null);
+        if (piece[1].len) {
+            room = apr_palloc(out->pool, PP_TB_RECORD_MAX);     /* that one is sent */
         }
-        tr.held_total -= h->cap;
-        memset(h, 0, sizeof(*h));
+        if (!tid) {
+            tid = pprof_slot_tid(s);
+        }
+        for (k = 0; k < 3; k++) {
+            if (piece[k].len) {
+                add_section(out, s, tid, piece[k].data, piece[k].len);
+            }
+        }
+        {
+            sent_ring *sr = apr_palloc(out->pool, sizeof(*sr));
+            sr->slot = s;
+            sr->pos = pos;
+            apr_pool_cleanup_register(out->pool, sr, consume_sent, apr_pool_cleanup_null);
+        }
     }
     for (i = 0; i < tr.nsmp; i++) {
         pp_wire_sample *smp = pprof_out_sample(out);
@@ -288,6 +334,18 @@ static void trace_stop(apr_uint32_t gen, pprof_stop_why why)
     tr.stopped = 1;
 }
 
+/* The last take's end, once its reply is sent: the rings it sent from are trimmed only
+ * then. Registered before the reply's other cleanups, it runs after them. */
+static apr_status_t end_after_send(void *arg)
+{
+    apr_uint32_t gen = (apr_uint32_t)(apr_uintptr_t)arg;
+
+    if (tr.data_gen == gen) {
+        trace_end();
+    }
+    return APR_SUCCESS;
+}
+
 static int trace_take(const pp_wire_request *req, pprof_out *out)
 {
     if (!req->gen || tr.data_gen != req->gen) {
@@ -295,12 +353,13 @@ static int trace_take(const pp_wire_request *req, pprof_out *out)
     }
     if (!tr.stopped) {
         pprof_sampler_drain();
+    } else {
+        apr_pool_cleanup_register(out->pool, (void *)(apr_uintptr_t)tr.data_gen,
+                                  end_after_send, apr_pool_cleanup_null);
     }
-    drain();
+    tr.dropped += pprof_trace_rec_drain(tr.data_gen, tr.held, &tr.held_total, AGENT_BUF_MAX,
+                                        1, &tr.pcs);
     hand_over(out);
-    if (tr.stopped) {
-        trace_end();
-    }
     return PP_WIRE_OK;
 }
 

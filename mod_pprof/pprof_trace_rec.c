@@ -505,8 +505,33 @@ static int has_pcs(const unsigned char *p, apr_size_t len)
     return 0;
 }
 
+apr_uint64_t pprof_trace_rec_peek(int slot, apr_uint32_t gen, pp_tbuf_piece piece[3],
+                                  void *scratch, int *pcs)
+{
+    apr_uint64_t pos;
+    int k;
+
+    if (slot < 0 || slot >= nrings || !rings[slot]) {
+        memset(piece, 0, 3 * sizeof(*piece));
+        return 0;
+    }
+    pos = pp_tbuf_peek(rings[slot], gen, piece, scratch);
+    for (k = 0; k < 3 && !*pcs; k++) {
+        *pcs = has_pcs(piece[k].data, piece[k].len);
+    }
+    return pos;
+}
+
+void pprof_trace_rec_consume(int slot, apr_uint64_t pos)
+{
+    if (slot >= 0 && slot < nrings && rings[slot]) {
+        pp_tbuf_consume(rings[slot], pos);
+    }
+}
+
 apr_uint64_t pprof_trace_rec_drain(apr_uint32_t gen, pprof_trace_held *held,
-                                   apr_size_t *total, apr_size_t max, int *pcs)
+                                   apr_size_t *total, apr_size_t max, int half_full,
+                                   int *pcs)
 {
     static apr_uint64_t last_lost;
     apr_uint64_t lost = 0, delta;
@@ -518,6 +543,9 @@ apr_uint64_t pprof_trace_rec_drain(apr_uint32_t gen, pprof_trace_held *held,
             continue;
         }
         lost += pp_tbuf_dropped(rings[i]);
+        if (half_full && pp_tbuf_pending(rings[i]) < RING_BYTES / 2) {
+            continue;           /* the take sends it from the ring itself */
+        }
         for (more = 1; more && pp_tbuf_pending(rings[i]) > 0;) {
             apr_size_t want = pp_tbuf_pending(rings[i]), n;
             if (h->cap - h->len < want) {
