@@ -238,7 +238,12 @@ uint64_t pp_tbuf_peek(pp_tbuf *b, uint32_t gen, pp_tbuf_piece piece[3], void *sc
 
     memset(piece, 0, 3 * sizeof(*piece));
     while (pos < head) {
-        copy_out(b, pos, &r, sizeof(r));
+        size_t off = (size_t)(pos & (b->cap - 1));
+        if (off + sizeof(r) <= b->cap) {
+            memcpy(&r, b->data + off, sizeof(r));       /* inlined: once per record */
+        } else {
+            copy_out(b, pos, &r, sizeof(r));
+        }
         if (r.size < sizeof(r) || (r.size & 7) || r.size > head - pos) {
             pos = head;         /* cannot happen with one writer; never loop on it */
             break;
@@ -255,7 +260,7 @@ uint64_t pp_tbuf_peek(pp_tbuf *b, uint32_t gen, pp_tbuf_piece piece[3], void *sc
             skipping = 0;
             start = pos;
         }
-        if ((pos & (b->cap - 1)) + r.size > b->cap) {
+        if (off + r.size > b->cap) {
             wrap = pos + 1;     /* this record runs past the ring's end */
         }
         pos += r.size;
