@@ -370,6 +370,7 @@ typedef struct {
     pp_trace *tr;
     apr_uint64_t dropped;
     apr_uint64_t cut;           /* parts of hand-overs cut to their bound */
+    apr_uint64_t bytes;         /* of the children's records (what the workers wrote) */
     int failed;
     /* While one child's answer is read: its pid, maps, and the symbolizer (held). */
     pid_t maps_pid;
@@ -440,6 +441,7 @@ static void feed(collector *c, pid_t pid, const pp_wire_reply *m, const pp_maps 
     for (i = 0; i < m->n_sections; i++) {
         const pp_wire_section *s = m->sections[i];
         int th = pp_trace_thread(c->tr, (apr_uint32_t)pid, s->slot, s->tid, PP_TRACE_NEW);
+        c->bytes += s->records.len;
         if (th < 0 || pp_trace_records(c->tr, th, s->records.data, s->records.len) != 0) {
             c->failed = 1;
         }
@@ -561,10 +563,12 @@ static int serve_trace(request_rec *r, apr_table_t *args)
                   "PP0401: trace %s after %.1f s: %d children, %" APR_UINT64_T_FMT
                   " threads, %" APR_UINT64_T_FMT " tasks, %" APR_UINT64_T_FMT " events, %"
                   APR_UINT64_T_FMT " CPU samples, %" APR_UINT64_T_FMT " records lost, %"
-                  APR_UINT64_T_FMT " repaired, %" APR_UINT64_T_FMT " hand-over parts cut",
+                  APR_UINT64_T_FMT " repaired, %" APR_UINT64_T_FMT " hand-over parts cut, %"
+                  APR_UINT64_T_FMT " bytes of records",
                   w.gone ? "stopped: client went away" : "done",
                   (double)(apr_time_now() - w.t0) / APR_USEC_PER_SEC, w.nchildren, st.threads,
-                  st.tasks, st.events, st.cpu_samples, c.dropped, st.repaired, c.cut);
+                  st.tasks, st.events, st.cpu_samples, c.dropped, st.repaired, c.cut,
+                  c.bytes);
     if (c.failed) {
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
                       "PP0402: some trace records of the children could not be read");
