@@ -130,7 +130,10 @@ static int put(pp_tbuf *b, uint32_t gen, int kind, uint64_t ts, uint64_t a, uint
         if (textlen) {
             memcpy(d + sizeof(r), text, textlen);
         }
-        memset(d + sizeof(r) + textlen, 0, size - sizeof(r) - textlen);
+        if (size > sizeof(r) + textlen) {
+            /* the NUL and the pad (a held task's whole type room) */
+            memset(d + sizeof(r) + textlen, 0, size - sizeof(r) - textlen);
+        }
     } else {
         copy_in(b, b->wpos, &r, sizeof(r));
         if (textlen) {
