@@ -235,7 +235,7 @@ size_t pp_tbuf_read(pp_tbuf *b, uint32_t gen, void *out, size_t cap, int *more)
 uint64_t pp_tbuf_peek(pp_tbuf *b, uint32_t gen, pp_tbuf_piece piece[3], void *scratch)
 {
     uint64_t head = __atomic_load_n(&b->head, __ATOMIC_ACQUIRE);
-    uint64_t pos = b->tail, start, wrap = 0;
+    uint64_t pos = b->tail, start = 0, wrap = 0;
     pp_tb_record r;
     int skipping = 1;
 
