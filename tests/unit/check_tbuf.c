@@ -215,6 +215,9 @@ START_TEST(peek_gives_whole_records_in_place_across_the_end)
         for (got = 0;;) {
             pos = pp_tbuf_peek(b, 1, piece, scratch);
             for (k = 0, n = 0; k < 3; k++) {
+                if (!piece[k].len) {
+                    continue;
+                }
                 memcpy(joined + got + n, piece[k].data, piece[k].len);
                 n += piece[k].len;
                 /* Each piece is whole records. */
