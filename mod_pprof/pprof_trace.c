@@ -3,15 +3,18 @@
  * streams as it goes.
  *
  * Agent half: while the window is open the recorder's hooks (pprof_trace_rec) write each
- * worker thread's records into its ring; each tick moves them into per-slot buffers
- * (bounded: AGENT_BUF_MAX), and a CPU profile running at the same time also hands its
- * samples here (pprof_sampler). take hands over what was gathered since the last take.
+ * worker thread's records into its ring; a tick moves the records of a ring at least half
+ * full into its slot's buffer (bounded: AGENT_BUF_MAX), and a CPU profile running at the
+ * same time also hands its samples here (pprof_sampler). take hands over what was
+ * gathered since the last take: the buffers, then what is in the rings, sent from them in
+ * place and consumed once the reply is sent.
  * A child that ends during the window gives its last records in one last take, which the
  * agent leaves for the collector (pprof_handover.h): nothing is lost to an exit.
  *
  * Reply: start: threads (slot, tid, busy: the worker slots in use when tracing started).
- * take: sections (per worker slot: its tid and its pp_tbuf records), samples (CPU samples:
- * time, tid, stack), mappings (name the samples' PCs and the waits' callers), counters
+ * take: sections (per worker slot, up to four in order: its tid and its pp_tbuf records),
+ * samples (CPU samples: time, tid, stack), mappings (only with samples or records that
+ * have PCs: name the samples' PCs and the waits' callers), counters
  * "dropped" (records lost to full rings since the last take); a hand-over cut to its
  * bound also has "handover_cut" (sections and samples left out).
  *
