@@ -188,6 +188,9 @@ config_lines() {
         extstatus) echo "ExtendedStatus On"; return 0 ;;
         cpu1000) hz=1000 ;;
         noheap) extra="PprofMemProfileRate 0" ;;
+        # PP0401 (a trace's records lost) is at level debug: its note counts them. A
+        # few lines per scrape.
+        trace) extra="LogLevel warn pprof:debug" ;;
     esac
     cat <<EOF2
 LoadModule pprof_module $mod
@@ -415,6 +418,11 @@ for c in $CONFIGS; do
             lost=$(sed -n 's/.*PP0401: trace done.* \([0-9][0-9]*\) records lost.*/\1/p' \
                    "$tmp/$c.error_log" | awk '{ s += $1; n++ } END { printf "%d in %d", s, n }')
             note+=", records lost: $lost"
+            # What the workers wrote per request (a module that does not log it: nothing).
+            per=$(sed -n 's/.*PP0401: trace done.* \([0-9][0-9]*\) tasks, \([0-9][0-9]*\) events.* \([0-9][0-9]*\) bytes of records.*/\1 \2 \3/p' \
+                  "$tmp/$c.error_log" | awk '{ t += $1; e += $2; b += $3 }
+                      END { if (t) printf "%.0f B of records, %.1f events per task", b / t, e / t }')
+            [[ -z $per ]] || note+=", $per"
         fi
         echo "$c $note" >>"$tmp/notes" ;;
     esac

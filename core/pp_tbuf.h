@@ -21,13 +21,15 @@
 enum {
     PP_TB_WAKE = 1,             /* the thread starts work (a connection, a request) */
     PP_TB_IDLE,                 /* the thread waits for work again */
-    PP_TB_BLOCK,                /* blocks inside work: a = PP_TB_BLOCK_NET or _SYNC, str = where */
+    PP_TB_BLOCK,                /* blocks inside work: a = PP_TB_BLOCK_NET or _SYNC, str = where,
+                                 * b = 1 when str carries PCs */
     PP_TB_UNBLOCK,              /* runs again after PP_TB_BLOCK */
     PP_TB_TASK_BEGIN,           /* a = task id, str = task type (may be set later) */
     PP_TB_TASK_END,             /* a = task id */
-    PP_TB_REGION_BEGIN,         /* a = task id, str = region name */
-    PP_TB_REGION_END,           /* a = task id, str = region name */
-    PP_TB_LOG,                  /* a = task id, str = "key\0value" */
+    PP_TB_REGION_BEGIN,         /* a = task id, str = region name (or b = its number) */
+    PP_TB_REGION_END,           /* a = task id, str = region name (or b = its number) */
+    PP_TB_LOG,                  /* a = task id, str = "key\0value" (or b = the key's number,
+                                 * str = the value) */
     PP_TB_KIND_MAX
 };
 
@@ -36,7 +38,8 @@ enum { PP_TB_BLOCK_NET = 1, PP_TB_BLOCK_SYNC = 2 };
 #define PP_TB_TYPE_MAX 32       /* bytes kept of a task type, with its NUL */
 #define PP_TB_STR_MAX 512       /* bytes kept of any other text, with its NUL */
 
-/* One record as it sits in the ring (8-byte aligned; size includes the text). */
+/* One record as it sits in the ring (8-byte aligned; size includes the text). A record
+ * without text is the header alone; otherwise the text is NUL-terminated, padded to 8. */
 typedef struct {
     uint32_t gen;
     uint16_t kind;
@@ -77,6 +80,27 @@ void pp_tbuf_discard_held(pp_tbuf *b);
  * skipped. Returns the bytes copied; *more is set when records remain. */
 size_t pp_tbuf_read(pp_tbuf *b, uint32_t gen, void *out, size_t cap, int *more);
 
+/* The largest record: a header and PP_TB_STR_MAX bytes of text, padded. */
+#define PP_TB_RECORD_MAX (sizeof(pp_tb_record) + PP_TB_STR_MAX)
+
+/* A run of whole records in memory. */
+typedef struct {
+    const void *data;
+    size_t len;
+} pp_tbuf_piece;
+
+/* Reader side: the published records of generation gen, in place, without copying them
+ * out: up to three pieces in order (the ring up to its end, the one record that wraps
+ * around it copied into scratch, of PP_TB_RECORD_MAX bytes, then the ring from its
+ * start); unused pieces have len 0. Records of other generations before them are consumed
+ * and skipped; one after them ends the run (the next peek skips it). Nothing is consumed
+ * until pp_tbuf_consume(b, the returned position): until then the writer cannot
+ * overwrite the pieces. */
+uint64_t pp_tbuf_peek(pp_tbuf *b, uint32_t gen, pp_tbuf_piece piece[3], void *scratch);
+
+/* Reader side: consume up to pos, as pp_tbuf_peek returned it. */
+void pp_tbuf_consume(pp_tbuf *b, uint64_t pos);
+
 /* Give the ring's memory back to the system (its records are lost; a writer still in
  * flight at worst leaves a torn record, which the reader skips). For the reader, between
  * traces. */
@@ -92,7 +116,8 @@ uint64_t pp_tbuf_dropped(const pp_tbuf *b);
 uint64_t pp_tbuf_now(void);
 
 /* Walk the records in buf (as pp_tbuf_read returned them). fn returns 0 to go on. The
- * text of each record is NUL-terminated. Returns -1 if buf is malformed. */
+ * text of each record is NUL-terminated ("" for a record without text). Returns -1 if
+ * buf is malformed. */
 int pp_tbuf_walk(const void *buf, size_t len,
                  int (*fn)(void *baton, const pp_tb_record *r, const char *text),
                  void *baton);

@@ -65,6 +65,12 @@ typedef struct {
     uint64_t wait;              /* then the thread's frame: a goroutine's state change */
 } named_frame;
 
+/* A name records give by number (pp_trace_set_name_id). */
+typedef struct {
+    char name[NAME_MAX_LEN];    /* "" when the number is not set */
+    uint64_t sid, stack;        /* its string and stack ids, looked up at first use */
+} numbered_name;
+
 struct pp_trace {
     bytes out, dict;
     int oom;
@@ -86,6 +92,8 @@ struct pp_trace {
     size_t nnames, cap_names;
     char thread_fn[NAME_MAX_LEN], thread_file[FILE_MAX_LEN];
     uint64_t thread_stack;      /* the thread's start function alone */
+    uint64_t task_stack, idle_wait;     /* named_stack("task"), named_wait_stack("idle") */
+    numbered_name name_id[PP_TRACE_NAME_IDS];
 
     thread *threads;
     size_t nthreads, cap_threads;
@@ -103,7 +111,7 @@ static void put_bytes(pp_trace *t, bytes *o, const void *p, size_t n)
     if (t->oom) {
         return;
     }
-    if (o->len + n > o->cap) {
+    if (__builtin_expect(o->len + n > o->cap, 0)) {
         size_t cap = o->cap ? o->cap : 65536;
         unsigned char *nb;
         while (cap < o->len + n) {
@@ -116,7 +124,18 @@ static void put_bytes(pp_trace *t, bytes *o, const void *p, size_t n)
         o->b = nb;
         o->cap = cap;
     }
-    memcpy(o->b + o->len, p, n);
+    if (n <= 16) {
+        /* Most pieces are a few bytes (a varint, an event): a call to memcpy for each was
+         * the collector's largest share in perf. */
+        unsigned char *d = o->b + o->len;
+        const unsigned char *q = p;
+        size_t i;
+        for (i = 0; i < n; i++) {
+            d[i] = q[i];
+        }
+    } else {
+        memcpy(o->b + o->len, p, n);
+    }
     o->len += n;
 }
 
@@ -426,8 +445,8 @@ static uint64_t named_wait_stack(pp_trace *t, const char *name)
 static void event(pp_trace *t, uint64_t p, uint64_t ts, int type, const uint64_t *args,
                   int nargs, const char *trailer, size_t tlen)
 {
-    unsigned char body[(MAX_ARGS + 1) * 10], hdr;
-    size_t blen = 0;
+    unsigned char body[(MAX_ARGS + 1) * 10], ev[1 + 10 + sizeof(body)];
+    size_t blen = 0, elen = 0;
     int i;
 
     if (t->cur_p != p) {
@@ -445,15 +464,16 @@ static void event(pp_trace *t, uint64_t p, uint64_t ts, int type, const uint64_t
     for (i = 0; i < nargs; i++) {
         blen += varint(body + blen, args[i]);
     }
+    /* The event whole, then one put. */
     if (nargs >= 3) {           /* four or more arguments with the delta: length-prefixed */
-        hdr = (unsigned char)(type | 3 << 6);
-        put_bytes(t, &t->out, &hdr, 1);
-        put_varint(t, &t->out, blen);
+        ev[elen++] = (unsigned char)(type | 3 << 6);
+        elen += varint(ev + elen, blen);
     } else {
-        hdr = (unsigned char)(type | nargs << 6);
-        put_bytes(t, &t->out, &hdr, 1);
+        ev[elen++] = (unsigned char)(type | nargs << 6);
     }
-    put_bytes(t, &t->out, body, blen);
+    memcpy(ev + elen, body, blen);
+    elen += blen;
+    put_bytes(t, &t->out, ev, elen);
     if (type == EV_LOG) {
         put_varint(t, &t->out, tlen);
         put_bytes(t, &t->out, trailer, tlen);
@@ -664,6 +684,16 @@ int pp_trace_set_frame(pp_trace *t, const char *name, const char *function,
     return t->oom ? -1 : 0;
 }
 
+int pp_trace_set_name_id(pp_trace *t, unsigned id, const char *name)
+{
+    if (id == 0 || id >= PP_TRACE_NAME_IDS || !name || !name[0]) {
+        return -1;
+    }
+    copy_str(t->name_id[id].name, sizeof(t->name_id[id].name), name);
+    t->name_id[id].sid = t->name_id[id].stack = 0;
+    return 0;
+}
+
 int pp_trace_thread(pp_trace *t, uint32_t pid, uint32_t slot, uint32_t tid, int state)
 {
     uint64_t idx;
@@ -781,6 +811,58 @@ static uint64_t task_of(pp_trace *t, const thread *th, uint64_t local)
     return gid;
 }
 
+/* The stack of tasks and their logs, and the wait of an idle thread: asked at nearly
+ * every record, looked up by name once. */
+static uint64_t task_stack(pp_trace *t)
+{
+    if (!t->task_stack) {
+        t->task_stack = named_stack(t, "task");
+    }
+    return t->task_stack;
+}
+
+static uint64_t idle_wait(pp_trace *t)
+{
+    if (!t->idle_wait) {
+        t->idle_wait = named_wait_stack(t, "idle");
+    }
+    return t->idle_wait;
+}
+
+/* The entry of a record's name given by number (b), or NULL. */
+static numbered_name *name_by_id(pp_trace *t, const pp_tb_record *r)
+{
+    return r->b > 0 && r->b < PP_TRACE_NAME_IDS && t->name_id[r->b].name[0]
+           ? &t->name_id[r->b] : NULL;
+}
+
+/* A region record's name: its text, or its number's (pp_trace_set_name_id), or "region".
+ * *sid its string id; *stack (if asked) the stack of its frame. */
+static void region_of(pp_trace *t, const pp_tb_record *r, const char *text, uint64_t *sid,
+                      uint64_t *stack)
+{
+    const char *name = text[0] ? text : "region";
+    numbered_name *ni = text[0] ? NULL : name_by_id(t, r);
+
+    if (ni) {
+        if (!ni->sid) {
+            ni->sid = string_id(t, ni->name);
+        }
+        *sid = ni->sid;
+        if (stack) {
+            if (!ni->stack) {
+                ni->stack = named_stack(t, ni->name);
+            }
+            *stack = ni->stack;
+        }
+        return;
+    }
+    *sid = string_id(t, name);
+    if (stack) {
+        *stack = named_stack(t, name);
+    }
+}
+
 static int one_record(void *baton, const pp_tb_record *r, const char *text)
 {
     rec_ctx *c = baton;
@@ -800,7 +882,7 @@ static int one_record(void *baton, const pp_tb_record *r, const char *text)
         if (th->state == G_RUNNING) {
             close_regions(t, th, ts, 0);
         }
-        block(t, th, ts, EV_GO_BLOCK_NET, named_wait_stack(t, "idle"));
+        block(t, th, ts, EV_GO_BLOCK_NET, idle_wait(t));
         break;
     case PP_TB_BLOCK:
         if (th->state != G_WAITING) {
@@ -817,7 +899,7 @@ static int one_record(void *baton, const pp_tb_record *r, const char *text)
         a[0] = t->next_task++;
         a[1] = 0;
         a[2] = string_id(t, text[0] ? text : "request");
-        a[3] = named_stack(t, "task");
+        a[3] = task_stack(t);
         if (map_put(&t->tasks, key2(th->pid, r->a), a[0]) != 0) {
             t->oom = 1;
         }
@@ -838,7 +920,7 @@ static int one_record(void *baton, const pp_tb_record *r, const char *text)
             close_regions(t, th, ts, (size_t)i);
         }
         a[0] = gid;
-        a[1] = named_stack(t, "task");
+        a[1] = task_stack(t);
         ev_thread(t, th, ts, EV_TASK_END, a, 2);
         map_del(&t->tasks, key2(th->pid, r->a));
         break;
@@ -852,8 +934,7 @@ static int one_record(void *baton, const pp_tb_record *r, const char *text)
         {
             open_region *o = &th->regions[th->nregions++];
             o->task = task_of(t, th, r->a);
-            o->name = string_id(t, text[0] ? text : "region");
-            o->stack = named_stack(t, text[0] ? text : "region");
+            region_of(t, r, text, &o->name, &o->stack);
             a[0] = o->task;
             a[1] = 0;
             a[2] = o->name;
@@ -868,7 +949,7 @@ static int one_record(void *baton, const pp_tb_record *r, const char *text)
             t->stats.repaired++;        /* its start was before the thread's last wait */
             break;
         }
-        name = string_id(t, text[0] ? text : "region");
+        region_of(t, r, text, &name, NULL);
         for (i = th->nregions - 1;
              i >= 0 && !(th->regions[i].task == task && th->regions[i].name == name); i--) {
         }
@@ -882,15 +963,24 @@ static int one_record(void *baton, const pp_tb_record *r, const char *text)
     }
     case PP_TB_LOG: {
         /* "key\0value", both within the record's text: pp_tbuf_walk vouches for the key's
-         * NUL only, so the value ends at its NUL or at the record's end. */
-        size_t room = r->size - sizeof(*r), klen = strlen(text);
-        const char *value = text + klen + 1;
-        size_t vlen = klen + 1 < room ? strnlen(value, room - klen - 1) : 0;
+         * NUL only, so the value ends at its NUL or at the record's end. Or the key by
+         * number (b) and the text the value alone. */
+        numbered_name *ni = name_by_id(t, r);
+        size_t room = r->size - sizeof(*r), klen = ni ? 0 : strlen(text);
+        const char *value = ni ? text : text + klen + 1;
+        size_t vlen = ni ? strlen(text) : klen + 1 < room ? strnlen(value, room - klen - 1) : 0;
         uint64_t gid = task_of(t, th, r->a);
         run(t, th, ts);
         a[0] = gid;
-        a[1] = string_id(t, text);
-        a[2] = named_stack(t, "task");
+        if (ni) {
+            if (!ni->sid) {
+                ni->sid = string_id(t, ni->name);
+            }
+            a[1] = ni->sid;
+        } else {
+            a[1] = string_id(t, text);
+        }
+        a[2] = task_stack(t);
         event(t, g_of(t, th), stamp(th, ts), EV_LOG, a, 3, value, vlen);
         break;
     }

@@ -62,6 +62,14 @@ int pp_trace_set_thread_frame(pp_trace *t, const char *function, const char *fil
 int pp_trace_set_frame(pp_trace *t, const char *name, const char *function,
                        const char *file);
 
+/* Records may give a name by number instead of its text, 1 <= id < PP_TRACE_NAME_IDS in
+ * the record's b: a region (PP_TB_REGION_BEGIN and _END with no text) or a log's key
+ * (PP_TB_LOG whose text is then the value alone). A writer's fixed names then cost no
+ * text in its ring, and their string and stack ids are looked up once, not hashed at
+ * every record. Set before the records that use it; 0 or -1 (bad id). */
+#define PP_TRACE_NAME_IDS 16
+int pp_trace_set_name_id(pp_trace *t, unsigned id, const char *name);
+
 /* How PCs in records become frames: fn fills up to max frames (innermost first) for the
  * return address pc in process pid and returns how many (0: unknown). Used for waits
  * recorded as "function 0xPC 0xPC ..." (the waiting function, then where it was called

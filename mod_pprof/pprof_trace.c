@@ -3,15 +3,18 @@
  * streams as it goes.
  *
  * Agent half: while the window is open the recorder's hooks (pprof_trace_rec) write each
- * worker thread's records into its ring; each tick moves them into per-slot buffers
- * (bounded: AGENT_BUF_MAX), and a CPU profile running at the same time also hands its
- * samples here (pprof_sampler). take hands over what was gathered since the last take.
+ * worker thread's records into its ring; a tick moves the records of a ring at least half
+ * full into its slot's buffer (bounded: AGENT_BUF_MAX), and a CPU profile running at the
+ * same time also hands its samples here (pprof_sampler). take hands over what was
+ * gathered since the last take: the buffers, then what is in the rings, sent from them in
+ * place and consumed once the reply is sent.
  * A child that ends during the window gives its last records in one last take, which the
  * agent leaves for the collector (pprof_handover.h): nothing is lost to an exit.
  *
  * Reply: start: threads (slot, tid, busy: the worker slots in use when tracing started).
- * take: sections (per worker slot: its tid and its pp_tbuf records), samples (CPU samples:
- * time, tid, stack), mappings (name the samples' PCs and the waits' callers), counters
+ * take: sections (per worker slot, up to four in order: its tid and its pp_tbuf records),
+ * samples (CPU samples: time, tid, stack), mappings (only with samples or records that
+ * have PCs: name the samples' PCs and the waits' callers), counters
  * "dropped" (records lost to full rings since the last take); a hand-over cut to its
  * bound also has "handover_cut" (sections and samples left out).
  *
@@ -68,6 +71,7 @@ static struct {
     held_sample *smp;           /* malloc'ed, as their PCs */
     apr_size_t nsmp, capsmp, smp_bytes;
     apr_uint64_t dropped;       /* records lost since the last take */
+    int pcs;                    /* a held record has PCs (a wait's callers) */
 } tr;
 
 static void trace_register_hooks(apr_pool_t *p)
@@ -139,6 +143,7 @@ static void trace_end(void)
     tr.capsmp = 0;
     tr.held_total = 0;
     tr.dropped = 0;
+    tr.pcs = 0;
     tr.gen = tr.data_gen = 0;
     tr.stopped = 0;
 }
@@ -180,15 +185,14 @@ static const char *trace_start(const pp_wire_request *req, pprof_out *out)
     return NULL;
 }
 
-/* Rings are emptied here, between the collector's takes: they never wait on it. */
-static void drain(void)
-{
-    tr.dropped += pprof_trace_rec_drain(tr.data_gen, tr.held, &tr.held_total, AGENT_BUF_MAX);
-}
-
+/* A tick copies out only the rings at least half full, which might fill before the next
+ * take; the take sends the others from the ring itself. Copying every ring into the
+ * agent's buffers each tick was a second pass over every record, and those buffers were
+ * megabytes per child. */
 static void trace_tick(apr_uint32_t gen)
 {
-    drain();
+    tr.dropped += pprof_trace_rec_drain(tr.data_gen, tr.held, &tr.held_total, AGENT_BUF_MAX,
+                                        1, &tr.pcs);
 }
 
 /* A buffer handed over with a reply comes back when the reply's pool is destroyed (on the
@@ -219,35 +223,82 @@ static apr_status_t give_back(void *arg)
     return APR_SUCCESS;
 }
 
+/* A ring's records sent in place: consumed once the reply is sent (the reply's pool). */
+typedef struct {
+    int slot;
+    apr_uint64_t pos;
+} sent_ring;
+
+static apr_status_t consume_sent(void *arg)
+{
+    sent_ring *sr = arg;
+
+    pprof_trace_rec_consume(sr->slot, sr->pos);
+    return APR_SUCCESS;
+}
+
+static void add_section(pprof_out *out, int slot, apr_uint32_t tid, const void *data,
+                        apr_size_t len)
+{
+    pp_wire_section *sec = pprof_out_section(out);
+
+    sec->slot = (apr_uint32_t)slot;
+    sec->tid = tid;
+    sec->records.data = (uint8_t *)data;
+    sec->records.len = len;
+}
+
 /* What is held into out, handed over: the buffers go with the reply and come back to their
- * slots once it is sent (give_back). */
+ * slots once it is sent (give_back); then what is still in each ring, in place, consumed
+ * once it is sent (consume_sent): the records are copied once, into the socket. */
 static void hand_over(pprof_out *out)
 {
     apr_size_t i;
-    int s, any = tr.nsmp > 0;
+    int s, k, samples = tr.nsmp > 0;
+    /* Where a record that wraps around its ring's end is copied, sent with the reply. */
+    unsigned char *room = apr_palloc(out->pool, PP_TB_RECORD_MAX);
 
     for (s = 0; s < tr.nslots; s++) {
         pprof_trace_held *h = &tr.held[s];
-        pp_wire_section *sec;
-        if (!h->len) {
+        apr_uint32_t tid = 0;
+        pp_tbuf_piece piece[3];
+        apr_uint64_t pos;
+
+        if (h->len) {
+            tid = pprof_slot_tid(s);
+            add_section(out, s, tid, h->data, h->len);
+            {
+                given_buf *g = apr_palloc(out->pool, sizeof(*g));
+                g->slot = s;
+                g->gen = tr.data_gen;
+                g->data = h->data;
+                g->cap = h->cap;
+                apr_pool_cleanup_register(out->pool, g, give_back, apr_pool_cleanup_null);
+            }
+            tr.held_total -= h->cap;
+            memset(h, 0, sizeof(*h));
+        }
+        pos = pprof_trace_rec_peek(s, tr.data_gen, piece, room, &tr.pcs);
+        if (!piece[0].len && !piece[1].len && !piece[2].len) {
             continue;
         }
-        sec = pprof_out_section(out);
-        sec->slot = (apr_uint32_t)s;
-        sec->tid = pprof_slot_tid(s);
-        sec->records.data = h->data;
-        sec->records.len = h->len;
-        {
-            given_buf *g = apr_palloc(out->pool, sizeof(*g));
-            g->slot = s;
-            g->gen = tr.data_gen;
-            g->data = h->data;
-            g->cap = h->cap;
-            apr_pool_cleanup_register(out->pool, g, give_back, apr_pool_cleanup_null);
+        if (piece[1].len) {
+            room = apr_palloc(out->pool, PP_TB_RECORD_MAX);     /* that one is sent */
         }
-        tr.held_total -= h->cap;
-        memset(h, 0, sizeof(*h));
-        any = 1;
+        if (!tid) {
+            tid = pprof_slot_tid(s);
+        }
+        for (k = 0; k < 3; k++) {
+            if (piece[k].len) {
+                add_section(out, s, tid, piece[k].data, piece[k].len);
+            }
+        }
+        {
+            sent_ring *sr = apr_palloc(out->pool, sizeof(*sr));
+            sr->slot = s;
+            sr->pos = pos;
+            apr_pool_cleanup_register(out->pool, sr, consume_sent, apr_pool_cleanup_null);
+        }
     }
     for (i = 0; i < tr.nsmp; i++) {
         pp_wire_sample *smp = pprof_out_sample(out);
@@ -257,10 +308,13 @@ static void hand_over(pprof_out *out)
         smp->pcs = pprof_out_pcs(out, tr.smp[i].pcs, tr.smp[i].npcs);
     }
     drop_samples();
-    /* The maps name the PCs of CPU samples and of lock waits' callers. */
-    if (any) {
+    /* The maps name the PCs of CPU samples and of waits' callers, and only those: read
+     * and parsed every round by every child, /proc/self/maps was the largest part of the
+     * agents' CPU in a trace of static files (no waits, no samples: no PC to name). */
+    if (samples || tr.pcs) {
         pprof_out_mappings(out);
     }
+    tr.pcs = 0;
     pprof_out_counter(out, "dropped", (apr_int64_t)tr.dropped);
     tr.dropped = 0;
 }
@@ -283,6 +337,18 @@ static void trace_stop(apr_uint32_t gen, pprof_stop_why why)
     tr.stopped = 1;
 }
 
+/* The last take's end, once its reply is sent: the rings it sent from are trimmed only
+ * then. Registered before the reply's other cleanups, it runs after them. */
+static apr_status_t end_after_send(void *arg)
+{
+    apr_uint32_t gen = (apr_uint32_t)(apr_uintptr_t)arg;
+
+    if (tr.data_gen == gen) {
+        trace_end();
+    }
+    return APR_SUCCESS;
+}
+
 static int trace_take(const pp_wire_request *req, pprof_out *out)
 {
     if (!req->gen || tr.data_gen != req->gen) {
@@ -290,12 +356,13 @@ static int trace_take(const pp_wire_request *req, pprof_out *out)
     }
     if (!tr.stopped) {
         pprof_sampler_drain();
+    } else {
+        apr_pool_cleanup_register(out->pool, (void *)(apr_uintptr_t)tr.data_gen,
+                                  end_after_send, apr_pool_cleanup_null);
     }
-    drain();
+    tr.dropped += pprof_trace_rec_drain(tr.data_gen, tr.held, &tr.held_total, AGENT_BUF_MAX,
+                                        1, &tr.pcs);
     hand_over(out);
-    if (tr.stopped) {
-        trace_end();
-    }
     return PP_WIRE_OK;
 }
 
@@ -306,6 +373,7 @@ typedef struct {
     pp_trace *tr;
     apr_uint64_t dropped;
     apr_uint64_t cut;           /* parts of hand-overs cut to their bound */
+    apr_uint64_t bytes;         /* of the children's records (what the workers wrote) */
     int failed;
     /* While one child's answer is read: its pid, maps, and the symbolizer (held). */
     pid_t maps_pid;
@@ -376,6 +444,7 @@ static void feed(collector *c, pid_t pid, const pp_wire_reply *m, const pp_maps 
     for (i = 0; i < m->n_sections; i++) {
         const pp_wire_section *s = m->sections[i];
         int th = pp_trace_thread(c->tr, (apr_uint32_t)pid, s->slot, s->tid, PP_TRACE_NEW);
+        c->bytes += s->records.len;
         if (th < 0 || pp_trace_records(c->tr, th, s->records.data, s->records.len) != 0) {
             c->failed = 1;
         }
@@ -472,6 +541,9 @@ static int serve_trace(request_rec *r, apr_table_t *args)
     for (k = 0; k < sizeof(frames) / sizeof(frames[0]); k++) {
         pp_trace_set_frame(c.tr, frames[k].name, frames[k].function, frames[k].file);
     }
+    for (k = 1; k < PPROF_NAME_MAX; k++) {
+        pp_trace_set_name_id(c.tr, (unsigned)k, pprof_trace_names[k]);
+    }
     memset(&w, 0, sizeof(w));
     w.kind = &pprof_kind_trace;
     w.answer = &c;
@@ -494,10 +566,12 @@ static int serve_trace(request_rec *r, apr_table_t *args)
                   "PP0401: trace %s after %.1f s: %d children, %" APR_UINT64_T_FMT
                   " threads, %" APR_UINT64_T_FMT " tasks, %" APR_UINT64_T_FMT " events, %"
                   APR_UINT64_T_FMT " CPU samples, %" APR_UINT64_T_FMT " records lost, %"
-                  APR_UINT64_T_FMT " repaired, %" APR_UINT64_T_FMT " hand-over parts cut",
+                  APR_UINT64_T_FMT " repaired, %" APR_UINT64_T_FMT " hand-over parts cut, %"
+                  APR_UINT64_T_FMT " bytes of records",
                   w.gone ? "stopped: client went away" : "done",
                   (double)(apr_time_now() - w.t0) / APR_USEC_PER_SEC, w.nchildren, st.threads,
-                  st.tasks, st.events, st.cpu_samples, c.dropped, st.repaired, c.cut);
+                  st.tasks, st.events, st.cpu_samples, c.dropped, st.repaired, c.cut,
+                  c.bytes);
     if (c.failed) {
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
                       "PP0402: some trace records of the children could not be read");

@@ -11,6 +11,28 @@
 
 #include "httpd.h"
 
+#include "pp_tbuf.h"
+
+/* The names a request's records give by number (pp_trace_set_name_id): its regions and
+ * its logs' keys. A name as text cost the ring, the agent's copies and the collector's
+ * hashing at every record. */
+enum {
+    PPROF_NAME_READ_REQUEST = 1,        /* regions */
+    PPROF_NAME_ACCESS_AUTH,
+    PPROF_NAME_HANDLER,
+    PPROF_NAME_OUTPUT,
+    PPROF_NAME_LOG,
+    PPROF_NAME_METHOD,                  /* log keys */
+    PPROF_NAME_URI,
+    PPROF_NAME_VHOST,
+    PPROF_NAME_STATUS,
+    PPROF_NAME_BYTES,
+    PPROF_NAME_MAX
+};
+
+/* Their names, by number (index 0 unused). */
+extern const char *const pprof_trace_names[PPROF_NAME_MAX];
+
 /* register_hooks: the request hooks and the output filter. */
 void pprof_trace_rec_register_hooks(apr_pool_t *p);
 
@@ -33,11 +55,22 @@ typedef struct {
     apr_size_t len, cap;
 } pprof_trace_held;
 
-/* Append every ring's published records of gen to held[slot] (one per slot given to
+/* Append the rings' published records of gen to held[slot] (one per slot given to
  * start), growing the buffers while their capacities together stay within max (*total
  * tracks it); what does not fit stays in the rings, which count what they then lose.
- * Returns the records lost to full rings since the last call. */
+ * With half_full only the rings at least half full (the others wait for the take, which
+ * sends them from the ring). Sets *pcs when a record read holds PCs (a wait's callers:
+ * the reply then needs the child's maps). Returns the records lost to full rings since
+ * the last call. */
 apr_uint64_t pprof_trace_rec_drain(apr_uint32_t gen, pprof_trace_held *held,
-                                   apr_size_t *total, apr_size_t max);
+                                   apr_size_t *total, apr_size_t max, int half_full,
+                                   int *pcs);
+
+/* Slot's records of gen, in place in its ring (pp_tbuf_peek: three pieces, scratch of
+ * PP_TB_RECORD_MAX bytes); sets *pcs as drain does. Returns the position to consume once
+ * the pieces are sent: until then the worker cannot overwrite them. */
+apr_uint64_t pprof_trace_rec_peek(int slot, apr_uint32_t gen, pp_tbuf_piece piece[3],
+                                  void *scratch, int *pcs);
+void pprof_trace_rec_consume(int slot, apr_uint64_t pos);
 
 #endif

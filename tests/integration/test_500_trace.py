@@ -366,6 +366,32 @@ def test_runs_beside_a_cpu_profile(httpd, tmp_path):
     assert got["p"].body[:2] == b"\x1f\x8b"
 
 
+class BurnLoad(Load):
+    """Requests that only burn CPU: no lock or network wait gives the trace a PC."""
+
+    def __init__(self, httpd, max_seconds=60):
+        Requests.__init__(self, httpd, [("/pprof-test/burn?ms=30",)] * 2, max_seconds)
+
+
+def test_cpu_samples_are_named_without_waits(httpd, tmp_path):
+    """A child sends its maps with CPU samples even when no wait of a request needs them
+    (the take sends the maps only for PCs): the samples' functions are named."""
+    got = {}
+
+    def prof():
+        got["p"] = httpd.get("/debug/pprof/profile?seconds=2", timeout=30)
+
+    with BurnLoad(httpd, max_seconds=20):
+        t = threading.Thread(target=prof)
+        t.start()
+        time.sleep(0.3)
+        tr = httpd.get(TRACE + "?seconds=1", timeout=30)
+        t.join()
+    assert tr.status == 200 and got["p"].status == 200, (tr, got["p"])
+    funcs = cpu_functions(tr.body)
+    assert any(f.startswith("pprof_test_hot") for f in funcs), sorted(funcs)
+
+
 def test_client_hangup_ends_tracing_at_once(httpd, tmp_path):
     s = socket.create_connection(("127.0.0.1", httpd.port), timeout=10)
     s.sendall(b"GET " + TRACE.encode() + b"?seconds=30 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")

@@ -49,8 +49,11 @@ START_TEST(ring_round_trip_and_generations)
     ck_assert_int_eq(pp_tbuf_walk(out, n, collect, &s), 0);
     ck_assert_int_eq(s.n, 2);
     ck_assert_int_eq(s.kinds[0], PP_TB_WAKE);
+    ck_assert_str_eq(s.text[0], "");
     ck_assert_int_eq(s.kinds[1], PP_TB_REGION_BEGIN);
     ck_assert_str_eq(s.text[1], "handler");
+    /* Without text a record is its header alone; with it, the text, its NUL and the pad. */
+    ck_assert_uint_eq(n, sizeof(pp_tb_record) + sizeof(pp_tb_record) + 8);
     ck_assert_int_eq(pp_tbuf_read(b, 7, out, sizeof(out), &more), 0);
     pp_tbuf_free(b);
 }
@@ -91,16 +94,16 @@ START_TEST(full_ring_drops_and_counts_then_wraps)
     for (i = 0; i < 1000; i++) {
         ok += pp_tbuf_put(b, 1, PP_TB_WAKE, (uint64_t)i, (uint64_t)i, 0, NULL, 0) == 0;
     }
-    ck_assert_int_eq(ok, 4096 / 40);    /* 40-byte records */
+    ck_assert_int_eq(ok, 4096 / 32);    /* records without text: the header alone */
     ck_assert_uint_eq(pp_tbuf_dropped(b), (uint64_t)(1000 - ok));
     /* Read in two small pieces, then write across the ring's end many times. */
-    n = pp_tbuf_read(b, 1, out, 400, &more);
+    n = pp_tbuf_read(b, 1, out, 320, &more);
     ck_assert_int_eq(more, 1);
-    ck_assert_uint_eq(n, 400);
+    ck_assert_uint_eq(n, 320);
     for (i = 0; i < 5000; i++) {
         seen s;
         n = pp_tbuf_read(b, 1, out, sizeof(out), &more);
-        total += (int)(n / 40);
+        total += (int)(n / 32);
         ck_assert_int_eq(pp_tbuf_put(b, 1, PP_TB_LOG, (uint64_t)i, 1, 0, "k\0value", 7), 0);
         n = pp_tbuf_read(b, 1, out, sizeof(out), &more);
         memset(&s, 0, sizeof(s));
@@ -176,6 +179,66 @@ START_TEST(walk_rejects_malformed_buffers)
     memcpy(buf, &r, sizeof(r));
     ck_assert_int_eq(pp_tbuf_walk(buf, 40, collect, NULL), -1);
     ck_assert_int_eq(pp_tbuf_walk(buf, 20, collect, NULL), -1);
+    /* Shorter than a header; text without its NUL. */
+    r.kind = PP_TB_WAKE;
+    r.size = 24;
+    memcpy(buf, &r, sizeof(r));
+    ck_assert_int_eq(pp_tbuf_walk(buf, 40, collect, NULL), -1);
+    r.size = 40;
+    memcpy(buf, &r, sizeof(r));
+    memset(buf + sizeof(r), 'x', 8);
+    ck_assert_int_eq(pp_tbuf_walk(buf, 40, collect, NULL), -1);
+}
+END_TEST
+
+START_TEST(peek_gives_whole_records_in_place_across_the_end)
+{
+    pp_tbuf *b = pp_tbuf_new(4096), *c = pp_tbuf_new(4096);
+    unsigned char out[4096], joined[4096], scratch[PP_TB_RECORD_MAX];
+    pp_tbuf_piece piece[3];
+    uint64_t pos;
+    size_t n, got;
+    int more, i, k, wrapped = 0;
+    seen s;
+
+    /* The same records into two rings: c read by copying, b peeked in place. Records of
+     * 40 and 48 bytes do not divide the ring, so some run across its end. */
+    for (i = 0; i < 400; i++) {
+        char text[16];
+        size_t len = (size_t)snprintf(text, sizeof(text), "r%d%s", i, i % 3 ? "" : "-long");
+        uint32_t gen = i % 50 == 7 ? 2 : 1;     /* now and then another generation's */
+        ck_assert_int_eq(pp_tbuf_put(b, gen, PP_TB_LOG, (uint64_t)i, 0, 0, text, len), 0);
+        ck_assert_int_eq(pp_tbuf_put(c, gen, PP_TB_LOG, (uint64_t)i, 0, 0, text, len), 0);
+        if (i % 37 != 36) {
+            continue;
+        }
+        for (got = 0;;) {
+            pos = pp_tbuf_peek(b, 1, piece, scratch);
+            for (k = 0, n = 0; k < 3; k++) {
+                if (!piece[k].len) {
+                    continue;
+                }
+                memcpy(joined + got + n, piece[k].data, piece[k].len);
+                n += piece[k].len;
+                /* Each piece is whole records. */
+                ck_assert_int_eq(pp_tbuf_walk(piece[k].data, piece[k].len, collect,
+                                              memset(&s, 0, sizeof(s))), 0);
+            }
+            wrapped += piece[1].len > 0;
+            pp_tbuf_consume(b, pos);
+            if (!n) {
+                break;
+            }
+            got += n;
+        }
+        n = pp_tbuf_read(c, 1, out, sizeof(out), &more);
+        ck_assert_uint_eq(got, n);
+        ck_assert_int_eq(memcmp(joined, out, n), 0);
+        ck_assert_uint_eq(pp_tbuf_pending(b), 0);
+    }
+    ck_assert_int_gt(wrapped, 0);
+    pp_tbuf_free(b);
+    pp_tbuf_free(c);
 }
 END_TEST
 
@@ -189,6 +252,7 @@ int main(void)
     tcase_add_test(tc, full_ring_drops_and_counts_then_wraps);
     tcase_add_test(tc, walk_rejects_malformed_buffers);
     tcase_add_test(tc, trim_gives_the_pages_back);
+    tcase_add_test(tc, peek_gives_whole_records_in_place_across_the_end);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

@@ -480,6 +480,64 @@ START_TEST(log_value_ends_with_its_record)
 }
 END_TEST
 
+/* One request's records, its region and log names as text or by number. */
+static const unsigned char *named_request(pp_trace *t, int by_number, size_t *len)
+{
+    uint64_t t0 = 1000;
+    int th = pp_trace_thread(t, 5, 0, 55, PP_TRACE_WAITING);
+    unsigned char out[4096];
+    size_t n;
+    int more;
+
+    ck_assert_int_eq(pp_trace_set_name_id(t, 1, "read_request"), 0);
+    ck_assert_int_eq(pp_trace_set_name_id(t, 2, "method"), 0);
+    ck_assert_int_eq(pp_trace_set_name_id(t, 0, "x"), -1);
+    ck_assert_int_eq(pp_trace_set_name_id(t, PP_TRACE_NAME_IDS, "x"), -1);
+    ring = pp_tbuf_new(4096);
+    rec(t0 + 10, PP_TB_WAKE, 0, NULL, 0);
+    pp_tbuf_put_task(ring, 1, t0 + 11, 7);
+    if (by_number) {
+        pp_tbuf_put(ring, 1, PP_TB_REGION_BEGIN, t0 + 12, 7, 1, NULL, 0);
+        pp_tbuf_put(ring, 1, PP_TB_LOG, t0 + 13, 7, 2, "GET", 3);
+        pp_tbuf_put(ring, 1, PP_TB_LOG, t0 + 14, 7, 2, NULL, 0);      /* empty value */
+        pp_tbuf_put(ring, 1, PP_TB_REGION_END, t0 + 15, 7, 1, NULL, 0);
+    } else {
+        rec(t0 + 12, PP_TB_REGION_BEGIN, 7, "read_request", 12);
+        rec(t0 + 13, PP_TB_LOG, 7, "method\0GET", 10);
+        rec(t0 + 14, PP_TB_LOG, 7, "method\0", 7);
+        rec(t0 + 15, PP_TB_REGION_END, 7, "read_request", 12);
+    }
+    pp_tbuf_task_type(ring, "static");
+    rec(t0 + 16, PP_TB_TASK_END, 7, NULL, 0);
+    rec(t0 + 17, PP_TB_IDLE, 0, NULL, 0);
+    n = pp_tbuf_read(ring, 1, out, sizeof(out), &more);
+    pp_tbuf_free(ring);
+    ck_assert_int_eq(pp_trace_records(t, th, out, n), 0);
+    ck_assert_int_eq(pp_trace_finish(t, t0 + 100), 0);
+    return pp_trace_data(t, len);
+}
+
+START_TEST(names_by_number_write_what_their_text_would)
+{
+    /* A region and a log key given by number (b, no text) make the same file, byte for
+     * byte, as the same records with the names written out. */
+    pp_trace *ta = pp_trace_new(1000), *tb = pp_trace_new(1000);
+    const unsigned char *a, *b;
+    size_t alen, blen;
+    pp_trace_stats st;
+
+    a = named_request(ta, 0, &alen);
+    b = named_request(tb, 1, &blen);
+    pp_trace_get_stats(tb, &st);
+    ck_assert_uint_eq(st.regions, 1);
+    ck_assert_uint_eq(st.repaired, 0);
+    ck_assert_uint_eq(blen, alen);
+    ck_assert_int_eq(memcmp(a, b, alen), 0);
+    pp_trace_free(ta);
+    pp_trace_free(tb);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("pp_trace");
@@ -492,6 +550,7 @@ int main(void)
     tcase_add_test(tc, transitions_end_in_the_thread_frame);
     tcase_add_test(tc, proc_starts_only_on_a_known_thread_id);
     tcase_add_test(tc, log_value_ends_with_its_record);
+    tcase_add_test(tc, names_by_number_write_what_their_text_would);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }
