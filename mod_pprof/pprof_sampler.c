@@ -36,6 +36,9 @@ static volatile unsigned starts; /* bumped at every start: a thread is new to ea
  * thread-locals (no __tls_get_addr call). */
 static __thread unsigned seen __attribute__((tls_model("initial-exec")));
 static void (*announce)(void);
+/* A thread new to this start served (set by it, taken by the agent's drain): the next
+ * check walks the threads, whatever their number (one may have replaced another). */
+static volatile int announced;
 static uint64_t dropped;
 
 void pprof_sampler_subscribe(pprof_sample_sink fn, void *baton)
@@ -107,7 +110,7 @@ void pprof_sampler_drain(void)
 {
     if (pprof_sampler_on) {
         pp_cpu_drain(fan_out, NULL);
-        pp_cpu_refresh_threads();
+        pp_cpu_check_threads(__atomic_exchange_n(&announced, 0, __ATOMIC_ACQ_REL));
     }
 }
 
@@ -123,6 +126,7 @@ void pprof_sampler_thread_ready(void)
         pp_cpu_thread_warm();
         if (seen != now) {
             seen = now;
+            __atomic_store_n(&announced, 1, __ATOMIC_RELEASE);
             if (announce) {
                 announce();
             }
