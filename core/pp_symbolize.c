@@ -203,6 +203,8 @@ static const char *intern(pp_symbolizer *s, const char *str)
     return s->strs[s->nstrs++];
 }
 
+static void read_bounds(object *o);
+
 static void open_object(pp_symbolizer *s, object *o, const char *path)
 {
     const unsigned char *bits;
@@ -237,6 +239,10 @@ static void open_object(pp_symbolizer *s, object *o, const char *path)
         o->build_id[2 * len] = '\0';
     }
     o->has_lines = dwfl_module_getdwarf(o->mod, &bias) != NULL;
+    /* Now rather than at the first lookup: objects opened in httpd's parent before the
+     * fork (pprof_symbols_post_config) keep their bounds in pages every child shares,
+     * instead of a copy in each child that collects. */
+    read_bounds(o);
 }
 
 static object *get_object(pp_symbolizer *s, const char *path)
