@@ -13,6 +13,7 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -20,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <ucontext.h>
@@ -54,6 +56,15 @@ static int period_hz;
 static thread_timer *timers;
 static size_t ntimers, captimers;
 static unsigned int rand_state;
+/* The agent's check for threads that came or went. A walk of /proc/self/task makes the
+ * kernel look up (and drop again) a dentry for every thread: with 30 threads it was half of
+ * an agent's tick, ten ticks a second in every child, while threads come and go rarely.
+ * The task directory's link count (2 + its threads) changes whenever the number of threads
+ * does, so a walk is needed only then, when the caller knows of a new thread, or every
+ * PP_CPU_WALK_EVERY checks (a thread that ended while another began in between). */
+static int task_fd = -1;
+static nlink_t walked_links;    /* the count read just before the last walk */
+static unsigned int since_walk;
 static int sample_signal;        /* 0: the default, SIGRTMIN + 6 */
 static int signal_used;          /* set at the first start: the signal can no longer change */
 
@@ -321,6 +332,14 @@ static int arm_thread(pid_t tid, timer_t *out)
     return 0;
 }
 
+/* 2 + the number of threads, 0 when unknown. */
+static nlink_t task_links(void)
+{
+    struct stat st;
+
+    return task_fd >= 0 && fstat(task_fd, &st) == 0 ? st.st_nlink : 0;
+}
+
 int pp_cpu_refresh_threads(void)
 {
     uint32_t *tids;
@@ -329,6 +348,10 @@ int pp_cpu_refresh_threads(void)
     if (!started) {
         return 0;
     }
+    /* Read before the walk: a thread that starts meanwhile raises the count past it, and
+     * the next check walks again. */
+    walked_links = task_links();
+    since_walk = 0;
     if (pp_tasks_list(NULL, &tids, &ntids) != 0) {
         return -1;
     }
@@ -369,6 +392,20 @@ int pp_cpu_refresh_threads(void)
     }
     ntimers = j;
     return (int)ntimers;
+}
+
+int pp_cpu_check_threads(int changed)
+{
+    nlink_t links;
+
+    if (!started) {
+        return 0;
+    }
+    if (!changed && ++since_walk < PP_CPU_WALK_EVERY && (links = task_links()) != 0 &&
+        links == walked_links) {
+        return (int)ntimers;
+    }
+    return pp_cpu_refresh_threads();
 }
 
 /* The thread that forks lives on in the child under another tid. */
@@ -415,6 +452,9 @@ int pp_cpu_start(int hz, size_t slots)
     period_hz = hz;
     rand_state = (unsigned int)getpid() ^ (unsigned int)time(NULL);
     started = 1;
+    /* Kept open while sampling: fstat of it is the cheap check (no path walk through
+     * /proc/self). Without it every check walks, as before. */
+    task_fd = open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     pp_cpu_refresh_threads();
     return 0;
 }
@@ -478,6 +518,10 @@ void pp_cpu_stop(void (*fn)(void *baton, const pp_cpu_sample *s), void *baton)
     pp_cpu_drain(fn, baton);
     r = atomic_exchange(&ring, NULL);
     munmap(r, ring_slots * sizeof(slot));
+    if (task_fd >= 0) {
+        close(task_fd);
+        task_fd = -1;
+    }
     started = 0;
 }
 

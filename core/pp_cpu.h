@@ -68,6 +68,15 @@ int pp_cpu_running(void);
  * Returns the number of threads sampled. */
 int pp_cpu_refresh_threads(void);
 
+/* The same, cheaply, for a caller that asks often (every tick): walks the process's
+ * threads only when their number changed since the last walk, when changed is non-zero
+ * (the caller knows of a new thread), or at the PP_CPU_WALK_EVERY-th call since the last
+ * walk (one thread ended and another began in between). Otherwise one fstat. Returns
+ * the number of threads sampled. Not async-signal-safe; one caller at a time, as
+ * pp_cpu_refresh_threads. */
+#define PP_CPU_WALK_EVERY 10
+int pp_cpu_check_threads(int changed);
+
 /* Hand every complete sample in the ring to fn, in order; returns how many. */
 size_t pp_cpu_drain(void (*fn)(void *baton, const pp_cpu_sample *s), void *baton);
 

@@ -14,11 +14,31 @@
 #include <unistd.h>
 #include <zlib.h>
 
+/* What dwfl_module_addrinfo answered for every address of [start, end): the symbol it
+ * chose (its name and address), or none (name NULL). */
+typedef struct {
+    GElf_Addr start, end;
+    GElf_Addr value;            /* the symbol's address: an offset is addr - value */
+    const char *name;           /* libdw's, valid while the object's Dwfl lives */
+} sym_range;
+
 typedef struct {
     Dwfl *dwfl;                 /* NULL: the object could not be opened */
     Dwfl_Module *mod;
     char *build_id;
     int has_lines;
+    /* dwfl_module_addrinfo scans the whole symbol table for each address (gelf_getsym,
+     * gelf_getshdr per symbol): in a busy server's profiles every scrape brings new leaf
+     * PCs, and that scan was most of the collector's symbolization. Its answer depends
+     * only on which symbols start at or below the address and which end above it, so it
+     * is the same for every address between two consecutive bounds (the starts and ends
+     * of every defined symbol, sorted): what it answered for one address is kept for
+     * that interval, and an address inside a kept interval is named from it. */
+    GElf_Addr *bounds;
+    size_t nbounds;
+    int bounds_state;           /* 0: not read yet; 1: read; -1: unreadable, keep no range */
+    sym_range *ranges;          /* sorted by start, disjoint */
+    size_t nranges, capranges;
 } object;
 
 /* One symbolized (object, offset): frames[first, first + n) of the frame pool. */
@@ -41,6 +61,7 @@ struct pp_symbolizer {
     size_t nsites;
     pp_frame *pool;             /* PP_SYMBOLIZE_MAX_FRAMES per site at most */
     size_t npool, cappool;
+    int no_ranges;              /* pp_symbolizer_no_ranges */
 };
 
 static char *debuginfo_path;
@@ -134,6 +155,8 @@ void pp_symbolizer_free(pp_symbolizer *s)
             dwfl_end(s->objs[i].dwfl);
         }
         free(s->objs[i].build_id);
+        free(s->objs[i].bounds);
+        free(s->objs[i].ranges);
     }
     for (i = 0; i < s->nstrs; i++) {
         free(s->strs[i]);
@@ -180,6 +203,8 @@ static const char *intern(pp_symbolizer *s, const char *str)
     return s->strs[s->nstrs++];
 }
 
+static void read_bounds(object *o);
+
 static void open_object(pp_symbolizer *s, object *o, const char *path)
 {
     const unsigned char *bits;
@@ -214,6 +239,10 @@ static void open_object(pp_symbolizer *s, object *o, const char *path)
         o->build_id[2 * len] = '\0';
     }
     o->has_lines = dwfl_module_getdwarf(o->mod, &bias) != NULL;
+    /* Now rather than at the first lookup: objects opened in httpd's parent before the
+     * fork (pprof_symbols_post_config) keep their bounds in pages every child shares,
+     * instead of a copy in each child that collects. */
+    read_bounds(o);
 }
 
 static object *get_object(pp_symbolizer *s, const char *path)
@@ -400,19 +429,143 @@ static int interp_frame(pp_symbolizer *s, const char *path, uint64_t file_offset
     return frame->function ? 1 : 0;
 }
 
+static int by_addr(const void *a, const void *b)
+{
+    GElf_Addr x = *(const GElf_Addr *)a, y = *(const GElf_Addr *)b;
+
+    return x < y ? -1 : x > y;
+}
+
+/* Every defined symbol's start and end, once per object: one pass over the table, what a
+ * single dwfl_module_addrinfo costs. */
+static void read_bounds(object *o)
+{
+    int nsyms = dwfl_module_getsymtab(o->mod), i;
+    size_t n = 0, j;
+
+    o->bounds_state = -1;
+    if (nsyms <= 0 || !(o->bounds = malloc((size_t)nsyms * 2 * sizeof(GElf_Addr)))) {
+        return;
+    }
+    for (i = 1; i < nsyms; i++) {
+        GElf_Sym sym;
+        GElf_Addr addr;
+        GElf_Word shndx;
+        const char *name = dwfl_module_getsym_info(o->mod, i, &sym, &addr, &shndx, NULL, NULL);
+        if (!name || sym.st_shndx == SHN_UNDEF) {
+            continue;
+        }
+        o->bounds[n++] = addr;
+        o->bounds[n++] = addr + sym.st_size;
+    }
+    qsort(o->bounds, n, sizeof(GElf_Addr), by_addr);
+    for (i = 0, j = 0; (size_t)i < n; i++) {
+        if (j == 0 || o->bounds[j - 1] != o->bounds[i]) {
+            o->bounds[j++] = o->bounds[i];
+        }
+    }
+    o->nbounds = j;
+    o->bounds_state = 1;
+}
+
+/* Index of the first element of v[0, n) greater than key. */
+static size_t upper_bound(const GElf_Addr *v, size_t stride, size_t n, GElf_Addr key)
+{
+    size_t lo = 0, hi = n;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (*(const GElf_Addr *)((const char *)v + mid * stride) <= key) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo;
+}
+
+static const sym_range *range_at(const object *o, GElf_Addr addr)
+{
+    size_t i;
+
+    if (!o->nranges) {
+        return NULL;
+    }
+    i = upper_bound(&o->ranges[0].start, sizeof(sym_range), o->nranges, addr);
+    return i > 0 && addr < o->ranges[i - 1].end ? &o->ranges[i - 1] : NULL;
+}
+
+/* Keep what libdw answered for addr (name NULL: no symbol; else the symbol at value) for
+ * the interval between the bounds around addr. */
+static void keep_range(object *o, GElf_Addr addr, const char *name, GElf_Addr value)
+{
+    GElf_Addr start, end;
+    size_t i;
+
+    if (!o->bounds_state) {
+        read_bounds(o);
+    }
+    if (o->bounds_state < 0 || o->nranges >= PP_SYMBOLIZE_CACHE_SITES || !o->nbounds) {
+        return;
+    }
+    i = upper_bound(o->bounds, sizeof(GElf_Addr), o->nbounds, addr);
+    if (i == 0 || i == o->nbounds) {
+        return;                 /* below or above every symbol: no interval to keep */
+    }
+    start = o->bounds[i - 1];
+    end = o->bounds[i];
+    i = o->nranges ? upper_bound(&o->ranges[0].start, sizeof(sym_range), o->nranges, start) : 0;
+    if ((i > 0 && o->ranges[i - 1].end > start) || (i < o->nranges && o->ranges[i].start < end)) {
+        return;                 /* overlaps a kept one: cannot be, but never two answers */
+    }
+    if (o->nranges == o->capranges) {
+        size_t ncap = o->capranges ? o->capranges * 2 : 64;
+        sym_range *nr = realloc(o->ranges, ncap * sizeof(*nr));
+        if (!nr) {
+            return;
+        }
+        o->ranges = nr;
+        o->capranges = ncap;
+    }
+    memmove(o->ranges + i + 1, o->ranges + i, (o->nranges - i) * sizeof(*o->ranges));
+    o->ranges[i].start = start;
+    o->ranges[i].end = end;
+    o->ranges[i].value = value;
+    o->ranges[i].name = name;
+    o->nranges++;
+}
+
+/* dwfl_module_addrinfo's name and offset for addr, from a kept interval when one holds
+ * it. */
+static const char *symbol_at(pp_symbolizer *s, object *o, GElf_Addr addr, GElf_Off *off)
+{
+    const sym_range *r = s->no_ranges ? NULL : range_at(o, addr);
+    GElf_Sym sym;
+    const char *name;
+
+    if (r) {
+        *off = r->name ? addr - r->value : 0;
+        return r->name;
+    }
+    name = dwfl_module_addrinfo(o->mod, addr, off, &sym, NULL, NULL, NULL);
+    if (!s->no_ranges) {
+        keep_range(o, addr, name, name ? addr - *off : 0);
+    }
+    return name;
+}
+
 static int symbolize_object(pp_symbolizer *s, object *o, uint64_t file_offset,
                             pp_frame *frames, int max)
 {
     GElf_Addr addr;
-    GElf_Off symoff;
-    GElf_Sym sym;
+    GElf_Off symoff = 0;
     const char *symname;
     int n = 0, i;
 
     if (offset_to_vaddr(o->mod, file_offset, &addr) != 0) {
         return 0;
     }
-    symname = dwfl_module_addrinfo(o->mod, addr, &symoff, &sym, NULL, NULL, NULL);
+    symname = symbol_at(s, o, addr, &symoff);
     if (o->has_lines) {
         n = dwarf_frames(s, o, addr, symname, frames, max);
     } else if (symname) {
@@ -520,6 +673,11 @@ int pp_symbolize_pc(pp_symbolizer *s, const pp_maps *maps, uint64_t pc, int is_r
         *site = where;
     }
     return where.map ? pp_symbolize(s, where.map->path, where.file_offset, frames, max) : 0;
+}
+
+void pp_symbolizer_no_ranges(pp_symbolizer *s)
+{
+    s->no_ranges = 1;
 }
 
 const char *pp_symbolizer_build_id(pp_symbolizer *s, const char *path)

@@ -35,6 +35,12 @@ typedef struct {
 pp_symbolizer *pp_symbolizer_new(void);
 void pp_symbolizer_free(pp_symbolizer *s);
 
+/* For tests and benchmarks: every symbol lookup of s asks libdw, none is answered from the
+ * symbol ranges s keeps (each object's symbols found so far, where that is exact; bounded
+ * by PP_SYMBOLIZE_CACHE_SITES per object and by its symbol table). Call before the first
+ * lookup. */
+void pp_symbolizer_no_ranges(pp_symbolizer *s);
+
 /* The frames at file_offset of path, innermost inlined call first: fills up to max (at
  * most PP_SYMBOLIZE_MAX_FRAMES) and returns how many (0: no symbol covers it, or the
  * object cannot be read). The strings are owned by the symbolizer and stay valid until

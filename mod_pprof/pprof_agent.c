@@ -53,6 +53,23 @@ static void new_thread(void)
     }
 }
 
+/* How long the agent may sleep: the shortest tick of its open windows; -1 (for ever)
+ * with none open. */
+static int tick_ms(const agent_t *a)
+{
+    int i, ms = -1;
+
+    for (i = 0; pprof_kinds[i]; i++) {
+        if (a->gen[i]) {
+            int k = pprof_kinds[i]->tick_ms > 0 ? pprof_kinds[i]->tick_ms : PPROF_TICK_MS;
+            if (ms < 0 || k < ms) {
+                ms = k;
+            }
+        }
+    }
+    return ms;
+}
+
 static int any_open(const agent_t *a)
 {
     int i;
@@ -256,7 +273,7 @@ static void *APR_THREAD_FUNC agent_main(apr_thread_t *t, void *data)
         pfd[0].events = POLLIN;
         pfd[1].fd = a->wake[0];
         pfd[1].events = POLLIN;
-        rc = poll(pfd, 2, any_open(a) ? PPROF_TICK_MS : -1);
+        rc = poll(pfd, 2, tick_ms(a));
         if (a->stopping) {
             break;
         }

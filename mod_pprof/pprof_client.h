@@ -9,7 +9,9 @@
 /* 1 once the client has gone away (and then c->aborted is set). */
 int pprof_client_gone(request_rec *r);
 
-/* Sleep until `until`, looking at the client every 100 ms: 1 if it went away. */
+/* Sleep until `until`, looking at the client whenever its connection's socket has
+ * something (its close), or every 100 ms once it had bytes that were not a close or
+ * where there is no socket of its own (HTTP/2): 1 if it went away. */
 int pprof_sleep_unless_gone(request_rec *r, apr_time_t until);
 
 #endif

@@ -559,6 +559,7 @@ const pprof_kind pprof_kind_cpu = {
     .child_init = cpu_child_init,
     .start = cpu_start,
     .tick = cpu_tick,
+    .tick_ms = PPROF_SAMPLER_TICK_MS,
     .stop = cpu_stop,
     .take = cpu_take,
     .merge = cpu_merge,

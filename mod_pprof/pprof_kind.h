@@ -136,9 +136,14 @@ typedef struct pprof_kind {
      * starts with to out (the trace: its threads). NULL, or why not (sent as REFUSED). */
     const char *(*start)(const pp_wire_request *req, pprof_out *out);
 
-    /* Window kinds: every PPROF_TICK_MS while window gen is open here: empty bounded
+    /* Window kinds: every tick_ms while window gen is open here: empty bounded
      * buffers into what the window holds. May be NULL. */
     void (*tick)(apr_uint32_t gen);
+    /* Window kinds: how often tick must run, in ms; 0 for PPROF_TICK_MS. The agent wakes
+     * at the shortest of its open windows' (and runs every open window's tick then): a
+     * kind whose buffers hold longer lets an agent wake less, which every child pays for
+     * as long as the window is open. */
+    int tick_ms;
 
     /* Window kinds: stop capturing for gen (see pprof_stop_why). The agent calls it once
      * per window, and no tick follows; after PPROF_STOP_EXIT, one take of gen (op STOP)
@@ -160,7 +165,7 @@ typedef struct pprof_kind {
     void (*merge)(void *answer, const pprof_child *child);
 } pprof_kind;
 
-/* How often a window's tick runs in each child. */
+/* How often a window's tick runs in each child, unless its kind says (tick_ms). */
 #define PPROF_TICK_MS 100
 
 #endif

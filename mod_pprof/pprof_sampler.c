@@ -5,12 +5,12 @@
 
 #define MAX_SINKS 4
 /* The ring holds what the threads sample between two drains of the agent (every
- * PPROF_TICK_MS). Samples come from CPU-time timers, so at most one thread per online
- * core is sampled at a time: hz x cores per second. RING_TICKS of them leave room for an
- * agent that waits for a core. Every slot's page is touched as the ring wraps (a slot is
+ * PPROF_SAMPLER_TICK_MS or sooner). Samples come from CPU-time timers, so at most one
+ * thread per online core is sampled at a time: hz x cores per second. RING_TICKS of them
+ * leave room for an agent that waits for a core. Every slot's page is touched as the ring wraps (a slot is
  * ~1.1 KiB), so it is sized to the machine rather than to the largest one: 4096 slots
  * (4.6 MiB) were private memory in every child of a 2-core VM that never filled 300. */
-#define RING_TICKS 4
+#define RING_TICKS 2
 #define RING_MIN 256
 #define RING_MAX 4096
 
@@ -22,7 +22,7 @@ static size_t ring_slots_for(int hz)
     if (cores < 1) {
         cores = 1;
     }
-    n = (size_t)hz * (size_t)cores * RING_TICKS * PPROF_TICK_MS / 1000;
+    n = (size_t)hz * (size_t)cores * RING_TICKS * PPROF_SAMPLER_TICK_MS / 1000;
     return n < RING_MIN ? RING_MIN : n > RING_MAX ? RING_MAX : n;
 }
 
@@ -36,6 +36,9 @@ static volatile unsigned starts; /* bumped at every start: a thread is new to ea
  * thread-locals (no __tls_get_addr call). */
 static __thread unsigned seen __attribute__((tls_model("initial-exec")));
 static void (*announce)(void);
+/* A thread new to this start served (set by it, taken by the agent's drain): the next
+ * check walks the threads, whatever their number (one may have replaced another). */
+static volatile int announced;
 static uint64_t dropped;
 
 void pprof_sampler_subscribe(pprof_sample_sink fn, void *baton)
@@ -107,7 +110,7 @@ void pprof_sampler_drain(void)
 {
     if (pprof_sampler_on) {
         pp_cpu_drain(fan_out, NULL);
-        pp_cpu_refresh_threads();
+        pp_cpu_check_threads(__atomic_exchange_n(&announced, 0, __ATOMIC_ACQ_REL));
     }
 }
 
@@ -123,6 +126,7 @@ void pprof_sampler_thread_ready(void)
         pp_cpu_thread_warm();
         if (seen != now) {
             seen = now;
+            __atomic_store_n(&announced, 1, __ATOMIC_RELEASE);
             if (announce) {
                 announce();
             }

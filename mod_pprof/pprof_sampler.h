@@ -26,6 +26,13 @@ const char *pprof_sampler_start(int hz);
  * pprof_sampler_dropped until the next start. */
 void pprof_sampler_stop(void);
 
+/* How often the agent drains the sampler while only a CPU profile runs (the CPU kind's
+ * tick): its ring holds twice that, at the rate of every core. A trace beside it ticks
+ * every PPROF_TICK_MS, which drains more often. At 100 Hz a tick moves a few dozen
+ * samples at most: waking the agent of every child 10 times a second for them cost more
+ * than the samples did. */
+#define PPROF_SAMPLER_TICK_MS 250
+
 /* Hand every sample taken since the last drain to the sinks, and follow new threads. */
 void pprof_sampler_drain(void);
 

@@ -56,10 +56,12 @@ def main_role(srv):
     """Prefork's main thread is the child's one worker, and is labelled so."""
     return "worker" if srv.mpm == "prefork" else "main"
 # System calls a thread blocks in, by number (/proc/PID/task/TID/syscall): nanosleep and
-# clock_nanosleep (pprof_test_sleep); select and pselect6 (apr_sleep, as a delta waits).
-NANOSLEEP_SYSCALLS, SELECT_SYSCALLS = {
-    "x86_64": ({35, 230}, {23, 270}),
-    "aarch64": ({101, 115}, {72}),
+# clock_nanosleep (pprof_test_sleep); select, pselect6, poll and ppoll (where a delta's
+# handler waits out its window: a poll of the client's socket, or apr_sleep's select; the
+# agents idle in poll too).
+NANOSLEEP_SYSCALLS, WAIT_SYSCALLS = {
+    "x86_64": ({35, 230}, {23, 270, 7, 271}),
+    "aarch64": ({101, 115}, {72, 73}),
 }.get(platform.machine(), (set(), set()))
 
 
@@ -1064,6 +1066,8 @@ def test_delta(srv):
     thread started within it are +2 (+1) stacks in pprof_test_sleep; the spawned thread is
     the one new creation stack from pprof_test_spawn."""
     quiet(srv)
+    # The agents idle in poll too: the handlers are the waiters beyond them.
+    waiting = len(sleeping_threads(srv, WAIT_SYSCALLS))
     res = {}
 
     def get(path):
@@ -1075,8 +1079,8 @@ def test_delta(srv):
         t.start()
     sleepers = None
     try:
-        # Both handlers wait out their window in apr_sleep: the first capture is taken.
-        assert wait_for(lambda: len(sleeping_threads(srv, SELECT_SYSCALLS)) >= 2, 3), \
+        # Both handlers wait out their window: the first capture is taken.
+        assert wait_for(lambda: len(sleeping_threads(srv, WAIT_SYSCALLS)) >= waiting + 2, 3), \
             "deltas did not start"
         sleepers = Requests(srv, "/pprof-test/sleep?ms=3000", 2, loop=False).start()
         spawn(srv, 3000)

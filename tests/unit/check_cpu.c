@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -327,6 +328,33 @@ static void assert_timers(int expected)
     }
 }
 
+/* Whether some timer of ours signals thread tid ("notify: signal/tid.N" in
+ * /proc/self/timers). -1 when the file cannot be read. */
+static int timer_for_tid(pid_t tid)
+{
+    FILE *f = fopen("/proc/self/timers", "r");
+    char line[256], want[32];
+    int found = 0;
+
+    if (!f) {
+        return -1;
+    }
+    snprintf(want, sizeof(want), "/tid.%d\n", (int)tid);
+    while (fgets(line, sizeof(line), f)) {
+        found |= strncmp(line, "notify:", 7) == 0 && strstr(line, want) != NULL;
+    }
+    fclose(f);
+    return found;
+}
+
+/* The kernel's count of this process's threads. */
+static int threads_now(void)
+{
+    struct stat st;
+
+    return stat("/proc/self/task", &st) == 0 ? (int)st.st_nlink - 2 : -1;
+}
+
 /* ---- a worker thread ------------------------------------------------------------------ */
 
 typedef struct {
@@ -599,6 +627,76 @@ START_TEST(threads_started_later_are_sampled_after_refresh)
     ck_assert_msg(ty.of_tid >= 20, "only %zu samples from the new thread", ty.of_tid);
     ck_assert_uint_ge(named * 10, ty.of_tid * 8);
     free(ty.ss.s);
+}
+END_TEST
+
+/* A parked worker (no CPU burnt): started, ready, then ended by end_parked. */
+static void start_parked(worker *w, pthread_t *th)
+{
+    memset(w, 0, sizeof(*w));
+    ck_assert_int_eq(pthread_create(th, NULL, worker_main, w), 0);
+    wait_ready(w);
+}
+
+static void end_parked(worker *w, pthread_t th, int threads_after)
+{
+    int64_t deadline = mono_ns() + 5000 * MS;
+
+    atomic_store(&w->go, 1);
+    ck_assert_int_eq(pthread_join(th, NULL), 0);
+    /* pthread_join can return while the kernel still counts the exiting thread. */
+    while (threads_now() != threads_after) {
+        ck_assert_msg(mono_ns() < deadline, "the ended thread is still counted");
+        sleep_ms(1);
+    }
+}
+
+/* The agent checks every tick; a walk of the threads happens only when their number
+ * changed, when it was told of a new thread, or every PP_CPU_WALK_EVERY checks: each way
+ * arms the thread that appeared. */
+START_TEST(a_check_arms_new_threads_however_they_came)
+{
+    worker a, b, c;
+    pthread_t ta, tb, tc;
+    int i, n;
+
+    if (timer_for_tid(my_tid()) < 0 || threads_now() != 1) {
+        return;                 /* no /proc here to check with */
+    }
+    ck_assert_int_eq(pp_cpu_start(100, 256), 0);
+    ck_assert_int_eq(timer_for_tid(my_tid()), 1);
+
+    /* The count changed: the first check walks. */
+    start_parked(&a, &ta);
+    ck_assert_int_eq(timer_for_tid(atomic_load(&a.tid)), 0);
+    ck_assert_int_eq(pp_cpu_check_threads(0), 2);
+    ck_assert_int_eq(timer_for_tid(atomic_load(&a.tid)), 1);
+
+    /* One thread replaced by another between two checks, the count the same: told of
+     * it, the check walks at once. */
+    end_parked(&a, ta, 1);
+    start_parked(&b, &tb);
+    ck_assert_int_eq(timer_for_tid(atomic_load(&b.tid)), 0);
+    ck_assert_int_eq(pp_cpu_check_threads(1), 2);
+    ck_assert_int_eq(timer_for_tid(atomic_load(&b.tid)), 1);
+    assert_timers(2);
+
+    /* Not told: within PP_CPU_WALK_EVERY checks, and the ended thread's timer goes. */
+    end_parked(&b, tb, 1);
+    start_parked(&c, &tc);
+    for (i = 0; i < PP_CPU_WALK_EVERY && timer_for_tid(atomic_load(&c.tid)) != 1; i++) {
+        n = pp_cpu_check_threads(0);
+        ck_assert_int_eq(n, 2);
+    }
+    ck_assert_int_eq(timer_for_tid(atomic_load(&c.tid)), 1);
+    assert_timers(2);
+
+    /* A thread that ends lowers the count: the next check forgets it. */
+    end_parked(&c, tc, 1);
+    ck_assert_int_eq(pp_cpu_check_threads(0), 1);
+    assert_timers(1);
+    pp_cpu_stop(NULL, NULL);
+    assert_timers(0);
 }
 END_TEST
 
@@ -1126,6 +1224,7 @@ int main(void)
     tcase_add_test(tc, samples_follow_the_work_and_name_it);
     tcase_add_test(tc, a_sample_never_ends_a_wait);
     tcase_add_test(tc, threads_started_later_are_sampled_after_refresh);
+    tcase_add_test(tc, a_check_arms_new_threads_however_they_came);
     tcase_add_test(tc, an_unwarmed_thread_gives_leaf_only_samples);
     tcase_add_test(tc, samples_carry_their_threads_tag);
     tcase_add_test(tc, stop_restores_the_disposition_and_leaves_no_timer);

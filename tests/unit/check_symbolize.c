@@ -29,6 +29,23 @@ __attribute__((noinline)) int symbolize_target(int x)
     return inlined_helper(x) + opaque(2); /* CALLSITE_LINE */
 }
 
+/* A symbol inside another (as hand-written assembly has them): addresses of the outer
+ * one around the inner one name the outer one, the inner one's name the inner one. */
+__asm__(".text\n"
+        ".globl pp_test_outer\n"
+        ".type pp_test_outer, @function\n"
+        "pp_test_outer:\n"
+        ".skip 16, 0x90\n"
+        ".globl pp_test_inner\n"
+        ".type pp_test_inner, @function\n"
+        "pp_test_inner:\n"
+        ".skip 8, 0x90\n"
+        ".size pp_test_inner, 8\n"
+        ".skip 8, 0x90\n"
+        "ret\n"
+        ".size pp_test_outer, .-pp_test_outer\n");
+extern const char pp_test_outer[], pp_test_inner[];
+
 /* The line number of the first line of this file that contains marker. */
 static int line_of(const char *marker)
 {
@@ -230,6 +247,65 @@ START_TEST(cached_sites_answer_as_fresh_lookups)
 }
 END_TEST
 
+/* What a kept symbol range answers is what libdw answers for each address. */
+static void assert_as_libdw(pp_symbolizer *ranged, pp_symbolizer *plain, const char *path,
+                            uint64_t off)
+{
+    pp_frame a[PP_SYMBOLIZE_MAX_FRAMES], b[PP_SYMBOLIZE_MAX_FRAMES];
+    int na = pp_symbolize(ranged, path, off, a, PP_SYMBOLIZE_MAX_FRAMES);
+    int nb = pp_symbolize(plain, path, off, b, PP_SYMBOLIZE_MAX_FRAMES), k;
+
+    ck_assert_int_eq(na, nb);
+    for (k = 0; k < na; k++) {
+        ck_assert_msg(same_str(a[k].function, b[k].function), "%s+%#llx: %s, libdw %s", path,
+                      (unsigned long long)off, a[k].function ? a[k].function : "(none)",
+                      b[k].function ? b[k].function : "(none)");
+        ck_assert_uint_eq(a[k].offset, b[k].offset);
+        ck_assert(same_str(a[k].file, b[k].file));
+        ck_assert_int_eq(a[k].line, b[k].line);
+    }
+}
+
+START_TEST(symbol_ranges_answer_as_libdw)
+{
+    pp_symbolizer *ranged = pp_symbolizer_new(), *plain = pp_symbolizer_new();
+    pp_maps *m = pp_maps_read(NULL);
+    const pp_map_entry *libc = pp_maps_find(m, (uint64_t)(uintptr_t)getpid);
+    const pp_map_entry *self = pp_maps_find(m, (uint64_t)(uintptr_t)pp_test_outer);
+    uint64_t at = (uint64_t)(uintptr_t)getpid, lo, i;
+    static const int nested[] = { 4, 18, 28, 2, 20, 16, 24, 0, 31 };
+    pp_frame fr[4];
+
+    ck_assert_ptr_nonnull(libc);
+    ck_assert_ptr_nonnull(self);
+    pp_symbolizer_no_ranges(plain);
+    /* Across 16 KiB of libc around getpid, twice: the second pass mostly from ranges. */
+    lo = at - 8192 > libc->start ? at - 8192 : libc->start;
+    for (i = 0; i < 2 * 16384; i += 5) {
+        uint64_t pc = lo + i % 16384;
+        if (pc < libc->end) {
+            assert_as_libdw(ranged, plain, libc->path, pc - libc->start + libc->offset);
+        }
+    }
+    /* The nested symbols, the outer one first looked up. */
+    for (i = 0; i < sizeof(nested) / sizeof(nested[0]); i++) {
+        uint64_t pc = (uint64_t)(uintptr_t)pp_test_outer + (uint64_t)nested[i];
+        assert_as_libdw(ranged, plain, self->path, pc - self->start + self->offset);
+    }
+    ck_assert_int_ge(pp_symbolize(ranged, self->path,
+                                  (uint64_t)(uintptr_t)pp_test_inner + 2 - self->start +
+                                      self->offset, fr, 4), 1);
+    ck_assert_str_eq(fr[0].function, "pp_test_inner");
+    ck_assert_int_ge(pp_symbolize(ranged, self->path,
+                                  (uint64_t)(uintptr_t)pp_test_outer + 28 - self->start +
+                                      self->offset, fr, 4), 1);
+    ck_assert_str_eq(fr[0].function, "pp_test_outer");
+    pp_maps_free(m);
+    pp_symbolizer_free(ranged);
+    pp_symbolizer_free(plain);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("pp_symbolize");
@@ -243,6 +319,7 @@ int main(void)
     tcase_add_test(tc, unknown_objects_and_offsets_give_nothing);
     tcase_add_test(tc, a_pc_in_a_process_s_maps_is_named_as_its_object_offset);
     tcase_add_test(tc, cached_sites_answer_as_fresh_lookups);
+    tcase_add_test(tc, symbol_ranges_answer_as_libdw);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }
