@@ -237,6 +237,10 @@ static void cpu_stop(apr_uint32_t gen, pprof_stop_why why)
     }
 }
 
+/* Every bucket a counter, beside the reply's eight others: within what a reply may hold. */
+_Static_assert(PP_INTERP_HIST_BUCKETS + 1 + 8 <= PP_WIRE_MAX_COUNTERS,
+               "the splice's histogram fits a reply's counters");
+
 /* What the interpreter splice cost in this window: its histogram, and the rate of its
  * ticks against CLOCK_MONOTONIC over the window (the TSC's frequency, measured rather
  * than assumed). */
