@@ -247,8 +247,17 @@ uint64_t pp_tbuf_peek(pp_tbuf *b, uint32_t gen, pp_tbuf_piece piece[3], void *sc
         } else {
             copy_out(b, pos, &r, sizeof(r));
         }
-        if (r.size < sizeof(r) || (r.size & 7) || r.size > head - pos) {
-            pos = head;         /* cannot happen with one writer; never loop on it */
+        if (r.size < sizeof(r) || (r.size & 7) || r.size > head - pos ||
+            r.size > PP_TB_RECORD_MAX) {
+            /* Not a record (one writer never publishes one, but a trim may zero bytes
+             * under a writer that publishes them later): never loop on it, never send
+             * it, and never stall on it. Met first: it and all after it are dropped, as
+             * pp_tbuf_read does. After a run of gen: the run ends before it, and the
+             * next peek meets it first. */
+            if (skipping) {
+                __atomic_store_n(&b->tail, head, __ATOMIC_RELEASE);
+                return head;
+            }
             break;
         }
         if (r.gen != gen) {

@@ -242,6 +242,43 @@ START_TEST(peek_gives_whole_records_in_place_across_the_end)
 }
 END_TEST
 
+START_TEST(peek_drops_a_zeroed_record_instead_of_stalling)
+{
+    pp_tbuf *b = pp_tbuf_new(4 * 4096);
+    unsigned char out[4096], scratch[PP_TB_RECORD_MAX];
+    pp_tbuf_piece piece[3];
+    uint64_t pos;
+    int more, i;
+
+    /* Past the ring's first page (it shares the header's, which a trim keeps). */
+    for (i = 0; i < 300; i++) {
+        ck_assert_int_eq(pp_tbuf_put(b, 1, PP_TB_WAKE, (uint64_t)i, 0, 0, NULL, 0), 0);
+        if (i % 50 == 49) {
+            pp_tbuf_read(b, 1, out, sizeof(out), &more);
+        }
+    }
+    /* A writer between its held task and its publish while the reader trims: the bytes it
+     * publishes then are zeros, not records. */
+    ck_assert_int_eq(pp_tbuf_put_task(b, 2, 1000, 42), 0);
+    ck_assert_int_eq(pp_tbuf_put(b, 2, PP_TB_WAKE, 1001, 0, 0, NULL, 0), 0);
+    pp_tbuf_trim(b);
+    pp_tbuf_publish(b);
+    ck_assert_int_eq(pp_tbuf_put(b, 2, PP_TB_WAKE, 1002, 0, 0, NULL, 0), 0);
+    ck_assert_uint_gt(pp_tbuf_pending(b), 0);
+    /* The peek sends none of it, and drops it itself (a reader consumes only what it
+     * sent: here nothing): the ring is read on. */
+    pp_tbuf_peek(b, 2, piece, scratch);
+    ck_assert_uint_eq(piece[0].len + piece[1].len + piece[2].len, 0);
+    ck_assert_uint_eq(pp_tbuf_pending(b), 0);
+    ck_assert_int_eq(pp_tbuf_put(b, 2, PP_TB_IDLE, 1003, 0, 0, NULL, 0), 0);
+    pos = pp_tbuf_peek(b, 2, piece, scratch);
+    ck_assert_uint_eq(piece[0].len + piece[1].len + piece[2].len, sizeof(pp_tb_record));
+    pp_tbuf_consume(b, pos);
+    ck_assert_uint_eq(pp_tbuf_pending(b), 0);
+    pp_tbuf_free(b);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("pp_tbuf");
@@ -253,6 +290,7 @@ int main(void)
     tcase_add_test(tc, walk_rejects_malformed_buffers);
     tcase_add_test(tc, trim_gives_the_pages_back);
     tcase_add_test(tc, peek_gives_whole_records_in_place_across_the_end);
+    tcase_add_test(tc, peek_drops_a_zeroed_record_instead_of_stalling);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }
