@@ -221,15 +221,19 @@ void pprof_collect_missing(request_rec *r, const pprof_child *ch, const char *wh
     apr_time_t *deadline;
 
     /* One on its way out closes its socket a moment before it removes it: a call broken
-     * there is an ending, not a child that did not answer. The grace is one per request,
+     * there is an ending, not a child that did not answer. The grace is one per collection,
      * from the first such child on, not one per child: children that end together (a
      * graceful restart) share it, and ten that fail fast while alive cost 100 ms, not 1 s. */
     apr_pool_userdata_get(&data, key, r->pool);
     deadline = data;
-    if (!ended && !deadline) {
-        deadline = apr_palloc(r->pool, sizeof(*deadline));
+    if (!ended && (!deadline || apr_time_now() > *deadline + apr_time_from_sec(1))) {
+        /* The first in this request, or in a later collection of it (a delta's second
+         * take, seconds after the first): a grace of its own. */
+        if (!deadline) {
+            deadline = apr_palloc(r->pool, sizeof(*deadline));
+            apr_pool_userdata_setn(deadline, key, NULL, r->pool);
+        }
         *deadline = apr_time_now() + apr_time_from_msec(MISSING_GRACE_MS);
-        apr_pool_userdata_setn(deadline, key, NULL, r->pool);
     }
     while (!ended && apr_time_now() < *deadline) {
         apr_sleep(apr_time_from_msec(10));
