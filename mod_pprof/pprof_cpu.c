@@ -485,8 +485,14 @@ static const char *interp_ns_text(cpu_answer *c, double q)
 
 static void log_interp_cost(cpu_answer *c)
 {
-    if (c->interp_samples <= 0 || c->interp_ps_per_tick <= 0) {
-        return;
+    apr_int64_t timed = 0;
+    int i;
+
+    for (i = 0; i <= PP_INTERP_HIST_BUCKETS; i++) {
+        timed += c->interp_hist[i];
+    }
+    if (c->interp_samples <= 0 || c->interp_ps_per_tick <= 0 || timed == 0) {
+        return;                 /* a few samples, none of them timed: nothing to say */
     }
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, c->r, "PP0107: interpreter frames: %"
                   APR_INT64_T_FMT " of %" APR_INT64_T_FMT " samples had some; the splice took "
