@@ -495,8 +495,8 @@ static const sym_range *range_at(const object *o, GElf_Addr addr)
     return i > 0 && addr < o->ranges[i - 1].end ? &o->ranges[i - 1] : NULL;
 }
 
-/* Keep what libdw answered for addr (name NULL: no symbol; else the symbol at value) for
- * the interval between the bounds around addr. */
+/* Keep what libdw answered for addr (the sized symbol at value that holds it) for the
+ * interval between the bounds around addr. */
 static void keep_range(object *o, GElf_Addr addr, const char *name, GElf_Addr value)
 {
     GElf_Addr start, end;
@@ -548,8 +548,12 @@ static const char *symbol_at(pp_symbolizer *s, object *o, GElf_Addr addr, GElf_O
         return r->name;
     }
     name = dwfl_module_addrinfo(o->mod, addr, off, &sym, NULL, NULL, NULL);
-    if (!s->no_ranges) {
-        keep_range(o, addr, name, name ? addr - *off : 0);
+    /* Only a sized symbol holding addr is the answer anywhere in the interval: the sized
+     * symbols holding a point change only at bounds, and libdw prefers them. Where it
+     * answered a sizeless symbol, or none, its answer also depends on the sections and on
+     * the exact address (a sizeless _init before .plt): asked again each time. */
+    if (!s->no_ranges && name && sym.st_size > 0 && *off < sym.st_size) {
+        keep_range(o, addr, name, addr - *off);
     }
     return name;
 }
