@@ -346,24 +346,30 @@ def test_cpu_samples_only_beside_a_cpu_profile(httpd, tmp_path):
     served(tr.body, tmp_path)
 
 
-def test_runs_beside_a_cpu_profile(httpd, tmp_path):
-    """As in Go, a trace and a CPU profile may run at once (they share the sampler), and
-    the trace then has the profile's samples."""
+def trace_beside_profile(httpd, load):
+    """A 1 s trace taken inside a 2 s CPU profile, under load: (trace, profile)."""
     got = {}
 
     def prof():
         got["p"] = httpd.get("/debug/pprof/profile?seconds=2", timeout=30)
 
-    with Load(httpd, max_seconds=20):
+    with load:
         t = threading.Thread(target=prof)
         t.start()
         time.sleep(0.3)
         tr = httpd.get(TRACE + "?seconds=1", timeout=30)
         t.join()
     assert tr.status == 200 and got["p"].status == 200, (tr, got["p"])
+    return tr, got["p"]
+
+
+def test_runs_beside_a_cpu_profile(httpd, tmp_path):
+    """As in Go, a trace and a CPU profile may run at once (they share the sampler), and
+    the trace then has the profile's samples."""
+    tr, p = trace_beside_profile(httpd, Load(httpd, max_seconds=20))
     served(tr.body, tmp_path)
     assert go_trace.summary(tr.body)["cpu_samples"] > 0
-    assert got["p"].body[:2] == b"\x1f\x8b"
+    assert p.body[:2] == b"\x1f\x8b"
 
 
 class BurnLoad(Load):
@@ -376,18 +382,7 @@ class BurnLoad(Load):
 def test_cpu_samples_are_named_without_waits(httpd, tmp_path):
     """A child sends its maps with CPU samples even when no wait of a request needs them
     (the take sends the maps only for PCs): the samples' functions are named."""
-    got = {}
-
-    def prof():
-        got["p"] = httpd.get("/debug/pprof/profile?seconds=2", timeout=30)
-
-    with BurnLoad(httpd, max_seconds=20):
-        t = threading.Thread(target=prof)
-        t.start()
-        time.sleep(0.3)
-        tr = httpd.get(TRACE + "?seconds=1", timeout=30)
-        t.join()
-    assert tr.status == 200 and got["p"].status == 200, (tr, got["p"])
+    tr, _ = trace_beside_profile(httpd, BurnLoad(httpd, max_seconds=20))
     funcs = cpu_functions(tr.body)
     assert any(f.startswith("pprof_test_hot") for f in funcs), sorted(funcs)
 
