@@ -4,6 +4,7 @@
 #include "pp_interp.h"
 #include "pp_heap.h"
 #include "pp_log.h"
+#include "pp_tbuf.h"
 
 #include <stdatomic.h>
 #include <stdio.h>
@@ -11,7 +12,6 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/uio.h>
-#include <time.h>
 #include <unistd.h>
 
 #define PROBES 32                       /* slots looked at before a frame counts as "full" */
@@ -423,10 +423,7 @@ uint64_t pp_interp_ticks(void)
     /* Two reads a sample: the TSC's few cycles, not a clock's tens of nanoseconds. */
     return __builtin_ia32_rdtsc();
 #else
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    return pp_tbuf_now();
 #endif
 }
 

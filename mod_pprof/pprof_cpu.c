@@ -38,8 +38,7 @@
 #include "pp_heap.h"
 #include "pp_interp.h"
 #include "pp_stacktab.h"
-
-#include <time.h>
+#include "pp_tbuf.h"
 
 #include <stdlib.h>
 
@@ -69,13 +68,6 @@ static apr_time_t started, stopped;
 static pp_interp_stats interp0;
 static apr_uint64_t interp0_ticks, interp0_ns;
 
-static apr_uint64_t monotonic_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (apr_uint64_t)ts.tv_sec * 1000000000u + (apr_uint64_t)ts.tv_nsec;
-}
 
 /* Each request thread's last few tags, so that the usual request (a handler and vhost this
  * thread has served before) is tagged without a lock, an allocation or a pool cleanup.
@@ -203,7 +195,7 @@ static const char *cpu_start(const pp_wire_request *req, pprof_out *out)
     leaf_only = dropped = 0;
     pp_interp_get_stats(&interp0);
     interp0_ticks = pp_interp_ticks();
-    interp0_ns = monotonic_ns();
+    interp0_ns = pp_tbuf_now();
     started = apr_time_now();
     stopped = 0;
     pprof_sampler_subscribe(to_table, NULL);
@@ -237,8 +229,9 @@ static void cpu_stop(apr_uint32_t gen, pprof_stop_why why)
     }
 }
 
-/* Every bucket a counter, beside the reply's eight others: within what a reply may hold. */
-_Static_assert(PP_INTERP_HIST_BUCKETS + 1 + 8 <= PP_WIRE_MAX_COUNTERS,
+/* Every bucket a counter, beside the reply's others (nine, and room for more): within
+ * what a reply may hold. */
+_Static_assert(PP_INTERP_HIST_BUCKETS + 1 + 32 <= PP_WIRE_MAX_COUNTERS,
                "the splice's histogram fits a reply's counters");
 
 /* What the interpreter splice cost in this window: its histogram, and the rate of its
@@ -247,7 +240,7 @@ _Static_assert(PP_INTERP_HIST_BUCKETS + 1 + 8 <= PP_WIRE_MAX_COUNTERS,
 static void out_interp_counters(pprof_out *out)
 {
     pp_interp_stats now;
-    apr_uint64_t ticks = pp_interp_ticks(), ns = monotonic_ns();
+    apr_uint64_t ticks = pp_interp_ticks(), ns = pp_tbuf_now();
     int i;
 
     pp_interp_get_stats(&now);
