@@ -442,7 +442,8 @@ int pprof_run_window(request_rec *r, pprof_window_run *w)
     apr_hash_t *answered = apr_hash_make(r->pool);
     const char *why = NULL;
     apr_time_t end, child_deadline;
-    int gone = 0;
+    apr_array_header_t *ask;
+    int gone = 0, nround;
 
     if (!win) {
         pprof_serve_error(r, HTTP_INTERNAL_SERVER_ERROR,
@@ -484,7 +485,7 @@ int pprof_run_window(request_rec *r, pprof_window_run *w)
      * reached it (a busy child's agent waits for a core) is not in it. */
     w->t0 = apr_time_now();
     gone = w->started ? w->started(w) : 0;
-    while (!gone && apr_time_now() < end) {
+    for (nround = 1; !gone && apr_time_now() < end; nround++) {
         apr_time_t next = w->round ? apr_time_now() + w->round : end;
         apr_pool_t *round;
         if (pprof_sleep_unless_gone(r, next < end ? next : end)) {
@@ -499,7 +500,21 @@ int pprof_run_window(request_rec *r, pprof_window_run *w)
         apr_pool_create(&round, r->pool);
         add_children(r, pids, w->only);
         req.op = PP_WIRE_TAKE;
-        collect(round, w->kind, &req, pids, ROUND_TIMEOUT, w->kind->merge, w->answer, NULL,
+        ask = pids;
+        if (w->full_every > 0 && nround % w->full_every != 0) {
+            /* A child left out stays in pids: a full round or the STOP asks it. */
+            int i;
+            ask = apr_array_make(round, pids->nelts, sizeof(pid_t));
+            for (i = 0; i < pids->nelts; i++) {
+                pid_t pid = APR_ARRAY_IDX(pids, i, pid_t);
+                if (!pprof_quiet_is(w->gen, pid)) {
+                    APR_ARRAY_PUSH(ask, pid_t) = pid;
+                }
+            }
+            w->skipped += (apr_uint64_t)(pids->nelts - ask->nelts);
+        }
+        w->asked += (apr_uint64_t)ask->nelts;
+        collect(round, w->kind, &req, ask, ROUND_TIMEOUT, w->kind->merge, w->answer, NULL,
                 ho, NULL);
         /* And children born and ended since the last round, never asked. */
         if (ho) {

@@ -79,6 +79,11 @@ typedef struct pprof_window_run {
     apr_uint32_t hz;
     double seconds;
     apr_interval_time_t round;  /* 0: no take before the end; else take this often */
+    /* With round: 0 asks every child every round; N > 0 asks every child every Nth round
+     * only, and in the others only the children whose agent did not say it holds nothing
+     * (pprof_quiet_is; the kind's tick says it). The full rounds also find children that
+     * ended (their hand-overs are read every round). */
+    int full_every;
     /* Called once every child was asked to start (the trace sends its header), and after
      * each round's takes; non-zero when the client is gone. Either may be NULL. */
     int (*started)(struct pprof_window_run *w);
@@ -89,6 +94,8 @@ typedef struct pprof_window_run {
                                    and when the wait ended */
     int gone;                   /* the client went away (children were told QUIT) */
     int nchildren;              /* the children asked at the end */
+    apr_uint64_t asked, skipped;        /* rounds' takes: children asked, and left out
+                                           as quiet */
 } pprof_window_run;
 
 /* Run a window: claim the kind's window slot, open it, START every child (only, or all),

@@ -28,6 +28,7 @@ typedef struct {
 typedef struct {
     pprof_shared_head head;
     pprof_window window[PPROF_MAX_WINDOWS];
+    apr_uint64_t quiet[PPROF_QUIET_WORDS];      /* (gen << 32) | pid: see pprof_quiet_say */
 } pprof_shared;
 
 /* What the parent keeps across generations (ap_retained_data: its process pool). */
@@ -213,4 +214,36 @@ apr_uint32_t pprof_window_open(pprof_window *w, apr_uint32_t hz, apr_uint32_t on
 void pprof_window_close(pprof_window *w)
 {
     __atomic_store_n(&w->active, 0, __ATOMIC_RELEASE);
+}
+
+static apr_uint64_t *quiet_word(pid_t pid)
+{
+    return &shared->quiet[(apr_uint32_t)pid % PPROF_QUIET_WORDS];
+}
+
+void pprof_quiet_say(apr_uint32_t gen, int quiet)
+{
+    pid_t pid = getpid();
+    apr_uint64_t mine = ((apr_uint64_t)gen << 32) | (apr_uint32_t)pid, *w;
+
+    if (!shared || !gen) {
+        return;
+    }
+    w = quiet_word(pid);
+    if (quiet) {
+        /* A child displaced from the word is asked: never wrong, only dearer. */
+        if (__atomic_load_n(w, __ATOMIC_RELAXED) != mine) {
+            __atomic_store_n(w, mine, __ATOMIC_RELEASE);
+        }
+    } else {
+        __atomic_compare_exchange_n(w, &mine, 0, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
+    }
+}
+
+int pprof_quiet_is(apr_uint32_t gen, pid_t pid)
+{
+    apr_uint64_t mine = ((apr_uint64_t)gen << 32) | (apr_uint32_t)pid;
+
+    return shared && gen && pid > 0 &&
+           __atomic_load_n(quiet_word(pid), __ATOMIC_ACQUIRE) == mine;
 }

@@ -50,6 +50,24 @@ apr_uint32_t pprof_window_open(pprof_window *w, apr_uint32_t hz, apr_uint32_t on
                                apr_time_t deadline);
 void pprof_window_close(pprof_window *w);
 
+/* Quiet words: a child's agent says here that it holds nothing for window gen, so that
+ * the collector's rounds need not ask it (the trace: an idle child's agent woke, answered
+ * nothing, and the collector read that, every 100 ms for every child). A word holds the
+ * (gen, pid) of a quiet child; anything else means "ask". Words are found by pid modulo
+ * their number: two children on one word only displace each other, so the worst a
+ * collision (or a child of another window, a recycled pid of another gen) does is make
+ * a child be asked. Only the agent thread of a child writes its word, and only the
+ * collector reads it. */
+#define PPROF_QUIET_WORDS 4096
+
+/* Agent: this child holds nothing (quiet) or something (!quiet) for window gen. Saying
+ * it has something clears the word only if it is this child's: another child's is left
+ * (this child is then asked anyway). */
+void pprof_quiet_say(apr_uint32_t gen, int quiet);
+
+/* Collector: whether child pid said it is quiet in window gen (and nothing since). */
+int pprof_quiet_is(apr_uint32_t gen, pid_t pid);
+
 /* The open window's generation (0: none), and its fields once it is seen open. */
 apr_uint32_t pprof_window_active(const pprof_window *w);
 apr_uint32_t pprof_window_hz(const pprof_window *w);

@@ -573,3 +573,15 @@ apr_uint64_t pprof_trace_rec_drain(apr_uint32_t gen, pprof_trace_held *held,
     last_lost = lost;
     return delta;
 }
+
+int pprof_trace_rec_pending(void)
+{
+    int i;
+
+    for (i = 0; i < nrings; i++) {
+        if (rings[i] && pp_tbuf_pending(rings[i]) > 0) {
+            return 1;
+        }
+    }
+    return 0;
+}

@@ -73,4 +73,8 @@ apr_uint64_t pprof_trace_rec_peek(int slot, apr_uint32_t gen, pp_tbuf_piece piec
                                   void *scratch, int *pcs);
 void pprof_trace_rec_consume(int slot, apr_uint64_t pos);
 
+/* Whether any ring holds published records not yet consumed (of any gen): one load of
+ * each ring's head, which its worker writes only when it publishes. */
+int pprof_trace_rec_pending(void);
+
 #endif

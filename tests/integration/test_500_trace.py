@@ -493,3 +493,42 @@ def test_connection_opened_before_the_trace_keeps_its_headers(httpd):
     # at its first traced request, so every response it sent in the trace has its output.
     regions = go_trace.summary(trace["body"])["regions"]
     assert regions.get("output", 0) >= 3, regions
+
+
+ROUNDS_RE = re.compile(r"PP0401: trace done.* rounds asked (\d+) children, left (\d+) quiet")
+
+
+def test_idle_children_are_not_asked_every_round(make_httpd):
+    """An idle child's agent says it holds nothing, and the collector's rounds leave it
+    out but for a full round each second: most asks of an idle server's children are
+    left out (asking every child each round was most of an unloaded trace's CPU; counted
+    by the collector, PP0401). Requests made after a second of such rounds, on children
+    that were left out, are all in the trace: a child that has records again is asked."""
+    srv = make_httpd(extra_conf="LogLevel pprof:debug")
+    marks, got = 6, {}
+
+    def run():
+        got["r"] = srv.get(TRACE + "?seconds=3", timeout=60)
+        got["end"] = time.monotonic()
+
+    t = threading.Thread(target=run)
+    t.start()
+    time.sleep(1.3)
+    for i in range(marks):
+        assert srv.get("/pprof-test/pid?quiet=%d" % i).status == 200
+    last = time.monotonic()
+    t.join()
+    assert got["r"].status == 200, got["r"]
+    assert got["end"] - last > 0.5, got["end"] - last     # the marks were in the window
+    body = got["r"].body
+    assert go_trace.check(body, strict_ts=True) == []
+    uris = [v for _, k, v in go_trace.summary(body)["logs"] if k == "uri"]
+    for i in range(marks):
+        assert uris.count("/pprof-test/pid?quiet=%d" % i) == 1, (i, uris)
+    m = ROUNDS_RE.findall(srv.error_log())
+    assert len(m) == 1, m
+    asked, left = int(m[0][0]), int(m[0][1])
+    # About 30 rounds of 2-4 children: with every child asked each round none is left
+    # out; quiet children are asked at the first round (before their first tick), at the
+    # full rounds (three) and a round or two after a mark.
+    assert left > asked > 0, (asked, left)
