@@ -15,9 +15,16 @@ the modules of PPROF_BUILDDIR (default this tree): run it once per build to comp
              none, how long after its window it answers, its size (the collector asks
              every child each round: this is what a round costs at this scale)
 
+With BUILDS="DIR_A DIR_B ..." only the trace line, side by side: one server per build
+(the modules of each DIR), all started at once and left idle, then ROUNDS (default 3)
+rounds, each a QUIET window and a trace of every server in turn (the order rotates); the
+median and range of each build's figures over the rounds. The others' load cancels.
+
 Apache's integration harness (tests/integration/conftest.py) runs the server: as root.
 Usage: bench/scale_cost.py   (CHILDREN=150 FIRST=20 CONC=10 TRACE=5 QUIET=5)
+       BUILDS="/work/base /work/mine" ROUNDS=3 bench/scale_cost.py
 """
+import ctypes
 import http.client
 import os
 import re
@@ -30,6 +37,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
 os.environ.setdefault("PPROF_BUILDDIR", os.path.dirname(HERE))
 
+import conftest                                     # noqa: E402
 from conftest import Httpd, _finish, make_tmpdir     # noqa: E402
 
 CHILDREN = int(os.environ.get("CHILDREN", "150"))
@@ -37,6 +45,8 @@ FIRST = int(os.environ.get("FIRST", "20"))
 CONC = int(os.environ.get("CONC", "10"))
 TRACE = int(os.environ.get("TRACE", "5"))
 QUIET = int(os.environ.get("QUIET", "5"))
+BUILDS = os.environ.get("BUILDS", "").split()
+ROUNDS = int(os.environ.get("ROUNDS", "3"))
 TICK = os.sysconf("SC_CLK_TCK")
 ROW_RE = re.compile(r"<tr><td>(\d+)</td><td><a href='([^']*)\?debug=1'>([^<]*)</a>")
 
@@ -51,17 +61,31 @@ def memory(pid):
     return m.get("Pss", 0), m.get("Private_Dirty", 0) + m.get("Private_Clean", 0)
 
 
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class _Timespec(ctypes.Structure):
+    _fields_ = [("sec", ctypes.c_long), ("nsec", ctypes.c_long)]
+
+
 def cpu_seconds(pids):
-    """utime + stime of every process in pids (each with all its threads) still alive."""
+    """The CPU time of every process in pids (each with all its threads) still alive:
+    its CPU-time clock (clock_getcpuclockid, nanoseconds), else utime + stime from
+    /proc/PID/stat (clock ticks: 2 ms per second of resolution over 5 s)."""
     total = 0
     for p in pids:
+        clk, ts = ctypes.c_int(), _Timespec()
+        if (_libc.clock_getcpuclockid(p, ctypes.byref(clk)) == 0 and
+                _libc.clock_gettime(clk, ctypes.byref(ts)) == 0):
+            total += ts.sec + ts.nsec / 1e9
+            continue
         try:
             with open("/proc/%d/stat" % p) as f:
                 fields = f.read().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += int(fields[11]) + int(fields[12])
-    return total / TICK
+        total += (int(fields[11]) + int(fields[12])) / TICK
+    return total
 
 
 def timed(h, path):
@@ -71,9 +95,61 @@ def timed(h, path):
     return time.monotonic() - t0, r
 
 
+def trace_cost(h):
+    """(ms of CPU per second with no trace, during a trace, seconds it answered late,
+    bytes) of h's processes."""
+    pids = [h.read_pid()] + h.child_pids()
+    c0, t0 = cpu_seconds(pids), time.monotonic()
+    time.sleep(QUIET)
+    quiet = (cpu_seconds(pids) - c0) / (time.monotonic() - t0)
+    c0, t0 = cpu_seconds(pids), time.monotonic()
+    took, r = timed(h, "/debug/pprof/trace?seconds=%d" % TRACE)
+    during = (cpu_seconds(pids) - c0) / (time.monotonic() - t0)
+    return 1000 * quiet, 1000 * during, took - TRACE, len(r.body)
+
+
+def side_by_side(tuning):
+    servers, dirs = [], []
+    try:
+        for b in BUILDS:
+            conftest.MOD_PPROF = os.path.join(b, "mod_pprof", ".libs", "mod_pprof.so")
+            conftest.MOD_PPROF_TEST = os.path.join(b, "tests", "module", ".libs",
+                                                   "mod_pprof_test.so")
+            d = make_tmpdir("mod_pprof-bench-scale-")
+            dirs.append(d)
+            h = Httpd("prefork", d, tuning=tuning)
+            servers.append(h)
+            h.start()
+        until = time.monotonic() + 180
+        while (any(len(h.child_pids()) < CHILDREN for h in servers) and
+               time.monotonic() < until):
+            time.sleep(0.2)
+        time.sleep(2)
+        print("prefork, %s children; %d s traces of idle servers, %d rounds" % (
+            "/".join(str(len(h.child_pids())) for h in servers), TRACE, ROUNDS))
+        got = {b: [] for b in BUILDS}
+        for k in range(ROUNDS):
+            for j in range(len(BUILDS)):
+                i = (j + k) % len(BUILDS)
+                got[BUILDS[i]].append(trace_cost(servers[i]))
+        for b in BUILDS:
+            q = [x[0] for x in got[b]]
+            d = [x[1] for x in got[b]]
+            late = [x[2] for x in got[b]]
+            print("%-28s trace %.1f ms of CPU per second (%.1f-%.1f), %.1f (%.1f-%.1f) with "
+                  "no trace; answered %.2f s after its window (median)" % (
+                      b, statistics.median(d), min(d), max(d), statistics.median(q), min(q),
+                      max(q), statistics.median(late)))
+    finally:
+        _finish(servers, dirs)
+
+
 def main():
     tuning = ("ServerLimit {n}\nStartServers {n}\nMinSpareServers {n}\nMaxSpareServers {m}\n"
               "MaxRequestWorkers {n}\n").format(n=CHILDREN, m=CHILDREN + 1)
+    if BUILDS:
+        side_by_side(tuning)
+        return
     d = make_tmpdir("mod_pprof-bench-scale-")
     h = Httpd("prefork", d, tuning=tuning, extra_conf="PprofMemProfileRate 4096\n")
     h.start()
@@ -129,16 +205,10 @@ def main():
               "in %.2f s" % (CONC, statistics.median(together), max(together),
                              time.monotonic() - t0))
 
-        pids = [h.read_pid()] + h.child_pids()
-        c0, t0 = cpu_seconds(pids), time.monotonic()
-        time.sleep(QUIET)
-        quiet = (cpu_seconds(pids) - c0) / (time.monotonic() - t0)
-        c0, t0 = cpu_seconds(pids), time.monotonic()
-        took, r = timed(h, "/debug/pprof/trace?seconds=%d" % TRACE)
-        during = (cpu_seconds(pids) - c0) / (time.monotonic() - t0)
+        quiet, during, late, size = trace_cost(h)
         print("trace:    %d s with no load: the server's processes %.1f ms of CPU per second "
               "(%.1f with no trace), answered %.2f s after its window, %d bytes" % (
-                  TRACE, 1000 * during, 1000 * quiet, took - TRACE, len(r.body)))
+                  TRACE, during, quiet, late, size))
     finally:
         _finish([h], [d])
 

@@ -61,7 +61,10 @@ static int tick_ms(const agent_t *a)
 
     for (i = 0; pprof_kinds[i]; i++) {
         if (a->gen[i]) {
-            int k = pprof_kinds[i]->tick_ms > 0 ? pprof_kinds[i]->tick_ms : PPROF_TICK_MS;
+            int k = pprof_kinds[i]->tick_wait ? pprof_kinds[i]->tick_wait(a->gen[i]) : 0;
+            if (k <= 0) {
+                k = pprof_kinds[i]->tick_ms > 0 ? pprof_kinds[i]->tick_ms : PPROF_TICK_MS;
+            }
             if (ms < 0 || k < ms) {
                 ms = k;
             }

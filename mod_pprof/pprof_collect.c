@@ -498,12 +498,15 @@ int pprof_run_window(request_rec *r, pprof_window_run *w)
         /* What each round brings is merged and let go: a round's replies live until the
          * next. */
         apr_pool_create(&round, r->pool);
-        add_children(r, pids, w->only);
         req.op = PP_WIRE_TAKE;
         ask = pids;
-        if (w->full_every > 0 && nround % w->full_every != 0) {
+        if (w->full_every <= 0 || nround % w->full_every == 0) {
+            add_children(r, pids, w->only);
+        } else {
             /* A child left out stays in pids: a full round or the STOP asks it. */
             int i;
+            /* Not a system call per child each round: only for the new ones. */
+            pprof_children_add_new(pids, w->only);
             ask = apr_array_make(round, pids->nelts, sizeof(pid_t));
             for (i = 0; i < pids->nelts; i++) {
                 pid_t pid = APR_ARRAY_IDX(pids, i, pid_t);

@@ -144,6 +144,10 @@ typedef struct pprof_kind {
      * kind whose buffers hold longer lets an agent wake less, which every child pays for
      * as long as the window is open. */
     int tick_ms;
+    /* Window kinds, may be NULL: how long the agent may wait now for window gen's next
+     * tick, in ms (0: tick_ms), asked after each tick: a kind whose window holds nothing
+     * in this child lets its agent sleep longer. */
+    int (*tick_wait)(apr_uint32_t gen);
 
     /* Window kinds: stop capturing for gen (see pprof_stop_why). The agent calls it once
      * per window, and no tick follows; after PPROF_STOP_EXIT, one take of gen (op STOP)

@@ -144,6 +144,23 @@ apr_array_header_t *pprof_children(apr_pool_t *p, pid_t only)
     return pids;
 }
 
+void pprof_children_add_new(apr_array_header_t *pids, pid_t only)
+{
+    int limit = 0, i;
+
+    if (!ap_scoreboard_image ||
+        ap_mpm_query(AP_MPMQ_HARD_LIMIT_DAEMONS, &limit) != APR_SUCCESS) {
+        return;
+    }
+    for (i = 0; i < limit; i++) {
+        process_score *ps = ap_get_scoreboard_process(i);
+        pid_t pid = ps ? ps->pid : 0;
+        if (pid > 0 && (!only || pid == only) && !listed(pids, pid) && kill(pid, 0) == 0) {
+            APR_ARRAY_PUSH(pids, pid_t) = pid;
+        }
+    }
+}
+
 int pprof_slots(void)
 {
     return nslots;

@@ -18,6 +18,11 @@ void pprof_scoreboard_child_init(apr_pool_t *pchild);
  * socket names it: a live child of our parent with a socket is ours.) */
 apr_array_header_t *pprof_children(apr_pool_t *p, pid_t only);
 
+/* Add to pids the children the scoreboard names that pids lacks and that are alive (of
+ * only `only` when non-zero): what pprof_children would add, but for children it no
+ * longer names, for a system call per child added rather than per child. */
+void pprof_children_add_new(apr_array_header_t *pids, pid_t only);
+
 /* Whether pid is a live child (not a zombie) of parent: 1 yes, 0 no, -1 cannot tell (no
  * /proc). */
 int pprof_is_child(pid_t pid, pid_t parent);

@@ -221,22 +221,42 @@ static apr_uint64_t *quiet_word(pid_t pid)
     return &shared->quiet[(apr_uint32_t)pid % PPROF_QUIET_WORDS];
 }
 
+/* This child's pid, for its workers (set by its agent before it first says it is quiet:
+ * until then there is no word of this child's to clear). */
+static apr_uint32_t quiet_pid;
+
 void pprof_quiet_say(apr_uint32_t gen, int quiet)
 {
-    pid_t pid = getpid();
-    apr_uint64_t mine = ((apr_uint64_t)gen << 32) | (apr_uint32_t)pid, *w;
+    apr_uint32_t pid = __atomic_load_n(&quiet_pid, __ATOMIC_RELAXED);
+    apr_uint64_t mine, *w;
 
     if (!shared || !gen) {
         return;
     }
-    w = quiet_word(pid);
+    if (!pid) {
+        pid = (apr_uint32_t)getpid();
+        __atomic_store_n(&quiet_pid, pid, __ATOMIC_RELEASE);
+    }
+    mine = ((apr_uint64_t)gen << 32) | pid;
+    w = quiet_word((pid_t)pid);
     if (quiet) {
         /* A child displaced from the word is asked: never wrong, only dearer. */
         if (__atomic_load_n(w, __ATOMIC_RELAXED) != mine) {
             __atomic_store_n(w, mine, __ATOMIC_RELEASE);
         }
-    } else {
+    } else if (__atomic_load_n(w, __ATOMIC_RELAXED) == mine) {
         __atomic_compare_exchange_n(w, &mine, 0, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
+    }
+}
+
+void pprof_quiet_wake(apr_uint32_t gen)
+{
+    apr_uint32_t pid = __atomic_load_n(&quiet_pid, __ATOMIC_ACQUIRE);
+    apr_uint64_t mine = ((apr_uint64_t)gen << 32) | pid;
+
+    if (shared && pid) {
+        __atomic_compare_exchange_n(quiet_word((pid_t)pid), &mine, 0, 0, __ATOMIC_ACQ_REL,
+                                    __ATOMIC_RELAXED);
     }
 }
 

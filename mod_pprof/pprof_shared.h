@@ -65,6 +65,10 @@ void pprof_window_close(pprof_window *w);
  * (this child is then asked anyway). */
 void pprof_quiet_say(apr_uint32_t gen, int quiet);
 
+/* A worker of this child: it holds something again for window gen. No system call; the
+ * word is cleared only if this child's agent had said it is quiet (a rare store). */
+void pprof_quiet_wake(apr_uint32_t gen);
+
 /* Collector: whether child pid said it is quiet in window gen (and nothing since). */
 int pprof_quiet_is(apr_uint32_t gen, pid_t pid);
 

@@ -49,11 +49,14 @@ APLOG_USE_MODULE(pprof);
 #define SAMPLES_MAX (64 * 1024 * 1024)  /* bytes of CPU samples held between takes */
 #define ROUND_MS 100                    /* the collector's round: how fast the file grows, and
                                          * how much each child holds for it */
-/* Every FULL_EVERY rounds (1 s) every child is asked; in the others only those whose agent
- * has not said it holds nothing (its tick: pprof_quiet_say). An idle child's agent then
- * answers once a second instead of ten times, and the collector reads a tenth of the
- * replies: on an unloaded 150-child server the round was most of the trace's CPU. */
-#define FULL_EVERY 10
+/* Every FULL_EVERY rounds (5 s) every child is asked; in the others only those that have
+ * not said they hold nothing (pprof_quiet_say, at their agent's tick; a worker clears it
+ * at its next hook). Asking every child every round was most of an unloaded trace's CPU
+ * (150 prefork children: each agent woke, answered nothing, and the collector read 150
+ * empty replies, ten times a second). What a take sends, the word shows: the full round
+ * is a net, and finds what the scoreboard no longer names. */
+#define FULL_EVERY 50
+#define QUIET_TICK_MS 1000      /* the agent's tick while its child holds nothing */
 #define MAX_FRAMES 64
 
 extern const pprof_kind pprof_kind_trace;
@@ -78,6 +81,7 @@ static struct {
     apr_size_t nsmp, capsmp, smp_bytes;
     apr_uint64_t dropped;       /* records lost since the last take */
     int pcs;                    /* a held record has PCs (a wait's callers) */
+    int quiet;                  /* the last tick said this child holds nothing */
 } tr;
 
 static void trace_register_hooks(apr_pool_t *p)
@@ -150,6 +154,7 @@ static void trace_end(void)
     tr.held_total = 0;
     tr.dropped = 0;
     tr.pcs = 0;
+    tr.quiet = 0;
     tr.gen = tr.data_gen = 0;
     tr.stopped = 0;
 }
@@ -197,18 +202,33 @@ static const char *trace_start(const pp_wire_request *req, pprof_out *out)
  * megabytes per child. */
 static void trace_tick(apr_uint32_t gen)
 {
-    int s, held = 0;
+    int s, held = 0, quiet;
 
     tr.dropped += pprof_trace_rec_drain(tr.data_gen, tr.held, &tr.held_total, AGENT_BUF_MAX,
                                         1, &tr.pcs);
     for (s = 0; s < tr.nslots && !held; s++) {
         held = tr.held[s].len > 0;
     }
-    /* Whether a take would send anything (the collector asks only the children that
-     * would, but for its full rounds): every part of hand_over's reply is here. Records
-     * written after this wait for the next tick's word: a round later, nothing lost. */
-    pprof_quiet_say(tr.data_gen,
-                    !held && !tr.nsmp && !tr.dropped && !pprof_trace_rec_pending());
+    /* Whether a take would send anything: every part of hand_over's reply is here. The
+     * collector asks a quiet child only in its full rounds, and its agent ticks slowly;
+     * its workers clear the word at their next hook (armed after the word is set, so the
+     * worker that sees the arm sees the word), and a worker whose hook began before the
+     * arm and published after the look below has its records found by the next hook or
+     * tick: later, never lost. */
+    quiet = !held && !tr.nsmp && !tr.dropped && !pprof_trace_rec_pending();
+    pprof_quiet_say(tr.data_gen, quiet);
+    if (quiet && pprof_trace_rec_arm()) {
+        quiet = 0;
+        pprof_quiet_say(tr.data_gen, 0);
+    }
+    tr.quiet = quiet;
+}
+
+/* A quiet child's agent ticks slowly: its workers wake the collector's rounds for it
+ * (through the word), and the take that follows wakes the agent. */
+static int trace_tick_wait(apr_uint32_t gen)
+{
+    return tr.quiet && tr.gen == gen ? QUIET_TICK_MS : 0;
 }
 
 /* A buffer handed over with a reply comes back when the reply's pool is destroyed (on the
@@ -617,6 +637,7 @@ const pprof_kind pprof_kind_trace = {
     .post_config = trace_post_config,
     .start = trace_start,
     .tick = trace_tick,
+    .tick_wait = trace_tick_wait,
     .stop = trace_stop,
     .take = trace_take,
     .merge = trace_merge,

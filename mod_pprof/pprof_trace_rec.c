@@ -4,6 +4,7 @@
 #include "pprof_conf.h"
 #include "pprof_request.h"
 #include "pprof_scoreboard.h"
+#include "pprof_shared.h"
 #include "pprof_trace_rec.h"
 #include "pprof_waits.h"
 
@@ -33,6 +34,17 @@ const char *const pprof_trace_names[PPROF_NAME_MAX] = {
 static apr_uint32_t trace_gen;          /* 0: off. Read by every hook. */
 static pp_tbuf **rings;                 /* by scoreboard thread slot */
 static int nrings;
+
+/* Per slot, set by the agent when it says its child holds nothing (pprof_trace_rec_arm):
+ * the collector then leaves the child out of its rounds and the agent ticks slowly, so
+ * the slot's worker, at its next hook, clears it and the child's quiet word: the child is
+ * asked at the next round. A line of its own: written by the agent at most once a tick,
+ * read by the slot's one worker once a hook. */
+typedef struct {
+    apr_uint32_t on;
+    char pad[60];
+} armed_t;
+static armed_t *armed;
 static int async_mpm;
 static ap_filter_rec_t *out_filter;
 
@@ -46,6 +58,7 @@ typedef struct {
     apr_uint64_t out_task;      /* the task whose output region is open, 0 when none */
     struct rstate *rs;          /* the request of `task` (valid while task is set) */
     apr_uint64_t ts;            /* the next record's time (stamp, then 1 ns per record) */
+    armed_t *armed;             /* the slot's */
 } tstate;
 
 /* Initial-exec: every hook reads it; the default model in a shared object calls
@@ -71,6 +84,7 @@ static __attribute__((noinline)) tstate *tracing_begin(apr_uint32_t gen)
     }
     tls.gen = gen;
     tls.ring = rings[slot];
+    tls.armed = &armed[slot];
     tls.slot = slot;
     tls.task = 0;
     tls.in_output = 0;
@@ -93,12 +107,24 @@ static inline tstate *tracing(void)
     return tls.gen == gen ? &tls : tracing_begin(gen);
 }
 
+/* The agent said this child holds nothing: it does again (this hook's records). */
+static __attribute__((noinline)) void wake(tstate *s)
+{
+    /* The exchange reads the last arm, and what the agent stored before it: the word. */
+    if (__atomic_exchange_n(&s->armed->on, 0, __ATOMIC_ACQ_REL)) {
+        pprof_quiet_wake(s->gen);
+    }
+}
+
 /* One clock read per hook, not one per record: the records a hook writes follow each
  * other by 1 ns, which keeps their order and, per thread, never goes back in time. */
 static void stamp(tstate *s)
 {
     apr_uint64_t now = pp_tbuf_now();
 
+    if (__builtin_expect(__atomic_load_n(&s->armed->on, __ATOMIC_ACQUIRE) != 0, 0)) {
+        wake(s);
+    }
     if (now > s->ts) {
         s->ts = now;
     }
@@ -449,9 +475,13 @@ const char *pprof_trace_rec_start(apr_uint32_t gen, int nslots)
 
     if (!rings) {
         rings = calloc((size_t)nslots, sizeof(*rings));
-        if (!rings) {
+        if (!rings || posix_memalign((void **)&armed, sizeof(armed_t),
+                                     (size_t)nslots * sizeof(armed_t)) != 0) {
+            free(rings);
+            rings = NULL;
             return "out of memory";
         }
+        memset(armed, 0, (size_t)nslots * sizeof(armed_t));
         nrings = nslots;
         ap_mpm_query(AP_MPMQ_IS_ASYNC, &async);
         async_mpm = async;
@@ -572,6 +602,19 @@ apr_uint64_t pprof_trace_rec_drain(apr_uint32_t gen, pprof_trace_held *held,
     delta = lost - last_lost;
     last_lost = lost;
     return delta;
+}
+
+int pprof_trace_rec_arm(void)
+{
+    int i;
+
+    for (i = 0; i < nrings; i++) {
+        __atomic_store_n(&armed[i].on, 1, __ATOMIC_RELEASE);
+    }
+    /* Against a worker that published after the caller looked: its hook may have read
+     * the slot before it was set. */
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    return pprof_trace_rec_pending();
 }
 
 int pprof_trace_rec_pending(void)

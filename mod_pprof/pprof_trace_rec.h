@@ -77,4 +77,10 @@ void pprof_trace_rec_consume(int slot, apr_uint64_t pos);
  * each ring's head, which its worker writes only when it publishes. */
 int pprof_trace_rec_pending(void);
 
+/* The agent is about to say its child holds nothing (after pprof_quiet_say(gen, 1)): each
+ * slot's worker, at its next hook, clears the child's quiet word (pprof_quiet_wake). Then
+ * looks at the rings again: 1 when one holds records (a worker wrote them in a hook
+ * begun before), and the child is not quiet after all. */
+int pprof_trace_rec_arm(void);
+
 #endif
