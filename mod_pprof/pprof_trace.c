@@ -1,6 +1,7 @@
 /* The "trace" kind, /debug/pprof/trace: an execution trace of the whole server in Go's
- * format, a window kind whose collector takes from every child a few times a second and
- * streams as it goes.
+ * format, a window kind whose collector takes ten times a second from every child that
+ * holds something (a quiet child says so in shared memory: FULL_EVERY) and streams as it
+ * goes.
  *
  * Agent half: while the window is open the recorder's hooks (pprof_trace_rec) write each
  * worker thread's records into its ring; a tick moves the records of a ring at least half

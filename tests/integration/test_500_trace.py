@@ -500,10 +500,10 @@ ROUNDS_RE = re.compile(r"PP0401: trace done.* rounds asked (\d+) children, left 
 
 def test_idle_children_are_not_asked_every_round(make_httpd):
     """An idle child's agent says it holds nothing, and the collector's rounds leave it
-    out but for a full round each second: most asks of an idle server's children are
-    left out (asking every child each round was most of an unloaded trace's CPU; counted
-    by the collector, PP0401). Requests made after a second of such rounds, on children
-    that were left out, are all in the trace: a child that has records again is asked."""
+    out but for a full round every 5 s: most asks of an idle server's children are left
+    out (asking every child each round was most of an unloaded trace's CPU; counted by the
+    collector, PP0401). Requests made after a second of such rounds, on children that were
+    left out (their workers clear the word), are all in the trace."""
     srv = make_httpd(extra_conf="LogLevel pprof:debug")
     marks, got = 6, {}
 
@@ -529,6 +529,6 @@ def test_idle_children_are_not_asked_every_round(make_httpd):
     assert len(m) == 1, m
     asked, left = int(m[0][0]), int(m[0][1])
     # About 30 rounds of 2-4 children: with every child asked each round none is left
-    # out; quiet children are asked at the first round (before their first tick), at the
-    # full rounds (three) and a round or two after a mark.
+    # out; quiet children are asked in the first round or two (before their first tick)
+    # and a round or two after a mark.
     assert left > asked > 0, (asked, left)
