@@ -13,6 +13,10 @@ struct pp_tbuf {
     char pad2[56];
     /* The writer's own. */
     uint64_t wpos;              /* end of what is written */
+    uint64_t tail_seen;         /* tail as last read: a put reads tail's line (the
+                                 * reader's, written at each take) only when this says
+                                 * the ring may be full */
+    uint64_t pcs_end;           /* end of the last record with PCs (read by the reader) */
     uint64_t held;              /* 1 + position of a task record waiting for its type */
     uint64_t dropped;
     size_t cap;
@@ -105,36 +109,48 @@ static int put(pp_tbuf *b, uint32_t gen, int kind, uint64_t ts, uint64_t a, uint
                const char *text, size_t textlen, size_t textcap)
 {
     size_t size = ALIGN8(sizeof(pp_tb_record) + textcap);
-    uint64_t tail = __atomic_load_n(&b->tail, __ATOMIC_ACQUIRE);
-    pp_tb_record r;
     size_t off;
 
-    if (b->wpos + size - tail > b->cap) {
-        __atomic_fetch_add(&b->dropped, 1, __ATOMIC_RELAXED);
-        return -1;
+    if (b->wpos + size - b->tail_seen > b->cap) {
+        /* tail only grows: an old reading is a bound that errs toward full */
+        b->tail_seen = __atomic_load_n(&b->tail, __ATOMIC_ACQUIRE);
+        if (b->wpos + size - b->tail_seen > b->cap) {
+            __atomic_fetch_add(&b->dropped, 1, __ATOMIC_RELAXED);
+            return -1;
+        }
     }
-    r.gen = gen;
-    r.kind = (uint16_t)kind;
-    r.size = (uint16_t)size;
-    r.ts = ts;
-    r.a = a;
-    r.b = bb;
     off = (size_t)(b->wpos & (b->cap - 1));
     if (off + size <= b->cap) {
-        /* Nearly every record: in one piece, written in place. The pad after the text is
-         * at most 8 bytes (a held task's type room, 32) and cleared with one memset; the
-         * 64-byte copies of zero_in and three copy_in calls were the workers' largest
-         * share of a trace in perf (copy_in alone about 1.6 us per request). */
+        /* Nearly every record: in one piece, written in place. The header is stored
+         * field by field into the ring: built on the stack and copied, its narrow stores
+         * were read back by one wide load, which stalls (perf put most of put's time on
+         * it). The pad after the text is at most 8 bytes (a held task's type room, 32)
+         * and cleared with one memset; the 64-byte copies of zero_in and three copy_in
+         * calls were the workers' largest share of a trace in perf (copy_in alone about
+         * 1.6 us per request). */
         unsigned char *d = b->data + off;
-        memcpy(d, &r, sizeof(r));
+        pp_tb_record *h = (pp_tb_record *)(void *)d;   /* 8-aligned: every size is */
+        h->gen = gen;
+        h->kind = (uint16_t)kind;
+        h->size = (uint16_t)size;
+        h->ts = ts;
+        h->a = a;
+        h->b = bb;
         if (textlen) {
-            memcpy(d + sizeof(r), text, textlen);
+            memcpy(d + sizeof(*h), text, textlen);
         }
-        if (size > sizeof(r) + textlen) {
+        if (size > sizeof(*h) + textlen) {
             /* the NUL and the pad (a held task's whole type room) */
-            memset(d + sizeof(r) + textlen, 0, size - sizeof(r) - textlen);
+            memset(d + sizeof(*h) + textlen, 0, size - sizeof(*h) - textlen);
         }
     } else {
+        pp_tb_record r;
+        r.gen = gen;
+        r.kind = (uint16_t)kind;
+        r.size = (uint16_t)size;
+        r.ts = ts;
+        r.a = a;
+        r.b = bb;
         copy_in(b, b->wpos, &r, sizeof(r));
         if (textlen) {
             copy_in(b, b->wpos + sizeof(r), text, textlen);
@@ -142,6 +158,10 @@ static int put(pp_tbuf *b, uint32_t gen, int kind, uint64_t ts, uint64_t a, uint
         zero_in(b, b->wpos + sizeof(r) + textlen, size - sizeof(r) - textlen);
     }
     b->wpos += size;
+    if (kind == PP_TB_BLOCK && bb) {
+        /* the reader learns from this alone whether what it sends has PCs to name */
+        __atomic_store_n(&b->pcs_end, b->wpos, __ATOMIC_RELAXED);
+    }
     return 0;
 }
 
@@ -325,6 +345,11 @@ void pp_tbuf_trim(pp_tbuf *b)
 size_t pp_tbuf_pending(const pp_tbuf *b)
 {
     return (size_t)(__atomic_load_n(&b->head, __ATOMIC_ACQUIRE) - b->tail);
+}
+
+uint64_t pp_tbuf_pcs_end(const pp_tbuf *b)
+{
+    return __atomic_load_n(&b->pcs_end, __ATOMIC_RELAXED);
 }
 
 uint64_t pp_tbuf_dropped(const pp_tbuf *b)

@@ -109,6 +109,11 @@ void pp_tbuf_trim(pp_tbuf *b);
 /* Bytes published and not yet read (of any generation). */
 size_t pp_tbuf_pending(const pp_tbuf *b);
 
+/* The end position of the last record written of kind PP_TB_BLOCK with b != 0 (a wait
+ * with its callers' PCs), 0 if none: a reader whose records began before it may be
+ * sending PCs (a bound: the record may lie beyond what it sends, never before). */
+uint64_t pp_tbuf_pcs_end(const pp_tbuf *b);
+
 /* Records dropped because the ring was full, since the ring was made. */
 uint64_t pp_tbuf_dropped(const pp_tbuf *b);
 
