@@ -58,6 +58,7 @@ typedef struct rstate {
     apr_uint64_t task;          /* 0 until the request line has arrived */
     apr_uint64_t t_begin;       /* when reading it began */
     int ka_wait;                /* began waiting for the request on a kept-alive conn */
+    int in_access;              /* its access_auth region is open */
     int in_handler;             /* its handler region is open */
 } rstate;
 
@@ -311,18 +312,7 @@ static int trace_post_read_request(request_rec *r)
     put_log(s, rs->task, PPROF_NAME_VHOST,
             r->server->server_hostname ? r->server->server_hostname : "");
     region(s, PP_TB_REGION_BEGIN, rs->task, PPROF_NAME_ACCESS_AUTH);
-    return DECLINED;
-}
-
-static int trace_fixups(request_rec *r)
-{
-    tstate *s;
-    rstate *rs = traced(r, &s);
-
-    if (rs) {
-        stamp(s);
-        region(s, PP_TB_REGION_END, rs->task, PPROF_NAME_ACCESS_AUTH);
-    }
+    rs->in_access = 1;
     return DECLINED;
 }
 
@@ -338,6 +328,13 @@ void pprof_trace_rec_handler(request_rec *r)
 
     if (rs) {
         stamp(s);
+        if (rs->in_access) {
+            /* access_auth ends where the handler begins, at one clock read: a fixups hook
+             * of its own cost a hook call and a read a request, for the insert_filter
+             * hooks between the two. */
+            region(s, PP_TB_REGION_END, rs->task, PPROF_NAME_ACCESS_AUTH);
+            rs->in_access = 0;
+        }
         if (s->task == rs->task) {
             pp_tbuf_task_type(s->ring, r->handler ? r->handler : "(none)");
         }
@@ -432,7 +429,6 @@ void pprof_trace_rec_register_hooks(apr_pool_t *p)
     /* The connection, create_request, handler and last log_transaction hooks are
      * pprof_request's, which call ours: one hook per phase for every kind. */
     ap_hook_post_read_request(trace_post_read_request, NULL, NULL, APR_HOOK_REALLY_FIRST);
-    ap_hook_fixups(trace_fixups, NULL, NULL, APR_HOOK_REALLY_LAST);
     ap_hook_log_transaction(trace_log_first, NULL, NULL, APR_HOOK_REALLY_FIRST);
     out_filter = ap_register_output_filter("PPROF_TRACE_OUTPUT", trace_output, NULL,
                                            (ap_filter_type)(AP_FTYPE_NETWORK - 1));
