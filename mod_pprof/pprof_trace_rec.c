@@ -32,6 +32,12 @@ const char *const pprof_trace_names[PPROF_NAME_MAX] = {
 
 static apr_uint32_t trace_gen;          /* 0: off. Read by every hook. */
 static pp_tbuf **rings;                 /* by scoreboard thread slot */
+/* By slot: the last trace whose records its thread began to write. The agent reads the
+ * rings of the trace's threads only: a child has a ring for every slot of ThreadLimit (64
+ * by default), and reading the unused ones' heads and counters twice a round, each on a
+ * page of its own, cost as much as reading the used ones' records (perf). */
+static apr_uint32_t *ring_gen;
+static apr_uint64_t *ring_dropped;      /* the agent's: drops counted so far, by slot */
 static int nrings;
 static int async_mpm;
 static ap_filter_rec_t *out_filter;
@@ -73,6 +79,7 @@ static __attribute__((noinline)) tstate *tracing_begin(apr_uint32_t gen)
     tls.gen = gen;
     tls.ring = rings[slot];
     tls.slot = slot;
+    __atomic_store_n(&ring_gen[slot], gen, __ATOMIC_RELEASE);
     tls.task = 0;
     tls.in_output = 0;
     tls.out_task = 0;
@@ -445,7 +452,15 @@ const char *pprof_trace_rec_start(apr_uint32_t gen, int nslots)
 
     if (!rings) {
         rings = calloc((size_t)nslots, sizeof(*rings));
-        if (!rings) {
+        ring_gen = calloc((size_t)nslots, sizeof(*ring_gen));
+        ring_dropped = calloc((size_t)nslots, sizeof(*ring_dropped));
+        if (!rings || !ring_gen || !ring_dropped) {
+            free(rings);
+            free(ring_gen);
+            free(ring_dropped);
+            rings = NULL;
+            ring_gen = NULL;
+            ring_dropped = NULL;
             return "out of memory";
         }
         nrings = nslots;
@@ -507,7 +522,8 @@ apr_uint64_t pprof_trace_rec_peek(int slot, apr_uint32_t gen, pp_tbuf_piece piec
     apr_uint64_t pos;
     apr_size_t len;
 
-    if (slot < 0 || slot >= nrings || !rings[slot]) {
+    if (slot < 0 || slot >= nrings || !rings[slot] ||
+        __atomic_load_n(&ring_gen[slot], __ATOMIC_ACQUIRE) != gen) {
         memset(piece, 0, 3 * sizeof(*piece));
         return 0;
     }
@@ -533,16 +549,20 @@ apr_uint64_t pprof_trace_rec_drain(apr_uint32_t gen, pprof_trace_held *held,
                                    apr_size_t *total, apr_size_t max, int half_full,
                                    int *pcs)
 {
-    static apr_uint64_t last_lost;
-    apr_uint64_t lost = 0, delta;
+    apr_uint64_t lost = 0;
     int i, more;
 
     for (i = 0; i < nrings; i++) {
         pprof_trace_held *h = &held[i];
-        if (!rings[i]) {
-            continue;
+        apr_uint64_t dropped;
+        if (!rings[i] || __atomic_load_n(&ring_gen[i], __ATOMIC_ACQUIRE) != gen) {
+            continue;           /* no record of this trace: nothing to take or count */
         }
-        lost += pp_tbuf_dropped(rings[i]);
+        /* Per ring, not a sum over the rings read: the rings read change with the
+         * trace, the drops of each only grow. */
+        dropped = pp_tbuf_dropped(rings[i]);
+        lost += dropped - ring_dropped[i];
+        ring_dropped[i] = dropped;
         if (half_full && pp_tbuf_pending(rings[i]) < RING_BYTES / 2) {
             continue;           /* the take sends it from the ring itself */
         }
@@ -569,7 +589,5 @@ apr_uint64_t pprof_trace_rec_drain(apr_uint32_t gen, pprof_trace_held *held,
             h->len += n;
         }
     }
-    delta = lost - last_lost;
-    last_lost = lost;
-    return delta;
+    return lost;
 }

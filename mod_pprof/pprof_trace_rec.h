@@ -61,12 +61,13 @@ typedef struct {
  * With half_full only the rings at least half full (the others wait for the take, which
  * sends them from the ring). Sets *pcs when a record read holds PCs (a wait's callers:
  * the reply then needs the child's maps). Returns the records lost to full rings since
- * the last call. */
+ * the last call. Only the rings of threads that wrote for gen are read. */
 apr_uint64_t pprof_trace_rec_drain(apr_uint32_t gen, pprof_trace_held *held,
                                    apr_size_t *total, apr_size_t max, int half_full,
                                    int *pcs);
 
-/* Slot's records of gen, in place in its ring (pp_tbuf_peek: three pieces, scratch of
+/* Slot's records of gen (none if its thread wrote none for gen), in place in its ring
+ * (pp_tbuf_peek: three pieces, scratch of
  * PP_TB_RECORD_MAX bytes); sets *pcs as drain does. Returns the position to consume once
  * the pieces are sent: until then the worker cannot overwrite them. */
 apr_uint64_t pprof_trace_rec_peek(int slot, apr_uint32_t gen, pp_tbuf_piece piece[3],
