@@ -104,6 +104,41 @@ static void publish(pp_tbuf *b)
     __atomic_store_n(&b->head, b->wpos, __ATOMIC_RELEASE);
 }
 
+/* The reader's moves of tail: forward only. The writer also moves it, over the space it
+ * skips when it rewinds an empty ring (pp_tbuf_rewind), and a reader that read tail and
+ * head before that must not take it back. */
+static void advance_tail(pp_tbuf *b, uint64_t pos)
+{
+    uint64_t cur = __atomic_load_n(&b->tail, __ATOMIC_RELAXED);
+
+    while (pos > cur && !__atomic_compare_exchange_n(&b->tail, &cur, pos, 1, __ATOMIC_RELEASE,
+                                                     __ATOMIC_RELAXED)) {
+    }
+}
+
+/* Where a rewind pays: a ring written past this offset since the reader emptied it. */
+#define REWIND_MIN 4096u
+
+void pp_tbuf_rewind(pp_tbuf *b)
+{
+    uint64_t at = b->wpos, next;
+
+    if (b->held || (at & (b->cap - 1)) < REWIND_MIN ||
+        __atomic_load_n(&b->tail, __ATOMIC_ACQUIRE) != at) {
+        return;                 /* held records, near the start already, or not empty */
+    }
+    next = (at | (b->cap - 1)) + 1;
+    /* tail first, then head: a reader that reads head (it reads head first) at next sees
+     * tail there too; one that read the old head may see tail past it: empty. */
+    if (!__atomic_compare_exchange_n(&b->tail, &at, next, 0, __ATOMIC_ACQ_REL,
+                                     __ATOMIC_ACQUIRE)) {
+        return;                 /* the reader moved it meanwhile: not empty any more */
+    }
+    b->wpos = next;
+    b->tail_seen = next;
+    publish(b);
+}
+
 /* Write a record with room for textcap bytes of text (text copied, rest zeroed). */
 static int put(pp_tbuf *b, uint32_t gen, int kind, uint64_t ts, uint64_t a, uint64_t bb,
                const char *text, size_t textlen, size_t textcap)
@@ -227,7 +262,7 @@ void pp_tbuf_discard_held(pp_tbuf *b)
 size_t pp_tbuf_read(pp_tbuf *b, uint32_t gen, void *out, size_t cap, int *more)
 {
     uint64_t head = __atomic_load_n(&b->head, __ATOMIC_ACQUIRE);
-    uint64_t pos = b->tail;
+    uint64_t pos = __atomic_load_n(&b->tail, __ATOMIC_ACQUIRE);
     size_t n = 0;
 
     *more = 0;
@@ -248,14 +283,14 @@ size_t pp_tbuf_read(pp_tbuf *b, uint32_t gen, void *out, size_t cap, int *more)
         }
         pos += r.size;
     }
-    __atomic_store_n(&b->tail, pos, __ATOMIC_RELEASE);
+    advance_tail(b, pos);
     return n;
 }
 
 uint64_t pp_tbuf_peek(pp_tbuf *b, uint32_t gen, pp_tbuf_piece piece[3], void *scratch)
 {
     uint64_t head = __atomic_load_n(&b->head, __ATOMIC_ACQUIRE);
-    uint64_t pos = b->tail, start = 0, wrap = 0;
+    uint64_t pos = __atomic_load_n(&b->tail, __ATOMIC_ACQUIRE), start = 0, wrap = 0;
     pp_tb_record r;
     int skipping = 1;
 
@@ -275,7 +310,7 @@ uint64_t pp_tbuf_peek(pp_tbuf *b, uint32_t gen, pp_tbuf_piece piece[3], void *sc
              * pp_tbuf_read does. After a run of gen: the run ends before it, and the
              * next peek meets it first. */
             if (skipping) {
-                __atomic_store_n(&b->tail, head, __ATOMIC_RELEASE);
+                advance_tail(b, head);
                 return head;
             }
             break;
@@ -285,7 +320,7 @@ uint64_t pp_tbuf_peek(pp_tbuf *b, uint32_t gen, pp_tbuf_piece piece[3], void *sc
                 break;          /* the run ends here; the next peek skips it */
             }
             pos += r.size;
-            __atomic_store_n(&b->tail, pos, __ATOMIC_RELEASE);
+            advance_tail(b, pos);
             continue;
         }
         if (skipping) {
@@ -323,9 +358,7 @@ uint64_t pp_tbuf_peek(pp_tbuf *b, uint32_t gen, pp_tbuf_piece piece[3], void *sc
 
 void pp_tbuf_consume(pp_tbuf *b, uint64_t pos)
 {
-    if (pos > b->tail) {
-        __atomic_store_n(&b->tail, pos, __ATOMIC_RELEASE);
-    }
+    advance_tail(b, pos);
 }
 
 void pp_tbuf_trim(pp_tbuf *b)
@@ -334,7 +367,7 @@ void pp_tbuf_trim(pp_tbuf *b)
     uintptr_t from = ((uintptr_t)b->data + (uintptr_t)page - 1) & ~((uintptr_t)page - 1);
     uintptr_t to = (uintptr_t)b + b->maplen;
 
-    __atomic_store_n(&b->tail, __atomic_load_n(&b->head, __ATOMIC_ACQUIRE), __ATOMIC_RELEASE);
+    advance_tail(b, __atomic_load_n(&b->head, __ATOMIC_ACQUIRE));
     /* madvise wants a page-aligned start, and the data begins after the header: from the
      * first whole page (a ring's pages were never given back, 128 KiB per traced thread). */
     if (page > 0 && to > from) {
@@ -344,7 +377,11 @@ void pp_tbuf_trim(pp_tbuf *b)
 
 size_t pp_tbuf_pending(const pp_tbuf *b)
 {
-    return (size_t)(__atomic_load_n(&b->head, __ATOMIC_ACQUIRE) - b->tail);
+    uint64_t head = __atomic_load_n(&b->head, __ATOMIC_ACQUIRE);
+    uint64_t tail = __atomic_load_n(&b->tail, __ATOMIC_ACQUIRE);
+
+    /* tail passes head for a moment while the writer rewinds */
+    return head > tail ? (size_t)(head - tail) : 0;
 }
 
 uint64_t pp_tbuf_pcs_end(const pp_tbuf *b)

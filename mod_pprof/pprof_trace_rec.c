@@ -268,6 +268,9 @@ void pprof_trace_rec_create_request(request_rec *r)
     if (!s || r->main || r->prev || s->task) {
         return;     /* off, a subrequest or redirect, or mod_proxy's backend request */
     }
+    /* Between requests: an emptied ring goes on from its start (its lines still
+     * cached), not into lines last written a whole ring ago. */
+    pp_tbuf_rewind(s->ring);
     rs = apr_pcalloc(r->pool, sizeof(*rs));
     rs->gen = s->gen;
     ap_set_module_config(r->request_config, &pprof_module, rs);
