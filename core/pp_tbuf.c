@@ -13,6 +13,10 @@ struct pp_tbuf {
     char pad2[56];
     /* The writer's own. */
     uint64_t wpos;              /* end of what is written */
+    uint64_t tail_seen;         /* tail as last read: a put reads tail's line (the
+                                 * reader's, written at each take) only when this says
+                                 * the ring may be full */
+    uint64_t pcs_end;           /* end of the last record with PCs (read by the reader) */
     uint64_t held;              /* 1 + position of a task record waiting for its type */
     uint64_t dropped;
     size_t cap;
@@ -100,41 +104,88 @@ static void publish(pp_tbuf *b)
     __atomic_store_n(&b->head, b->wpos, __ATOMIC_RELEASE);
 }
 
+/* The reader's moves of tail: forward only. The writer also moves it, over the space it
+ * skips when it rewinds an empty ring (pp_tbuf_rewind), and a reader that read tail and
+ * head before that must not take it back. */
+static void advance_tail(pp_tbuf *b, uint64_t pos)
+{
+    uint64_t cur = __atomic_load_n(&b->tail, __ATOMIC_RELAXED);
+
+    while (pos > cur && !__atomic_compare_exchange_n(&b->tail, &cur, pos, 1, __ATOMIC_RELEASE,
+                                                     __ATOMIC_RELAXED)) {
+    }
+}
+
+/* Where a rewind pays: a ring written past this offset since the reader emptied it. */
+#define REWIND_MIN 4096u
+
+void pp_tbuf_rewind(pp_tbuf *b)
+{
+    uint64_t at = b->wpos, next;
+
+    if (b->held || (at & (b->cap - 1)) < REWIND_MIN ||
+        __atomic_load_n(&b->tail, __ATOMIC_ACQUIRE) != at) {
+        return;                 /* held records, near the start already, or not empty */
+    }
+    next = (at | (b->cap - 1)) + 1;
+    /* tail first, then head: a reader that reads head (it reads head first) at next sees
+     * tail there too; one that read the old head may see tail past it: empty. */
+    if (!__atomic_compare_exchange_n(&b->tail, &at, next, 0, __ATOMIC_ACQ_REL,
+                                     __ATOMIC_ACQUIRE)) {
+        return;                 /* the reader moved it meanwhile: not empty any more */
+    }
+    b->wpos = next;
+    b->tail_seen = next;
+    publish(b);
+}
+
 /* Write a record with room for textcap bytes of text (text copied, rest zeroed). */
 static int put(pp_tbuf *b, uint32_t gen, int kind, uint64_t ts, uint64_t a, uint64_t bb,
                const char *text, size_t textlen, size_t textcap)
 {
     size_t size = ALIGN8(sizeof(pp_tb_record) + textcap);
-    uint64_t tail = __atomic_load_n(&b->tail, __ATOMIC_ACQUIRE);
-    pp_tb_record r;
     size_t off;
 
-    if (b->wpos + size - tail > b->cap) {
-        __atomic_fetch_add(&b->dropped, 1, __ATOMIC_RELAXED);
-        return -1;
+    if (b->wpos + size - b->tail_seen > b->cap) {
+        /* tail only grows: an old reading is a bound that errs toward full */
+        b->tail_seen = __atomic_load_n(&b->tail, __ATOMIC_ACQUIRE);
+        if (b->wpos + size - b->tail_seen > b->cap) {
+            __atomic_fetch_add(&b->dropped, 1, __ATOMIC_RELAXED);
+            return -1;
+        }
     }
-    r.gen = gen;
-    r.kind = (uint16_t)kind;
-    r.size = (uint16_t)size;
-    r.ts = ts;
-    r.a = a;
-    r.b = bb;
     off = (size_t)(b->wpos & (b->cap - 1));
     if (off + size <= b->cap) {
-        /* Nearly every record: in one piece, written in place. The pad after the text is
-         * at most 8 bytes (a held task's type room, 32) and cleared with one memset; the
-         * 64-byte copies of zero_in and three copy_in calls were the workers' largest
-         * share of a trace in perf (copy_in alone about 1.6 us per request). */
+        /* Nearly every record: in one piece, written in place. The header is stored
+         * field by field into the ring: built on the stack and copied, its narrow stores
+         * were read back by one wide load, which stalls (perf put most of put's time on
+         * it). The pad after the text is at most 8 bytes (a held task's type room, 32)
+         * and cleared with one memset; the 64-byte copies of zero_in and three copy_in
+         * calls were the workers' largest share of a trace in perf (copy_in alone about
+         * 1.6 us per request). */
         unsigned char *d = b->data + off;
-        memcpy(d, &r, sizeof(r));
+        pp_tb_record *h = (pp_tb_record *)(void *)d;   /* 8-aligned: every size is */
+        h->gen = gen;
+        h->kind = (uint16_t)kind;
+        h->size = (uint16_t)size;
+        h->ts = ts;
+        h->a = a;
+        h->b = bb;
         if (textlen) {
-            memcpy(d + sizeof(r), text, textlen);
+            memcpy(d + sizeof(*h), text, textlen);
         }
-        if (size > sizeof(r) + textlen) {
+        if (size > sizeof(*h) + textlen) {
             /* the NUL and the pad (a held task's whole type room) */
-            memset(d + sizeof(r) + textlen, 0, size - sizeof(r) - textlen);
+            memset(d + sizeof(*h) + textlen, 0, size - sizeof(*h) - textlen);
         }
     } else {
+        pp_tb_record r;
+        r.gen = gen;
+        r.kind = (uint16_t)kind;
+        r.size = (uint16_t)size;
+        r.ts = ts;
+        r.a = a;
+        r.b = bb;
         copy_in(b, b->wpos, &r, sizeof(r));
         if (textlen) {
             copy_in(b, b->wpos + sizeof(r), text, textlen);
@@ -142,6 +193,10 @@ static int put(pp_tbuf *b, uint32_t gen, int kind, uint64_t ts, uint64_t a, uint
         zero_in(b, b->wpos + sizeof(r) + textlen, size - sizeof(r) - textlen);
     }
     b->wpos += size;
+    if (kind == PP_TB_BLOCK && bb) {
+        /* the reader learns from this alone whether what it sends has PCs to name */
+        __atomic_store_n(&b->pcs_end, b->wpos, __ATOMIC_RELAXED);
+    }
     return 0;
 }
 
@@ -207,7 +262,7 @@ void pp_tbuf_discard_held(pp_tbuf *b)
 size_t pp_tbuf_read(pp_tbuf *b, uint32_t gen, void *out, size_t cap, int *more)
 {
     uint64_t head = __atomic_load_n(&b->head, __ATOMIC_ACQUIRE);
-    uint64_t pos = b->tail;
+    uint64_t pos = __atomic_load_n(&b->tail, __ATOMIC_ACQUIRE);
     size_t n = 0;
 
     *more = 0;
@@ -228,14 +283,14 @@ size_t pp_tbuf_read(pp_tbuf *b, uint32_t gen, void *out, size_t cap, int *more)
         }
         pos += r.size;
     }
-    __atomic_store_n(&b->tail, pos, __ATOMIC_RELEASE);
+    advance_tail(b, pos);
     return n;
 }
 
 uint64_t pp_tbuf_peek(pp_tbuf *b, uint32_t gen, pp_tbuf_piece piece[3], void *scratch)
 {
     uint64_t head = __atomic_load_n(&b->head, __ATOMIC_ACQUIRE);
-    uint64_t pos = b->tail, start = 0, wrap = 0;
+    uint64_t pos = __atomic_load_n(&b->tail, __ATOMIC_ACQUIRE), start = 0, wrap = 0;
     pp_tb_record r;
     int skipping = 1;
 
@@ -255,7 +310,7 @@ uint64_t pp_tbuf_peek(pp_tbuf *b, uint32_t gen, pp_tbuf_piece piece[3], void *sc
              * pp_tbuf_read does. After a run of gen: the run ends before it, and the
              * next peek meets it first. */
             if (skipping) {
-                __atomic_store_n(&b->tail, head, __ATOMIC_RELEASE);
+                advance_tail(b, head);
                 return head;
             }
             break;
@@ -265,7 +320,7 @@ uint64_t pp_tbuf_peek(pp_tbuf *b, uint32_t gen, pp_tbuf_piece piece[3], void *sc
                 break;          /* the run ends here; the next peek skips it */
             }
             pos += r.size;
-            __atomic_store_n(&b->tail, pos, __ATOMIC_RELEASE);
+            advance_tail(b, pos);
             continue;
         }
         if (skipping) {
@@ -303,9 +358,7 @@ uint64_t pp_tbuf_peek(pp_tbuf *b, uint32_t gen, pp_tbuf_piece piece[3], void *sc
 
 void pp_tbuf_consume(pp_tbuf *b, uint64_t pos)
 {
-    if (pos > b->tail) {
-        __atomic_store_n(&b->tail, pos, __ATOMIC_RELEASE);
-    }
+    advance_tail(b, pos);
 }
 
 void pp_tbuf_trim(pp_tbuf *b)
@@ -314,7 +367,7 @@ void pp_tbuf_trim(pp_tbuf *b)
     uintptr_t from = ((uintptr_t)b->data + (uintptr_t)page - 1) & ~((uintptr_t)page - 1);
     uintptr_t to = (uintptr_t)b + b->maplen;
 
-    __atomic_store_n(&b->tail, __atomic_load_n(&b->head, __ATOMIC_ACQUIRE), __ATOMIC_RELEASE);
+    advance_tail(b, __atomic_load_n(&b->head, __ATOMIC_ACQUIRE));
     /* madvise wants a page-aligned start, and the data begins after the header: from the
      * first whole page (a ring's pages were never given back, 128 KiB per traced thread). */
     if (page > 0 && to > from) {
@@ -324,7 +377,16 @@ void pp_tbuf_trim(pp_tbuf *b)
 
 size_t pp_tbuf_pending(const pp_tbuf *b)
 {
-    return (size_t)(__atomic_load_n(&b->head, __ATOMIC_ACQUIRE) - b->tail);
+    uint64_t head = __atomic_load_n(&b->head, __ATOMIC_ACQUIRE);
+    uint64_t tail = __atomic_load_n(&b->tail, __ATOMIC_ACQUIRE);
+
+    /* tail passes head for a moment while the writer rewinds */
+    return head > tail ? (size_t)(head - tail) : 0;
+}
+
+uint64_t pp_tbuf_pcs_end(const pp_tbuf *b)
+{
+    return __atomic_load_n(&b->pcs_end, __ATOMIC_RELAXED);
 }
 
 uint64_t pp_tbuf_dropped(const pp_tbuf *b)

@@ -51,6 +51,7 @@ typedef struct {
     uint64_t last_ts;           /* of its P */
     int nregions;
     open_region regions[MAX_REGIONS];
+    uint64_t tc_local, tc_gid, tc_epoch;        /* its last task lookup (task_of) */
 } thread;
 
 typedef struct {
@@ -98,6 +99,8 @@ struct pp_trace {
     thread *threads;
     size_t nthreads, cap_threads;
     map64 by_slot, by_tid, tasks;
+    uint64_t tasks_epoch;       /* counts the changes of tasks: a thread's cached lookup
+                                 * holds while it is unchanged */
     pp_trace_resolve_fn resolve;
     void *resolve_baton;
     uint64_t next_task;
@@ -803,11 +806,19 @@ typedef struct {
     thread *th;
 } rec_ctx;
 
-static uint64_t task_of(pp_trace *t, const thread *th, uint64_t local)
+static uint64_t task_of(pp_trace *t, thread *th, uint64_t local)
 {
     uint64_t gid = 0;
 
+    /* A request's dozen records name the same task: one lookup, while no task began or
+     * ended anywhere (map_get's hashing and probes were a tenth of the conversion). */
+    if (th->tc_epoch == t->tasks_epoch + 1 && th->tc_local == local) {
+        return th->tc_gid;
+    }
     map_get(&t->tasks, key2(th->pid, local), &gid);
+    th->tc_local = local;
+    th->tc_gid = gid;
+    th->tc_epoch = t->tasks_epoch + 1;
     return gid;
 }
 
@@ -900,6 +911,7 @@ static int one_record(void *baton, const pp_tb_record *r, const char *text)
         a[1] = 0;
         a[2] = string_id(t, text[0] ? text : "request");
         a[3] = task_stack(t);
+        t->tasks_epoch++;
         if (map_put(&t->tasks, key2(th->pid, r->a), a[0]) != 0) {
             t->oom = 1;
         }
@@ -923,6 +935,7 @@ static int one_record(void *baton, const pp_tb_record *r, const char *text)
         a[1] = task_stack(t);
         ev_thread(t, th, ts, EV_TASK_END, a, 2);
         map_del(&t->tasks, key2(th->pid, r->a));
+        t->tasks_epoch++;
         break;
     }
     case PP_TB_REGION_BEGIN:

@@ -24,51 +24,163 @@ static int pack(const ProtobufCMessage *m, size_t max, unsigned char **out, size
     return 0;
 }
 
-/* A protobuf-c output that hands what it is given to a writer in chunks. */
+/* A protobuf-c output that hands what it is given to a writer, gathered in iovecs: what
+ * protobuf-c appends is copied into a chunk (it packs each sub-message into a temporary
+ * buffer that it frees once appended; one larger than the chunk is written before the
+ * append returns), and a trace section's records are pointed at where they are (in
+ * place in the agent's rings and buffers, valid for the whole write). */
+#define PP_WIRE_IOV 64
+
 typedef struct {
     ProtobufCBuffer base;
     unsigned char *chunk;
     size_t cap, len;
-    int (*write)(void *baton, const void *data, size_t len);
+    size_t total;               /* bytes given to write so far and pending */
+    struct iovec iov[PP_WIRE_IOV];
+    int niov;
+    int (*write)(void *baton, struct iovec *iov, int n);
     void *baton;
     int failed;
 } stream_out;
 
 static void stream_flush(stream_out *o)
 {
-    if (o->len && !o->failed && o->write(o->baton, o->chunk, o->len) != 0) {
+    if (o->niov && !o->failed && o->write(o->baton, o->iov, o->niov) != 0) {
         o->failed = 1;
     }
+    o->niov = 0;
     o->len = 0;
+}
+
+/* data, valid until the next flush, as a piece of its own. */
+static void stream_in_place(stream_out *o, const void *data, size_t len)
+{
+    if (o->failed || len == 0) {
+        return;
+    }
+    if (o->niov == PP_WIRE_IOV) {
+        stream_flush(o);
+    }
+    o->iov[o->niov].iov_base = (void *)(uintptr_t)data;     /* only read */
+    o->iov[o->niov].iov_len = len;
+    o->niov++;
+    o->total += len;
 }
 
 static void stream_append(ProtobufCBuffer *pb, size_t len, const uint8_t *data)
 {
     stream_out *o = (stream_out *)pb;
+    struct iovec *last;
 
-    if (o->failed) {
+    if (o->failed || len == 0) {
         return;
     }
     if (len >= o->cap) {
-        /* A large bytes field (a trace's records) goes out as it is, uncopied. */
+        /* Larger than the chunk: written now, while it is valid. */
+        stream_in_place(o, data, len);
         stream_flush(o);
-        if (!o->failed && o->write(o->baton, data, len) != 0) {
-            o->failed = 1;
-        }
         return;
     }
     if (o->cap - o->len < len) {
         stream_flush(o);
     }
+    last = o->niov ? &o->iov[o->niov - 1] : NULL;
+    if (!last || (unsigned char *)last->iov_base + last->iov_len != o->chunk + o->len) {
+        /* not the chunk's tail: a piece of its own */
+        if (o->niov == PP_WIRE_IOV) {
+            stream_flush(o);
+        }
+        last = &o->iov[o->niov++];
+        last->iov_base = o->chunk + o->len;
+        last->iov_len = 0;
+    }
     memcpy(o->chunk + o->len, data, len);
     o->len += len;
+    o->total += len;
+    last->iov_len += len;
+}
+
+static size_t varint_len(uint64_t v)
+{
+    size_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+static size_t put_varint(unsigned char *p, uint64_t v)
+{
+    size_t n = 0;
+    while (v >= 0x80) {
+        p[n++] = (unsigned char)(v | 0x80);
+        v >>= 7;
+    }
+    p[n++] = (unsigned char)v;
+    return n;
+}
+
+/* A TraceSection's body as protobuf-c packs it (proto3: zero fields left out). */
+static size_t section_body_len(const pp_wire_section *s)
+{
+    return (s->slot ? 1 + varint_len(s->slot) : 0) + (s->tid ? 1 + varint_len(s->tid) : 0) +
+           (s->records.len ? 1 + varint_len(s->records.len) + s->records.len : 0);
+}
+
+/* Reply field 9 (sections), each section: its head and numbers into the chunk, its
+ * records in place. protobuf-c would pack every section into a buffer of its own
+ * (malloc'ed and grown by doubling past 256 bytes) and then append it, which the chunk
+ * copied again: the agent's memmove and malloc in perf of a traced server. */
+static void stream_sections(stream_out *o, const pp_wire_reply *m)
+{
+    size_t i;
+
+    for (i = 0; i < m->n_sections && !o->failed; i++) {
+        const pp_wire_section *s = m->sections[i];
+        unsigned char h[4 * 11];
+        size_t n = 0;
+        h[n++] = (9 << 3) | 2;
+        n += put_varint(h + n, section_body_len(s));
+        if (s->slot) {
+            h[n++] = (1 << 3) | 0;
+            n += put_varint(h + n, s->slot);
+        }
+        if (s->tid) {
+            h[n++] = (2 << 3) | 0;
+            n += put_varint(h + n, s->tid);
+        }
+        if (s->records.len) {
+            h[n++] = (3 << 3) | 2;
+            n += put_varint(h + n, s->records.len);
+        }
+        stream_append(&o->base, n, h);
+        stream_in_place(o, s->records.data, s->records.len);
+    }
+}
+
+/* Whether before, m's sections as stream_sections writes them and after make the n bytes
+ * protobuf-c counts for m (else m is packed by protobuf-c whole). */
+static int sections_fit(const pp_wire_reply *m, const pp_wire_reply *before,
+                        const pp_wire_reply *after, size_t n)
+{
+    size_t i, len = protobuf_c_message_get_packed_size(&before->base) +
+                    protobuf_c_message_get_packed_size(&after->base);
+
+    for (i = 0; i < m->n_sections; i++) {
+        size_t body = section_body_len(m->sections[i]);
+        len += 1 + varint_len(body) + body;
+    }
+    return len == n;
 }
 
 int pp_wire_write_reply(const pp_wire_reply *m,
-                        int (*write)(void *baton, const void *data, size_t len), void *baton)
+                        int (*write)(void *baton, struct iovec *iov, int n), void *baton)
 {
     unsigned char chunk[32768];
+    unsigned char head[PP_WIRE_FRAME];
     size_t n = protobuf_c_message_get_packed_size(&m->base);
+    pp_wire_reply before = *m, after = PPWIRE__REPLY__INIT;
     stream_out o;
 
     if (n > PP_WIRE_MAX_REPLY) {
@@ -80,13 +192,26 @@ int pp_wire_write_reply(const pp_wire_reply *m,
     o.cap = sizeof(chunk);
     o.write = write;
     o.baton = baton;
-    chunk[0] = (unsigned char)n;
-    chunk[1] = (unsigned char)(n >> 8);
-    chunk[2] = (unsigned char)(n >> 16);
-    chunk[3] = (unsigned char)(n >> 24);
-    o.len = PP_WIRE_FRAME;
-    if (protobuf_c_message_pack_to_buffer(&m->base, &o.base) != n) {
-        o.failed = 1;
+    head[0] = (unsigned char)n;
+    head[1] = (unsigned char)(n >> 8);
+    head[2] = (unsigned char)(n >> 16);
+    head[3] = (unsigned char)(n >> 24);
+    stream_append(&o.base, sizeof(head), head);
+    before.n_sections = 0;
+    before.n_samples = 0;
+    after.n_samples = m->n_samples;
+    after.samples = m->samples;
+    if (m->n_sections && !m->base.n_unknown_fields && sections_fit(m, &before, &after, n)) {
+        /* Field by field in number order, as protobuf-c packs them: those before the
+         * sections (1-8), the sections, then the samples (10): the same bytes. */
+        protobuf_c_message_pack_to_buffer(&before.base, &o.base);
+        stream_sections(&o, m);
+        protobuf_c_message_pack_to_buffer(&after.base, &o.base);
+    } else {
+        protobuf_c_message_pack_to_buffer(&m->base, &o.base);
+    }
+    if (o.total != PP_WIRE_FRAME + n) {
+        o.failed = 1;           /* not the frame it announced: never sent whole */
     }
     stream_flush(&o);
     return o.failed ? -1 : 0;

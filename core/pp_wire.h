@@ -19,6 +19,7 @@
 #define PP_WIRE_H
 
 #include <stddef.h>
+#include <sys/uio.h>
 #include <stdint.h>
 
 #include "pprof_wire.pb-c.h"
@@ -66,13 +67,15 @@ typedef Ppwire__TraceSample pp_wire_sample;
 int pp_wire_pack_request(const pp_wire_request *m, unsigned char **out, size_t *len);
 int pp_wire_pack_reply(const pp_wire_reply *m, unsigned char **out, size_t *len);
 
-/* Encode reply m as the same frame, handed to write (0: written, else failed) in pieces
- * as it is encoded, without the whole frame in memory: a trace's take is megabytes of
- * records, which pp_wire_pack_reply would copy once more. 0; -1 when a write failed (what
- * was written is a truncated frame); -2 when m is larger than PP_WIRE_MAX_REPLY (nothing
- * written). Uses 32 KiB of the caller's stack. */
+/* Encode reply m as the same frame, handed to write (0: all n pieces written, else
+ * failed; it may change iov) as it is encoded, without the whole frame in memory: a
+ * trace's take is megabytes of records, which pp_wire_pack_reply would copy once more.
+ * The pieces are gathered, up to 64 a call: a trace section's records are given where
+ * they are, the rest is copied into a chunk of 32 KiB. 0; -1 when a write
+ * failed (what was written is a truncated frame); -2 when m is larger than
+ * PP_WIRE_MAX_REPLY (nothing written). Uses 32 KiB of the caller's stack. */
 int pp_wire_write_reply(const pp_wire_reply *m,
-                        int (*write)(void *baton, const void *data, size_t len), void *baton);
+                        int (*write)(void *baton, struct iovec *iov, int n), void *baton);
 
 /* The length a frame head announces, or -1 when it is larger than max. */
 long pp_wire_frame_length(const unsigned char head[PP_WIRE_FRAME], size_t max);

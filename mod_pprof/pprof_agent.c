@@ -162,11 +162,11 @@ typedef struct {
     apr_time_t deadline;
 } send_sink;
 
-static int send_piece(void *baton, const void *data, size_t len)
+static int send_pieces(void *baton, struct iovec *iov, int n)
 {
     send_sink *k = baton;
 
-    return pprof_ipc_write_all(k->fd, data, len, k->deadline);
+    return pprof_ipc_writev_all(k->fd, iov, n, k->deadline);
 }
 
 /* What the request asks of its kind, into out; the reply's status. */
@@ -242,11 +242,11 @@ static void serve_one(agent_t *a, int fd)
      * not sent twice. */
     sink.fd = fd;
     sink.deadline = deadline;
-    if (pp_wire_write_reply(&reply, send_piece, &sink) == -2) {
+    if (pp_wire_write_reply(&reply, send_pieces, &sink) == -2) {
         ppwire__reply__init(&reply);
         reply.pid = getpid();
         pprof_out_error(&out, "the answer is larger than a reply may be");
-        pp_wire_write_reply(&reply, send_piece, &sink);
+        pp_wire_write_reply(&reply, send_pieces, &sink);
     }
 done:
     pp_wire_free_request(req);

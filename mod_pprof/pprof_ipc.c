@@ -187,6 +187,38 @@ int pprof_ipc_write_all(int fd, const void *buf, apr_size_t len, apr_time_t dead
     return 0;
 }
 
+int pprof_ipc_writev_all(int fd, struct iovec *iov, int n, apr_time_t deadline)
+{
+    while (n > 0) {
+        struct msghdr mh;
+        ssize_t w;
+
+        memset(&mh, 0, sizeof(mh));
+        mh.msg_iov = iov;
+        mh.msg_iovlen = (size_t)n;
+        w = sendmsg(fd, &mh, MSG_NOSIGNAL);
+        if (w > 0) {
+            /* past the pieces sent whole, then into the one sent in part */
+            while (n > 0 && (size_t)w >= iov->iov_len) {
+                w -= (ssize_t)iov->iov_len;
+                iov++;
+                n--;
+            }
+            if (n > 0) {
+                iov->iov_base = (char *)iov->iov_base + w;
+                iov->iov_len -= (size_t)w;
+            }
+        } else if (w < 0 && (errno == EAGAIN || errno == EINTR)) {
+            if (wait_fd(fd, POLLOUT, deadline) != 0) {
+                return -1;
+            }
+        } else {
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static int read_full(int fd, void *buf, apr_size_t len, apr_time_t deadline)
 {
     char *p = buf;

@@ -9,6 +9,8 @@
 
 #include "httpd.h"
 
+#include <sys/uio.h>
+
 /* Parent, post_config: make the directory (as root: chown it to User). */
 apr_status_t pprof_ipc_init(apr_pool_t *pconf, server_rec *s);
 
@@ -38,6 +40,9 @@ int pprof_ipc_read_frame(int fd, apr_pool_t *p, apr_size_t max, void **body, apr
 
 /* Write all of buf (a frame as pp_wire packs it). 0, or -1 on error or deadline. */
 int pprof_ipc_write_all(int fd, const void *buf, apr_size_t len, apr_time_t deadline);
+/* The same for n pieces (n > 0, none empty), with one sendmsg while the socket takes
+ * them all; iov is changed. */
+int pprof_ipc_writev_all(int fd, struct iovec *iov, int n, apr_time_t deadline);
 
 /* --- the collector's side --------------------------------------------------------------- */
 

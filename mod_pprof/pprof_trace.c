@@ -216,9 +216,9 @@ static void trace_tick(apr_uint32_t gen)
      * worker that sees the arm sees the word), and a worker whose hook began before the
      * arm and published after the look below has its records found by the next hook or
      * tick: later, never lost. */
-    quiet = !held && !tr.nsmp && !tr.dropped && !pprof_trace_rec_pending();
+    quiet = !held && !tr.nsmp && !tr.dropped && !pprof_trace_rec_pending(tr.data_gen);
     pprof_quiet_say(tr.data_gen, quiet);
-    if (quiet && pprof_trace_rec_arm()) {
+    if (quiet && pprof_trace_rec_arm(tr.data_gen)) {
         quiet = 0;
         pprof_quiet_say(tr.data_gen, 0);
     }

@@ -33,6 +33,12 @@ const char *const pprof_trace_names[PPROF_NAME_MAX] = {
 
 static apr_uint32_t trace_gen;          /* 0: off. Read by every hook. */
 static pp_tbuf **rings;                 /* by scoreboard thread slot */
+/* By slot: the last trace whose records its thread began to write. The agent reads the
+ * rings of the trace's threads only: a child has a ring for every slot of ThreadLimit (64
+ * by default), and reading the unused ones' heads and counters twice a round, each on a
+ * page of its own, cost as much as reading the used ones' records (perf). */
+static apr_uint32_t *ring_gen;
+static apr_uint64_t *ring_dropped;      /* the agent's: drops counted so far, by slot */
 static int nrings;
 
 /* Per slot, set by the agent when it says its child holds nothing (pprof_trace_rec_arm):
@@ -71,6 +77,7 @@ typedef struct rstate {
     apr_uint64_t task;          /* 0 until the request line has arrived */
     apr_uint64_t t_begin;       /* when reading it began */
     int ka_wait;                /* began waiting for the request on a kept-alive conn */
+    int in_access;              /* its access_auth region is open */
     int in_handler;             /* its handler region is open */
 } rstate;
 
@@ -86,6 +93,7 @@ static __attribute__((noinline)) tstate *tracing_begin(apr_uint32_t gen)
     tls.ring = rings[slot];
     tls.armed = &armed[slot];
     tls.slot = slot;
+    __atomic_store_n(&ring_gen[slot], gen, __ATOMIC_RELEASE);
     tls.task = 0;
     tls.in_output = 0;
     tls.out_task = 0;
@@ -286,6 +294,9 @@ void pprof_trace_rec_create_request(request_rec *r)
     if (!s || r->main || r->prev || s->task) {
         return;     /* off, a subrequest or redirect, or mod_proxy's backend request */
     }
+    /* Between requests: an emptied ring goes on from its start (its lines still
+     * cached), not into lines last written a whole ring ago. */
+    pp_tbuf_rewind(s->ring);
     rs = apr_pcalloc(r->pool, sizeof(*rs));
     rs->gen = s->gen;
     ap_set_module_config(r->request_config, &pprof_module, rs);
@@ -337,18 +348,7 @@ static int trace_post_read_request(request_rec *r)
     put_log(s, rs->task, PPROF_NAME_VHOST,
             r->server->server_hostname ? r->server->server_hostname : "");
     region(s, PP_TB_REGION_BEGIN, rs->task, PPROF_NAME_ACCESS_AUTH);
-    return DECLINED;
-}
-
-static int trace_fixups(request_rec *r)
-{
-    tstate *s;
-    rstate *rs = traced(r, &s);
-
-    if (rs) {
-        stamp(s);
-        region(s, PP_TB_REGION_END, rs->task, PPROF_NAME_ACCESS_AUTH);
-    }
+    rs->in_access = 1;
     return DECLINED;
 }
 
@@ -364,6 +364,13 @@ void pprof_trace_rec_handler(request_rec *r)
 
     if (rs) {
         stamp(s);
+        if (rs->in_access) {
+            /* access_auth ends where the handler begins, at one clock read: a fixups hook
+             * of its own cost a hook call and a read a request, for the insert_filter
+             * hooks between the two. */
+            region(s, PP_TB_REGION_END, rs->task, PPROF_NAME_ACCESS_AUTH);
+            rs->in_access = 0;
+        }
         if (s->task == rs->task) {
             pp_tbuf_task_type(s->ring, r->handler ? r->handler : "(none)");
         }
@@ -458,7 +465,6 @@ void pprof_trace_rec_register_hooks(apr_pool_t *p)
     /* The connection, create_request, handler and last log_transaction hooks are
      * pprof_request's, which call ours: one hook per phase for every kind. */
     ap_hook_post_read_request(trace_post_read_request, NULL, NULL, APR_HOOK_REALLY_FIRST);
-    ap_hook_fixups(trace_fixups, NULL, NULL, APR_HOOK_REALLY_LAST);
     ap_hook_log_transaction(trace_log_first, NULL, NULL, APR_HOOK_REALLY_FIRST);
     out_filter = ap_register_output_filter("PPROF_TRACE_OUTPUT", trace_output, NULL,
                                            (ap_filter_type)(AP_FTYPE_NETWORK - 1));
@@ -475,10 +481,17 @@ const char *pprof_trace_rec_start(apr_uint32_t gen, int nslots)
 
     if (!rings) {
         rings = calloc((size_t)nslots, sizeof(*rings));
-        if (!rings || posix_memalign((void **)&armed, sizeof(armed_t),
-                                     (size_t)nslots * sizeof(armed_t)) != 0) {
+        ring_gen = calloc((size_t)nslots, sizeof(*ring_gen));
+        ring_dropped = calloc((size_t)nslots, sizeof(*ring_dropped));
+        if (!rings || !ring_gen || !ring_dropped ||
+            posix_memalign((void **)&armed, sizeof(armed_t),
+                           (size_t)nslots * sizeof(armed_t)) != 0) {
             free(rings);
+            free(ring_gen);
+            free(ring_dropped);
             rings = NULL;
+            ring_gen = NULL;
+            ring_dropped = NULL;
             return "out of memory";
         }
         memset(armed, 0, (size_t)nslots * sizeof(armed_t));
@@ -539,15 +552,20 @@ apr_uint64_t pprof_trace_rec_peek(int slot, apr_uint32_t gen, pp_tbuf_piece piec
                                   void *scratch, int *pcs)
 {
     apr_uint64_t pos;
-    int k;
+    apr_size_t len;
 
-    if (slot < 0 || slot >= nrings || !rings[slot]) {
+    if (slot < 0 || slot >= nrings || !rings[slot] ||
+        __atomic_load_n(&ring_gen[slot], __ATOMIC_ACQUIRE) != gen) {
         memset(piece, 0, 3 * sizeof(*piece));
         return 0;
     }
     pos = pp_tbuf_peek(rings[slot], gen, piece, scratch);
-    for (k = 0; k < 3 && !*pcs; k++) {
-        *pcs = has_pcs(piece[k].data, piece[k].len);
+    /* The pieces are the positions [pos - len, pos): they hold PCs if the ring's last
+     * record with PCs ends in there, or may if it ends after (the maps then, to be
+     * safe). A walk of the headers (has_pcs) was a sixth of the agent's cost in perf. */
+    len = piece[0].len + piece[1].len + piece[2].len;
+    if (len && pp_tbuf_pcs_end(rings[slot]) > pos - len) {
+        *pcs = 1;
     }
     return pos;
 }
@@ -563,16 +581,20 @@ apr_uint64_t pprof_trace_rec_drain(apr_uint32_t gen, pprof_trace_held *held,
                                    apr_size_t *total, apr_size_t max, int half_full,
                                    int *pcs)
 {
-    static apr_uint64_t last_lost;
-    apr_uint64_t lost = 0, delta;
+    apr_uint64_t lost = 0;
     int i, more;
 
     for (i = 0; i < nrings; i++) {
         pprof_trace_held *h = &held[i];
-        if (!rings[i]) {
-            continue;
+        apr_uint64_t dropped;
+        if (!rings[i] || __atomic_load_n(&ring_gen[i], __ATOMIC_ACQUIRE) != gen) {
+            continue;           /* no record of this trace: nothing to take or count */
         }
-        lost += pp_tbuf_dropped(rings[i]);
+        /* Per ring, not a sum over the rings read: the rings read change with the
+         * trace, the drops of each only grow. */
+        dropped = pp_tbuf_dropped(rings[i]);
+        lost += dropped - ring_dropped[i];
+        ring_dropped[i] = dropped;
         if (half_full && pp_tbuf_pending(rings[i]) < RING_BYTES / 2) {
             continue;           /* the take sends it from the ring itself */
         }
@@ -599,12 +621,10 @@ apr_uint64_t pprof_trace_rec_drain(apr_uint32_t gen, pprof_trace_held *held,
             h->len += n;
         }
     }
-    delta = lost - last_lost;
-    last_lost = lost;
-    return delta;
+    return lost;
 }
 
-int pprof_trace_rec_arm(void)
+int pprof_trace_rec_arm(apr_uint32_t gen)
 {
     int i;
 
@@ -614,15 +634,18 @@ int pprof_trace_rec_arm(void)
     /* Against a worker that published after the caller looked: its hook may have read
      * the slot before it was set. */
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
-    return pprof_trace_rec_pending();
+    return pprof_trace_rec_pending(gen);
 }
 
-int pprof_trace_rec_pending(void)
+int pprof_trace_rec_pending(apr_uint32_t gen)
 {
     int i;
 
+    /* The rings the agent reads (pprof_trace_rec_peek): what another trace left in a
+     * ring is never sent, and must not keep the child from being quiet. */
     for (i = 0; i < nrings; i++) {
-        if (rings[i] && pp_tbuf_pending(rings[i]) > 0) {
+        if (rings[i] && __atomic_load_n(&ring_gen[i], __ATOMIC_ACQUIRE) == gen &&
+            pp_tbuf_pending(rings[i]) > 0) {
             return 1;
         }
     }

@@ -61,26 +61,27 @@ typedef struct {
  * With half_full only the rings at least half full (the others wait for the take, which
  * sends them from the ring). Sets *pcs when a record read holds PCs (a wait's callers:
  * the reply then needs the child's maps). Returns the records lost to full rings since
- * the last call. */
+ * the last call. Only the rings of threads that wrote for gen are read. */
 apr_uint64_t pprof_trace_rec_drain(apr_uint32_t gen, pprof_trace_held *held,
                                    apr_size_t *total, apr_size_t max, int half_full,
                                    int *pcs);
 
-/* Slot's records of gen, in place in its ring (pp_tbuf_peek: three pieces, scratch of
+/* Slot's records of gen (none if its thread wrote none for gen), in place in its ring
+ * (pp_tbuf_peek: three pieces, scratch of
  * PP_TB_RECORD_MAX bytes); sets *pcs as drain does. Returns the position to consume once
  * the pieces are sent: until then the worker cannot overwrite them. */
 apr_uint64_t pprof_trace_rec_peek(int slot, apr_uint32_t gen, pp_tbuf_piece piece[3],
                                   void *scratch, int *pcs);
 void pprof_trace_rec_consume(int slot, apr_uint64_t pos);
 
-/* Whether any ring holds published records not yet consumed (of any gen): one load of
- * each ring's head, which its worker writes only when it publishes. */
-int pprof_trace_rec_pending(void);
+/* Whether a ring written for trace gen holds published records not yet consumed: one
+ * load of each ring's head, which its worker writes only when it publishes. */
+int pprof_trace_rec_pending(apr_uint32_t gen);
 
 /* The agent is about to say its child holds nothing (after pprof_quiet_say(gen, 1)): each
  * slot's worker, at its next hook, clears the child's quiet word (pprof_quiet_wake). Then
  * looks at the rings again: 1 when one holds records (a worker wrote them in a hook
  * begun before), and the child is not quiet after all. */
-int pprof_trace_rec_arm(void);
+int pprof_trace_rec_arm(apr_uint32_t gen);
 
 #endif

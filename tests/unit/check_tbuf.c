@@ -117,6 +117,99 @@ START_TEST(full_ring_drops_and_counts_then_wraps)
 }
 END_TEST
 
+/* The writer keeps the reader's position from its last look (tail_seen) and looks again
+ * only when that says full: a ring the reader emptied takes records again at once, and
+ * one it did not keeps refusing them. */
+START_TEST(full_ring_looks_again_at_the_reader)
+{
+    pp_tbuf *b = pp_tbuf_new(4096);
+    unsigned char out[4096];
+    int more, i;
+
+    for (i = 0; i < 4096 / 32; i++) {
+        ck_assert_int_eq(pp_tbuf_put(b, 1, PP_TB_WAKE, (uint64_t)i, 0, 0, NULL, 0), 0);
+    }
+    ck_assert_int_eq(pp_tbuf_put(b, 1, PP_TB_WAKE, 0, 0, 0, NULL, 0), -1);
+    ck_assert_int_eq(pp_tbuf_put(b, 1, PP_TB_WAKE, 0, 0, 0, NULL, 0), -1);
+    ck_assert_uint_eq(pp_tbuf_dropped(b), 2);
+    ck_assert_uint_eq(pp_tbuf_read(b, 1, out, 64, &more), 64);     /* two records */
+    ck_assert_int_eq(pp_tbuf_put(b, 1, PP_TB_WAKE, 0, 0, 0, NULL, 0), 0);
+    ck_assert_int_eq(pp_tbuf_put(b, 1, PP_TB_WAKE, 0, 0, 0, NULL, 0), 0);
+    ck_assert_int_eq(pp_tbuf_put(b, 1, PP_TB_WAKE, 0, 0, 0, NULL, 0), -1);
+    ck_assert_uint_eq(pp_tbuf_dropped(b), 3);
+    pp_tbuf_free(b);
+}
+END_TEST
+
+/* pcs_end: where the last wait with PCs ends, so that a reader knows without reading the
+ * records whether what it sends has PCs. */
+START_TEST(pcs_end_marks_the_last_wait_with_pcs)
+{
+    pp_tbuf *b = pp_tbuf_new(4096);
+    uint64_t end;
+
+    ck_assert_uint_eq(pp_tbuf_pcs_end(b), 0);
+    ck_assert_int_eq(pp_tbuf_put(b, 1, PP_TB_WAKE, 1, 0, 0, NULL, 0), 0);
+    /* a block without PCs (b 0) and other kinds with b set do not count */
+    ck_assert_int_eq(pp_tbuf_put(b, 1, PP_TB_BLOCK, 2, PP_TB_BLOCK_NET, 0, "poll", 4), 0);
+    ck_assert_int_eq(pp_tbuf_put(b, 1, PP_TB_REGION_BEGIN, 3, 5, 1, NULL, 0), 0);
+    ck_assert_uint_eq(pp_tbuf_pcs_end(b), 0);
+    ck_assert_int_eq(pp_tbuf_put(b, 1, PP_TB_BLOCK, 4, PP_TB_BLOCK_SYNC, 1, "f 0x1", 5), 0);
+    end = pp_tbuf_pcs_end(b);
+    /* 32 + 40 + 32 bytes before it, itself 32 + 8 */
+    ck_assert_uint_eq(end, 32 + 40 + 32 + 40);
+    ck_assert_int_eq(pp_tbuf_put(b, 1, PP_TB_UNBLOCK, 5, 0, 0, NULL, 0), 0);
+    ck_assert_uint_eq(pp_tbuf_pcs_end(b), end);
+    pp_tbuf_free(b);
+}
+END_TEST
+
+/* A rewind: an emptied ring written past its first 4 KiB goes on from its start; readers
+ * that looked before it neither take tail back nor see records that are not there. */
+START_TEST(an_emptied_ring_rewinds_to_its_start)
+{
+    pp_tbuf *b = pp_tbuf_new(16384);
+    unsigned char out[16384], scratch[PP_TB_RECORD_MAX];
+    pp_tbuf_piece piece[3];
+    seen s;
+    uint64_t pos, old;
+    int more, i;
+
+    for (i = 0; i < 200; i++) {     /* 6400 bytes */
+        ck_assert_int_eq(pp_tbuf_put(b, 1, PP_TB_WAKE, (uint64_t)i, 0, 0, NULL, 0), 0);
+    }
+    /* Not empty: no rewind. */
+    pp_tbuf_rewind(b);
+    pos = pp_tbuf_peek(b, 1, piece, scratch);
+    ck_assert_uint_eq(pos, 6400);
+    ck_assert_uint_eq(piece[0].len, 6400);
+    old = pos;
+    pp_tbuf_consume(b, pos);
+    ck_assert_uint_eq(pp_tbuf_pending(b), 0);
+    /* Empty: the next record is at the ring's start, a lap on. */
+    pp_tbuf_rewind(b);
+    ck_assert_uint_eq(pp_tbuf_pending(b), 0);
+    ck_assert_int_eq(pp_tbuf_put(b, 1, PP_TB_LOG, 7, 1, 0, "k\0v", 3), 0);
+    pos = pp_tbuf_peek(b, 1, piece, scratch);
+    ck_assert_uint_eq(pos, 16384 + 40);
+    ck_assert_uint_eq(piece[0].len, 40);
+    ck_assert_uint_eq(piece[1].len + piece[2].len, 0);
+    memset(&s, 0, sizeof(s));
+    ck_assert_int_eq(pp_tbuf_walk(piece[0].data, piece[0].len, collect, &s), 0);
+    ck_assert_int_eq(s.n, 1);
+    ck_assert_str_eq(s.text[0], "k");
+    /* A reader's older position never takes tail back. */
+    pp_tbuf_consume(b, old);
+    ck_assert_uint_eq(pp_tbuf_pending(b), 40);
+    ck_assert_uint_eq(pp_tbuf_read(b, 1, out, sizeof(out), &more), 40);
+    /* Near the start (under 4 KiB written since): no rewind. */
+    pp_tbuf_rewind(b);
+    ck_assert_int_eq(pp_tbuf_put(b, 1, PP_TB_WAKE, 8, 0, 0, NULL, 0), 0);
+    ck_assert_uint_eq(pp_tbuf_peek(b, 1, piece, scratch), 16384 + 40 + 32);
+    pp_tbuf_free(b);
+}
+END_TEST
+
 /* Pages of the ring's mapping (it starts at the handle) that are resident. */
 static int resident_pages(const pp_tbuf *b, size_t capacity)
 {
@@ -287,6 +380,9 @@ int main(void)
     tcase_add_test(tc, ring_round_trip_and_generations);
     tcase_add_test(tc, held_task_is_published_with_its_type);
     tcase_add_test(tc, full_ring_drops_and_counts_then_wraps);
+    tcase_add_test(tc, full_ring_looks_again_at_the_reader);
+    tcase_add_test(tc, pcs_end_marks_the_last_wait_with_pcs);
+    tcase_add_test(tc, an_emptied_ring_rewinds_to_its_start);
     tcase_add_test(tc, walk_rejects_malformed_buffers);
     tcase_add_test(tc, trim_gives_the_pages_back);
     tcase_add_test(tc, peek_gives_whole_records_in_place_across_the_end);
