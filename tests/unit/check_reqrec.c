@@ -178,6 +178,7 @@ START_TEST(records_come_back_at_thread_exit)
     pp_reqrec *got;
     pthread_t th[3];
     holder h[2];
+    int64_t deadline;
     int i;
 
     ck_assert_int_eq(pp_reqrec_init(2), 0);
@@ -195,7 +196,10 @@ START_TEST(records_come_back_at_thread_exit)
         pthread_cond_init(&h[i].c, NULL);
         ck_assert_int_eq(pthread_create(&th[i], NULL, claim_and_hold, &h[i]), 0);
     }
-    for (i = 0; i < 1000 && pp_reqrec_snapshot(v, 4) < 2; i++) {
+    /* Until both have run: a deadline that tells slow from never (a loaded machine may
+     * start a thread late), not a count of 1 ms sleeps. */
+    deadline = mono_ns() + 20000 * 1000000LL;
+    while (pp_reqrec_snapshot(v, 4) < 2 && mono_ns() < deadline) {
         usleep(1000);
     }
     ck_assert_uint_eq(pp_reqrec_snapshot(v, 4), 2);

@@ -440,15 +440,19 @@ START_TEST(parse_syscall_reads_every_form_the_kernel_writes)
 }
 END_TEST
 
-static _Atomic int sleeper_go;
+static _Atomic int sleeper_go, sleeper_stop;
 
+/* Its long sleeps last until it is told to stop: a reader that the machine holds back
+ * for longer than one of them still finds it asleep. */
 static void *switching_sleeper(void *arg)
 {
     (void)arg;
     while (!atomic_load(&sleeper_go)) {
         sleep_ms(1);
     }
-    sleep_ms(200);
+    while (!atomic_load(&sleeper_stop)) {
+        sleep_ms(200);
+    }
     return NULL;
 }
 
@@ -473,12 +477,18 @@ START_TEST(self_reads_what_a_blocked_thread_waits_in_and_its_switches)
     }
     free(tids);
     ck_assert_uint_ne(tid, 0);
-    ck_assert_int_eq(pp_tasks_switches(NULL, tid, &a), 0);
-    sleep_ms(20);
-    ck_assert_int_eq(pp_tasks_switches(NULL, tid, &b), 0);
-    ck_assert_uint_gt(b, a);            /* it slept 1 ms at a time meanwhile */
-    atomic_store(&sleeper_go, 1);
+    /* It sleeps 1 ms at a time meanwhile, so its count grows: polled, as a loaded
+     * machine may not run a new thread for tens of ms (a count that never grows fails
+     * at the deadline). */
     deadline = mono_ns() + 20000 * MS;
+    ck_assert_int_eq(pp_tasks_switches(NULL, tid, &a), 0);
+    do {
+        ck_assert_msg(mono_ns() < deadline, "its switches never grew from %llu",
+                      (unsigned long long)a);
+        sleep_ms(1);
+        ck_assert_int_eq(pp_tasks_switches(NULL, tid, &b), 0);
+    } while (b <= a);
+    atomic_store(&sleeper_go, 1);
     for (;;) {
         snprintf(path, sizeof(path), "/proc/self/task/%u/syscall", tid);
         f = fopen(path, "r");
@@ -494,8 +504,14 @@ START_TEST(self_reads_what_a_blocked_thread_waits_in_and_its_switches)
     }
     ck_assert_uint_ne(sc.sp, 0);
     ck_assert_uint_ne(sc.pc, 0);
+    atomic_store(&sleeper_stop, 1);
     pthread_join(th, NULL);
-    ck_assert_int_eq(pp_tasks_switches(NULL, tid, &a), -1);
+    /* Gone: pthread_join may return a moment before the task leaves /proc (2 joins in a
+     * thousand here still found it), so polled until the deadline. */
+    while (pp_tasks_switches(NULL, tid, &a) != -1) {
+        ck_assert_msg(mono_ns() < deadline, "a joined thread still has switches");
+        sleep_ms(1);
+    }
 }
 END_TEST
 
