@@ -1,4 +1,5 @@
 #include "pp_trace.h"
+#include "pp_varint.h"
 #include "pp_hash.h"
 
 #include <stdio.h>
@@ -142,21 +143,10 @@ static void put_bytes(pp_trace *t, bytes *o, const void *p, size_t n)
     o->len += n;
 }
 
-static size_t varint(unsigned char *p, uint64_t v)
-{
-    size_t n = 0;
-    while (v >= 0x80) {
-        p[n++] = (unsigned char)(v | 0x80);
-        v >>= 7;
-    }
-    p[n++] = (unsigned char)v;
-    return n;
-}
-
 static void put_varint(pp_trace *t, bytes *o, uint64_t v)
 {
     unsigned char tmp[10];
-    put_bytes(t, o, tmp, varint(tmp, v));
+    put_bytes(t, o, tmp, pp_varint_put(tmp, v));
 }
 
 static uint64_t mix(uint64_t k)
@@ -330,13 +320,13 @@ static uint64_t stack_id(pp_trace *t, const pp_trace_frame *frames, int n)
         return id;
     }
     t->next_stack++;
-    blen = varint(body, id);
-    blen += varint(body + blen, (uint64_t)n);
+    blen = pp_varint_put(body, id);
+    blen += pp_varint_put(body + blen, (uint64_t)n);
     for (i = 0; i < n; i++) {
-        blen += varint(body + blen, pcs[i]);
-        blen += varint(body + blen, string_id(t, frames[i].function ? frames[i].function : "?"));
-        blen += varint(body + blen, string_id(t, frames[i].file));
-        blen += varint(body + blen, (uint64_t)(frames[i].line > 0 ? frames[i].line : 0));
+        blen += pp_varint_put(body + blen, pcs[i]);
+        blen += pp_varint_put(body + blen, string_id(t, frames[i].function ? frames[i].function : "?"));
+        blen += pp_varint_put(body + blen, string_id(t, frames[i].file));
+        blen += pp_varint_put(body + blen, (uint64_t)(frames[i].line > 0 ? frames[i].line : 0));
     }
     tmp[0] = EV_STACK | 3 << 6;
     put_bytes(t, &t->dict, tmp, 1);
@@ -456,21 +446,21 @@ static void event(pp_trace *t, uint64_t p, uint64_t ts, int type, const uint64_t
         unsigned char b[24];
         size_t n = 0;
         b[n++] = EV_BATCH | 1 << 6;
-        n += varint(b + n, p);
-        n += varint(b + n, ts);
+        n += pp_varint_put(b + n, p);
+        n += pp_varint_put(b + n, ts);
         put_bytes(t, &t->out, b, n);
         t->cur_p = p;
         t->cur_ts = ts;
     }
-    blen = varint(body, ts - t->cur_ts);
+    blen = pp_varint_put(body, ts - t->cur_ts);
     t->cur_ts = ts;
     for (i = 0; i < nargs; i++) {
-        blen += varint(body + blen, args[i]);
+        blen += pp_varint_put(body + blen, args[i]);
     }
     /* The event whole, then one put. */
     if (nargs >= 3) {           /* four or more arguments with the delta: length-prefixed */
         ev[elen++] = (unsigned char)(type | 3 << 6);
-        elen += varint(ev + elen, blen);
+        elen += pp_varint_put(ev + elen, blen);
     } else {
         ev[elen++] = (unsigned char)(type | nargs << 6);
     }

@@ -1,4 +1,5 @@
 #include "pp_wire.h"
+#include "pp_varint.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -100,32 +101,11 @@ static void stream_append(ProtobufCBuffer *pb, size_t len, const uint8_t *data)
     last->iov_len += len;
 }
 
-static size_t varint_len(uint64_t v)
-{
-    size_t n = 1;
-    while (v >= 0x80) {
-        v >>= 7;
-        n++;
-    }
-    return n;
-}
-
-static size_t put_varint(unsigned char *p, uint64_t v)
-{
-    size_t n = 0;
-    while (v >= 0x80) {
-        p[n++] = (unsigned char)(v | 0x80);
-        v >>= 7;
-    }
-    p[n++] = (unsigned char)v;
-    return n;
-}
-
 /* A TraceSection's body as protobuf-c packs it (proto3: zero fields left out). */
 static size_t section_body_len(const pp_wire_section *s)
 {
-    return (s->slot ? 1 + varint_len(s->slot) : 0) + (s->tid ? 1 + varint_len(s->tid) : 0) +
-           (s->records.len ? 1 + varint_len(s->records.len) + s->records.len : 0);
+    return (s->slot ? 1 + pp_varint_len(s->slot) : 0) + (s->tid ? 1 + pp_varint_len(s->tid) : 0) +
+           (s->records.len ? 1 + pp_varint_len(s->records.len) + s->records.len : 0);
 }
 
 /* Reply field 9 (sections), each section: its head and numbers into the chunk, its
@@ -141,18 +121,18 @@ static void stream_sections(stream_out *o, const pp_wire_reply *m)
         unsigned char h[4 * 11];
         size_t n = 0;
         h[n++] = (9 << 3) | 2;
-        n += put_varint(h + n, section_body_len(s));
+        n += pp_varint_put(h + n, section_body_len(s));
         if (s->slot) {
             h[n++] = (1 << 3) | 0;
-            n += put_varint(h + n, s->slot);
+            n += pp_varint_put(h + n, s->slot);
         }
         if (s->tid) {
             h[n++] = (2 << 3) | 0;
-            n += put_varint(h + n, s->tid);
+            n += pp_varint_put(h + n, s->tid);
         }
         if (s->records.len) {
             h[n++] = (3 << 3) | 2;
-            n += put_varint(h + n, s->records.len);
+            n += pp_varint_put(h + n, s->records.len);
         }
         stream_append(&o->base, n, h);
         stream_in_place(o, s->records.data, s->records.len);
@@ -169,7 +149,7 @@ static int sections_fit(const pp_wire_reply *m, const pp_wire_reply *before,
 
     for (i = 0; i < m->n_sections; i++) {
         size_t body = section_body_len(m->sections[i]);
-        len += 1 + varint_len(body) + body;
+        len += 1 + pp_varint_len(body) + body;
     }
     return len == n;
 }

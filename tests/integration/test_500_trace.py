@@ -427,35 +427,42 @@ def test_curl_then_go_tool_trace(httpd, tmp_path):
         served(f.read(), tmp_path, "served.out")
 
 
-def test_requests_of_children_that_exit_are_kept(make_httpd, tmp_path):
-    """Children that end during the trace (MaxConnectionsPerChild) leave their last
-    records behind for the collector: every request made in the window is a task."""
-    srv = make_httpd(extra_conf="MaxConnectionsPerChild 4")
-    n = 24
+def marks_in_trace(srv, seconds, wait, n, key, margin):
+    """A trace of `seconds` taken in the background; after `wait` s, n requests marked
+    key=i, all at least `margin` s before the trace ended (else the test cannot judge).
+    Each mark is a task of the trace exactly once. Returns the trace and the pids that
+    served the marks."""
     got = {}
 
     def run():
-        got["r"] = srv.get(TRACE + "?seconds=6", timeout=60)
+        got["r"] = srv.get(TRACE + "?seconds=%d" % seconds, timeout=60)
         got["end"] = time.monotonic()
 
     t = threading.Thread(target=run)
     t.start()
-    time.sleep(0.5)
+    time.sleep(wait)
     pids = set()
     for i in range(n):
-        r = srv.get("/pprof-test/pid?mark=%d" % i)
+        r = srv.get("/pprof-test/pid?%s=%d" % (key, i))
         assert r.status == 200, r
         pids.add(r.text.strip())
     last = time.monotonic()
     t.join()
-    # Every mark was made well inside the window (else the test cannot judge).
-    assert got["end"] - last > 1.0, got["end"] - last
+    assert got["end"] - last > margin, got["end"] - last
     r = got["r"]
     assert r.status == 200, r
-    served(r.body, tmp_path)
     uris = [v for _, k, v in go_trace.summary(r.body)["logs"] if k == "uri"]
     for i in range(n):
-        assert uris.count("/pprof-test/pid?mark=%d" % i) == 1, (i, uris)
+        assert uris.count("/pprof-test/pid?%s=%d" % (key, i)) == 1, (i, uris)
+    return r.body, pids
+
+
+def test_requests_of_children_that_exit_are_kept(make_httpd, tmp_path):
+    """Children that end during the trace (MaxConnectionsPerChild) leave their last
+    records behind for the collector: every request made in the window is a task."""
+    srv = make_httpd(extra_conf="MaxConnectionsPerChild 4")
+    body, pids = marks_in_trace(srv, 6, 0.5, 24, "mark", 1.0)
+    served(body, tmp_path)
     assert len(pids) >= 3, pids     # children did end and new ones served
 
 
@@ -505,26 +512,8 @@ def test_idle_children_are_not_asked_every_round(make_httpd):
     collector, PP0401). Requests made after a second of such rounds, on children that were
     left out (their workers clear the word), are all in the trace."""
     srv = make_httpd(extra_conf="LogLevel pprof:debug")
-    marks, got = 6, {}
-
-    def run():
-        got["r"] = srv.get(TRACE + "?seconds=3", timeout=60)
-        got["end"] = time.monotonic()
-
-    t = threading.Thread(target=run)
-    t.start()
-    time.sleep(1.3)
-    for i in range(marks):
-        assert srv.get("/pprof-test/pid?quiet=%d" % i).status == 200
-    last = time.monotonic()
-    t.join()
-    assert got["r"].status == 200, got["r"]
-    assert got["end"] - last > 0.5, got["end"] - last     # the marks were in the window
-    body = got["r"].body
+    body, _ = marks_in_trace(srv, 3, 1.3, 6, "quiet", 0.5)
     assert go_trace.check(body, strict_ts=True) == []
-    uris = [v for _, k, v in go_trace.summary(body)["logs"] if k == "uri"]
-    for i in range(marks):
-        assert uris.count("/pprof-test/pid?quiet=%d" % i) == 1, (i, uris)
     m = ROUNDS_RE.findall(srv.error_log())
     assert len(m) == 1, m
     asked, left = int(m[0][0]), int(m[0][1])
