@@ -432,6 +432,29 @@ static apr_status_t give_back_memory(void *unused)
     return APR_SUCCESS;
 }
 
+/* A round that asked some of pids (asked, in pids' order) kept in left those that were
+ * not gone (collect): the gone ones leave pids too, as a round asking all of them does,
+ * so that no later round waits on them again. */
+static void forget_gone(apr_array_header_t *pids, const apr_array_header_t *asked,
+                        const apr_array_header_t *left)
+{
+    int i, j = 0, k = 0, kept = 0;
+
+    for (i = 0; i < pids->nelts; i++) {
+        pid_t pid = APR_ARRAY_IDX(pids, i, pid_t);
+        if (j < asked->nelts && APR_ARRAY_IDX(asked, j, pid_t) == pid) {
+            j++;
+            if (!(k < left->nelts && APR_ARRAY_IDX(left, k, pid_t) == pid)) {
+                continue;               /* asked, and gone */
+            }
+            k++;
+        }
+        APR_ARRAY_IDX(pids, kept, pid_t) = pid;
+        kept++;
+    }
+    pids->nelts = kept;
+}
+
 int pprof_run_window(request_rec *r, pprof_window_run *w)
 {
     pprof_window *win = pprof_shared_window(pprof_kind_index(w->kind));
@@ -442,7 +465,7 @@ int pprof_run_window(request_rec *r, pprof_window_run *w)
     apr_hash_t *answered = apr_hash_make(r->pool);
     const char *why = NULL;
     apr_time_t end, child_deadline;
-    apr_array_header_t *ask;
+    apr_array_header_t *ask, *asked;
     int gone = 0, nround;
 
     if (!win) {
@@ -517,8 +540,12 @@ int pprof_run_window(request_rec *r, pprof_window_run *w)
             w->skipped += (apr_uint64_t)(pids->nelts - ask->nelts);
         }
         w->asked += (apr_uint64_t)ask->nelts;
+        asked = ask == pids ? NULL : apr_array_copy(round, ask);
         collect(round, w->kind, &req, ask, ROUND_TIMEOUT, w->kind->merge, w->answer, NULL,
                 ho, NULL);
+        if (asked) {
+            forget_gone(pids, asked, ask);
+        }
         /* And children born and ended since the last round, never asked. */
         if (ho) {
             adopt(round, w->kind, PP_WIRE_TAKE, ho, w->answer, NULL);

@@ -503,6 +503,9 @@ const char *pprof_trace_rec_start(apr_uint32_t gen, int nslots)
         if (!rings[i] && !(rings[i] = pp_tbuf_new(RING_BYTES))) {
             return "out of memory";
         }
+        /* What a ring dropped before (a hook still writing as the last trace stopped) is
+         * not this trace's loss. */
+        ring_dropped[i] = pp_tbuf_dropped(rings[i]);
     }
     pprof_waits_observe(wait_seen);
     __atomic_store_n(&trace_gen, gen, __ATOMIC_RELEASE);
