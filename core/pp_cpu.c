@@ -105,6 +105,12 @@ void pp_cpu_thread_allow(void)
     sigemptyset(&prof);
     sigaddset(&prof, pp_cpu_signal());
     pthread_sigmask(SIG_UNBLOCK, &prof, NULL);
+#if defined(__x86_64__)
+    /* Its stack bounds now, once per thread, rather than at its warming: a thread busy
+     * in one long request when sampling starts is warmed only at its next one, and its
+     * samples meanwhile would be its leaf alone (the request's CPU under no caller). */
+    pp_funwind_bounds();
+#endif
     tls_allowed = 1;
 }
 
@@ -167,9 +173,12 @@ static void capture(pp_cpu_sample *s, const void *uc)
     (void)buf;
     (void)i;
     (void)from;
-    if (tls_warm && !tls_in_unwind) {
-        /* From the interrupted context itself: no frame of ours to skip. A thread on a
-         * stack of its own (a coroutine's) is not unwound (-1): leaf only, as unwarmed. */
+    if (!tls_in_unwind) {
+        /* From the interrupted context itself: no frame of ours to skip. A thread that
+         * was allowed but not warmed yet is unwound too (its bounds are known; the
+         * frames it misses are filled here, as a warm thread's new ones are); one that
+         * was never allowed, or on a stack of its own (a coroutine's), is not (-1): leaf
+         * only. */
         tls_in_unwind = 1;
         n = pp_funwind(uc, s->pcs, PP_CPU_NATIVE_DEPTH);
         tls_in_unwind = 0;

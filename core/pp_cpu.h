@@ -33,7 +33,8 @@
 #define PP_CPU_MAX_DEPTH 96     /* with interpreter frames spliced in (pp_interp.h) */
 
 /* A sample's flags. */
-#define PP_CPU_LEAF_ONLY 1u     /* the thread was not warmed: only the interrupted PC */
+#define PP_CPU_LEAF_ONLY 1u     /* the thread could not be unwound (not allowed nor
+                                   warmed, or off its stack): only the interrupted PC */
 
 typedef struct {
     uint32_t npcs;
@@ -95,8 +96,11 @@ int64_t pp_cpu_period_ns(int hz);
  * block every asynchronous signal, and a blocked signal is never delivered). Once per
  * thread; later calls cost a thread-local test. Because it unblocks the signal, a program
  * whose disposition of it is SIG_DFL should make it SIG_IGN first, so that a stray one
- * cannot kill it. Until a thread is also warmed (pp_cpu_thread_warm), its samples carry only the
- * interrupted PC (PP_CPU_LEAF_ONLY). */
+ * cannot kill it. On x86-64 it also records the thread's stack bounds (pp_funwind_bounds:
+ * a thread made by fork has its parent's), so that the thread's samples have their whole
+ * stack even before it is warmed (a request that was running when sampling started);
+ * elsewhere, until a thread is also warmed (pp_cpu_thread_warm), its samples carry only
+ * the interrupted PC (PP_CPU_LEAF_ONLY). */
 void pp_cpu_thread_allow(void);
 
 /* Make this thread ready for full stacks, outside any signal handler: allow it (above)

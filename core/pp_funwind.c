@@ -48,6 +48,7 @@ static _Atomic uint64_t n_entries, n_fills, n_uncached, n_full;
 /* Initial-exec TLS: read in the handler without __tls_get_addr. */
 static __thread uint64_t tls_lo __attribute__((tls_model("initial-exec")));
 static __thread uint64_t tls_hi __attribute__((tls_model("initial-exec")));
+static __thread int tls_prepared __attribute__((tls_model("initial-exec")));
 
 static inline uint32_t slot_of(uint64_t key)
 {
@@ -389,13 +390,38 @@ static STACK_READER int walk(const ucontext_t *uc, uint64_t *pcs, int max)
     return n;
 }
 
-int pp_funwind_prepare(void)
+int pp_funwind_bounds(void)
 {
     pthread_attr_t attr;
     void *addr = NULL;
     size_t size = 0;
 
     if (tls_hi) {
+        return 0;
+    }
+    /* glibc's pthread_getattr_np allocates (the affinity mask): the profiler's, not the
+     * program's. */
+    pp_heap_guard_enter();
+    if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+        if (pthread_attr_getstack(&attr, &addr, &size) != 0) {
+            size = 0;
+        }
+        pthread_attr_destroy(&attr);
+    }
+    pp_heap_guard_leave();
+    if (!size) {
+        return -1;
+    }
+    tls_lo = (uint64_t)(uintptr_t)addr;
+    tls_hi = (uint64_t)(uintptr_t)addr + size;
+    return 0;
+}
+
+int pp_funwind_prepare(void)
+{
+    /* Not tls_hi: a thread may have its bounds (pp_funwind_bounds) before it is
+     * prepared, and the cache or the objects' code ranges be older than it. */
+    if (tls_prepared) {
         return 0;
     }
     if (!atomic_load_explicit(&cache, memory_order_acquire)) {
@@ -414,21 +440,10 @@ int pp_funwind_prepare(void)
         }
     }
     pp_funwind_refresh();
-    /* glibc's pthread_getattr_np allocates (the affinity mask): the profiler's, not the
-     * program's. */
-    pp_heap_guard_enter();
-    if (pthread_getattr_np(pthread_self(), &attr) == 0) {
-        if (pthread_attr_getstack(&attr, &addr, &size) != 0) {
-            size = 0;
-        }
-        pthread_attr_destroy(&attr);
-    }
-    pp_heap_guard_leave();
-    if (!size) {
+    if (pp_funwind_bounds() != 0) {
         return -1;
     }
-    tls_lo = (uint64_t)(uintptr_t)addr;
-    tls_hi = (uint64_t)(uintptr_t)addr + size;
+    tls_prepared = 1;
     return 0;
 }
 
@@ -461,6 +476,11 @@ void pp_funwind_refresh(void)
 }
 
 int pp_funwind_prepare(void)
+{
+    return -1;
+}
+
+int pp_funwind_bounds(void)
 {
     return -1;
 }

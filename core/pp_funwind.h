@@ -33,6 +33,14 @@
  * returns -1 on this thread). */
 int pp_funwind_prepare(void);
 
+/* Only the second half of pp_funwind_prepare: record this thread's stack bounds, so that
+ * the walk can unwind it once some thread has mapped the cache (the walk fills what it
+ * misses). Not async-signal-safe (pthread_getattr_np allocates; for a process's main
+ * thread it reads /proc/self/maps); once per thread, later calls cost a thread-local
+ * test. A thread made by fork inherits its parent thread's bounds (the same stack).
+ * Returns 0, or -1. */
+int pp_funwind_bounds(void);
+
 /* Read again which objects are loaded (their code ranges), if that changed since the
  * last read: a return address outside every object's code ends a stack rather than be
  * handed to libunwind. pp_funwind_prepare does it for each new thread; call it when

@@ -24,6 +24,7 @@
 
 #include "pp_log.h"
 #include "pp_cpu.h"
+#include "pp_funwind.h"
 #include "pp_heap.h"
 #include "pp_threads.h"
 
@@ -58,6 +59,10 @@ static int post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp, s
     /* Single-threaded, before any child is forked: the malloc_trim and mallinfo2 calls
      * of the agent and the collectors may be the first glibc sees (pp_heap.h). */
     pp_heap_malloc_ready();
+    /* The main thread's stack bounds, read here once (glibc reads /proc/self/maps for
+     * them) rather than in every child: each child's main thread is this thread, forked,
+     * and keeps them (pp_cpu_thread_allow then has nothing to read in prefork's). */
+    pp_funwind_bounds();
     /* The first pass of a start only checks the configuration. */
     if (ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_CREATE_PRE_CONFIG) {
         return OK;

@@ -472,3 +472,34 @@ def test_child_whose_signal_is_taken_is_named_absent(make_httpd, mpm):
     assert re.search(r"PP0301: signal %d \(SIGRTMIN\+6\).*pprof_test_foreign_handler in "
                      r"\S*mod_pprof_test\.so.*CPU profiling refused" % SAMPLER_SIGNAL, log), log
     assert "PP0103: child %d is absent" % claimed in log, log
+
+
+def test_request_running_when_the_window_opens_has_its_stacks(make_httpd):
+    """A request that began before the window (its thread served before, so it may be
+    sampled, but is not warmed: warming is at a request's start while a profile runs) has
+    its whole stacks in the profile, not its leaf alone: the thread's stack bounds are
+    known since its first request. Its CPU is then under its own code
+    (pprof_test_burn_cpu), as the burns of the hand-over test count it."""
+    h = make_httpd()                # never profiled: no thread is warm
+    got = {}
+    burner = threading.Thread(target=lambda: got.setdefault(
+        "r", h.get("/pprof-test/cpuburn?ms=1500", timeout=60)))
+    burner.start()
+    time.sleep(0.3)                 # well inside its 1.5 s of CPU
+    r = h.get(profile_url(1), timeout=60)
+    burner.join(60)
+    assert got["r"].status == 200, got["r"]
+    pid = int(re.search(rb"pid=(\d+)", got["r"].body).group(1))
+    check_profile_response(r, "profile")
+    prof = Profile(r.body)
+    funcs = prof.location_functions()
+    total = under = 0
+    for values, labels, locs in prof.samples():
+        if ("pid", None, pid) not in labels:
+            continue
+        total += values[0]
+        if any("pprof_test_burn_cpu" in funcs.get(loc, []) for loc in locs):
+            under += values[0]
+    # About 100 samples when the burn has a core; a loaded machine gives it less.
+    assert total >= 5, (total, pid)
+    assert under >= 0.9 * total, (under, total)

@@ -359,6 +359,7 @@ static int threads_now(void)
 
 typedef struct {
     int warm;
+    int allow;                  /* pp_cpu_thread_allow only (a thread that served before) */
     uint32_t tag;
     int64_t before_ns;          /* CPU to use before "ready" */
     int64_t min_ns;             /* and at least this after "go", until "stop" */
@@ -378,6 +379,8 @@ static void *worker_main(void *arg)
     atomic_store(&w->tid, my_tid());
     if (w->warm) {
         pp_cpu_thread_warm();
+    } else if (w->allow) {
+        pp_cpu_thread_allow();
     }
     pp_cpu_set_tag(w->tag);
     if (w->before_ns) {
@@ -741,6 +744,52 @@ START_TEST(an_unwarmed_thread_gives_leaf_only_samples)
     free(ty.ss.s);
 }
 END_TEST
+
+#if defined(__x86_64__)
+/* A thread that was allowed (a request thread that served before sampling started) but
+ * not warmed (it is still in that request): its stack bounds are known from the allow,
+ * so its samples have the whole stack, not the leaf alone. */
+START_TEST(an_allowed_unwarmed_thread_gives_whole_stacks)
+{
+    worker w;
+    pthread_t th;
+    tally ty;
+    size_t i, named = 0;
+    namer nm;
+
+    memset(&w, 0, sizeof(w));
+    memset(&ty, 0, sizeof(ty));
+    w.allow = 1;
+    w.min_ns = 200 * MS;
+    ck_assert_int_eq(pthread_create(&th, NULL, worker_main, &w), 0);
+    wait_ready(&w);
+    ck_assert_int_eq(pp_cpu_start(1000, 4096), 0);
+    ck_assert_int_eq(pp_cpu_refresh_threads(), 2);
+    run_worker(&w, th, &ty, 40);
+    pp_cpu_stop(keep, &ty.ss);
+    tally_drain(&ty);
+
+    namer_init(&nm);
+    for (i = 0; i < ty.ss.n; i++) {
+        const pp_cpu_sample *s = &ty.ss.s[i];
+        if ((pid_t)s->tid != ty.tid) {
+            continue;
+        }
+        ck_assert_uint_eq(s->flags, 0);
+        ck_assert_uint_ge(s->npcs, 2);
+        if (strcmp(name_of(&nm, s->pcs[0]), "hot_c") == 0) {
+            ck_assert_str_eq(caller_name(&nm, s->pcs, s->npcs, 1), "burn_cpu");
+            ck_assert_str_eq(caller_name(&nm, s->pcs, s->npcs, 2), "worker_main");
+            named++;
+        }
+    }
+    namer_free(&nm);
+    ck_assert_msg(ty.of_tid >= 20, "only %zu samples from the allowed thread", ty.of_tid);
+    ck_assert_uint_ge(named * 10, ty.of_tid * 8);
+    free(ty.ss.s);
+}
+END_TEST
+#endif
 
 START_TEST(samples_carry_their_threads_tag)
 {
@@ -1230,6 +1279,9 @@ int main(void)
     tcase_add_test(tc, threads_started_later_are_sampled_after_refresh);
     tcase_add_test(tc, a_check_arms_new_threads_however_they_came);
     tcase_add_test(tc, an_unwarmed_thread_gives_leaf_only_samples);
+#if defined(__x86_64__)
+    tcase_add_test(tc, an_allowed_unwarmed_thread_gives_whole_stacks);
+#endif
     tcase_add_test(tc, samples_carry_their_threads_tag);
     tcase_add_test(tc, stop_restores_the_disposition_and_leaves_no_timer);
     tcase_add_test(tc, start_refuses_a_foreign_handler_and_a_second_start);
