@@ -25,6 +25,7 @@ typedef struct {
 typedef struct {
     Dwfl *dwfl;                 /* NULL: the object could not be opened */
     Dwfl_Module *mod;
+    int closed;                 /* by pp_symbolizer_close_light: reopened at first use */
     char *build_id;
     int has_lines;
     /* dwfl_module_addrinfo scans the whole symbol table for each address (gelf_getsym,
@@ -267,6 +268,23 @@ static object *get_object(pp_symbolizer *s, const char *path)
     }
     open_object(s, &s->objs[s->n], path);
     return &s->objs[s->n++];
+}
+
+/* An object pp_symbolizer_close_light closed: only libdw's handle is made again; its
+ * build id, line flag and bounds were kept. */
+static void reopen_object(object *o, const char *path)
+{
+    o->closed = 0;
+    if (!(o->dwfl = dwfl_begin(&callbacks))) {
+        return;
+    }
+    o->mod = dwfl_report_offline(o->dwfl, path, path, -1);
+    dwfl_report_end(o->dwfl, NULL, NULL);
+    if (!o->mod) {
+        pp_log(PP_LOG_DEBUG, "PP0030", "cannot read %s: %s", path, dwfl_errmsg(-1));
+        dwfl_end(o->dwfl);
+        o->dwfl = NULL;
+    }
 }
 
 /* File offset to link-time virtual address, through the PT_LOAD that holds it. */
@@ -646,6 +664,9 @@ int pp_symbolize(pp_symbolizer *s, const char *path, uint64_t file_offset,
         return max > 0 ? interp_frame(s, path, file_offset, frames) : 0;
     }
     o = get_object(s, path);
+    if (o && o->closed) {
+        reopen_object(o, path);
+    }
     if (!o || !o->dwfl || max <= 0) {
         return 0;
     }
@@ -696,4 +717,24 @@ int pp_symbolizer_has_lines(pp_symbolizer *s, const char *path)
     object *o = get_object(s, path);
 
     return o ? o->has_lines : 0;
+}
+
+void pp_symbolizer_close_light(pp_symbolizer *s)
+{
+    size_t i;
+
+    for (i = 0; i < s->n; i++) {
+        object *o = &s->objs[i];
+        if (!o->dwfl || o->has_lines) {
+            continue;
+        }
+        dwfl_end(o->dwfl);
+        o->dwfl = NULL;
+        o->mod = NULL;
+        o->closed = 1;
+        /* The kept answers name strings of the Dwfl just ended. */
+        free(o->ranges);
+        o->ranges = NULL;
+        o->nranges = o->capranges = 0;
+    }
 }

@@ -66,6 +66,15 @@ typedef struct {
 int pp_symbolize_pc(pp_symbolizer *s, const pp_maps *maps, uint64_t pc, int is_return,
                     pp_frame *frames, int max, pp_pc_site *site);
 
+/* Closes every object opened so far that has no DWARF line information: libdw's handle
+ * of it goes, and with it a mapping of its file and libdw's tables; its build id, line
+ * flag and symbol bounds stay, and its first lookup opens it again (reading it costs
+ * little: no DWARF to inflate). For a process about to fork workers that may symbolize
+ * (httpd's parent): they inherit what is costly to rebuild, the objects with DWARF, and
+ * not a mapping per object in every worker, where each mapping lengthens the kernel's
+ * work on every mmap and munmap. */
+void pp_symbolizer_close_light(pp_symbolizer *s);
+
 /* The object's GNU build id as lowercase hex, or NULL. Owned by the symbolizer. */
 const char *pp_symbolizer_build_id(pp_symbolizer *s, const char *path);
 

@@ -61,6 +61,7 @@ void pprof_symbols_post_config(apr_pool_t *pconf)
             pp_symbolizer_build_id(symbolizer, pp_maps_get(maps, i)->path);
         }
         pp_maps_free(maps);
+        pp_symbolizer_close_light(symbolizer);
     }
     cloexec_new(was);
     pp_heap_guard_leave();

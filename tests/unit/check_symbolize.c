@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <zlib.h>
 
 __attribute__((noinline)) int symbolize_target(int x);
 __attribute__((noinline)) int opaque(int x);
@@ -306,6 +307,75 @@ START_TEST(symbol_ranges_answer_as_libdw)
 }
 END_TEST
 
+/* How many mappings of this process are of path: pp_symbolizer_close_light must give back
+ * the one libdw made of an object it closes. */
+static int mappings_of(const char *path)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    char line[4608];
+    size_t len = strlen(path);
+    int n = 0;
+
+    ck_assert_ptr_nonnull(f);
+    while (fgets(line, sizeof(line), f)) {
+        char *p = strchr(line, '/');
+        if (p && strncmp(p, path, len) == 0 && (p[len] == '\n' || p[len] == '\0')) {
+            n++;
+        }
+    }
+    fclose(f);
+    return n;
+}
+
+/* What httpd's parent does before it forks: objects without DWARF are closed, the rest
+ * kept; both answer as before, a closed one by being opened again. */
+START_TEST(closed_light_objects_answer_as_before)
+{
+    pp_symbolizer *s = pp_symbolizer_new(), *plain = pp_symbolizer_new();
+    pp_maps *m = pp_maps_read(NULL);
+    const pp_map_entry *z = pp_maps_find(m, (uint64_t)(uintptr_t)crc32);
+    const pp_map_entry *self = pp_maps_find(m, (uint64_t)(uintptr_t)symbolize_target);
+    const char *zid, *selfid;
+    uint64_t at = (uint64_t)(uintptr_t)crc32, lo, i;
+    pp_frame fr[8];
+    int before, n;
+
+    ck_assert_ptr_nonnull(z);
+    ck_assert_ptr_nonnull(self);
+    pp_symbolizer_no_ranges(plain);
+    before = mappings_of(z->path);
+    zid = pp_symbolizer_build_id(s, z->path);
+    selfid = pp_symbolizer_build_id(s, self->path);
+    ck_assert_ptr_nonnull(zid);
+    ck_assert_int_eq(pp_symbolizer_has_lines(s, z->path), 0);   /* zlib: no debug file */
+    ck_assert_int_eq(pp_symbolizer_has_lines(s, self->path), 1);
+    ck_assert_int_gt(mappings_of(z->path), before);
+    pp_symbolizer_close_light(s);
+    ck_assert_int_eq(mappings_of(z->path), before);
+    ck_assert_ptr_eq(pp_symbolizer_build_id(s, z->path), zid);
+    ck_assert_ptr_eq(pp_symbolizer_build_id(s, self->path), selfid);
+    ck_assert_int_eq(pp_symbolizer_has_lines(s, z->path), 0);
+    /* The kept object, with its lines. */
+    n = symbolize_addr(s, (const void *)symbolize_target, fr, 8);
+    ck_assert_int_ge(n, 1);
+    ck_assert_str_eq(fr[n - 1].function, "symbolize_target");
+    ck_assert_int_gt(fr[n - 1].line, 0);
+    /* The closed one, across 4 KiB around crc32, twice (the second pass from ranges). */
+    lo = at - 2048 > z->start ? at - 2048 : z->start;
+    for (i = 0; i < 2 * 4096; i += 3) {
+        uint64_t pc = lo + i % 4096;
+        if (pc < z->end) {
+            assert_as_libdw(s, plain, z->path, pc - z->start + z->offset);
+        }
+    }
+    ck_assert_int_ge(symbolize_addr(s, (const void *)crc32, fr, 8), 1);
+    ck_assert_str_eq(fr[0].function, "crc32");
+    pp_maps_free(m);
+    pp_symbolizer_free(s);
+    pp_symbolizer_free(plain);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("pp_symbolize");
@@ -320,6 +390,7 @@ int main(void)
     tcase_add_test(tc, a_pc_in_a_process_s_maps_is_named_as_its_object_offset);
     tcase_add_test(tc, cached_sites_answer_as_fresh_lookups);
     tcase_add_test(tc, symbol_ranges_answer_as_libdw);
+    tcase_add_test(tc, closed_light_objects_answer_as_before);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }
