@@ -206,39 +206,54 @@ static const char *intern(pp_symbolizer *s, const char *str)
 
 static void read_bounds(object *o);
 
-static void open_object(pp_symbolizer *s, object *o, const char *path)
+/* libdw's handle of the object at path (offline: placed at its link-time addresses, bias
+ * 0, so an address is the file offset translated through the program headers). 0, or
+ * -1 with none. */
+static int report(object *o, const char *path)
 {
-    const unsigned char *bits;
-    GElf_Addr vaddr;
-    int len, i;
-    Dwarf_Addr bias;
-
-    memset(o, 0, sizeof(*o));
-    if (path[0] != '/') {
-        return;
-    }
     if (!(o->dwfl = dwfl_begin(&callbacks))) {
-        return;
+        return -1;
     }
-    /* Offline reporting places the object at its link-time addresses (bias 0), so an
-     * address is the file offset translated through the program headers. */
     o->mod = dwfl_report_offline(o->dwfl, path, path, -1);
     dwfl_report_end(o->dwfl, NULL, NULL);
     if (!o->mod) {
         pp_log(PP_LOG_DEBUG, "PP0030", "cannot read %s: %s", path, dwfl_errmsg(-1));
         dwfl_end(o->dwfl);
         o->dwfl = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+/* The module's GNU build id as lowercase hex (malloc'ed), or NULL. */
+static char *build_id_of(Dwfl_Module *mod)
+{
+    const unsigned char *bits;
+    GElf_Addr vaddr;
+    int len = dwfl_module_build_id(mod, &bits, &vaddr), i;
+    char *hex;
+
+    if (len <= 0 || !(hex = malloc((size_t)len * 2 + 1))) {
+        return NULL;
+    }
+    for (i = 0; i < len; i++) {
+        static const char digits[] = "0123456789abcdef";
+        hex[2 * i] = digits[bits[i] >> 4];
+        hex[2 * i + 1] = digits[bits[i] & 15];
+    }
+    hex[2 * len] = '\0';
+    return hex;
+}
+
+static void open_object(pp_symbolizer *s, object *o, const char *path)
+{
+    Dwarf_Addr bias;
+
+    memset(o, 0, sizeof(*o));
+    if (path[0] != '/' || report(o, path) != 0) {
         return;
     }
-    len = dwfl_module_build_id(o->mod, &bits, &vaddr);
-    if (len > 0 && (o->build_id = malloc((size_t)len * 2 + 1))) {
-        for (i = 0; i < len; i++) {
-            static const char hex[] = "0123456789abcdef";
-            o->build_id[2 * i] = hex[bits[i] >> 4];
-            o->build_id[2 * i + 1] = hex[bits[i] & 15];
-        }
-        o->build_id[2 * len] = '\0';
-    }
+    o->build_id = build_id_of(o->mod);
     o->has_lines = dwfl_module_getdwarf(o->mod, &bias) != NULL;
     /* Now rather than at the first lookup: objects opened in httpd's parent before the
      * fork (pprof_symbols_post_config) keep their bounds in pages every child shares,
@@ -271,20 +286,24 @@ static object *get_object(pp_symbolizer *s, const char *path)
 }
 
 /* An object pp_symbolizer_close_light closed: only libdw's handle is made again; its
- * build id, line flag and bounds were kept. */
+ * build id, line flag and bounds were kept. A file replaced since (a package upgrade
+ * while httpd runs) is not the object mapped: left unnamed rather than named from it. */
 static void reopen_object(object *o, const char *path)
 {
+    char *id;
+
     o->closed = 0;
-    if (!(o->dwfl = dwfl_begin(&callbacks))) {
+    if (report(o, path) != 0 || !o->build_id) {
         return;
     }
-    o->mod = dwfl_report_offline(o->dwfl, path, path, -1);
-    dwfl_report_end(o->dwfl, NULL, NULL);
-    if (!o->mod) {
-        pp_log(PP_LOG_DEBUG, "PP0030", "cannot read %s: %s", path, dwfl_errmsg(-1));
+    id = build_id_of(o->mod);
+    if (!id || strcmp(id, o->build_id) != 0) {
+        pp_log(PP_LOG_DEBUG, "PP0030", "cannot read %s: its build id changed", path);
         dwfl_end(o->dwfl);
         o->dwfl = NULL;
+        o->mod = NULL;
     }
+    free(id);
 }
 
 /* File offset to link-time virtual address, through the PT_LOAD that holds it. */

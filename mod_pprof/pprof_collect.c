@@ -432,29 +432,6 @@ static apr_status_t give_back_memory(void *unused)
     return APR_SUCCESS;
 }
 
-/* A round that asked some of pids (asked, in pids' order) kept in left those that were
- * not gone (collect): the gone ones leave pids too, as a round asking all of them does,
- * so that no later round waits on them again. */
-static void forget_gone(apr_array_header_t *pids, const apr_array_header_t *asked,
-                        const apr_array_header_t *left)
-{
-    int i, j = 0, k = 0, kept = 0;
-
-    for (i = 0; i < pids->nelts; i++) {
-        pid_t pid = APR_ARRAY_IDX(pids, i, pid_t);
-        if (j < asked->nelts && APR_ARRAY_IDX(asked, j, pid_t) == pid) {
-            j++;
-            if (!(k < left->nelts && APR_ARRAY_IDX(left, k, pid_t) == pid)) {
-                continue;               /* asked, and gone */
-            }
-            k++;
-        }
-        APR_ARRAY_IDX(pids, kept, pid_t) = pid;
-        kept++;
-    }
-    pids->nelts = kept;
-}
-
 int pprof_run_window(request_rec *r, pprof_window_run *w)
 {
     pprof_window *win = pprof_shared_window(pprof_kind_index(w->kind));
@@ -465,7 +442,7 @@ int pprof_run_window(request_rec *r, pprof_window_run *w)
     apr_hash_t *answered = apr_hash_make(r->pool);
     const char *why = NULL;
     apr_time_t end, child_deadline;
-    apr_array_header_t *ask, *asked;
+    apr_array_header_t *ask, *quiet;
     int gone = 0, nround;
 
     if (!win) {
@@ -523,28 +500,31 @@ int pprof_run_window(request_rec *r, pprof_window_run *w)
         apr_pool_create(&round, r->pool);
         req.op = PP_WIRE_TAKE;
         ask = pids;
+        quiet = NULL;
         if (w->full_every <= 0 || nround % w->full_every == 0) {
             add_children(r, pids, w->only);
         } else {
-            /* A child left out stays in pids: a full round or the STOP asks it. */
+            /* Those that said they are quiet wait for a full round or the STOP; not a
+             * system call per child each round, only for the new ones. */
             int i;
-            /* Not a system call per child each round: only for the new ones. */
             pprof_children_add_new(pids, w->only);
             ask = apr_array_make(round, pids->nelts, sizeof(pid_t));
+            quiet = apr_array_make(round, pids->nelts, sizeof(pid_t));
             for (i = 0; i < pids->nelts; i++) {
                 pid_t pid = APR_ARRAY_IDX(pids, i, pid_t);
-                if (!pprof_quiet_is(w->gen, pid)) {
-                    APR_ARRAY_PUSH(ask, pid_t) = pid;
-                }
+                APR_ARRAY_PUSH(pprof_quiet_is(w->gen, pid) ? quiet : ask, pid_t) = pid;
             }
-            w->skipped += (apr_uint64_t)(pids->nelts - ask->nelts);
+            w->skipped += (apr_uint64_t)quiet->nelts;
         }
         w->asked += (apr_uint64_t)ask->nelts;
-        asked = ask == pids ? NULL : apr_array_copy(round, ask);
         collect(round, w->kind, &req, ask, ROUND_TIMEOUT, w->kind->merge, w->answer, NULL,
                 ho, NULL);
-        if (asked) {
-            forget_gone(pids, asked, ask);
+        if (quiet) {
+            /* collect kept in ask those not gone: they and the quiet ones are the
+             * children, as after a round that asked all of them */
+            pids->nelts = 0;
+            apr_array_cat(pids, ask);
+            apr_array_cat(pids, quiet);
         }
         /* And children born and ended since the last round, never asked. */
         if (ho) {

@@ -68,7 +68,6 @@ static apr_time_t started, stopped;
 static pp_interp_stats interp0;
 static apr_uint64_t interp0_ticks, interp0_ns;
 
-
 /* Each request thread's last few tags, so that the usual request (a handler and vhost this
  * thread has served before) is tagged without a lock, an allocation or a pool cleanup.
  * An entry is the server_rec (lives as long as the process) and the interned

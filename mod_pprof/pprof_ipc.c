@@ -167,32 +167,20 @@ static int connect_to(pid_t pid)
     return fd;
 }
 
-int pprof_ipc_write_all(int fd, const void *buf, apr_size_t len, apr_time_t deadline)
-{
-    const char *p = buf;
-
-    while (len > 0) {
-        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
-        if (n > 0) {
-            p += n;
-            len -= (apr_size_t)n;
-        } else if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-            if (wait_fd(fd, POLLOUT, deadline) != 0) {
-                return -1;
-            }
-        } else {
-            return -1;
-        }
-    }
-    return 0;
-}
-
 int pprof_ipc_writev_all(int fd, struct iovec *iov, int n, apr_time_t deadline)
 {
-    while (n > 0) {
+    for (;;) {
         struct msghdr mh;
         ssize_t w;
 
+        while (n > 0 && iov->iov_len == 0) {
+            iov++;              /* an empty piece: nothing to send, and sendmsg's 0 for it
+                                 * would read as a failure */
+            n--;
+        }
+        if (n == 0) {
+            return 0;
+        }
         memset(&mh, 0, sizeof(mh));
         mh.msg_iov = iov;
         mh.msg_iovlen = (size_t)n;
@@ -216,7 +204,13 @@ int pprof_ipc_writev_all(int fd, struct iovec *iov, int n, apr_time_t deadline)
             return -1;
         }
     }
-    return 0;
+}
+
+int pprof_ipc_write_all(int fd, const void *buf, apr_size_t len, apr_time_t deadline)
+{
+    struct iovec one = { (void *)(uintptr_t)buf, len };
+
+    return pprof_ipc_writev_all(fd, &one, 1, deadline);
 }
 
 static int read_full(int fd, void *buf, apr_size_t len, apr_time_t deadline)

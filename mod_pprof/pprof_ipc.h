@@ -40,7 +40,7 @@ int pprof_ipc_read_frame(int fd, apr_pool_t *p, apr_size_t max, void **body, apr
 
 /* Write all of buf (a frame as pp_wire packs it). 0, or -1 on error or deadline. */
 int pprof_ipc_write_all(int fd, const void *buf, apr_size_t len, apr_time_t deadline);
-/* The same for n pieces (n > 0, none empty), with one sendmsg while the socket takes
+/* The same for n pieces (empty ones skipped), with one sendmsg while the socket takes
  * them all; iov is changed. */
 int pprof_ipc_writev_all(int fd, struct iovec *iov, int n, apr_time_t deadline);
 

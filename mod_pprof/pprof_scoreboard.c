@@ -120,24 +120,35 @@ static void add_unlisted(apr_array_header_t *pids, pid_t only)
     closedir(d);
 }
 
+/* The live children the scoreboard names that pids lacks (of only `only` when non-zero),
+ * added: one system call per child added. Whether this process is among those added. */
+static int add_scored(apr_array_header_t *pids, pid_t only)
+{
+    pid_t self = getpid();
+    int limit = 0, i, have_self = 0;
+
+    if (!ap_scoreboard_image ||
+        ap_mpm_query(AP_MPMQ_HARD_LIMIT_DAEMONS, &limit) != APR_SUCCESS) {
+        return 0;
+    }
+    for (i = 0; i < limit; i++) {
+        process_score *ps = ap_get_scoreboard_process(i);
+        pid_t pid = ps ? ps->pid : 0;
+        if (pid <= 0 || (only && pid != only) || listed(pids, pid) || kill(pid, 0) != 0) {
+            continue;
+        }
+        have_self |= pid == self;
+        APR_ARRAY_PUSH(pids, pid_t) = pid;
+    }
+    return have_self;
+}
+
 apr_array_header_t *pprof_children(apr_pool_t *p, pid_t only)
 {
     apr_array_header_t *pids = apr_array_make(p, 16, sizeof(pid_t));
     pid_t self = getpid();
-    int limit = 0, i, have_self = 0;
 
-    if (ap_scoreboard_image && ap_mpm_query(AP_MPMQ_HARD_LIMIT_DAEMONS, &limit) == APR_SUCCESS) {
-        for (i = 0; i < limit; i++) {
-            process_score *ps = ap_get_scoreboard_process(i);
-            pid_t pid = ps ? ps->pid : 0;
-            if (pid <= 0 || (only && pid != only) || kill(pid, 0) != 0) {
-                continue;
-            }
-            have_self |= pid == self;
-            APR_ARRAY_PUSH(pids, pid_t) = pid;
-        }
-    }
-    if (!have_self && (!only || only == self)) {
+    if (!add_scored(pids, only) && (!only || only == self)) {
         APR_ARRAY_PUSH(pids, pid_t) = self;
     }
     add_unlisted(pids, only);
@@ -146,19 +157,7 @@ apr_array_header_t *pprof_children(apr_pool_t *p, pid_t only)
 
 void pprof_children_add_new(apr_array_header_t *pids, pid_t only)
 {
-    int limit = 0, i;
-
-    if (!ap_scoreboard_image ||
-        ap_mpm_query(AP_MPMQ_HARD_LIMIT_DAEMONS, &limit) != APR_SUCCESS) {
-        return;
-    }
-    for (i = 0; i < limit; i++) {
-        process_score *ps = ap_get_scoreboard_process(i);
-        pid_t pid = ps ? ps->pid : 0;
-        if (pid > 0 && (!only || pid == only) && !listed(pids, pid) && kill(pid, 0) == 0) {
-            APR_ARRAY_PUSH(pids, pid_t) = pid;
-        }
-    }
+    add_scored(pids, only);
 }
 
 int pprof_slots(void)

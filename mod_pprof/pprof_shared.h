@@ -56,8 +56,8 @@ void pprof_window_close(pprof_window *w);
  * (gen, pid) of a quiet child; anything else means "ask". Words are found by pid modulo
  * their number: two children on one word only displace each other, so the worst a
  * collision (or a child of another window, a recycled pid of another gen) does is make
- * a child be asked. Only the agent thread of a child writes its word, and only the
- * collector reads it. */
+ * a child be asked. A child's agent sets and clears its word, its workers only clear it
+ * (pprof_quiet_wake), and only the collector reads it. */
 #define PPROF_QUIET_WORDS 4096
 
 /* Agent: this child holds nothing (quiet) or something (!quiet) for window gen. Saying

@@ -244,6 +244,43 @@ static const char *caller_name(namer *nm, const uint64_t *pcs, uint32_t npcs, ui
     return i < npcs ? name_of(nm, pcs[i] - 1) : "";
 }
 
+/* The samples of ty's thread (it burns in hot_c, under burn_cpu and worker_main): whole
+ * stacks, or its leaf alone; at least 20 of them, 80% or more in hot_c. The others are
+ * all of thread `other` when it is non-zero. */
+static void assert_worker_stacks(const tally *ty, int whole, pid_t other, const char *who)
+{
+    size_t i, named = 0;
+    namer nm;
+
+    namer_init(&nm);
+    for (i = 0; i < ty->ss.n; i++) {
+        const pp_cpu_sample *s = &ty->ss.s[i];
+        if ((pid_t)s->tid != ty->tid) {
+            if (other) {
+                ck_assert_int_eq(s->tid, other);
+            }
+            continue;
+        }
+        if (whole) {
+            ck_assert_uint_eq(s->flags, 0);
+            ck_assert_uint_ge(s->npcs, 2);
+        } else {
+            ck_assert_uint_eq(s->flags, PP_CPU_LEAF_ONLY);
+            ck_assert_uint_eq(s->npcs, 1);  /* still the exact interrupted PC */
+        }
+        if (strcmp(name_of(&nm, s->pcs[0]), "hot_c") == 0) {
+            if (whole) {
+                ck_assert_str_eq(caller_name(&nm, s->pcs, s->npcs, 1), "burn_cpu");
+                ck_assert_str_eq(caller_name(&nm, s->pcs, s->npcs, 2), "worker_main");
+            }
+            named++;
+        }
+    }
+    namer_free(&nm);
+    ck_assert_msg(ty->of_tid >= 20, "only %zu samples from the %s thread", ty->of_tid, who);
+    ck_assert_uint_ge(named * 10, ty->of_tid * 8);
+}
+
 /* ---- signals and timers --------------------------------------------------------------- */
 
 static volatile sig_atomic_t sigprof_count;
@@ -569,9 +606,8 @@ START_TEST(threads_started_later_are_sampled_after_refresh)
     pthread_t th;
     tally ty;
     samples before = { 0, 0, NULL };
-    size_t i, named = 0;
+    size_t i;
     pid_t main_tid = my_tid(), tid;
-    namer nm;
 
     memset(&w, 0, sizeof(w));
     memset(&ty, 0, sizeof(ty));
@@ -614,25 +650,7 @@ START_TEST(threads_started_later_are_sampled_after_refresh)
     assert_timers(0);
     tally_drain(&ty);
 
-    namer_init(&nm);
-    for (i = 0; i < ty.ss.n; i++) {
-        const pp_cpu_sample *s = &ty.ss.s[i];
-        if ((pid_t)s->tid != tid) {
-            ck_assert_int_eq(s->tid, main_tid);
-            continue;
-        }
-        /* Warmed: full stacks. */
-        ck_assert_uint_eq(s->flags, 0);
-        ck_assert_uint_ge(s->npcs, 2);
-        if (strcmp(name_of(&nm, s->pcs[0]), "hot_c") == 0) {
-            ck_assert_str_eq(caller_name(&nm, s->pcs, s->npcs, 1), "burn_cpu");
-            ck_assert_str_eq(caller_name(&nm, s->pcs, s->npcs, 2), "worker_main");
-            named++;
-        }
-    }
-    namer_free(&nm);
-    ck_assert_msg(ty.of_tid >= 20, "only %zu samples from the new thread", ty.of_tid);
-    ck_assert_uint_ge(named * 10, ty.of_tid * 8);
+    assert_worker_stacks(&ty, 1, main_tid, "new");  /* warmed: full stacks */
     free(ty.ss.s);
 }
 END_TEST
@@ -707,86 +725,46 @@ START_TEST(a_check_arms_new_threads_however_they_came)
 }
 END_TEST
 
-START_TEST(an_unwarmed_thread_gives_leaf_only_samples)
+/* A thread that burns without being warmed: allowed first (a request thread that served
+ * before sampling started, still in that request), or not. */
+static void unwarmed_burner(int allow)
 {
     worker w;
     pthread_t th;
     tally ty;
-    size_t i, named = 0;
-    namer nm;
 
     memset(&w, 0, sizeof(w));
     memset(&ty, 0, sizeof(ty));
-    w.warm = 0;
+    w.allow = allow;
     w.min_ns = 200 * MS;
-    ck_assert_int_eq(pp_cpu_start(1000, 4096), 0);
+    if (!allow) {
+        ck_assert_int_eq(pp_cpu_start(1000, 4096), 0);
+    }
     ck_assert_int_eq(pthread_create(&th, NULL, worker_main, &w), 0);
     wait_ready(&w);
+    if (allow) {
+        ck_assert_int_eq(pp_cpu_start(1000, 4096), 0);
+    }
     ck_assert_int_eq(pp_cpu_refresh_threads(), 2);
     run_worker(&w, th, &ty, 40);
     pp_cpu_stop(keep, &ty.ss);
     tally_drain(&ty);
-
-    namer_init(&nm);
-    for (i = 0; i < ty.ss.n; i++) {
-        const pp_cpu_sample *s = &ty.ss.s[i];
-        if ((pid_t)s->tid != ty.tid) {
-            continue;
-        }
-        ck_assert_uint_eq(s->flags, PP_CPU_LEAF_ONLY);
-        ck_assert_uint_eq(s->npcs, 1);
-        /* The one PC is still the exact interrupted one. */
-        named += strcmp(name_of(&nm, s->pcs[0]), "hot_c") == 0;
-    }
-    namer_free(&nm);
-    ck_assert_msg(ty.of_tid >= 20, "only %zu samples from the unwarmed thread", ty.of_tid);
-    ck_assert_uint_ge(named * 10, ty.of_tid * 8);
+    assert_worker_stacks(&ty, allow, 0, allow ? "allowed" : "unwarmed");
     free(ty.ss.s);
+}
+
+START_TEST(an_unwarmed_thread_gives_leaf_only_samples)
+{
+    unwarmed_burner(0);
 }
 END_TEST
 
 #if defined(__x86_64__)
-/* A thread that was allowed (a request thread that served before sampling started) but
- * not warmed (it is still in that request): its stack bounds are known from the allow,
- * so its samples have the whole stack, not the leaf alone. */
+/* An allowed thread's stack bounds are known from the allow, so its samples have the
+ * whole stack, not the leaf alone. */
 START_TEST(an_allowed_unwarmed_thread_gives_whole_stacks)
 {
-    worker w;
-    pthread_t th;
-    tally ty;
-    size_t i, named = 0;
-    namer nm;
-
-    memset(&w, 0, sizeof(w));
-    memset(&ty, 0, sizeof(ty));
-    w.allow = 1;
-    w.min_ns = 200 * MS;
-    ck_assert_int_eq(pthread_create(&th, NULL, worker_main, &w), 0);
-    wait_ready(&w);
-    ck_assert_int_eq(pp_cpu_start(1000, 4096), 0);
-    ck_assert_int_eq(pp_cpu_refresh_threads(), 2);
-    run_worker(&w, th, &ty, 40);
-    pp_cpu_stop(keep, &ty.ss);
-    tally_drain(&ty);
-
-    namer_init(&nm);
-    for (i = 0; i < ty.ss.n; i++) {
-        const pp_cpu_sample *s = &ty.ss.s[i];
-        if ((pid_t)s->tid != ty.tid) {
-            continue;
-        }
-        ck_assert_uint_eq(s->flags, 0);
-        ck_assert_uint_ge(s->npcs, 2);
-        if (strcmp(name_of(&nm, s->pcs[0]), "hot_c") == 0) {
-            ck_assert_str_eq(caller_name(&nm, s->pcs, s->npcs, 1), "burn_cpu");
-            ck_assert_str_eq(caller_name(&nm, s->pcs, s->npcs, 2), "worker_main");
-            named++;
-        }
-    }
-    namer_free(&nm);
-    ck_assert_msg(ty.of_tid >= 20, "only %zu samples from the allowed thread", ty.of_tid);
-    ck_assert_uint_ge(named * 10, ty.of_tid * 8);
-    free(ty.ss.s);
+    unwarmed_burner(1);
 }
 END_TEST
 #endif
