@@ -376,6 +376,60 @@ START_TEST(closed_light_objects_answer_as_before)
 }
 END_TEST
 
+/* Copies the file at from to to; 0 on success. */
+static int copy_file(const char *from, const char *to)
+{
+    char buf[65536];
+    FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
+    size_t n;
+    int rc = in && out ? 0 : -1;
+
+    while (rc == 0 && (n = fread(buf, 1, sizeof(buf), in)) > 0) {
+        rc = fwrite(buf, 1, n, out) == n ? 0 : -1;
+    }
+    if (in) {
+        fclose(in);
+    }
+    if (out && fclose(out) != 0) {
+        rc = -1;
+    }
+    return rc;
+}
+
+/* A closed object whose file was replaced since (a package upgrade while the server
+ * runs) is not named from the new file: its build id changed. */
+START_TEST(a_replaced_light_object_is_not_named_from_its_new_file)
+{
+    pp_symbolizer *s = pp_symbolizer_new();
+    pp_maps *m = pp_maps_read(NULL);
+    const pp_map_entry *z = pp_maps_find(m, (uint64_t)(uintptr_t)crc32);
+    const pp_map_entry *self = pp_maps_find(m, (uint64_t)(uintptr_t)symbolize_target);
+    char path[] = "/tmp/pp-symbolize-XXXXXX";
+    uint64_t off;
+    pp_frame fr[8];
+    int fd;
+
+    ck_assert_ptr_nonnull(z);
+    ck_assert_ptr_nonnull(self);
+    off = (uint64_t)(uintptr_t)crc32 - z->start + z->offset;
+    ck_assert_int_ge(fd = mkstemp(path), 0);
+    close(fd);
+    ck_assert_int_eq(copy_file(z->path, path), 0);
+    ck_assert_int_ge(pp_symbolize(s, path, off, fr, 8), 1);     /* the copy names crc32 */
+    ck_assert_str_eq(fr[0].function, "crc32");
+    pp_symbolizer_close_light(s);
+    /* Unchanged, it is reopened and named as before. */
+    ck_assert_int_ge(pp_symbolize(s, path, off, fr, 8), 1);
+    ck_assert_str_eq(fr[0].function, "crc32");
+    pp_symbolizer_close_light(s);
+    ck_assert_int_eq(copy_file(self->path, path), 0);           /* another object there */
+    ck_assert_int_eq(pp_symbolize(s, path, off, fr, 8), 0);
+    unlink(path);
+    pp_maps_free(m);
+    pp_symbolizer_free(s);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("pp_symbolize");
@@ -391,6 +445,7 @@ int main(void)
     tcase_add_test(tc, cached_sites_answer_as_fresh_lookups);
     tcase_add_test(tc, symbol_ranges_answer_as_libdw);
     tcase_add_test(tc, closed_light_objects_answer_as_before);
+    tcase_add_test(tc, a_replaced_light_object_is_not_named_from_its_new_file);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }
